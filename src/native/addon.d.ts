@@ -1,0 +1,225 @@
+/**
+ * The whole surface of the native addon (native-bindings/), typed in one place.
+ * Only src/native/index.ts imports this file; everything else imports that module.
+ *
+ * Conventions
+ * - Every path or name argument is a *byte string*: a JS string whose code units are
+ *   the raw bytes of the name (latin1). Linux names are bytes, not UTF-8; this keeps
+ *   them exact end to end (wire decodes with 'latin1', the addon converts with
+ *   napi_get_value_string_latin1). Names returned by the addon are byte strings too.
+ * - Functions are synchronous unless they return a Promise; on failure they throw a
+ *   NativeError carrying `errno` (positive Linux errno), `code` ('ENOENT') and `syscall`.
+ * - Numbers that name kernel flags come from `constants` (taken from the C headers at
+ *   build time), never written as literals in TypeScript.
+ */
+
+export interface NativeError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+}
+
+/** Result of statx(2). 64-bit identities are bigint; sizes fit in a double. */
+export interface Stat {
+  devMajor: number;
+  devMinor: number;
+  ino: bigint;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  size: number;
+  blocks: number;
+  blksize: number;
+  atimeSec: number;
+  atimeNsec: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namemax: number;
+}
+
+export interface DirEntry {
+  /** byte string */
+  name: string;
+  ino: bigint;
+  /** DT_* value from dirent.h (constants.DT_*) */
+  type: number;
+}
+
+/** One request read from a FUSE device fd. */
+export interface FuseRequest {
+  /** the device fd the request came from: its reply must be written to the same fd */
+  fd: number;
+  /** exactly the bytes of the request (header + body) */
+  buf: Buffer;
+}
+
+export interface ReaderHandle {
+  readonly _brand: 'ReaderHandle';
+}
+
+/** Flag and special values from the system headers, as compiled into the addon. */
+export interface NativeConstants {
+  O_PATH: number;
+  O_NOFOLLOW: number;
+  O_DIRECTORY: number;
+  O_CLOEXEC: number;
+  O_TMPFILE: number;
+  AT_FDCWD: number;
+  AT_SYMLINK_NOFOLLOW: number;
+  AT_SYMLINK_FOLLOW: number;
+  AT_EMPTY_PATH: number;
+  AT_REMOVEDIR: number;
+  RESOLVE_BENEATH: number;
+  RESOLVE_NO_SYMLINKS: number;
+  RESOLVE_NO_MAGICLINKS: number;
+  RESOLVE_NO_XDEV: number;
+  RESOLVE_IN_ROOT: number;
+  RENAME_NOREPLACE: number;
+  RENAME_EXCHANGE: number;
+  RENAME_WHITEOUT: number;
+  XATTR_CREATE: number;
+  XATTR_REPLACE: number;
+  UTIME_NOW: number;
+  UTIME_OMIT: number;
+  FALLOC_FL_KEEP_SIZE: number;
+  FALLOC_FL_PUNCH_HOLE: number;
+  FALLOC_FL_ZERO_RANGE: number;
+  SEEK_DATA: number;
+  SEEK_HOLE: number;
+  DT_UNKNOWN: number;
+  DT_FIFO: number;
+  DT_CHR: number;
+  DT_DIR: number;
+  DT_BLK: number;
+  DT_REG: number;
+  DT_LNK: number;
+  DT_SOCK: number;
+  MS_NODEV: number;
+  MS_NOSUID: number;
+  MS_RDONLY: number;
+  MS_NOATIME: number;
+  MNT_DETACH: number;
+  MNT_FORCE: number;
+  XATTR_SIZE_MAX: number;
+  PATH_MAX: number;
+}
+
+export interface Addon {
+  constants: NativeConstants;
+
+  // ---- files and directories, all relative to a directory fd ----
+  openat(dirfd: number, path: string, flags: number, mode: number): number;
+  /** openat2(2) with `resolve` = RESOLVE_* flags */
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
+  close(fd: number): void;
+  /** statx(2); `flags` = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH ... */
+  statx(dirfd: number, path: string, flags: number): Stat;
+  mkdirat(dirfd: number, name: string, mode: number): void;
+  mknodat(dirfd: number, name: string, mode: number, major: number, minor: number): void;
+  symlinkat(target: string, dirfd: number, name: string): void;
+  /** returns the link target as a byte string */
+  readlinkat(dirfd: number, name: string): string;
+  linkat(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): void;
+  unlinkat(dirfd: number, name: string, flags: number): void;
+  renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): void;
+  fchownat(dirfd: number, name: string, uid: number, gid: number, flags: number): void;
+  /** fchmodat(2): follows a final symlink (Linux has no lchmod); check the type first */
+  fchmodat(dirfd: number, name: string, mode: number): void;
+  fchmod(fd: number, mode: number): void;
+  fchown(fd: number, uid: number, gid: number): void;
+  /** utimensat(2); pass constants.UTIME_NOW / UTIME_OMIT in the nsec fields */
+  utimensat(dirfd: number, name: string, atimeSec: number, atimeNsec: number,
+    mtimeSec: number, mtimeNsec: number, flags: number): void;
+  futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  /** all entries of an open directory fd (O_RDONLY|O_DIRECTORY), '.' and '..' included, from offset 0 */
+  getdents(fd: number): DirEntry[];
+  fstatfs(fd: number): StatFs;
+  ftruncate(fd: number, size: number): void;
+  fsync(fd: number, datasync: boolean): void;
+  syncfs(fd: number): void;
+  pread(fd: number, buf: Buffer, offset: number): number;
+  pwrite(fd: number, buf: Buffer, offset: number): number;
+  /** async pread/pwrite on a worker thread (never blocks the JS thread) */
+  preadAsync(fd: number, length: number, offset: number): Promise<Buffer>;
+  pwriteAsync(fd: number, buf: Buffer, offset: number): Promise<number>;
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  lseek(fd: number, offset: number, whence: number): number;
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
+  /** ioctl FICLONE: make dst share src's extents (throws EOPNOTSUPP/EXDEV/EINVAL where not supported) */
+  ficlone(dstFd: number, srcFd: number): void;
+  /**
+   * Copies `size` bytes from src to dst on a worker thread: FICLONE when possible,
+   * else SEEK_DATA/SEEK_HOLE extents with copy_file_range (read/write fallback), so
+   * holes stay holes; finally ftruncate(dst, size).
+   */
+  copyData(srcFd: number, dstFd: number, size: number): Promise<void>;
+
+  // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
+  /** throws ENODATA when absent */
+  getxattr(path: string, name: string, follow: boolean): Buffer;
+  setxattr(path: string, name: string, value: Buffer, flags: number, follow: boolean): void;
+  /** names as byte strings */
+  listxattr(path: string, follow: boolean): string[];
+  removexattr(path: string, name: string, follow: boolean): void;
+  fgetxattr(fd: number, name: string): Buffer;
+  fsetxattr(fd: number, name: string, value: Buffer, flags: number): void;
+  flistxattr(fd: number): string[];
+  fremovexattr(fd: number, name: string): void;
+
+  // ---- process ----
+  /** raise RLIMIT_NOFILE soft limit to the hard limit; returns the new soft limit */
+  raiseNofileLimit(): number;
+  /** detach from the controlling terminal: setsid(2) */
+  setsid(): number;
+
+  // ---- mounts ----
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+
+  // ---- the FUSE device ----
+  /** open("/dev/fuse", O_RDWR | O_CLOEXEC) */
+  fuseOpen(): number;
+  /**
+   * Unprivileged mount via `fusermount3 -o OPTS -- TARGET` (the _FUSE_COMMFD socketpair
+   * handshake); returns the device fd passed back with SCM_RIGHTS.
+   */
+  fusermount(target: string, options: string): number;
+  /** a new /dev/fuse fd attached to the same connection (FUSE_DEV_IOC_CLONE) */
+  fuseClone(devFd: number): number;
+  /** FUSE_DEV_IOC_BACKING_OPEN: register `fd` as a passthrough backing file; returns the backing id */
+  fuseBackingOpen(devFd: number, fd: number): number;
+  /** FUSE_DEV_IOC_BACKING_CLOSE */
+  fuseBackingClose(devFd: number, backingId: number): void;
+  /**
+   * Starts one reader thread per fd. Each thread reads requests (up to `bufSize` bytes)
+   * and queues them; the JS callback is invoked with every queued request at once (one
+   * call per burst). When a reader ends (ENODEV: the connection was aborted or
+   * unmounted) `onEnd` is called once per fd with that fd and the errno (0 = clean).
+   * EINTR/EAGAIN/ENOENT are retried inside the thread.
+   */
+  fuseStartReaders(fds: number[], bufSize: number,
+    onBatch: (requests: FuseRequest[]) => void,
+    onEnd: (fd: number, errno: number) => void): ReaderHandle;
+  /** stops the threads (used after the connection is gone) and releases the callback */
+  fuseStopReaders(handle: ReaderHandle): void;
+  /**
+   * writev(2) of the buffers to a device fd; returns bytes written. A reply to an
+   * interrupted request fails with ENOENT: the caller ignores that.
+   */
+  fuseWritev(fd: number, buffers: Buffer[]): number;
+}

@@ -1,0 +1,166 @@
+/**
+ * The API the FUSE bridge calls: a low-level, inode-numbered filesystem interface.
+ * It knows nothing of FUSE frames; src/overlay implements it, src/fuse/bridge drives it.
+ *
+ * Conventions
+ * - `NodeId` is the FUSE node id: 1 is the root, others are handed out by the overlay.
+ *   Every operation that returns an `Entry` (lookup, mknod, mkdir, symlink, link, create)
+ *   adds one to that node's lookup count; `forget` takes it away again. A node whose
+ *   count drops to zero may be dropped from the inode table.
+ * - Names and symlink targets are byte strings (latin1; see src/native/addon.d.ts).
+ * - Errors are thrown as FsError(errno) (src/errors.ts); any other throw becomes EIO.
+ * - Results may be returned directly or as a Promise; the bridge awaits either.
+ * - `Ctx` is the calling process as the kernel reports it: new files belong to
+ *   ctx.uid/ctx.gid (or the parent's group when the parent is setgid).
+ */
+
+export type NodeId = number;
+export type Awaitable<T> = T | Promise<T>;
+
+export interface Ctx {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/** Attributes as reported to the kernel. */
+export interface Attr {
+  /** st_ino reported to users (stable across copy-up) */
+  ino: bigint;
+  size: number;
+  blocks: number;
+  atimeSec: number;
+  atimeNsec: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+  /** type and permission bits (S_IFMT | 07777) */
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  blksize: number;
+}
+
+export interface Entry {
+  nodeId: NodeId;
+  generation: number;
+  attr: Attr;
+  /** seconds the kernel may cache the name -> node mapping and the attributes */
+  entryTimeout: number;
+  attrTimeout: number;
+}
+
+export interface OpenResult {
+  /** file handle chosen by the filesystem, passed back on read/write/release */
+  fh: number;
+  /**
+   * When set, an fd of the real file the kernel may use directly (FUSE passthrough).
+   * The bridge registers it with the device if passthrough was negotiated, and tells
+   * the overlay through `releaseBacking` when it no longer needs it.
+   */
+  backingFd?: number;
+  keepCache?: boolean;
+  directIo?: boolean;
+  /** directories: the kernel may cache the listing (FOPEN_CACHE_DIR) */
+  cacheDir?: boolean;
+}
+
+export interface SetattrChanges {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  /** 'now' = UTIME_NOW */
+  atime?: { sec: number; nsec: number } | 'now';
+  mtime?: { sec: number; nsec: number } | 'now';
+  /** open file handle the change came through (ftruncate, fchmod ...) */
+  fh?: number;
+}
+
+export interface DirEntryOut {
+  /** byte string */
+  name: string;
+  /** st_ino as readdir reports it */
+  ino: bigint;
+  /** file type bits (S_IFMT part of the mode) */
+  type: number;
+  /** cookie that continues the listing *after* this entry */
+  nextOffset: number;
+}
+
+export interface FsStat {
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  bsize: number;
+  namelen: number;
+  frsize: number;
+}
+
+export interface RenameFlags {
+  noReplace: boolean;
+  exchange: boolean;
+  whiteout: boolean;
+}
+
+/**
+ * What the bridge may call. Every method listed is implemented by the overlay; an
+ * operation the kernel sends that is not listed here is answered ENOSYS by the bridge.
+ */
+export interface FileSystemApi {
+  /** called once after INIT; `passthrough` tells whether backingFd results will be used */
+  init(opts: { passthrough: boolean; writebackCache: boolean }): Awaitable<void>;
+  destroy(): Awaitable<void>;
+
+  lookup(ctx: Ctx, parent: NodeId, name: string): Awaitable<Entry>;
+  forget(node: NodeId, nlookup: number): void;
+  getattr(ctx: Ctx, node: NodeId, fh?: number): Awaitable<Attr>;
+  setattr(ctx: Ctx, node: NodeId, changes: SetattrChanges): Awaitable<Attr>;
+  readlink(ctx: Ctx, node: NodeId): Awaitable<string>;
+
+  mknod(ctx: Ctx, parent: NodeId, name: string, mode: number, rdevMajor: number, rdevMinor: number): Awaitable<Entry>;
+  mkdir(ctx: Ctx, parent: NodeId, name: string, mode: number): Awaitable<Entry>;
+  symlink(ctx: Ctx, parent: NodeId, name: string, target: string): Awaitable<Entry>;
+  link(ctx: Ctx, node: NodeId, newParent: NodeId, newName: string): Awaitable<Entry>;
+  unlink(ctx: Ctx, parent: NodeId, name: string): Awaitable<void>;
+  rmdir(ctx: Ctx, parent: NodeId, name: string): Awaitable<void>;
+  rename(ctx: Ctx, parent: NodeId, name: string, newParent: NodeId, newName: string, flags: RenameFlags): Awaitable<void>;
+
+  /** `flags` are the open(2) flags (O_ACCMODE, O_TRUNC, O_APPEND ...) */
+  open(ctx: Ctx, node: NodeId, flags: number): Awaitable<OpenResult>;
+  create(ctx: Ctx, parent: NodeId, name: string, mode: number, flags: number): Awaitable<{ entry: Entry; open: OpenResult }>;
+  read(fh: number, offset: number, size: number): Awaitable<Buffer>;
+  write(fh: number, offset: number, data: Buffer): Awaitable<number>;
+  flush(fh: number): Awaitable<void>;
+  fsync(fh: number, datasync: boolean): Awaitable<void>;
+  /** the last close of `fh`; the overlay closes its fds (backingFd included) */
+  release(fh: number): Awaitable<void>;
+  fallocate(fh: number, mode: number, offset: number, length: number): Awaitable<void>;
+  lseek(fh: number, offset: number, whence: number): Awaitable<number>;
+  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Awaitable<number>;
+
+  opendir(ctx: Ctx, node: NodeId): Awaitable<OpenResult>;
+  /**
+   * Entries from cookie `offset` on ('.' and '..' included). Offsets are stable: a
+   * listing continued with a cookie after the directory changed neither repeats nor
+   * skips entries that stayed. The bridge takes as many as fit and continues later.
+   */
+  readdir(fh: number, offset: number): Awaitable<DirEntryOut[]>;
+  releasedir(fh: number): Awaitable<void>;
+  fsyncdir(fh: number, datasync: boolean): Awaitable<void>;
+
+  statfs(ctx: Ctx, node: NodeId): Awaitable<FsStat>;
+  setxattr(ctx: Ctx, node: NodeId, name: string, value: Buffer, flags: number): Awaitable<void>;
+  /** throws ENODATA when absent */
+  getxattr(ctx: Ctx, node: NodeId, name: string): Awaitable<Buffer>;
+  listxattr(ctx: Ctx, node: NodeId): Awaitable<string[]>;
+  removexattr(ctx: Ctx, node: NodeId, name: string): Awaitable<void>;
+  /** F_OK/R_OK/W_OK/X_OK check (permission bits are enforced by the kernel; EROFS on a read-only mount) */
+  access(ctx: Ctx, node: NodeId, mask: number): Awaitable<void>;
+}

@@ -1,0 +1,36 @@
+/**
+ * What a mount is made of: the parsed, validated options the overlay is built from.
+ * The CLI (and later the graph driver) produce it; `Overlay.open(config)` consumes it.
+ */
+
+/** One range of a uid/gid mapping: ids [inside, inside+count) are [host, host+count) on disk. */
+export interface IdMapRange {
+  inside: number;
+  host: number;
+  count: number;
+}
+
+export interface OverlayConfig {
+  /** read-only layers, top first (absolute paths) */
+  lowerdirs: string[];
+  /** writable layer; absent = read-only mount */
+  upperdir?: string;
+  /** scratch dir on the same filesystem as upperdir; required with upperdir */
+  workdir?: string;
+  /**
+   * Namespace of the private overlay xattrs: 'trusted.overlay.' when running as root
+   * (kernel overlayfs compatible), 'user.overlay.' otherwise (kernel's userxattr).
+   */
+  xattrPrefix: 'trusted.overlay.' | 'user.overlay.';
+  /** skip fsync/syncfs (podman's `volatile`): faster, not crash safe */
+  volatile: boolean;
+  /** uid/gid translation between what the mount shows and what is on disk */
+  uidMap?: IdMapRange[];
+  gidMap?: IdMapRange[];
+  /** every file appears owned by this uid/gid (and new files are created so) */
+  squashToUid?: number;
+  squashToGid?: number;
+  /** seconds the kernel may cache entries and attributes */
+  entryTimeout: number;
+  attrTimeout: number;
+}
