@@ -1,0 +1,67 @@
+/**
+ * `stratafs` command entry point. Every failure a person can act on is one line on
+ * stderr and a non-zero exit; nothing is changed on disk by a refused command.
+ */
+import createDebug from 'debug';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { StratafsError } from '../errors';
+import { parseArgs, USAGE } from './options';
+import { daemonChannel, spawnDetached, type ReadyChannel } from './detach';
+
+export function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function oneLine(e: unknown): string {
+  if (e instanceof StratafsError) return e.message;
+  if (e instanceof Error) return e.message.split('\n')[0];
+  return String(e);
+}
+
+/** A channel for a foreground mount: notices and errors go straight to stderr. */
+const foregroundChannel: ReadyChannel = {
+  notice: (text) => process.stderr.write(`stratafs: ${text}\n`),
+  ready: () => undefined,
+  error: (text) => process.stderr.write(`stratafs: ${text}\n`),
+};
+
+export async function main(argv: string[]): Promise<void> {
+  let command;
+  try {
+    command = parseArgs(argv);
+  } catch (e) {
+    process.stderr.write(`stratafs: ${oneLine(e)}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (command.kind === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (command.kind === 'version') {
+    process.stdout.write(`stratafs version ${version()}\nFUSE transport: own (protocol 7.45 max)\n`);
+    return;
+  }
+  const opts = command.options;
+  const channel = daemonChannel();
+  if (!channel && !opts.foreground) {
+    // the caller side of a detached mount: run the daemon, wait for its verdict
+    process.exitCode = await spawnDetached(process.argv[1], argv);
+    return;
+  }
+  if (opts.debug) createDebug.enable('stratafs:*');
+  const report = channel ?? foregroundChannel;
+  if (channel) process.chdir('/'); // hold no directory busy
+  try {
+    // the daemon module loads the native addon: import it only when mounting
+    const { serve } = await import('./daemon');
+    await serve(opts, report);
+  } catch (e) {
+    report.error(oneLine(e));
+    process.exitCode = 1;
+    return;
+  }
+  process.exitCode = 0;
+}

@@ -1,0 +1,88 @@
+/**
+ * Putting a FUSE connection on a directory and taking it off again.
+ *
+ * As root: open /dev/fuse and call mount(2) with the fd in the data string (no
+ * MS_NOSUID: setuid programs inside a container rootfs must work). Otherwise the
+ * fusermount3 handshake hands us the device fd.
+ */
+import { execFile } from 'node:child_process';
+import { constants as fsc } from 'node:fs';
+import { native, C, isNativeError } from '../native';
+import { StratafsError } from '../errors';
+
+export const FS_NAME = 'stratafs';
+export const FS_TYPE = `fuse.${FS_NAME}`;
+
+export interface MountedDevice {
+  devFd: number;
+  privileged: boolean;
+}
+
+/**
+ * Checks the mountpoint before anything is mounted. A stale FUSE mount left by a
+ * killed daemon ("Transport endpoint is not connected") is detached so the new mount
+ * can take its place; the returned message says so. Anything else wrong is an error.
+ */
+export function prepareMountpoint(target: string): string | undefined {
+  try {
+    const st = native.statx(C.AT_FDCWD, target, 0);
+    if ((st.mode & fsc.S_IFMT) !== fsc.S_IFDIR) {
+      throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} is not a directory`);
+    }
+    return undefined;
+  } catch (e) {
+    if (!isNativeError(e)) throw e;
+    if (e.code === 'ENOTCONN') {
+      try {
+        native.umount2(target, C.MNT_DETACH);
+      } catch (u) {
+        throw new StratafsError('STRATAFS_ERR_MOUNTPOINT',
+          `mountpoint ${target} is a stale FUSE mount and could not be detached: ${(u as Error).message}`);
+      }
+      return `mountpoint ${target} was a stale mount (transport endpoint is not connected); detached it`;
+    }
+    if (e.code === 'ENOENT') throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} does not exist`);
+    throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target}: ${e.message}`);
+  }
+}
+
+export function mountFuse(target: string, readOnly: boolean): MountedDevice {
+  const privileged = process.getuid?.() === 0;
+  try {
+    if (!privileged) {
+      const opts = [`fsname=${FS_NAME}`, `subtype=${FS_NAME}`, 'default_permissions', 'nodev'];
+      if (readOnly) opts.push('ro');
+      return { devFd: native.fusermount(target, opts.join(',')), privileged };
+    }
+    const devFd = native.fuseOpen();
+    const data = `fd=${devFd},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`;
+    let flags = C.MS_NODEV | C.MS_NOATIME;
+    if (readOnly) flags |= C.MS_RDONLY;
+    try {
+      native.mount(FS_NAME, target, FS_TYPE, flags, data);
+    } catch (e) {
+      native.close(devFd);
+      throw e;
+    }
+    return { devFd, privileged };
+  } catch (e) {
+    throw new StratafsError('STRATAFS_ERR_MOUNT', `cannot mount on ${target}: ${(e as Error).message}`);
+  }
+}
+
+/** Ends the mount: the kernel then ends the connection and the readers see ENODEV. */
+export async function unmountFuse(target: string, privileged: boolean): Promise<void> {
+  if (privileged) {
+    try {
+      native.umount2(target, 0);
+      return;
+    } catch (e) {
+      if (isNativeError(e) && e.code === 'EINVAL') return; // not mounted (any more)
+      native.umount2(target, C.MNT_DETACH);
+      return;
+    }
+  }
+  await new Promise<void>((resolve, reject) => {
+    execFile('fusermount3', ['-u', '-z', target], (err) => (err ? reject(err) : resolve()));
+  });
+}
