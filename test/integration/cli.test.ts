@@ -1,0 +1,177 @@
+/**
+ * The stratafs command as container tools use it: detach once mounted (stdio released,
+ * exit 0), one clear line and exit != 0 for anything wrong, unmount ends the daemon,
+ * a stale mountpoint left by a killed daemon is detected and mounted over.
+ * Everything runs in child processes; every mount is undone in teardown.
+ */
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const BIN = path.resolve(__dirname, '..', '..', 'bin', 'stratafs');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI and resolves when the process has exited AND its stdio pipes are closed. */
+function run(args: string[], timeoutMs = 20000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`stratafs ${args.join(' ')}: stdio still open after ${timeoutMs} ms (stderr so far: ${stderr})`));
+    }, timeoutMs);
+    // 'close' fires only once stdout and stderr reached EOF: a daemon that kept them open would hang here
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function isMounted(mnt: string): boolean {
+  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+}
+
+function mountType(mnt: string): string | undefined {
+  const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === mnt);
+  return line?.split(' ')[2];
+}
+
+/** pids of stratafs daemons serving `mnt` */
+function daemonsFor(mnt: string): number[] {
+  const pids: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.endsWith('bin/stratafs')) && argv.includes(mnt)) pids.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+function forceUnmount(mnt: string): void {
+  for (let i = 0; i < 3 && isMounted(mnt); i++) {
+    spawnSync('fusermount3', ['-u', '-z', mnt]);
+    if (isMounted(mnt)) spawnSync('umount', ['-l', mnt]);
+  }
+}
+
+function layers(t: tap.Test) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-cli-'));
+  const dirs = { root, lower: path.join(root, 'lower'), upper: path.join(root, 'upper'), work: path.join(root, 'work'), mnt: path.join(root, 'mnt') };
+  for (const d of [dirs.lower, dirs.upper, dirs.work, dirs.mnt]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(dirs.lower, 'hello'), 'from the lower layer\n');
+  t.teardown(() => {
+    forceUnmount(dirs.mnt);
+    for (const pid of daemonsFor(dirs.mnt)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  return { ...dirs, opts: `lowerdir=${dirs.lower},upperdir=${dirs.upper},workdir=${dirs.work}` };
+}
+
+t.test('--version and --help', async (t) => {
+  const v = await run(['--version']);
+  t.equal(v.code, 0);
+  t.match(v.stdout, /^stratafs version \d+\.\d+\.\d+/);
+  const h = await run(['--help']);
+  t.equal(h.code, 0);
+  t.match(h.stdout, /lowerdir=/);
+});
+
+t.test('misuse: one line, exit != 0, nothing mounted or written', async (t) => {
+  const l = layers(t);
+  const cases: [string[], RegExp][] = [
+    [[l.mnt], /lowerdir= is required/],
+    [['-o', `lowerdir=${l.lower},bogus`, l.mnt], /unknown option "bogus"/],
+    [['-o', `lowerdir=${l.lower},upperdir=${l.upper}`, l.mnt], /needs workdir/],
+    [['-o', `lowerdir=${l.root}/missing`, l.mnt], /missing/],
+    [['-o', `lowerdir=${l.lower}/hello`, l.mnt], /not a directory/],
+    [['-o', `lowerdir=${l.lower}`, `${l.root}/nomnt`], /does not exist/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await run(args);
+    t.not(r.code, 0, `exit != 0 for ${args.join(' ')}`);
+    t.match(r.stderr, pattern, `names the problem: ${r.stderr.trim()}`);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+    t.notOk(isMounted(l.mnt), 'nothing mounted');
+  }
+  t.same(fs.readdirSync(l.upper), [], 'upper untouched');
+});
+
+t.test('detached mount: exit 0 once ready, stdio released, unmount ends the daemon', async (t) => {
+  const l = layers(t);
+  const r = await run(['-o', l.opts, l.mnt]);
+  t.equal(r.code, 0, `mount exits 0 (stderr: ${r.stderr})`);
+  t.equal(r.stderr, '', 'nothing printed');
+  t.ok(isMounted(l.mnt), 'mounted when the command returns');
+  t.equal(mountType(l.mnt), 'fuse.stratafs');
+  const cat = spawnSync('cat', [path.join(l.mnt, 'hello')], { encoding: 'utf8' });
+  t.equal(cat.stdout, 'from the lower layer\n', 'lower file visible through the mount');
+  const pids = daemonsFor(l.mnt);
+  t.equal(pids.length, 1, 'one daemon serves the mount');
+  const um = spawnSync('fusermount3', ['-u', l.mnt], { encoding: 'utf8' });
+  t.equal(um.status, 0, `fusermount3 -u succeeds ${um.stderr}`);
+  t.ok(await waitFor(() => daemonsFor(l.mnt).length === 0, 10000), 'daemon exits after fusermount3 -u');
+});
+
+t.test('umount(8) ends the daemon too', async (t) => {
+  const l = layers(t);
+  t.equal((await run(['-o', l.opts, l.mnt])).code, 0);
+  t.equal(spawnSync('umount', [l.mnt]).status, 0, 'umount succeeds');
+  t.ok(await waitFor(() => daemonsFor(l.mnt).length === 0, 10000), 'daemon exits after umount');
+});
+
+t.test('a stale mount left by a killed daemon is reported and mounted over', async (t) => {
+  const l = layers(t);
+  t.equal((await run(['-o', l.opts, l.mnt])).code, 0);
+  const [pid] = daemonsFor(l.mnt);
+  t.ok(pid, 'daemon found');
+  process.kill(pid, 'SIGKILL');
+  t.ok(await waitFor(() => daemonsFor(l.mnt).length === 0, 10000), 'daemon killed');
+  const stat = spawnSync('stat', [l.mnt], { encoding: 'utf8' });
+  t.match(stat.stderr, /not connected/, 'the mountpoint is stale');
+  const again = await run(['-o', l.opts, l.mnt]);
+  t.equal(again.code, 0, 'mounting again over it works');
+  t.match(again.stderr, /stale/, 'and says so in one line');
+  t.equal(again.stderr.trim().split('\n').length, 1);
+  const cat = spawnSync('cat', [path.join(l.mnt, 'hello')], { encoding: 'utf8' });
+  t.equal(cat.stdout, 'from the lower layer\n', 'the new mount serves');
+});
+
+t.test('SIGTERM to a foreground daemon unmounts and exits', async (t) => {
+  const l = layers(t);
+  const child = spawn(process.execPath, [BIN, '-f', '-o', l.opts, l.mnt], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.ok(await waitFor(() => isMounted(l.mnt), 10000), 'mounted in the foreground');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'exits 0');
+  t.notOk(isMounted(l.mnt), 'unmounted');
+});
