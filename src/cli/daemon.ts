@@ -52,6 +52,7 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
     readers: READERS,
     passthrough: opts.passthrough,
     isRoot: dev.privileged,
+    attrTimeout: opts.timeout,
   });
   const ended = session.start();
 

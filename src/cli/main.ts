@@ -56,7 +56,7 @@ export async function main(argv: string[]): Promise<void> {
   if (channel) process.chdir('/'); // hold no directory busy
   try {
     // the daemon module loads the native addon: import it only when mounting
-    const { serve } = await import('./daemon');
+    const { serve } = await import('./daemon.js');
     await serve(opts, report);
   } catch (e) {
     report.error(oneLine(e));

@@ -1,0 +1,111 @@
+/**
+ * INIT negotiation: what we ask of the kernel, given what it offers and how we run.
+ *
+ * We take the intersection of the kernel's offer and the features the bridge uses.
+ * Deliberately absent: DONT_MASK (the kernel applies the umask before MKNOD/MKDIR/CREATE
+ * reach us), POSIX_ACL (permission checks stay with default_permissions on the mode
+ * bits), EXPORT_SUPPORT (node ids are not stable across mounts).
+ * PASSTHROUGH needs CAP_SYS_ADMIN (root) and excludes WRITEBACK_CACHE, so writeback
+ * caching is only asked for when passthrough is not in use.
+ */
+import type { InitOut } from '../wire/encode';
+import {
+  InitFlag, KERNEL_MINOR_VERSION, KERNEL_VERSION, MAX_PAGES, MAX_WRITE, MIN_MINOR_VERSION,
+} from '../wire/protocol';
+
+export interface InitPolicy {
+  isRoot: boolean;
+  passthrough: 'auto' | 'off';
+  writeback: 'auto' | 'off';
+}
+
+export interface KernelInit {
+  major: number;
+  minor: number;
+  maxReadahead: number;
+  flags: bigint;
+}
+
+export interface Negotiated {
+  minor: number;
+  /** the flags we replied with (64-bit set) */
+  flags: bigint;
+  passthrough: boolean;
+  writebackCache: boolean;
+  setxattrExt: boolean;
+  killprivV2: boolean;
+}
+
+export type InitDecision =
+  | { kind: 'ok'; out: InitOut; negotiated: Negotiated }
+  /** kernel major is newer: reply with our major only and wait for another INIT */
+  | { kind: 'retry'; out: InitOut }
+  | { kind: 'error'; reason: string };
+
+/** features the bridge implements and wants whenever the kernel offers them */
+export const WANTED_FLAGS =
+  InitFlag.ASYNC_READ |
+  InitFlag.BIG_WRITES |
+  InitFlag.ATOMIC_O_TRUNC |
+  InitFlag.DO_READDIRPLUS |
+  InitFlag.READDIRPLUS_AUTO |
+  InitFlag.PARALLEL_DIROPS |
+  InitFlag.MAX_PAGES |
+  InitFlag.CACHE_SYMLINKS |
+  InitFlag.HANDLE_KILLPRIV_V2 |
+  InitFlag.INIT_EXT |
+  InitFlag.SETXATTR_EXT;
+
+const MAX_BACKGROUND = 64;
+const CONGESTION_THRESHOLD = 48;
+
+function baseOut(minor: number, maxReadahead: number): InitOut {
+  return {
+    major: KERNEL_VERSION,
+    minor,
+    maxReadahead,
+    flags: 0n,
+    maxBackground: MAX_BACKGROUND,
+    congestionThreshold: CONGESTION_THRESHOLD,
+    maxWrite: MAX_WRITE,
+    timeGran: 1,
+    maxPages: MAX_PAGES,
+    mapAlignment: 0,
+    maxStackDepth: 0,
+    requestTimeout: 0,
+  };
+}
+
+export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
+  if (k.major > KERNEL_VERSION) return { kind: 'retry', out: baseOut(KERNEL_MINOR_VERSION, 0) };
+  if (k.major < KERNEL_VERSION || k.minor < MIN_MINOR_VERSION) {
+    return { kind: 'error', reason: `kernel protocol ${k.major}.${k.minor} is too old (need 7.${MIN_MINOR_VERSION})` };
+  }
+  // flags2 only means something when the kernel sets INIT_EXT
+  const offered = (k.flags & InitFlag.INIT_EXT) !== 0n ? k.flags : k.flags & 0xffffffffn;
+  let flags = offered & WANTED_FLAGS;
+
+  const passthrough =
+    policy.passthrough !== 'off' && policy.isRoot &&
+    (offered & InitFlag.PASSTHROUGH) !== 0n && (offered & InitFlag.INIT_EXT) !== 0n;
+  if (passthrough) flags |= InitFlag.PASSTHROUGH;
+  const writebackCache = !passthrough && policy.writeback !== 'off' && (offered & InitFlag.WRITEBACK_CACHE) !== 0n;
+  if (writebackCache) flags |= InitFlag.WRITEBACK_CACHE;
+
+  const minor = Math.min(k.minor, KERNEL_MINOR_VERSION);
+  const out = baseOut(minor, k.maxReadahead);
+  out.flags = flags;
+  if (passthrough) out.maxStackDepth = 1;
+  return {
+    kind: 'ok',
+    out,
+    negotiated: {
+      minor,
+      flags,
+      passthrough,
+      writebackCache,
+      setxattrExt: (flags & InitFlag.SETXATTR_EXT) !== 0n,
+      killprivV2: (flags & InitFlag.HANDLE_KILLPRIV_V2) !== 0n,
+    },
+  };
+}

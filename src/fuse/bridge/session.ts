@@ -1,0 +1,277 @@
+/**
+ * One FUSE connection: reader threads on the device fd (and its clones), INIT
+ * negotiation, dispatch of every request to the FileSystemApi, replies written to the
+ * fd the request came from.
+ *
+ * Nothing a request carries can crash the session: decode errors are answered EIO
+ * (when the unique is readable), handler errors with toErrno(e), unknown opcodes with
+ * ENOSYS. A reply the kernel refuses with ENOENT (the request was interrupted) is
+ * dropped, after the handler's `undo` took back what the reply would have handed out.
+ *
+ * State:
+ * - `inflight`: unique -> true for requests being handled. Only INTERRUPT reads it: an
+ *   interrupt for a request we are handling is ignored (handlers run to completion), one
+ *   for a request not seen yet is answered EAGAIN so the kernel sends it again later.
+ * - `negotiated`: set once by INIT; read by decode (SETXATTR_EXT layout) and handlers.
+ */
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import type { Ctx, FileSystemApi } from '../../overlay/api';
+import type { FuseRequest } from '../../native/addon';
+import { E, errnoName, toErrno } from '../../errors';
+import { decode, type Request } from '../wire/decode';
+import { encodeError, encodeInit, type Reply } from '../wire/encode';
+import { Opcode, READ_BUFFER_SIZE, opcodeName, initFlagNames } from '../wire/protocol';
+import { handlers, type Core, type HandlerTable, type Outcome } from './dispatch';
+import { negotiate, type Negotiated } from './init';
+import { Notifier } from './notify';
+import { PassthroughRegistry } from './passthrough';
+import { makeTransport, type FuseTransport } from './transport';
+
+export type Logger = (fmt: string, ...args: unknown[]) => void;
+
+export interface FuseSessionOptions {
+  /** the /dev/fuse fd of the mounted connection */
+  devFd: number;
+  fs: FileSystemApi;
+  /** reader threads: the device fd plus readers-1 clones (default 1) */
+  readers?: number;
+  /** 'auto': passthrough when running as root and the kernel offers it (default) */
+  passthrough?: 'auto' | 'off';
+  /** 'auto': writeback cache when passthrough is not in use and the kernel offers it (default) */
+  writeback?: 'auto' | 'off';
+  /** CAP_SYS_ADMIN available (needed for passthrough) */
+  isRoot?: boolean;
+  /** seconds the kernel may cache attributes returned by GETATTR/SETATTR (default 1) */
+  attrTimeout?: number;
+  debug?: Logger;
+  /** device operations; defaults to the native addon (loaded on first use) */
+  transport?: Partial<FuseTransport>;
+}
+
+const NO_REPLY = new Set<number>([Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT]);
+
+export class FuseSession extends EventEmitter {
+  readonly devFd: number;
+  readonly notify: Notifier;
+  private readonly fs: FileSystemApi;
+  private readonly transport: FuseTransport;
+  private readonly log: Logger;
+  private readonly opts: FuseSessionOptions;
+  private readonly registry: PassthroughRegistry;
+  private readonly inflight = new Set<bigint>();
+  private core: Core | undefined;
+  private negotiatedState: Negotiated | undefined;
+  private destroyed = false;
+  private started: Promise<void> | undefined;
+  /** log every request (only when the logger says it is enabled: DEBUG=stratafs:fuse) */
+  private readonly trace: boolean;
+
+  constructor(opts: FuseSessionOptions) {
+    super();
+    this.opts = opts;
+    this.devFd = opts.devFd;
+    this.fs = opts.fs;
+    this.transport = makeTransport(opts.transport);
+    this.log = opts.debug ?? createDebug('stratafs:fuse');
+    this.trace = (this.log as { enabled?: boolean }).enabled === true;
+    this.registry = new PassthroughRegistry(
+      {
+        backingOpen: (fd) => this.transport.backingOpen(this.devFd, fd),
+        backingClose: (id) => this.transport.backingClose(this.devFd, id),
+        fileKey: (fd) => this.transport.fileKey(fd),
+      },
+      false,
+      this.log,
+    );
+    this.notify = new Notifier((bufs) => void this.transport.writev(this.devFd, bufs), this.log);
+  }
+
+  /** what INIT settled on (undefined before INIT) */
+  get negotiated(): Negotiated | undefined {
+    return this.negotiatedState;
+  }
+
+  /** the passthrough registry (exposed for diagnostics and tests) */
+  get passthrough(): PassthroughRegistry {
+    return this.registry;
+  }
+
+  /**
+   * Starts the readers. Resolves (and emits 'end') when every reader has ended, i.e.
+   * the kernel closed the connection (unmount: ENODEV).
+   */
+  start(): Promise<void> {
+    this.started ??= new Promise<void>((resolve) => {
+      const fds = [this.devFd];
+      for (let i = 1; i < (this.opts.readers ?? 1); i++) {
+        try {
+          fds.push(this.transport.clone(this.devFd));
+        } catch (e) {
+          this.log('cannot clone the device fd: %s', (e as Error).message);
+          break;
+        }
+      }
+      let open = fds.length;
+      const onEnd = (fd: number, errno: number): void => {
+        this.log('reader on fd %d ended (%s)', fd, errno === 0 ? 'clean' : errnoName(errno));
+        if (--open > 0) return;
+        setImmediate(() => {
+          try {
+            this.transport.stopReaders(handle);
+          } catch (e) {
+            this.log('stopping readers: %s', (e as Error).message);
+          }
+          for (const f of fds.slice(1)) {
+            try {
+              this.transport.close(f);
+            } catch {
+              // already closed
+            }
+          }
+          void this.finish().then(() => {
+            this.emit('end');
+            resolve();
+          });
+        });
+      };
+      const handle: unknown = this.transport.startReaders(fds, READ_BUFFER_SIZE, (reqs) => this.onBatch(reqs), onEnd);
+    });
+    return this.started;
+  }
+
+  private async finish(): Promise<void> {
+    if (this.destroyed || !this.negotiatedState) return;
+    this.destroyed = true;
+    try {
+      await this.fs.destroy();
+    } catch (e) {
+      this.log('destroy: %s', (e as Error).message);
+    }
+  }
+
+  private onBatch(requests: FuseRequest[]): void {
+    for (const r of requests) {
+      this.handleRequest(r.fd, r.buf).catch((e: unknown) => this.log('request failed outside its handler: %s', e));
+    }
+  }
+
+  /** writes a reply; false when the kernel refused it (ENOENT: interrupted) or it failed */
+  private send(fd: number, reply: Reply): boolean {
+    try {
+      this.transport.writev(fd, reply);
+      return true;
+    } catch (e) {
+      const errno = toErrno(e);
+      if (errno !== E.ENOENT) this.log('reply write on fd %d failed: %s', fd, (e as Error).message);
+      return false;
+    }
+  }
+
+  /**
+   * Handles one request frame read from `fd`; resolves once its reply (if any) was
+   * written. Never rejects.
+   */
+  async handleRequest(fd: number, buf: Buffer): Promise<void> {
+    const res = decode(buf, { setxattrExt: this.negotiatedState?.setxattrExt ?? false });
+    if (!res.ok) {
+      const h = res.error.header;
+      this.log('bad request frame: %s', res.error.message);
+      if (h && !NO_REPLY.has(h.opcode)) this.send(fd, encodeError(h.unique, E.EIO));
+      return;
+    }
+    const req = res.req;
+    const { header, body } = req;
+    if (body.kind === 'INIT') {
+      await this.init(fd, req as Request<Extract<typeof body, { kind: 'INIT' }>>);
+      return;
+    }
+    if (body.kind === 'INTERRUPT') {
+      if (!this.inflight.has(body.target)) this.send(fd, encodeError(header.unique, E.EAGAIN));
+      return;
+    }
+    const core = this.core;
+    if (!core) {
+      this.log('%s before INIT', opcodeName(header.opcode));
+      if (!NO_REPLY.has(header.opcode)) this.send(fd, encodeError(header.unique, E.EIO));
+      return;
+    }
+    if (body.kind === 'unknown') {
+      this.log('unsupported opcode %s', opcodeName(header.opcode));
+      this.send(fd, encodeError(header.unique, E.ENOSYS));
+      return;
+    }
+    if (body.kind === 'DESTROY') this.destroyed = true;
+    if (this.trace) this.log('%s #%s node %d', body.kind, header.unique, header.nodeId);
+    const ctx: Ctx = { uid: header.uid, gid: header.gid, pid: header.pid };
+    const handler = handlers[body.kind] as HandlerTable['LOOKUP'];
+    this.inflight.add(header.unique);
+    let outcome: Outcome | null;
+    try {
+      outcome = await handler(core, req as Request<Extract<typeof body, { kind: 'LOOKUP' }>>, ctx);
+    } catch (e) {
+      const errno = toErrno(e);
+      if (errno === E.EIO || errno === E.ENOSYS) this.log('%s node %d: %s', body.kind, header.nodeId, (e as Error)?.stack ?? e);
+      this.inflight.delete(header.unique);
+      this.send(fd, encodeError(header.unique, errno));
+      return;
+    }
+    this.inflight.delete(header.unique);
+    if (!outcome) return;
+    if (!this.send(fd, outcome.reply) && outcome.undo) {
+      try {
+        await outcome.undo();
+      } catch (e) {
+        this.log('undo of %s failed: %s', body.kind, (e as Error).message);
+      }
+    }
+  }
+
+  private async init(fd: number, req: Request<{ kind: 'INIT'; major: number; minor: number; maxReadahead: number; flags: bigint }>): Promise<void> {
+    const { header, body } = req;
+    const decision = negotiate(body, {
+      isRoot: this.opts.isRoot ?? false,
+      passthrough: this.opts.passthrough ?? 'auto',
+      writeback: this.opts.writeback ?? 'auto',
+    });
+    if (decision.kind === 'error') {
+      this.log('INIT: %s', decision.reason);
+      this.send(fd, encodeError(header.unique, E.EPROTO));
+      return;
+    }
+    if (decision.kind === 'retry') {
+      this.send(fd, encodeInit(header.unique, decision.out));
+      return;
+    }
+    const n = decision.negotiated;
+    this.log('INIT kernel %d.%d offers [%s]; using 7.%d [%s]', body.major, body.minor,
+      initFlagNames(body.flags).join(' '), n.minor, initFlagNames(n.flags).join(' '));
+    const reply = encodeInit(header.unique, decision.out);
+    const core: Core = {
+      fs: this.fs,
+      attrTimeout: this.opts.attrTimeout ?? 1,
+      registry: this.registry,
+      killprivV2: n.killprivV2,
+      log: this.log,
+    };
+    // the filesystem learns the mode before the kernel can send its first request
+    try {
+      await this.fs.init({ passthrough: n.passthrough, writebackCache: n.writebackCache });
+    } catch (e) {
+      this.log('fs.init failed: %s', (e as Error)?.message ?? e);
+      this.send(fd, encodeError(header.unique, toErrno(e)));
+      return;
+    }
+    this.negotiatedState = n;
+    this.registry.enabled = n.passthrough;
+    this.core = core;
+    this.send(fd, reply);
+    this.emit('init', n);
+  }
+
+  /** resolves when INIT has been answered (for callers that wait for the mount to be live) */
+  ready(): Promise<Negotiated> {
+    if (this.negotiatedState) return Promise.resolve(this.negotiatedState);
+    return new Promise((resolve) => this.once('init', resolve));
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * SETATTR translation (FATTR_* valid bits -> SetattrChanges) and the suid/sgid
+ * clearing the kernel leaves to us under HANDLE_KILLPRIV_V2:
+ * - chown of a non-directory clears S_ISUID, and S_ISGID when the group may execute
+ *   (as the VFS does for chown by anyone);
+ * - truncate with FATTR_KILL_SUIDGID, WRITE with WRITE_KILL_SUIDGID and OPEN/CREATE with
+ *   O_TRUNC and OPEN_KILL_SUIDGID clear the same bits (the kernel sets those flags only
+ *   when the caller lacks CAP_FSETID).
+ */
+import { constants as fsc } from 'node:fs';
+import type { Ctx, FileSystemApi, NodeId, SetattrChanges } from '../../overlay/api';
+import type { SetattrIn } from '../wire/decode';
+import { FATTR } from '../wire/protocol';
+
+/** mode bits Node's fs.constants does not name (stat.h: S_ISUID 04000, S_ISGID 02000) */
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const PERM_MASK = 0o7777;
+
+/** `mode` without the bits a chown/truncate/write by an unprivileged caller removes */
+export function killedMode(mode: number): number {
+  let m = mode & ~S_ISUID;
+  if ((mode & fsc.S_IXGRP) !== 0) m &= ~S_ISGID;
+  return m;
+}
+
+export async function setattrChanges(fs: FileSystemApi, ctx: Ctx, node: NodeId, s: SetattrIn): Promise<SetattrChanges> {
+  const v = s.valid;
+  const ch: SetattrChanges = {};
+  if (v & FATTR.MODE) ch.mode = s.mode & PERM_MASK;
+  if (v & FATTR.UID) ch.uid = s.uid;
+  if (v & FATTR.GID) ch.gid = s.gid;
+  if (v & FATTR.SIZE) ch.size = s.size;
+  if (v & FATTR.ATIME_NOW) ch.atime = 'now';
+  else if (v & FATTR.ATIME) ch.atime = { sec: s.atimeSec, nsec: s.atimeNsec };
+  if (v & FATTR.MTIME_NOW) ch.mtime = 'now';
+  else if (v & FATTR.MTIME) ch.mtime = { sec: s.mtimeSec, nsec: s.mtimeNsec };
+  if (v & FATTR.FH) ch.fh = s.fh;
+
+  const chown = (v & (FATTR.UID | FATTR.GID)) !== 0;
+  const killTrunc = (v & FATTR.KILL_SUIDGID) !== 0 && (v & FATTR.SIZE) !== 0;
+  if (ch.mode === undefined && (chown || killTrunc)) {
+    const attr = await fs.getattr(ctx, node, ch.fh);
+    const isDir = (attr.mode & fsc.S_IFMT) === fsc.S_IFDIR;
+    if (!isDir) {
+      const m = killedMode(attr.mode);
+      if (m !== attr.mode) ch.mode = m & PERM_MASK;
+    }
+  }
+  return ch;
+}
+
+/** clears suid/sgid of `node` if set (WRITE / OPEN with the KILL_SUIDGID flag) */
+export async function killSuidgid(fs: FileSystemApi, ctx: Ctx, node: NodeId, fh?: number): Promise<void> {
+  const attr = await fs.getattr(ctx, node, fh);
+  if ((attr.mode & fsc.S_IFMT) === fsc.S_IFDIR) return;
+  const m = killedMode(attr.mode);
+  if (m !== attr.mode) await fs.setattr(ctx, node, { mode: m & PERM_MASK, ...(fh === undefined ? {} : { fh }) });
+}

@@ -1,0 +1,69 @@
+/**
+ * The device operations the bridge needs, behind one interface so unit tests can run
+ * with a fake (no addon, no mount). The default implementation calls the native addon,
+ * which is loaded on first use only: importing the bridge never loads it.
+ */
+import type { FuseRequest } from '../../native/addon';
+
+export interface FuseTransport {
+  /** writev(2) of one reply to a device fd; throws (errno ENOENT) for an interrupted request */
+  writev(fd: number, bufs: Buffer[]): number;
+  /** another fd on the same connection (FUSE_DEV_IOC_CLONE) */
+  clone(devFd: number): number;
+  startReaders(fds: number[], bufSize: number, onBatch: (requests: FuseRequest[]) => void,
+    onEnd: (fd: number, errno: number) => void): unknown;
+  stopReaders(handle: unknown): void;
+  /** FUSE_DEV_IOC_BACKING_OPEN; returns the backing id */
+  backingOpen(devFd: number, fd: number): number;
+  backingClose(devFd: number, backingId: number): void;
+  /** identity of the real file behind `fd` ("dev:ino" of statx(fd, '', AT_EMPTY_PATH)) */
+  fileKey(fd: number): string;
+  close(fd: number): void;
+}
+
+type NativeModule = typeof import('../../native');
+let nativeModule: NativeModule | undefined;
+
+function loadNative(): NativeModule {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  nativeModule ??= require('../../native') as NativeModule;
+  return nativeModule;
+}
+
+/** The addon-backed transport; nothing is loaded until a method is called. */
+export const nativeTransport: FuseTransport = {
+  writev: (fd, bufs) => loadNative().native.fuseWritev(fd, bufs),
+  clone: (devFd) => loadNative().native.fuseClone(devFd),
+  startReaders: (fds, bufSize, onBatch, onEnd) => loadNative().native.fuseStartReaders(fds, bufSize, onBatch, onEnd),
+  stopReaders: (handle) => {
+    const { native } = loadNative();
+    native.fuseStopReaders(handle as ReturnType<typeof native.fuseStartReaders>);
+  },
+  backingOpen: (devFd, fd) => loadNative().native.fuseBackingOpen(devFd, fd),
+  backingClose: (devFd, id) => loadNative().native.fuseBackingClose(devFd, id),
+  fileKey: (fd) => {
+    const { native, C } = loadNative();
+    const st = native.statx(fd, '', C.AT_EMPTY_PATH);
+    return `${st.devMajor}:${st.devMinor}:${st.ino}`;
+  },
+  close: (fd) => loadNative().native.close(fd),
+};
+
+/**
+ * `partial` over the native defaults. Methods are looked up on every call, so a class
+ * instance (prototype methods) works and can be changed after the session was built.
+ */
+export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTransport {
+  const p = partial;
+  const n = nativeTransport;
+  return {
+    writev: (fd, bufs) => (p.writev ?? n.writev).call(p, fd, bufs),
+    clone: (devFd) => (p.clone ?? n.clone).call(p, devFd),
+    startReaders: (fds, size, onBatch, onEnd) => (p.startReaders ?? n.startReaders).call(p, fds, size, onBatch, onEnd),
+    stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
+    backingOpen: (devFd, fd) => (p.backingOpen ?? n.backingOpen).call(p, devFd, fd),
+    backingClose: (devFd, id) => (p.backingClose ?? n.backingClose).call(p, devFd, id),
+    fileKey: (fd) => (p.fileKey ?? n.fileKey).call(p, fd),
+    close: (fd) => (p.close ?? n.close).call(p, fd),
+  };
+}

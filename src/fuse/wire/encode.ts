@@ -1,0 +1,214 @@
+/**
+ * Reply encoding: typed values -> the buffers of one writev to /dev/fuse.
+ *
+ * Every function returns `Buffer[]` whose first element starts with fuse_out_header
+ * (len = total of all buffers). Data replies (READ, READLINK, GETXATTR) pass the data
+ * buffer through untouched, so a read is written without a copy.
+ * Pure: no I/O.
+ */
+import type { Attr, Entry, FsStat } from '../../overlay/api';
+import { Size } from './protocol';
+
+export type Reply = Buffer[];
+
+/** seconds (may be fractional) -> [sec, nsec] */
+export function splitTimeout(seconds: number): [bigint, number] {
+  if (!(seconds > 0)) return [0n, 0];
+  const sec = Math.floor(seconds);
+  const nsec = Math.min(999_999_999, Math.round((seconds - sec) * 1e9));
+  return [BigInt(sec), nsec];
+}
+
+/** makedev as the kernel's new_encode_dev (what fuse_attr.rdev and mknod carry) */
+export function encodeDev(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+export function decodeDev(dev: number): { major: number; minor: number } {
+  return { major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0 };
+}
+
+function header(len: number, error: number, unique: bigint): Buffer {
+  const b = Buffer.alloc(Size.OUT_HEADER);
+  b.writeUInt32LE(len, 0);
+  b.writeInt32LE(error, 4);
+  b.writeBigUInt64LE(unique, 8);
+  return b;
+}
+
+/** header immediately followed by `body` bytes in one buffer; returns both views */
+function frame(unique: bigint, bodyLen: number): { buf: Buffer; body: Buffer } {
+  const buf = Buffer.alloc(Size.OUT_HEADER + bodyLen);
+  buf.writeUInt32LE(buf.length, 0);
+  buf.writeBigUInt64LE(unique, 8);
+  return { buf, body: buf.subarray(Size.OUT_HEADER) };
+}
+
+/** error-only reply; `errno` is the positive errno (0 = success with no body) */
+export function encodeError(unique: bigint, errno: number): Reply {
+  return [header(Size.OUT_HEADER, errno === 0 ? 0 : -Math.abs(errno), unique)];
+}
+
+export function encodeEmpty(unique: bigint): Reply {
+  return encodeError(unique, 0);
+}
+
+/** writes fuse_attr (88 bytes) at `at` */
+export function writeAttr(b: Buffer, at: number, a: Attr): void {
+  b.writeBigUInt64LE(a.ino, at);
+  b.writeBigUInt64LE(BigInt(a.size), at + 8);
+  b.writeBigUInt64LE(BigInt(a.blocks), at + 16);
+  b.writeBigInt64LE(BigInt(a.atimeSec), at + 24);
+  b.writeBigInt64LE(BigInt(a.mtimeSec), at + 32);
+  b.writeBigInt64LE(BigInt(a.ctimeSec), at + 40);
+  b.writeUInt32LE(a.atimeNsec, at + 48);
+  b.writeUInt32LE(a.mtimeNsec, at + 52);
+  b.writeUInt32LE(a.ctimeNsec, at + 56);
+  b.writeUInt32LE(a.mode >>> 0, at + 60);
+  b.writeUInt32LE(a.nlink, at + 64);
+  b.writeUInt32LE(a.uid >>> 0, at + 68);
+  b.writeUInt32LE(a.gid >>> 0, at + 72);
+  b.writeUInt32LE(encodeDev(a.rdevMajor, a.rdevMinor), at + 76);
+  b.writeUInt32LE(a.blksize, at + 80);
+  b.writeUInt32LE(0, at + 84); // flags: no submount, no DAX
+}
+
+/** writes fuse_entry_out (128 bytes) at `at` */
+export function writeEntry(b: Buffer, at: number, e: Entry): void {
+  const [es, ens] = splitTimeout(e.entryTimeout);
+  const [as, ans] = splitTimeout(e.attrTimeout);
+  b.writeBigUInt64LE(BigInt(e.nodeId), at);
+  b.writeBigUInt64LE(BigInt(e.generation), at + 8);
+  b.writeBigUInt64LE(es, at + 16);
+  b.writeBigUInt64LE(as, at + 24);
+  b.writeUInt32LE(ens, at + 32);
+  b.writeUInt32LE(ans, at + 36);
+  writeAttr(b, at + 40, e.attr);
+}
+
+export function encodeEntry(unique: bigint, e: Entry): Reply {
+  const { buf, body } = frame(unique, Size.ENTRY_OUT);
+  writeEntry(body, 0, e);
+  return [buf];
+}
+
+export function encodeAttr(unique: bigint, attr: Attr, timeout: number): Reply {
+  const { buf, body } = frame(unique, Size.ATTR_OUT);
+  const [s, ns] = splitTimeout(timeout);
+  body.writeBigUInt64LE(s, 0);
+  body.writeUInt32LE(ns, 8);
+  writeAttr(body, 16, attr);
+  return [buf];
+}
+
+export interface OpenOut {
+  fh: number;
+  openFlags: number;
+  backingId: number;
+}
+
+function writeOpen(b: Buffer, at: number, o: OpenOut): void {
+  b.writeBigUInt64LE(BigInt(o.fh), at);
+  b.writeUInt32LE(o.openFlags >>> 0, at + 8);
+  b.writeInt32LE(o.backingId, at + 12);
+}
+
+export function encodeOpen(unique: bigint, o: OpenOut): Reply {
+  const { buf, body } = frame(unique, Size.OPEN_OUT);
+  writeOpen(body, 0, o);
+  return [buf];
+}
+
+/** CREATE: fuse_entry_out followed by fuse_open_out */
+export function encodeCreate(unique: bigint, e: Entry, o: OpenOut): Reply {
+  const { buf, body } = frame(unique, Size.ENTRY_OUT + Size.OPEN_OUT);
+  writeEntry(body, 0, e);
+  writeOpen(body, Size.ENTRY_OUT, o);
+  return [buf];
+}
+
+/** fuse_write_out (also the COPY_FILE_RANGE reply) */
+export function encodeWrite(unique: bigint, size: number): Reply {
+  const { buf, body } = frame(unique, Size.WRITE_OUT);
+  body.writeUInt32LE(size >>> 0, 0);
+  return [buf];
+}
+
+export function encodeStatfs(unique: bigint, s: FsStat): Reply {
+  const { buf, body } = frame(unique, Size.STATFS_OUT);
+  body.writeBigUInt64LE(BigInt(s.blocks), 0);
+  body.writeBigUInt64LE(BigInt(s.bfree), 8);
+  body.writeBigUInt64LE(BigInt(s.bavail), 16);
+  body.writeBigUInt64LE(BigInt(s.files), 24);
+  body.writeBigUInt64LE(BigInt(s.ffree), 32);
+  body.writeUInt32LE(s.bsize, 40);
+  body.writeUInt32LE(s.namelen, 44);
+  body.writeUInt32LE(s.frsize, 48);
+  // padding and spare[6] stay zero
+  return [buf];
+}
+
+/** GETXATTR/LISTXATTR with size 0: only the size the value needs */
+export function encodeXattrSize(unique: bigint, size: number): Reply {
+  const { buf, body } = frame(unique, Size.GETXATTR_OUT);
+  body.writeUInt32LE(size, 0);
+  return [buf];
+}
+
+/** any reply whose body is raw data (READ, GETXATTR/LISTXATTR values): [header, data] */
+export function encodeData(unique: bigint, data: Buffer): Reply {
+  if (data.length === 0) return [header(Size.OUT_HEADER, 0, unique)];
+  return [header(Size.OUT_HEADER + data.length, 0, unique), data];
+}
+
+/** READLINK: the target bytes, no NUL */
+export function encodeReadlink(unique: bigint, target: string): Reply {
+  return encodeData(unique, Buffer.from(target, 'latin1'));
+}
+
+/** LISTXATTR data: every name NUL-terminated */
+export function xattrList(names: string[]): Buffer {
+  return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
+}
+
+export function encodeLseek(unique: bigint, offset: number): Reply {
+  const { buf, body } = frame(unique, Size.LSEEK_OUT);
+  body.writeBigInt64LE(BigInt(offset), 0);
+  return [buf];
+}
+
+export interface InitOut {
+  major: number;
+  minor: number;
+  maxReadahead: number;
+  /** the 64-bit flag set; bits 32-63 go to flags2 */
+  flags: bigint;
+  maxBackground: number;
+  congestionThreshold: number;
+  maxWrite: number;
+  timeGran: number;
+  maxPages: number;
+  mapAlignment: number;
+  maxStackDepth: number;
+  requestTimeout: number;
+}
+
+/** fuse_init_out, 7.45 layout (64 bytes) */
+export function encodeInit(unique: bigint, o: InitOut): Reply {
+  const { buf, body } = frame(unique, Size.INIT_OUT);
+  body.writeUInt32LE(o.major, 0);
+  body.writeUInt32LE(o.minor, 4);
+  body.writeUInt32LE(o.maxReadahead, 8);
+  body.writeUInt32LE(Number(o.flags & 0xffffffffn), 12);
+  body.writeUInt16LE(o.maxBackground, 16);
+  body.writeUInt16LE(o.congestionThreshold, 18);
+  body.writeUInt32LE(o.maxWrite, 20);
+  body.writeUInt32LE(o.timeGran, 24);
+  body.writeUInt16LE(o.maxPages, 28);
+  body.writeUInt16LE(o.mapAlignment, 30);
+  body.writeUInt32LE(Number((o.flags >> 32n) & 0xffffffffn), 32);
+  body.writeUInt32LE(o.maxStackDepth, 36);
+  body.writeUInt16LE(o.requestTimeout, 40);
+  // unused[11] stays zero
+  return [buf];
+}
