@@ -1,0 +1,27 @@
+{
+  "targets": [
+    {
+      "target_name": "stratafs",
+      "sources": [
+        "src/addon.c",
+        "src/async.c",
+        "src/util.c",
+        "src/constants.c",
+        "src/fsops.c",
+        "src/stat.c",
+        "src/xattr.c",
+        "src/io.c",
+        "src/copydata.c",
+        "src/fuse_dev.c",
+        "src/fuse_reader.c",
+        "src/fusermount.c",
+        "src/mount.c",
+        "src/process.c"
+      ],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"],
+      "cflags!": ["-Wno-unused-parameter"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,36 @@
+/*
+ * Process-wide settings a daemon needs: the open-file limit and a new session.
+ */
+#include "addon.h"
+
+#include <errno.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* raiseNofileLimit() -> the new soft limit (= the hard limit) */
+static napi_value b_raise_nofile(napi_env env, napi_callback_info info) {
+  struct rlimit rl;
+  (void)info;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return throw_errno(env, errno, "getrlimit", NULL);
+  if (rl.rlim_cur != rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return throw_errno(env, errno, "setrlimit", NULL);
+  }
+  return js_i64(env, rl.rlim_cur == RLIM_INFINITY ? -1 : (int64_t)rl.rlim_cur);
+}
+
+/* setsid() -> the new session id */
+static napi_value b_setsid(napi_env env, napi_callback_info info) {
+  (void)info;
+  pid_t sid = setsid();
+  if (sid < 0) return throw_errno(env, errno, "setsid", NULL);
+  return js_i32(env, sid);
+}
+
+bool register_process(napi_env env, napi_value exports) {
+  static const struct fn_entry fns[] = {
+    {"raiseNofileLimit", b_raise_nofile},
+    {"setsid", b_setsid},
+  };
+  return define_functions(env, exports, fns, COUNT_OF(fns));
+}
