@@ -37,6 +37,7 @@ interface Mount {
 /** Layers: lower2 (bottom) and lower (top), built by `populate`, then a stratafs mount. */
 function mounted(t: tap.Test, populate: (m: Mount) => void, extra = ''): Mount {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-feat-'));
+  fs.chmodSync(root, 0o755); // tests run commands as other users too
   const m: Mount = {
     root,
     lower: path.join(root, 'lower'),
