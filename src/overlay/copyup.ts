@@ -1,0 +1,233 @@
+/**
+ * Copy-up: bringing a lower object into the upper before it is changed.
+ *
+ * Triggered by the first write or open for write, chmod, chown, utimens, truncate,
+ * setxattr/removexattr, link, rename, and by creating or removing a name inside a
+ * directory that is only in the lowers. Parents are copied up first.
+ *
+ * How: the copy is built under a fresh name in `${workdir}/work` — file data with
+ * native.copyData (worker thread, reflink when possible, holes kept), then owner, mode,
+ * xattrs (not the private overlay ones), nanosecond times — and then renamed into the
+ * upper with RENAME_NOREPLACE. The upper never holds a half-copied file; a crash leaves
+ * at most a stray entry in the work dir, emptied at the next mount. The parent's times
+ * are restored after the rename (a copy-up is not a change the user made). Directories
+ * are copied as metadata only: their lower children stay where they are and merge.
+ * Opening with O_TRUNC (or truncating to 0) copies no data.
+ *
+ * Metacopy files (an upper written by kernel overlayfs with metacopy=on: metadata
+ * only, data in a lower, see lookup.ts) get their data on the first copy-up of any
+ * kind, in place as the kernel does, and lose the metacopy mark. stratafs itself never
+ * writes metacopy files: an upper it writes mounts with or without metacopy=on.
+ *
+ * Lock: `node.copyUp` holds the promise of the copy-up running for that node. It guards
+ * the transition of `node.upper` from false to true: a second caller finds the promise
+ * and awaits it instead of copying again, so concurrent opens copy up once. Only the
+ * file data copy awaits; everything else runs synchronously on the JS thread, so
+ * nothing else interleaves with the metadata steps and the final rename. Locks are
+ * taken parent first (copyUp(parent) completes before the child's starts), so there is
+ * no cycle.
+ */
+import { constants as fsc } from 'node:fs';
+import { E, fail, toErrno } from '../errors';
+import { C, native, type Stat } from '../native';
+import { PERM_MASK } from './attr';
+import { statKey, type Node } from './inodes';
+import { basenameOf, dirnameOf, joinPath, statAt, xattrPath } from './layers';
+import type { State } from './state';
+import { isPrivateXattr } from './whiteout';
+
+export interface CopyUpOptions {
+  /** copy file data (false for O_TRUNC / truncate to 0) */
+  data: boolean;
+}
+
+/** Makes sure `node` exists in the upper. */
+export async function copyUp(st: State, node: Node, opts: CopyUpOptions = { data: true }): Promise<void> {
+  if (node.upper && !node.metacopy) return;
+  st.requireUpper();
+  while (node.copyUp) {
+    await node.copyUp;
+    if (node.upper && !node.metacopy) return;
+  }
+  const p = run(st, node, opts.data).finally(() => {
+    node.copyUp = null;
+  });
+  node.copyUp = p;
+  await p;
+}
+
+async function run(st: State, node: Node, data: boolean): Promise<void> {
+  if (node.upper && node.metacopy) return completeMetacopy(st, node, data);
+  const parent = node.parent ?? fail(E.ENOENT);
+  await copyUp(st, parent);
+  if (node.upper) return;
+  const upper = st.requireUpper();
+  const src = node.lowers[0] ?? fail(E.ENOENT);
+  const srcName = basenameOf(src.path);
+  const s = statAt(st.dirs.get(src.layer, dirnameOf(src.path)), srcName);
+  const type = s.mode & fsc.S_IFMT;
+  const tmp = st.tmpName();
+  const work = st.workFd;
+  if (type === fsc.S_IFREG) {
+    await copyFile(st, node, s, tmp, data);
+  } else if (type === fsc.S_IFDIR) {
+    native.mkdirat(work, tmp, 0o700);
+  } else if (type === fsc.S_IFLNK) {
+    const target = native.readlinkat(st.dirs.get(src.layer, dirnameOf(src.path)), srcName);
+    native.symlinkat(target, work, tmp);
+  } else {
+    native.mknodat(work, tmp, s.mode, s.rdevMajor, s.rdevMinor);
+  }
+  let pfd: number;
+  try {
+    native.fchownat(work, tmp, s.uid, s.gid, C.AT_SYMLINK_NOFOLLOW);
+    if (type !== fsc.S_IFLNK) native.fchmodat(work, tmp, s.mode & PERM_MASK);
+    copyXattrs(xattrPath(st.dirs.get(src.layer, dirnameOf(src.path)), srcName), xattrPath(work, tmp));
+    if (type === fsc.S_IFDIR) setRedirectIfMoved(st, node, parent, tmp);
+    if (type !== fsc.S_IFDIR) setTimes(work, tmp, s);
+    pfd = st.upperDirFd(parent);
+    const pst = statAt(pfd, '');
+    native.renameat2(work, tmp, pfd, node.name, C.RENAME_NOREPLACE);
+    if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
+    restoreDirTimes(pfd, pst);
+  } catch (e) {
+    removeTmp(work, tmp, type === fsc.S_IFDIR);
+    throw e;
+  }
+  node.upper = true;
+  node.upperXwhiteouts = false;
+  node.key = statKey(upper, statAt(pfd, node.name));
+}
+
+async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boolean): Promise<void> {
+  const src = node.lowers[0] ?? fail(E.ENOENT);
+  const sfd = native.openat(st.dirs.get(src.layer, dirnameOf(src.path)), basenameOf(src.path),
+    fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  let dfd = -1;
+  try {
+    dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
+    if (data && s.size > 0) await native.copyData(sfd, dfd, s.size);
+    if (!st.config.volatile) native.fsync(dfd, false);
+  } catch (e) {
+    if (dfd >= 0) {
+      native.close(dfd);
+      dfd = -1;
+      removeTmp(st.workFd, tmp, false);
+    }
+    throw e;
+  } finally {
+    native.close(sfd);
+    if (dfd >= 0) native.close(dfd);
+  }
+}
+
+function setIgnoringUnsupported(f: () => void): void {
+  try {
+    f();
+  } catch (e) {
+    if (toErrno(e) !== E.EOPNOTSUPP) throw e;
+  }
+}
+
+/**
+ * Gives a metacopy upper file its data, in place as kernel overlayfs does, then drops
+ * the metacopy and redirect marks.
+ */
+async function completeMetacopy(st: State, node: Node, data: boolean): Promise<void> {
+  if (data) {
+    const src = st.locateLower(node);
+    const sfd = native.openat(src.dirfd, src.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    try {
+      const dst = st.locate(node);
+      const dfd = native.openat(dst.dirfd, dst.name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+      try {
+        const size = statAt(dfd, '').size;
+        if (size > 0) await native.copyData(sfd, dfd, size);
+        if (!st.config.volatile) native.fsync(dfd, false);
+      } finally {
+        native.close(dfd);
+      }
+    } finally {
+      native.close(sfd);
+    }
+  }
+  const dst = st.locate(node);
+  const { path, follow } = xattrPath(dst.dirfd, dst.name);
+  for (const p of ['trusted.overlay.', 'user.overlay.']) {
+    for (const a of ['metacopy', 'redirect']) {
+      try {
+        native.removexattr(path, p + a, follow);
+      } catch (e) {
+        const errno = toErrno(e);
+        if (errno !== E.ENODATA && errno !== E.EOPNOTSUPP && errno !== E.EPERM) throw e;
+      }
+    }
+  }
+  node.metacopy = false;
+}
+
+/** Copies the user-visible xattrs between two xattrPath() locations. */
+export function copyXattrs(from: { path: string; follow: boolean }, to: { path: string; follow: boolean }): void {
+  let names: string[];
+  try {
+    names = native.listxattr(from.path, from.follow);
+  } catch (e) {
+    if (toErrno(e) === E.EOPNOTSUPP) return;
+    throw e;
+  }
+  for (const name of names) {
+    if (isPrivateXattr(name)) continue;
+    const value = native.getxattr(from.path, name, from.follow);
+    setIgnoringUnsupported(() => native.setxattr(to.path, name, value, 0, to.follow));
+  }
+}
+
+/** atime and mtime of `s` (nanoseconds) on name in dirfd, never following a symlink. */
+export function setTimes(dirfd: number, name: string, s: Stat): void {
+  native.utimensat(dirfd, name, s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec, C.AT_SYMLINK_NOFOLLOW);
+}
+
+/** Puts back the times of the directory fd `dirfd` (an O_PATH fd) as `s` had them. */
+export function restoreDirTimes(dirfd: number, s: Stat): void {
+  native.utimensat(C.AT_FDCWD, `/proc/self/fd/${dirfd}`, s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec, 0);
+}
+
+/**
+ * A directory reached through a redirect higher up keeps merging its lower dir only if
+ * the upper copy says where that is, when the path differs from what the parent's own
+ * stack would give.
+ */
+function setRedirectIfMoved(st: State, node: Node, parent: Node, tmp: string): void {
+  const src = node.lowers[0];
+  if (!src) return;
+  const pref = parent.lowers.find((r) => r.layer === src.layer);
+  if (pref && joinPath(pref.path, node.name) === src.path) return;
+  const { path, follow } = xattrPath(st.workFd, tmp);
+  native.setxattr(path, `${st.prefix}redirect`, Buffer.from(`/${src.path}`, 'latin1'), 0, follow);
+}
+
+/** Best-effort removal of a work dir entry (a directory is removed with what it holds). */
+export function removeTmp(work: number, tmp: string, dir: boolean): void {
+  try {
+    if (dir) removeTree(work, tmp);
+    else native.unlinkat(work, tmp, 0);
+  } catch {
+    // left for the cleanup at the next mount
+  }
+}
+
+/** Removes directory `name` in dirfd and everything below it, never following symlinks. */
+export function removeTree(dirfd: number, name: string): void {
+  const fd = native.openat(dirfd, name, fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  try {
+    for (const e of native.getdents(fd)) {
+      if (e.name === '.' || e.name === '..') continue;
+      if (e.type === C.DT_DIR) removeTree(fd, e.name);
+      else if (e.type === C.DT_UNKNOWN && (statAt(fd, e.name).mode & fsc.S_IFMT) === fsc.S_IFDIR) removeTree(fd, e.name);
+      else native.unlinkat(fd, e.name, 0);
+    }
+  } finally {
+    native.close(fd);
+  }
+  native.unlinkat(dirfd, name, C.AT_REMOVEDIR);
+}

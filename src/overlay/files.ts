@@ -1,0 +1,124 @@
+/**
+ * Open files and directories.
+ *
+ * - Opening a lower file read-only copies nothing: the handle reads the lower file
+ *   (keepCache, it cannot change). Opening for write, or with O_TRUNC, copies up first
+ *   (without data for O_TRUNC) and the handle is on the upper file.
+ * - Every handle owns one fd, also offered as OpenResult.backingFd: the bridge decides
+ *   whether to register it for passthrough. release closes it.
+ * - read/write go through the addon's worker-thread pread/pwrite.
+ * - A handle opened on a lower file before someone else copied the file up keeps
+ *   reading the lower version (as kernel overlayfs did before 4.19).
+ * - Directory handles carry a snapshot of the merged listing (readdir.ts).
+ */
+import { constants as fsc } from 'node:fs';
+import { E, fail } from '../errors';
+import { C, native } from '../native';
+import type { Ctx, DirEntryOut, OpenResult } from './api';
+import { copyUp } from './copyup';
+import type { Node } from './inodes';
+import { readdirAt, snapshot } from './readdir';
+import type { FileHandle, State } from './state';
+
+const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
+/** flags that only make sense to the kernel's own open, not to ours */
+const STRIPPED = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY;
+
+/** The flags to open the real file with, for the open(2) flags the caller used. */
+export function openFlagsFor(st: State, flags: number): number {
+  let f = (flags & ~STRIPPED) | C.O_NOFOLLOW | C.O_CLOEXEC;
+  if (st.writebackCache) {
+    // the kernel may read back pages of a write-only file and positions writes itself
+    if ((f & ACCMODE) === fsc.O_WRONLY) f = (f & ~ACCMODE) | fsc.O_RDWR;
+    f &= ~fsc.O_APPEND;
+  }
+  return f;
+}
+
+export function isWriteOpen(flags: number): boolean {
+  return (flags & ACCMODE) !== fsc.O_RDONLY || (flags & fsc.O_TRUNC) !== 0;
+}
+
+export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Promise<OpenResult> {
+  if (node.type === fsc.S_IFDIR && isWriteOpen(flags)) fail(E.EISDIR);
+  if (isWriteOpen(flags)) {
+    st.requireUpper();
+    await copyUp(st, node, { data: (flags & fsc.O_TRUNC) === 0 });
+  }
+  // a metacopy file is read from its lower data file
+  const lowerData = !node.upper || node.metacopy;
+  const loc = lowerData ? st.locateLower(node) : st.locate(node);
+  const fd = native.openat(loc.dirfd, loc.name === '' ? '.' : loc.name, openFlagsFor(st, flags), 0);
+  const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData });
+  return { fh, backingFd: fd, keepCache: lowerData };
+}
+
+export function fileHandle(st: State, fh: number): FileHandle {
+  const h = st.handle(fh);
+  return h.kind === 'file' ? h : fail(E.EBADF);
+}
+
+export function read(st: State, fh: number, offset: number, size: number): Promise<Buffer> {
+  return native.preadAsync(fileHandle(st, fh).fd, size, offset);
+}
+
+export function write(st: State, fh: number, offset: number, data: Buffer): Promise<number> {
+  const h = fileHandle(st, fh);
+  if (!h.upper) fail(E.EBADF);
+  return native.pwriteAsync(h.fd, data, offset);
+}
+
+export function fsync(st: State, fh: number, datasync: boolean): void {
+  const h = fileHandle(st, fh);
+  if (!st.config.volatile) native.fsync(h.fd, datasync);
+}
+
+export function release(st: State, fh: number): void {
+  const h = st.dropHandle(fh);
+  if (h && h.kind === 'file') native.close(h.fd);
+}
+
+export function fallocate(st: State, fh: number, mode: number, offset: number, length: number): void {
+  const h = fileHandle(st, fh);
+  if (!h.upper) fail(E.EBADF);
+  native.fallocate(h.fd, mode, offset, length);
+}
+
+export function lseek(st: State, fh: number, offset: number, whence: number): number {
+  return native.lseek(fileHandle(st, fh).fd, offset, whence);
+}
+
+export function copyFileRange(st: State, fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): number {
+  const out = fileHandle(st, fhOut);
+  if (!out.upper) fail(E.EBADF);
+  return native.copyFileRange(fileHandle(st, fhIn).fd, offIn, out.fd, offOut, length);
+}
+
+export function opendir(st: State, node: Node): OpenResult {
+  if (node.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
+  const fh = st.addHandle({ kind: 'dir', node, entries: snapshot(st, node), served: false });
+  return { fh };
+}
+
+export function readdir(st: State, fh: number, offset: number): DirEntryOut[] {
+  const h = st.handle(fh);
+  if (h.kind !== 'dir') fail(E.EBADF);
+  return readdirAt(st, h, offset);
+}
+
+export function releasedir(st: State, fh: number): void {
+  st.dropHandle(fh);
+}
+
+export function fsyncdir(st: State, fh: number, datasync: boolean): void {
+  const h = st.handle(fh);
+  if (h.kind !== 'dir' || st.config.volatile || !h.node.upper) return;
+  const loc = st.locate(h.node);
+  const fd = native.openat(loc.dirfd, loc.name === '' ? '.' : loc.name,
+    fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  try {
+    native.fsync(fd, datasync);
+  } finally {
+    native.close(fd);
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * The union filesystem of stratafs: `Overlay` implements the inode-numbered
+ * FileSystemApi over the layers of an OverlayConfig. This file only composes the
+ * modules; each concept lives in its own (see the header of each):
+ *
+ *   mount.ts     validation, layer roots, staging dir     layers.ts   safe resolution
+ *   inodes.ts    node table, st_ino policy                whiteout.ts whiteout forms
+ *   lookup.ts    the merged lookup                        readdir.ts  merged listings
+ *   attr.ts      Stat -> Attr                             copyup.ts   copy-up
+ *   namespace.ts create/mkdir/.../unlink/rmdir            rename.ts   rename
+ *   setattr.ts   chmod/chown/truncate/utimens             xattr.ts    xattrs
+ *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
+ */
+import { constants as fsc } from 'node:fs';
+import { E, fail } from '../errors';
+import { C, native } from '../native';
+import type {
+  Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
+} from './api';
+import { entryOf, getAttr, toAttr } from './attr';
+import type { OverlayConfig } from './config';
+import * as files from './files';
+import { lookupNode } from './lookup';
+import { closeState, openState } from './mount';
+import * as ns from './namespace';
+import { rename } from './rename';
+import { setattr } from './setattr';
+import type { State } from './state';
+import * as xattr from './xattr';
+
+export type { OverlayConfig } from './config';
+
+export class Overlay implements FileSystemApi {
+  private constructor(private readonly st: State) {}
+
+  /** Validates the configuration (StratafsError on a bad one) and opens the layers. */
+  static async open(config: OverlayConfig): Promise<Overlay> {
+    return new Overlay(openState(config));
+  }
+
+  /** number of nodes in the inode table (for tests and statistics) */
+  get nodeCount(): number {
+    return this.st.inodes.size;
+  }
+
+  init(opts: { passthrough: boolean; writebackCache: boolean }): void {
+    this.st.passthrough = opts.passthrough;
+    this.st.writebackCache = opts.writebackCache;
+  }
+
+  destroy(): void {
+    closeState(this.st);
+  }
+
+  lookup(_ctx: Ctx, parent: NodeId, name: string): Entry {
+    return entryOf(this.st, lookupNode(this.st, this.st.node(parent), name));
+  }
+
+  forget(node: NodeId, nlookup: number): void {
+    this.st.inodes.forget(node, nlookup);
+  }
+
+  getattr(_ctx: Ctx, node: NodeId, fh?: number): Attr {
+    const n = this.st.node(node);
+    const h = fh === undefined ? undefined : this.st.handles.get(fh);
+    if (h && h.kind === 'file') return toAttr(this.st, n, native.statx(h.fd, '', C.AT_EMPTY_PATH));
+    return getAttr(this.st, n);
+  }
+
+  setattr(ctx: Ctx, node: NodeId, changes: SetattrChanges): Promise<Attr> {
+    return setattr(this.st, ctx, this.st.node(node), changes);
+  }
+
+  readlink(_ctx: Ctx, node: NodeId): string {
+    const n = this.st.node(node);
+    if (n.type !== fsc.S_IFLNK) fail(E.EINVAL);
+    const loc = this.st.locate(n);
+    return native.readlinkat(loc.dirfd, loc.name);
+  }
+
+  mknod(ctx: Ctx, parent: NodeId, name: string, mode: number, rdevMajor: number, rdevMinor: number): Promise<Entry> {
+    return ns.mknod(this.st, ctx, this.st.node(parent), name, mode, rdevMajor, rdevMinor);
+  }
+
+  mkdir(ctx: Ctx, parent: NodeId, name: string, mode: number): Promise<Entry> {
+    return ns.mkdir(this.st, ctx, this.st.node(parent), name, mode);
+  }
+
+  symlink(ctx: Ctx, parent: NodeId, name: string, target: string): Promise<Entry> {
+    return ns.symlink(this.st, ctx, this.st.node(parent), name, target);
+  }
+
+  link(_ctx: Ctx, node: NodeId, newParent: NodeId, newName: string): Promise<Entry> {
+    return ns.link(this.st, this.st.node(node), this.st.node(newParent), newName);
+  }
+
+  unlink(_ctx: Ctx, parent: NodeId, name: string): Promise<void> {
+    return ns.unlink(this.st, this.st.node(parent), name);
+  }
+
+  rmdir(_ctx: Ctx, parent: NodeId, name: string): Promise<void> {
+    return ns.rmdir(this.st, this.st.node(parent), name);
+  }
+
+  rename(_ctx: Ctx, parent: NodeId, name: string, newParent: NodeId, newName: string, flags: RenameFlags): Promise<void> {
+    return rename(this.st, this.st.node(parent), name, this.st.node(newParent), newName, flags);
+  }
+
+  open(ctx: Ctx, node: NodeId, flags: number): Promise<OpenResult> {
+    return files.open(this.st, ctx, this.st.node(node), flags);
+  }
+
+  create(ctx: Ctx, parent: NodeId, name: string, mode: number, flags: number): Promise<{ entry: Entry; open: OpenResult }> {
+    return ns.create(this.st, ctx, this.st.node(parent), name, mode, flags);
+  }
+
+  read(fh: number, offset: number, size: number): Promise<Buffer> {
+    return files.read(this.st, fh, offset, size);
+  }
+
+  write(fh: number, offset: number, data: Buffer): Promise<number> {
+    return files.write(this.st, fh, offset, data);
+  }
+
+  flush(fh: number): void {
+    files.fileHandle(this.st, fh);
+  }
+
+  fsync(fh: number, datasync: boolean): void {
+    files.fsync(this.st, fh, datasync);
+  }
+
+  release(fh: number): void {
+    files.release(this.st, fh);
+  }
+
+  fallocate(fh: number, mode: number, offset: number, length: number): void {
+    files.fallocate(this.st, fh, mode, offset, length);
+  }
+
+  lseek(fh: number, offset: number, whence: number): number {
+    return files.lseek(this.st, fh, offset, whence);
+  }
+
+  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): number {
+    return files.copyFileRange(this.st, fhIn, offIn, fhOut, offOut, length);
+  }
+
+  opendir(_ctx: Ctx, node: NodeId): OpenResult {
+    return files.opendir(this.st, this.st.node(node));
+  }
+
+  readdir(fh: number, offset: number): DirEntryOut[] {
+    return files.readdir(this.st, fh, offset);
+  }
+
+  releasedir(fh: number): void {
+    files.releasedir(this.st, fh);
+  }
+
+  fsyncdir(fh: number, datasync: boolean): void {
+    files.fsyncdir(this.st, fh, datasync);
+  }
+
+  statfs(_ctx: Ctx, _node: NodeId): FsStat {
+    const layer = this.st.upper ?? this.st.lowers[0];
+    if (!layer) return fail(E.EIO);
+    const s = native.fstatfs(layer.rootFd);
+    return {
+      blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree,
+      bsize: s.bsize, namelen: s.namemax, frsize: s.frsize,
+    };
+  }
+
+  setxattr(_ctx: Ctx, node: NodeId, name: string, value: Buffer, flags: number): Promise<void> {
+    return xattr.setxattr(this.st, this.st.node(node), name, value, flags);
+  }
+
+  getxattr(_ctx: Ctx, node: NodeId, name: string): Buffer {
+    return xattr.getxattr(this.st, this.st.node(node), name);
+  }
+
+  listxattr(_ctx: Ctx, node: NodeId): string[] {
+    return xattr.listxattr(this.st, this.st.node(node));
+  }
+
+  removexattr(_ctx: Ctx, node: NodeId, name: string): Promise<void> {
+    return xattr.removexattr(this.st, this.st.node(node), name);
+  }
+
+  access(_ctx: Ctx, node: NodeId, mask: number): void {
+    const n = this.st.node(node);
+    this.st.stat(n);
+    if ((mask & fsc.W_OK) !== 0 && this.st.upper === null) fail(E.EROFS);
+  }
+}

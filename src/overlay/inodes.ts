@@ -1,0 +1,201 @@
+/**
+ * The inode table: node ids handed to the kernel, their lookup counts, and where each
+ * node lives in the layers.
+ *
+ * Node ids are never reused during a mount (a counter), so the generation is constant.
+ * A node is known by its name in its parent (`parent`, `name`); hard links made through
+ * the mount add aliases. Paths are computed from these links on demand, so renaming a
+ * directory moves every descendant at once. Where a node exists in the lowers is kept
+ * as explicit layer paths (`lowers`), which never change (lowers are read-only) — that
+ * is what lets a renamed directory keep merging the lower directory it came from.
+ *
+ * st_ino policy. A node reports the inode number of its *origin*: the file in the
+ * topmost lower it came from (for a merged directory, the topmost lower directory), or
+ * its upper file when it was born in the upper. It is fixed when the node is created,
+ * so st_ino stays the same across copy-up while the node lives. When the layers are on
+ * different devices, inode numbers could collide, so the layer index is folded into the
+ * high bits (like kernel overlayfs' xino): ino | index << (64 - bits). On one device no
+ * folding is needed and st_ino is the real one.
+ *
+ * Lower hard links: each name gets its own node (like kernel overlayfs with index=off);
+ * both report the same origin st_ino and the lower nlink. Copying up one name breaks the
+ * link (the other name still shows the lower file).
+ */
+import type { Stat } from '../native';
+import type { NodeId } from './api';
+import type { Layer } from './layers';
+import { joinPath } from './layers';
+
+export const ROOT_ID: NodeId = 1;
+
+/** Where a node exists in one lower layer. */
+export interface LowerRef {
+  layer: Layer;
+  /** layer path of the object ('' = root) */
+  path: string;
+  /** for directories: holds xattr whiteouts */
+  xwhiteouts: boolean;
+}
+
+export interface Alias {
+  parent: Node;
+  name: string;
+}
+
+export class Node {
+  lookups = 0;
+  /** open file and directory handles on this node */
+  opens = 0;
+  /** exists in the upper at upperPath() */
+  upper: boolean;
+  /** for the upper directory: holds xattr whiteouts */
+  upperXwhiteouts = false;
+  /**
+   * the upper file is a kernel "metacopy" (metadata only, `<prefix>metacopy`); its data
+   * is lowers[0]
+   */
+  metacopy = false;
+  /** where it exists in the lowers: the merge stack for a directory, the origin for others */
+  lowers: LowerRef[];
+  /** S_IFMT bits */
+  readonly type: number;
+  /** st_ino reported (see header) */
+  readonly ino: bigint;
+  /** all names of this node; [0] is used to reach it. Empty once unlinked. */
+  aliases: Alias[];
+  /** named children known to the kernel */
+  readonly children = new Map<string, Node>();
+  /** identity of the topmost real file (statKey), to match a fresh lookup */
+  key = '';
+  /** pending copy-up of this node (see copyup.ts) */
+  copyUp: Promise<void> | null = null;
+
+  constructor(
+    readonly id: NodeId,
+    parent: Node | null,
+    name: string,
+    type: number,
+    upper: boolean,
+    lowers: LowerRef[],
+    ino: bigint,
+  ) {
+    this.aliases = parent === null ? [] : [{ parent, name }];
+    this.type = type;
+    this.upper = upper;
+    this.lowers = lowers;
+    this.ino = ino;
+  }
+
+  get isRoot(): boolean {
+    return this.id === ROOT_ID;
+  }
+
+  get parent(): Node | null {
+    return this.aliases[0]?.parent ?? null;
+  }
+
+  get name(): string {
+    return this.aliases[0]?.name ?? '';
+  }
+
+  /** path in the merged view == path in the upper ('' for the root) */
+  path(): string {
+    if (this.isRoot) return '';
+    const a = this.aliases[0];
+    if (a === undefined) return '';
+    return joinPath(a.parent.path(), a.name);
+  }
+
+  /** merged directory: more than one layer contributes */
+  get merged(): boolean {
+    return this.lowers.length + (this.upper ? 1 : 0) > 1;
+  }
+}
+
+export class InodeTable {
+  private readonly nodes = new Map<NodeId, Node>();
+  private nextId = ROOT_ID + 1;
+  readonly root: Node;
+
+  constructor(root: (id: NodeId) => Node) {
+    this.root = root(ROOT_ID);
+    this.root.lookups = 1;
+    this.nodes.set(ROOT_ID, this.root);
+  }
+
+  get(id: NodeId): Node | undefined {
+    return this.nodes.get(id);
+  }
+
+  /** Allocates a node id and registers the node built for it. */
+  add(make: (id: NodeId) => Node): Node {
+    const node = make(this.nextId++);
+    this.nodes.set(node.id, node);
+    const a = node.aliases[0];
+    if (a) a.parent.children.set(a.name, node);
+    return node;
+  }
+
+  /** Drops the name parent/name from the node (unlink, rename away, overwrite). */
+  unlinkName(parent: Node, name: string): void {
+    const node = parent.children.get(name);
+    if (!node) return;
+    parent.children.delete(name);
+    node.aliases = node.aliases.filter((a) => !(a.parent === parent && a.name === name));
+  }
+
+  /** Adds a name to an existing node (hard link). */
+  addName(node: Node, parent: Node, name: string): void {
+    this.unlinkName(parent, name);
+    node.aliases.push({ parent, name });
+    parent.children.set(name, node);
+  }
+
+  /** Moves a name (rename). */
+  moveName(node: Node, parent: Node, name: string, newParent: Node, newName: string): void {
+    this.unlinkName(newParent, newName);
+    if (parent.children.get(name) === node) parent.children.delete(name);
+    const a = node.aliases.find((x) => x.parent === parent && x.name === name);
+    if (a) {
+      a.parent = newParent;
+      a.name = newName;
+    } else {
+      node.aliases.unshift({ parent: newParent, name: newName });
+    }
+    newParent.children.set(newName, node);
+  }
+
+  /** Lookup count bookkeeping; a node nobody refers to any more leaves the table. */
+  forget(id: NodeId, n: number): void {
+    const node = this.nodes.get(id);
+    if (!node || node.isRoot) return;
+    node.lookups = Math.max(0, node.lookups - n);
+    this.maybeDrop(node);
+  }
+
+  maybeDrop(node: Node): void {
+    if (node.lookups > 0 || node.opens > 0 || node.isRoot || node.children.size > 0) return;
+    this.nodes.delete(node.id);
+    for (const a of node.aliases) {
+      if (a.parent.children.get(a.name) === node) a.parent.children.delete(a.name);
+      // a parent kept only for this child may go now
+      this.maybeDropParent(a.parent);
+    }
+  }
+
+  private maybeDropParent(parent: Node): void {
+    if (parent.lookups === 0 && parent.opens === 0 && !parent.isRoot && parent.children.size === 0
+      && this.nodes.get(parent.id) === parent) {
+      this.maybeDrop(parent);
+    }
+  }
+
+  get size(): number {
+    return this.nodes.size;
+  }
+}
+
+/** Identity of a real file, for matching a cached node against a fresh lookup. */
+export function statKey(layer: Layer, st: Stat): string {
+  return `${layer.index}:${st.ino}`;
+}

@@ -1,0 +1,153 @@
+/**
+ * Layer roots and safe path resolution inside them.
+ *
+ * A layer is a directory tree: the upper (writable, optional) and the lowers (read-only,
+ * top first). Nothing here ever builds a joined host path: every access starts at the
+ * layer's root fd, reaches the *parent directory* of the object with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) and then uses
+ * the *at syscalls with AT_SYMLINK_NOFOLLOW (or O_NOFOLLOW) on the final name. A hostile
+ * layer with `etc -> /` or `x -> ../../..` therefore cannot make us touch anything
+ * outside itself: a symlink in the middle of a path fails with ELOOP/EXDEV, a symlink as
+ * the final name is treated as the symlink itself.
+ *
+ * Relative paths ("layer paths") are byte strings with '/' separators and no leading
+ * slash; '' is the layer root.
+ *
+ * The parent-dir fds are cached (LRU, the fd is closed when an entry is evicted). Every
+ * user takes an fd and uses it synchronously, so an eviction never closes an fd that is
+ * in use. Entries are dropped when a directory in the upper is renamed or removed
+ * (`invalidate`), so a cached fd never points at a directory that moved.
+ */
+import { LRUCache } from 'lru-cache';
+import { E, fail, toErrno } from '../errors';
+import { C, native, type Stat } from '../native';
+
+export interface Layer {
+  /** 0 = upper when there is one; lowers follow, top first */
+  readonly index: number;
+  /** host path as given in the configuration (only for messages and statfs) */
+  readonly path: string;
+  /** O_PATH directory fd of the layer root */
+  readonly rootFd: number;
+  readonly devMajor: number;
+  readonly devMinor: number;
+  readonly upper: boolean;
+}
+
+export function joinPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+export function dirnameOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? '' : path.slice(0, i);
+}
+
+export function basenameOf(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+/** The directory-fd cache of all layers. */
+export class DirFds {
+  private readonly cache: LRUCache<string, number>;
+  constructor(max: number) {
+    this.cache = new LRUCache<string, number>({
+      max,
+      dispose: (fd) => {
+        try {
+          native.close(fd);
+        } catch {
+          // already closed: nothing to do
+        }
+      },
+    });
+  }
+
+  /**
+   * O_PATH fd of directory `path` inside `layer` (the root fd for ''). Throws FsError
+   * ENOENT/ENOTDIR when it is not there, ELOOP/EXDEV when a component is a symlink.
+   * The fd belongs to the cache: use it at once, never close it, never keep it across
+   * an await.
+   */
+  get(layer: Layer, path: string): number {
+    if (path === '') return layer.rootFd;
+    const key = `${layer.index}\0${path}`;
+    const hit = this.cache.get(key);
+    if (hit !== undefined) return hit;
+    let fd: number;
+    try {
+      fd = native.openat2(
+        layer.rootFd,
+        path,
+        C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC,
+        0,
+        C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS,
+      );
+    } catch (e) {
+      fail(toErrno(e));
+    }
+    this.cache.set(key, fd);
+    return fd;
+  }
+
+  /** Like get, but null when the directory is not there (or not a plain directory). */
+  tryGet(layer: Layer, path: string): number | null {
+    try {
+      return this.get(layer, path);
+    } catch (e) {
+      const errno = toErrno(e);
+      if (errno === E.ENOENT || errno === E.ENOTDIR || errno === E.ELOOP || errno === E.EXDEV) return null;
+      throw e;
+    }
+  }
+
+  /** Forgets `path` and everything below it in `layer` (after a rename or removal). */
+  invalidate(layer: Layer, path: string): void {
+    const prefix = `${layer.index}\0${path}`;
+    for (const key of [...this.cache.keys()]) {
+      if (key === prefix || key.startsWith(`${prefix}/`) || path === '') this.cache.delete(key);
+    }
+  }
+
+  clear(): void {
+    this.cache.clear();
+  }
+}
+
+/** statx of `name` in dirfd without following a final symlink; '' = the dir itself. */
+export function statAt(dirfd: number, name: string): Stat {
+  return native.statx(dirfd, name, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
+}
+
+/** statAt, or null when the name does not exist. */
+export function tryStatAt(dirfd: number, name: string): Stat | null {
+  try {
+    return statAt(dirfd, name);
+  } catch (e) {
+    const errno = toErrno(e);
+    if (errno === E.ENOENT || errno === E.ENOTDIR) return null;
+    throw e;
+  }
+}
+
+/**
+ * Path for the xattr syscalls of `name` inside the directory fd: through /proc/self/fd,
+ * so the lookup starts at an fd we hold. Returns the follow flag to pass with it: the
+ * magic link of the dir itself must be followed, a final name never.
+ */
+export function xattrPath(dirfd: number, name: string): { path: string; follow: boolean } {
+  if (name === '') return { path: `/proc/self/fd/${dirfd}`, follow: true };
+  return { path: `/proc/self/fd/${dirfd}/${name}`, follow: false };
+}
+
+/** getxattr or null when absent / unsupported. */
+export function tryGetXattr(dirfd: number, name: string, attr: string): Buffer | null {
+  const { path, follow } = xattrPath(dirfd, name);
+  try {
+    return native.getxattr(path, attr, follow);
+  } catch (e) {
+    const errno = toErrno(e);
+    if (errno === E.ENODATA || errno === E.EOPNOTSUPP || errno === E.ENOENT || errno === E.EPERM) return null;
+    throw e;
+  }
+}

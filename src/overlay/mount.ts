@@ -1,0 +1,177 @@
+/**
+ * Turning an OverlayConfig into a ready State: validation with one-line StratafsErrors,
+ * layer root fds, the staging dir `${workdir}/work` (created when missing and emptied of
+ * leftovers, as kernel overlayfs does with its work dir), the xattr probe and the root
+ * node.
+ *
+ * The layer paths given in the configuration are trusted (they may be symlinks, e.g.
+ * podman's `l/ID -> ../ID/diff`); everything *inside* a layer is not (layers.ts).
+ */
+import { constants as fsc, realpathSync } from 'node:fs';
+import { E, StratafsError, toErrno, errnoName } from '../errors';
+import { C, native } from '../native';
+import type { OverlayConfig } from './config';
+import { removeTree } from './copyup';
+import { Node, type LowerRef } from './inodes';
+import { DirFds, statAt, type Layer } from './layers';
+import { State } from './state';
+
+const WORK = 'work';
+
+function layerError(path: string, why: string): StratafsError {
+  return new StratafsError('STRATAFS_ERR_LAYER', `${path}: ${why}`);
+}
+
+function explain(e: unknown): string {
+  const errno = toErrno(e);
+  if (errno === E.ENOENT) return 'does not exist';
+  if (errno === E.ENOTDIR) return 'is not a directory';
+  if (errno === E.EACCES || errno === E.EPERM) return 'is not readable';
+  return errnoName(errno);
+}
+
+/** Opens a layer root (O_PATH) after checking it is a readable directory. */
+function openRoot(path: string, what: string): number {
+  if (!path.startsWith('/')) throw layerError(path, `${what} must be an absolute path`);
+  let fd: number;
+  try {
+    fd = native.openat(C.AT_FDCWD, path, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  } catch (e) {
+    throw layerError(path, `${what} ${explain(e)}`);
+  }
+  try {
+    native.close(native.openat(C.AT_FDCWD, path, fsc.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0));
+  } catch (e) {
+    native.close(fd);
+    throw layerError(path, `${what} ${explain(e)}`);
+  }
+  return fd;
+}
+
+function makeLayer(index: number, path: string, rootFd: number, upper: boolean): Layer {
+  const s = statAt(rootFd, '');
+  return { index, path, rootFd, devMajor: s.devMajor, devMinor: s.devMinor, upper };
+}
+
+function inside(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);
+}
+
+/** Empties the staging dir of what an earlier mount left behind. */
+function emptyWorkDir(workFd: number): void {
+  const fd = native.openat(workFd, '.', fsc.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  try {
+    for (const e of native.getdents(fd)) {
+      if (e.name === '.' || e.name === '..') continue;
+      const s = statAt(fd, e.name);
+      if ((s.mode & fsc.S_IFMT) === fsc.S_IFDIR) removeTree(fd, e.name);
+      else native.unlinkat(fd, e.name, 0);
+    }
+  } finally {
+    native.close(fd);
+  }
+}
+
+function openWork(config: OverlayConfig, upper: Layer): number {
+  const workdir = config.workdir as string;
+  const wfd = openRoot(workdir, 'workdir');
+  try {
+    const ws = statAt(wfd, '');
+    if (ws.devMajor !== upper.devMajor || ws.devMinor !== upper.devMinor) {
+      throw layerError(workdir, 'workdir must be on the same filesystem as the upperdir');
+    }
+    const ru = realpathSync(upper.path);
+    const rw = realpathSync(workdir);
+    if (inside(rw, ru)) throw layerError(workdir, 'workdir must not be inside the upperdir');
+    if (inside(ru, rw)) throw layerError(upper.path, 'upperdir must not be inside the workdir');
+    try {
+      native.mkdirat(wfd, WORK, 0o700);
+    } catch (e) {
+      if (toErrno(e) !== E.EEXIST) throw layerError(workdir, `cannot create ${WORK}: ${errnoName(toErrno(e))}`);
+    }
+    let workFd: number;
+    try {
+      workFd = native.openat(wfd, WORK, C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    } catch (e) {
+      throw layerError(`${workdir}/${WORK}`, explain(e));
+    }
+    try {
+      emptyWorkDir(workFd);
+      const probe = `${config.xattrPrefix}stratafs-probe`;
+      try {
+        native.setxattr(`/proc/self/fd/${workFd}`, probe, Buffer.from('y'), 0, true);
+        native.removexattr(`/proc/self/fd/${workFd}`, probe, true);
+      } catch (e) {
+        throw new StratafsError('STRATAFS_ERR_XATTR',
+          `${workdir}: cannot set ${config.xattrPrefix}* xattrs (${errnoName(toErrno(e))}); ` +
+          `the upper filesystem must support them${config.xattrPrefix.startsWith('trusted.') ? ' and stratafs must run as root' : ''}`);
+      }
+    } catch (e) {
+      native.close(workFd);
+      throw e;
+    }
+    return workFd;
+  } finally {
+    native.close(wfd);
+  }
+}
+
+/** Validates `config` and builds the state of a mount. */
+export function openState(config: OverlayConfig): State {
+  if (config.lowerdirs.length === 0) {
+    throw new StratafsError('STRATAFS_ERR_OPTION', 'at least one lowerdir is required');
+  }
+  if (config.upperdir !== undefined && config.workdir === undefined) {
+    throw new StratafsError('STRATAFS_ERR_OPTION', 'workdir is required with upperdir');
+  }
+  const opened: number[] = [];
+  try {
+    let upper: Layer | null = null;
+    let workFd = -1;
+    if (config.upperdir !== undefined) {
+      const fd = openRoot(config.upperdir, 'upperdir');
+      opened.push(fd);
+      upper = makeLayer(0, config.upperdir, fd, true);
+      workFd = openWork(config, upper);
+      opened.push(workFd);
+    }
+    const base = upper ? 1 : 0;
+    const lowers = config.lowerdirs.map((p, i) => {
+      const fd = openRoot(p, 'lowerdir');
+      opened.push(fd);
+      return makeLayer(base + i, p, fd, false);
+    });
+    process.umask(0);
+    const limit = native.raiseNofileLimit();
+    const all = upper ? [upper, ...lowers] : lowers;
+    const oneDevice = all.every((l) => l.devMajor === all[0]?.devMajor && l.devMinor === all[0]?.devMinor);
+    const xinoBits = oneDevice ? 0 : Math.max(1, Math.ceil(Math.log2(all.length)));
+    const dirs = new DirFds(Math.max(64, Math.min(8192, Math.floor(limit / 4))));
+    const top = all[0] as Layer;
+    const rootStat = statAt(top.rootFd, '');
+    const rootLowers: LowerRef[] = lowers.map((layer) => ({ layer, path: '', xwhiteouts: false }));
+    let ino = rootStat.ino;
+    if (xinoBits > 0) {
+      const shift = BigInt(64 - xinoBits);
+      ino = (ino & ((1n << shift) - 1n)) | (BigInt(top.index) << shift);
+    }
+    const st = new State(config, upper, lowers, dirs, workFd, xinoBits,
+      (id) => new Node(id, null, '', fsc.S_IFDIR, upper !== null, rootLowers, ino));
+    st.inodes.root.key = `${top.index}:${rootStat.ino}`;
+    return st;
+  } catch (e) {
+    for (const fd of opened) native.close(fd);
+    throw e;
+  }
+}
+
+/** Closes every fd the state holds. */
+export function closeState(st: State): void {
+  for (const [fh, h] of [...st.handles]) {
+    st.handles.delete(fh);
+    if (h.kind === 'file') native.close(h.fd);
+  }
+  st.dirs.clear();
+  for (const l of st.layers) native.close(l.rootFd);
+  if (st.workFd >= 0) native.close(st.workFd);
+}

@@ -1,0 +1,240 @@
+/**
+ * Creating and removing names: create, mkdir, mknod, symlink, link, unlink, rmdir.
+ *
+ * New objects are built under a fresh name in the work dir, given their owner (the
+ * caller, or the parent's group when the merged parent is setgid; new directories then
+ * inherit S_ISGID) and mode, and renamed into the upper: RENAME_NOREPLACE on an empty
+ * name, a plain rename over a whiteout for a non-directory, RENAME_EXCHANGE with the
+ * whiteout (then dropped) for a directory. A directory made over a whiteout is opaque,
+ * so the lower directory of that name stays hidden.
+ *
+ * Removal: an upper object whose name a lower also has is replaced by a whiteout in one
+ * step (a whiteout is made in the work dir and exchanged with it); a name only in the
+ * lowers gets a whiteout in the (copied-up) parent. rmdir judges emptiness on the merged
+ * view; an upper directory that holds only whiteouts is moved to the work dir and
+ * removed there with them.
+ *
+ * Names starting with `.wh.` cannot be created (EINVAL): lookup hides them, so such a
+ * file would be invisible. Kernel overlayfs allows them; it has no AUFS reading.
+ */
+import { constants as fsc } from 'node:fs';
+import { E, fail } from '../errors';
+import { C, native } from '../native';
+import type { Ctx, Entry, OpenResult } from './api';
+import { entryOf, PERM_MASK, S_ISGID } from './attr';
+import { copyUp, removeTmp, removeTree } from './copyup';
+import { idToHost } from './idmap';
+import type { Node } from './inodes';
+import { tryStatAt } from './layers';
+import { lookupNode, lowerHasName, resolve } from './lookup';
+import { isMergedEmpty } from './readdir';
+import type { State } from './state';
+import { isAufsName, isWhiteout, makeWhiteout } from './whiteout';
+import { openFlagsFor } from './files';
+
+interface Owner {
+  uid: number;
+  gid: number;
+  /** the parent is setgid */
+  sgid: boolean;
+}
+
+/** Checks the name is free and the parent is in the upper; returns the owner for the new object. */
+async function prepare(st: State, ctx: Ctx, parent: Node, name: string): Promise<Owner> {
+  st.requireUpper();
+  if (isAufsName(name)) fail(E.EINVAL);
+  if (resolve(st, parent, name) !== null) fail(E.EEXIST);
+  await copyUp(st, parent);
+  const ps = st.stat(parent);
+  const sgid = (ps.mode & S_ISGID) !== 0;
+  return {
+    uid: idToHost(st.config, 'uid', ctx.uid),
+    gid: sgid ? ps.gid : idToHost(st.config, 'gid', ctx.gid),
+    sgid,
+  };
+}
+
+/**
+ * Moves work/tmp to parent/name in the upper (see header). Returns true when it
+ * replaced a whiteout.
+ */
+function install(st: State, parent: Node, name: string, tmp: string, isDir: boolean): boolean {
+  const pfd = st.upperDirFd(parent);
+  const work = st.workFd;
+  const existing = tryStatAt(pfd, name);
+  if (existing === null) {
+    native.renameat2(work, tmp, pfd, name, C.RENAME_NOREPLACE);
+    return false;
+  }
+  if (!isWhiteout(pfd, name, existing, parent.upperXwhiteouts)) fail(E.EEXIST);
+  if (!isDir) {
+    native.renameat2(work, tmp, pfd, name, 0);
+  } else {
+    native.renameat2(work, tmp, pfd, name, C.RENAME_EXCHANGE);
+    native.unlinkat(work, tmp, 0);
+  }
+  return true;
+}
+
+/** Is there a whiteout at name in the upper parent (the new object will replace it)? */
+function overWhiteout(st: State, parent: Node, name: string): boolean {
+  const pfd = st.upperDirFd(parent);
+  const s = tryStatAt(pfd, name);
+  return s !== null && isWhiteout(pfd, name, s, parent.upperXwhiteouts);
+}
+
+function finish(st: State, parent: Node, name: string, tmp: string, isDir: boolean): Entry {
+  try {
+    install(st, parent, name, tmp, isDir);
+  } catch (e) {
+    removeTmp(st.workFd, tmp, isDir);
+    throw e;
+  }
+  return entryOf(st, lookupNode(st, parent, name));
+}
+
+export async function mkdir(st: State, ctx: Ctx, parent: Node, name: string, mode: number): Promise<Entry> {
+  const o = await prepare(st, ctx, parent, name);
+  const tmp = st.tmpName();
+  const work = st.workFd;
+  native.mkdirat(work, tmp, 0o700);
+  try {
+    native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
+    native.fchmodat(work, tmp, (mode & PERM_MASK) | (o.sgid ? S_ISGID : 0));
+    if (overWhiteout(st, parent, name)) {
+      native.setxattr(`/proc/self/fd/${work}/${tmp}`, `${st.prefix}opaque`, Buffer.from('y'), 0, false);
+    }
+  } catch (e) {
+    removeTmp(work, tmp, true);
+    throw e;
+  }
+  return finish(st, parent, name, tmp, true);
+}
+
+export async function mknod(st: State, ctx: Ctx, parent: Node, name: string, mode: number, major: number, minor: number): Promise<Entry> {
+  // a 0/0 character device would read as a whiteout (kernel overlayfs refuses it too)
+  if ((mode & fsc.S_IFMT) === fsc.S_IFCHR && major === 0 && minor === 0) fail(E.EPERM);
+  const o = await prepare(st, ctx, parent, name);
+  const tmp = st.tmpName();
+  const work = st.workFd;
+  native.mknodat(work, tmp, (mode & fsc.S_IFMT) | 0o600, major, minor);
+  try {
+    native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
+    native.fchmodat(work, tmp, mode & PERM_MASK);
+  } catch (e) {
+    removeTmp(work, tmp, false);
+    throw e;
+  }
+  return finish(st, parent, name, tmp, false);
+}
+
+export async function symlink(st: State, ctx: Ctx, parent: Node, name: string, target: string): Promise<Entry> {
+  const o = await prepare(st, ctx, parent, name);
+  const tmp = st.tmpName();
+  const work = st.workFd;
+  native.symlinkat(target, work, tmp);
+  try {
+    native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
+  } catch (e) {
+    removeTmp(work, tmp, false);
+    throw e;
+  }
+  return finish(st, parent, name, tmp, false);
+}
+
+export async function create(st: State, ctx: Ctx, parent: Node, name: string, mode: number, flags: number): Promise<{ entry: Entry; open: OpenResult }> {
+  const o = await prepare(st, ctx, parent, name);
+  const tmp = st.tmpName();
+  const work = st.workFd;
+  const fd = native.openat(work, tmp, openFlagsFor(st, flags) | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  let entry: Entry;
+  try {
+    native.fchown(fd, o.uid, o.gid);
+    native.fchmod(fd, mode & PERM_MASK);
+    entry = finish(st, parent, name, tmp, false);
+  } catch (e) {
+    native.close(fd);
+    removeTmp(work, tmp, false);
+    throw e;
+  }
+  const node = st.node(entry.nodeId);
+  const fh = st.addHandle({ kind: 'file', fd, node, upper: true });
+  return { entry, open: { fh, backingFd: fd } };
+}
+
+export async function link(st: State, node: Node, newParent: Node, newName: string): Promise<Entry> {
+  st.requireUpper();
+  if (node.type === fsc.S_IFDIR) fail(E.EPERM);
+  if (isAufsName(newName)) fail(E.EINVAL);
+  if (resolve(st, newParent, newName) !== null) fail(E.EEXIST);
+  await copyUp(st, node);
+  await copyUp(st, newParent);
+  const src = st.locate(node);
+  const pfd = st.upperDirFd(newParent);
+  if (overWhiteout(st, newParent, newName)) {
+    const tmp = st.tmpName();
+    native.linkat(src.dirfd, src.name, st.workFd, tmp, 0);
+    try {
+      native.renameat2(st.workFd, tmp, pfd, newName, 0);
+    } catch (e) {
+      removeTmp(st.workFd, tmp, false);
+      throw e;
+    }
+  } else {
+    native.linkat(src.dirfd, src.name, pfd, newName, 0);
+  }
+  st.inodes.addName(node, newParent, newName);
+  return entryOf(st, node);
+}
+
+/**
+ * Takes parent/name (node) out of the merged view: whiteout when a lower has the name,
+ * plain removal otherwise. The parent must be copied up already.
+ */
+export function removeName(st: State, parent: Node, name: string, node: Node): void {
+  const upper = st.requireUpper();
+  const isDir = node.type === fsc.S_IFDIR;
+  const pfd = st.upperDirFd(parent);
+  const work = st.workFd;
+  const whiteout = lowerHasName(st, parent, name);
+  if (node.upper) {
+    const path = node.path();
+    if (whiteout) {
+      const w = st.tmpName();
+      makeWhiteout(work, w);
+      native.renameat2(work, w, pfd, name, C.RENAME_EXCHANGE);
+      removeTmp(work, w, isDir);
+    } else if (isDir) {
+      const w = st.tmpName();
+      native.renameat2(pfd, name, work, w, C.RENAME_NOREPLACE);
+      removeTree(work, w);
+    } else {
+      native.unlinkat(pfd, name, 0);
+    }
+    if (isDir) st.dirs.invalidate(upper, path);
+  } else {
+    makeWhiteout(pfd, name);
+  }
+  st.inodes.unlinkName(parent, name);
+}
+
+export async function unlink(st: State, parent: Node, name: string): Promise<void> {
+  st.requireUpper();
+  const node = lookupNode(st, parent, name);
+  if (node.type === fsc.S_IFDIR) fail(E.EISDIR);
+  await copyUp(st, parent);
+  // a copy-up of this file in flight would put it back after the whiteout
+  while (node.copyUp) await node.copyUp.catch(() => undefined);
+  removeName(st, parent, name, node);
+  st.inodes.maybeDrop(node);
+}
+
+export async function rmdir(st: State, parent: Node, name: string): Promise<void> {
+  st.requireUpper();
+  const node = lookupNode(st, parent, name);
+  if (node.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
+  if (!isMergedEmpty(st, node)) fail(E.ENOTEMPTY);
+  await copyUp(st, parent);
+  removeName(st, parent, name, node);
+  st.inodes.maybeDrop(node);
+}

@@ -1,0 +1,116 @@
+/**
+ * Directory listings of the merged view.
+ *
+ * Merge: the upper directory first, then each lower directory of the node's stack (the
+ * stack already ends at an opaque directory, see lookup.ts). Each name appears once,
+ * from the topmost layer that has it; a whiteout hides the name (and, being a name
+ * itself, is never shown); AUFS `.wh.<name>` in a lower hides <name> in the layers
+ * below; `.wh.*` names are never shown.
+ *
+ * Offsets: the merged list is snapshotted when the directory is opened; a cookie is the
+ * index of the next entry in that snapshot, so reading in pieces neither repeats nor
+ * skips, whatever happens meanwhile. Reading from offset 0 again (rewinddir) takes a
+ * fresh snapshot. '.' and '..' are entries 0 and 1.
+ */
+import { constants as fsc } from 'node:fs';
+import { C, native, type DirEntry } from '../native';
+import type { DirEntryOut } from './api';
+import type { Node } from './inodes';
+import { basenameOf, dirnameOf, statAt, type Layer } from './layers';
+import type { DirHandle, State } from './state';
+import { AUFS_PREFIX, isWhiteout } from './whiteout';
+
+const DT_TO_IF = new Map<number, number>([
+  [C.DT_FIFO, fsc.S_IFIFO],
+  [C.DT_CHR, fsc.S_IFCHR],
+  [C.DT_DIR, fsc.S_IFDIR],
+  [C.DT_BLK, fsc.S_IFBLK],
+  [C.DT_REG, fsc.S_IFREG],
+  [C.DT_LNK, fsc.S_IFLNK],
+  [C.DT_SOCK, fsc.S_IFSOCK],
+]);
+
+interface Source {
+  layer: Layer;
+  path: string;
+  xwhiteouts: boolean;
+}
+
+/** The raw entries of one layer directory (without '.' and '..'). */
+export function listLayerDir(st: State, layer: Layer, path: string): DirEntry[] {
+  const parentFd = st.dirs.get(layer, dirnameOf(path));
+  const fd = native.openat(parentFd, path === '' ? '.' : basenameOf(path),
+    fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  try {
+    return native.getdents(fd).filter((e) => e.name !== '.' && e.name !== '..');
+  } finally {
+    native.close(fd);
+  }
+}
+
+/** The merged entries of directory node `node`, '.' and '..' excluded, offsets unset. */
+export function mergedEntries(st: State, node: Node): DirEntryOut[] {
+  const sources: Source[] = [];
+  if (node.upper && st.upper) sources.push({ layer: st.upper, path: node.path(), xwhiteouts: node.upperXwhiteouts });
+  for (const r of node.lowers) sources.push(r);
+  const decided = new Set<string>();
+  const out: DirEntryOut[] = [];
+  for (const src of sources) {
+    let entries: DirEntry[];
+    try {
+      entries = listLayerDir(st, src.layer, src.path);
+    } catch {
+      continue; // a layer dir that vanished contributes nothing
+    }
+    const hiddenBelow: string[] = [];
+    let dirfd = -1;
+    const fd = (): number => (dirfd >= 0 ? dirfd : (dirfd = st.dirs.get(src.layer, src.path)));
+    for (const e of entries) {
+      if (e.name.startsWith(AUFS_PREFIX)) {
+        if (!src.layer.upper && !e.name.startsWith(`${AUFS_PREFIX}${AUFS_PREFIX}`)) {
+          hiddenBelow.push(e.name.slice(AUFS_PREFIX.length));
+        }
+        continue;
+      }
+      if (decided.has(e.name)) continue;
+      decided.add(e.name);
+      let type = DT_TO_IF.get(e.type);
+      const needStat = type === undefined || type === fsc.S_IFCHR || (src.xwhiteouts && type === fsc.S_IFREG);
+      if (needStat) {
+        const s = statAt(fd(), e.name);
+        if (isWhiteout(fd(), e.name, s, src.xwhiteouts)) continue;
+        type = s.mode & fsc.S_IFMT;
+      }
+      const known = node.children.get(e.name);
+      out.push({ name: e.name, ino: known ? known.ino : st.foldIno(src.layer, e.ino), type: type ?? 0, nextOffset: 0 });
+    }
+    for (const h of hiddenBelow) decided.add(h);
+  }
+  return out;
+}
+
+/** A full snapshot for a directory handle, '.' and '..' first, offsets filled in. */
+export function snapshot(st: State, node: Node): DirEntryOut[] {
+  const parent = node.parent ?? node;
+  const all: DirEntryOut[] = [
+    { name: '.', ino: node.ino, type: fsc.S_IFDIR, nextOffset: 0 },
+    { name: '..', ino: parent.ino, type: fsc.S_IFDIR, nextOffset: 0 },
+    ...mergedEntries(st, node),
+  ];
+  all.forEach((e, i) => {
+    e.nextOffset = i + 1;
+  });
+  return all;
+}
+
+/** Entries of an open directory from cookie `offset` on. */
+export function readdirAt(st: State, h: DirHandle, offset: number): DirEntryOut[] {
+  if (h.entries === null || (offset === 0 && h.served)) h.entries = snapshot(st, h.node);
+  h.served = true;
+  return h.entries.slice(offset);
+}
+
+/** Is the merged directory empty (for rmdir and rename over a directory)? */
+export function isMergedEmpty(st: State, node: Node): boolean {
+  return mergedEntries(st, node).length === 0;
+}

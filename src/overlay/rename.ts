@@ -1,0 +1,132 @@
+/**
+ * rename(2) in the merged view, with RENAME_NOREPLACE and RENAME_EXCHANGE.
+ *
+ * - The source is copied up first (a file with its data, a directory as metadata
+ *   only), and so are both parents.
+ * - A directory that exists in a lower (it merges a lower directory) gets
+ *   `<prefix>redirect` before it moves, like kernel overlayfs with redirect_dir=on: a
+ *   plain name when it stays in the same parent and its lower directory is in the
+ *   parent's lower directory, else the absolute path of its lower directory from the
+ *   layer root ("/a/b"). Lookup then keeps merging that lower directory at the new name.
+ * - A directory only in the upper moving into a directory that has lowers becomes
+ *   opaque, so a lower directory of the new name cannot show through.
+ * - When a lower still has the old name, a whiteout is left there (RENAME_WHITEOUT when
+ *   the upper filesystem supports it, else a whiteout made right after).
+ * - Over a target: files replace files; a directory replaces only an empty (merged
+ *   view) directory, whose upper part (whiteouts only) is removed first.
+ * RENAME_WHITEOUT from a caller is refused (EINVAL), as kernel overlayfs does.
+ */
+import { constants as fsc } from 'node:fs';
+import { E, fail, toErrno } from '../errors';
+import { C, native } from '../native';
+import type { RenameFlags } from './api';
+import { copyUp, removeTree } from './copyup';
+import type { Node } from './inodes';
+import { basenameOf, dirnameOf, tryStatAt, xattrPath } from './layers';
+import { lookupNode, lowerHasName, tryLookupNode } from './lookup';
+import { isMergedEmpty } from './readdir';
+import type { State } from './state';
+import { isAufsName, isWhiteout, makeWhiteout } from './whiteout';
+
+/** The redirect value for directory `node` once it is `newName` in `newParent`. */
+export function redirectFor(node: Node, oldParent: Node, newParent: Node): string | null {
+  const src = node.lowers[0];
+  if (!src) return null;
+  if (oldParent === newParent) {
+    const pref = newParent.lowers.find((r) => r.layer === src.layer);
+    if (pref && dirnameOf(src.path) === pref.path) return basenameOf(src.path);
+  }
+  return `/${src.path}`;
+}
+
+/** Marks the upper directory name in dirfd so it keeps its merge at the new place. */
+function markDir(st: State, node: Node, oldParent: Node, newParent: Node, dirfd: number, name: string): void {
+  if (node.type !== fsc.S_IFDIR) return;
+  const { path, follow } = xattrPath(dirfd, name);
+  const redirect = redirectFor(node, oldParent, newParent);
+  if (redirect !== null) {
+    native.setxattr(path, `${st.prefix}redirect`, Buffer.from(redirect, 'latin1'), 0, follow);
+  } else if (newParent.lowers.length > 0) {
+    native.setxattr(path, `${st.prefix}opaque`, Buffer.from('y'), 0, follow);
+  }
+}
+
+export async function rename(st: State, parent: Node, name: string, newParent: Node, newName: string, flags: RenameFlags): Promise<void> {
+  const upper = st.requireUpper();
+  if (flags.whiteout || (flags.exchange && flags.noReplace)) fail(E.EINVAL);
+  if (isAufsName(newName)) fail(E.EINVAL);
+  const node = lookupNode(st, parent, name);
+  const target = tryLookupNode(st, newParent, newName);
+  if (target === node) return;
+  if (target && flags.noReplace) fail(E.EEXIST);
+  if (flags.exchange) {
+    if (!target) fail(E.ENOENT);
+    return exchange(st, node, parent, name, target, newParent, newName);
+  }
+  const isDir = node.type === fsc.S_IFDIR;
+  if (target) {
+    const targetDir = target.type === fsc.S_IFDIR;
+    if (isDir && !targetDir) fail(E.ENOTDIR);
+    if (!isDir && targetDir) fail(E.EISDIR);
+    if (targetDir && !isMergedEmpty(st, target)) fail(E.ENOTEMPTY);
+  }
+  await copyUp(st, node);
+  await copyUp(st, newParent);
+  const oldPath = node.path();
+  const oldWhiteout = lowerHasName(st, parent, name);
+  const pfd = st.upperDirFd(parent);
+  const npfd = st.upperDirFd(newParent);
+  const work = st.workFd;
+
+  const existing = tryStatAt(npfd, newName);
+  const overWhiteout = existing !== null && isWhiteout(npfd, newName, existing, newParent.upperXwhiteouts);
+  if (existing !== null && !overWhiteout && (existing.mode & fsc.S_IFMT) === fsc.S_IFDIR) {
+    // an empty merged target directory: take its upper part (whiteouts) out of the way
+    const w = st.tmpName();
+    native.renameat2(npfd, newName, work, w, C.RENAME_NOREPLACE);
+    removeTree(work, w);
+    if (target) st.dirs.invalidate(upper, target.path());
+  }
+  markDir(st, node, parent, newParent, pfd, name);
+
+  if (overWhiteout && isDir) {
+    // a directory cannot replace a device node: swap, then keep or drop the whiteout
+    native.renameat2(pfd, name, npfd, newName, C.RENAME_EXCHANGE);
+    if (!oldWhiteout) native.unlinkat(pfd, name, 0);
+  } else if (oldWhiteout) {
+    try {
+      native.renameat2(pfd, name, npfd, newName, C.RENAME_WHITEOUT);
+    } catch (e) {
+      if (toErrno(e) !== E.EINVAL && toErrno(e) !== E.EOPNOTSUPP) throw e;
+      native.renameat2(pfd, name, npfd, newName, 0);
+      makeWhiteout(pfd, name);
+    }
+  } else {
+    native.renameat2(pfd, name, npfd, newName, 0);
+  }
+  if (isDir) st.dirs.invalidate(upper, oldPath);
+  st.inodes.moveName(node, parent, name, newParent, newName);
+  if (target) st.inodes.maybeDrop(target);
+}
+
+async function exchange(st: State, a: Node, aParent: Node, aName: string, b: Node, bParent: Node, bName: string): Promise<void> {
+  const upper = st.requireUpper();
+  await copyUp(st, a);
+  await copyUp(st, b);
+  const aPath = a.path();
+  const bPath = b.path();
+  const afd = st.upperDirFd(aParent);
+  const bfd = st.upperDirFd(bParent);
+  markDir(st, a, aParent, bParent, afd, aName);
+  markDir(st, b, bParent, aParent, bfd, bName);
+  native.renameat2(afd, aName, bfd, bName, C.RENAME_EXCHANGE);
+  if (a.type === fsc.S_IFDIR) st.dirs.invalidate(upper, aPath);
+  if (b.type === fsc.S_IFDIR) st.dirs.invalidate(upper, bPath);
+  st.inodes.unlinkName(aParent, aName);
+  st.inodes.unlinkName(bParent, bName);
+  // unlinkName dropped the aliases; put them back at their new places
+  a.aliases.unshift({ parent: bParent, name: bName });
+  bParent.children.set(bName, a);
+  b.aliases.unshift({ parent: aParent, name: aName });
+  aParent.children.set(aName, b);
+}

@@ -1,0 +1,68 @@
+/**
+ * setattr: chown, chmod, truncate, utimens — each copies the node up first (truncate to
+ * 0 without its data). Order: owner (which may clear set-id bits), mode, size, times
+ * (last, since truncating moves mtime). Times keep nanoseconds; 'now' is UTIME_NOW and
+ * an absent time is UTIME_OMIT.
+ */
+import { constants as fsc } from 'node:fs';
+import { E, fail } from '../errors';
+import { C, native } from '../native';
+import type { Attr, Ctx, SetattrChanges } from './api';
+import { getAttr, PERM_MASK } from './attr';
+import { copyUp } from './copyup';
+import { idToHost } from './idmap';
+import type { Node } from './inodes';
+import { statAt } from './layers';
+import type { State } from './state';
+
+type TimeChange = SetattrChanges['atime'];
+
+function timeArgs(t: TimeChange): [number, number] {
+  if (t === undefined) return [0, C.UTIME_OMIT];
+  if (t === 'now') return [0, C.UTIME_NOW];
+  return [t.sec, t.nsec];
+}
+
+export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChanges): Promise<Attr> {
+  const changes = ch.mode !== undefined || ch.uid !== undefined || ch.gid !== undefined
+    || ch.size !== undefined || ch.atime !== undefined || ch.mtime !== undefined;
+  if (!changes) return getAttr(st, node);
+  st.requireUpper();
+  if (ch.size !== undefined && node.type === fsc.S_IFDIR) fail(E.EISDIR);
+  await copyUp(st, node, { data: ch.size !== 0 });
+  const loc = st.locate(node);
+  const { dirfd, name } = loc;
+  if (ch.uid !== undefined || ch.gid !== undefined) {
+    const cur = statAt(dirfd, name);
+    const uid = ch.uid === undefined ? cur.uid : idToHost(st.config, 'uid', ch.uid);
+    const gid = ch.gid === undefined ? cur.gid : idToHost(st.config, 'gid', ch.gid);
+    native.fchownat(dirfd, name, uid, gid, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
+  }
+  if (ch.mode !== undefined) {
+    // fchmodat follows a final symlink; a symlink's mode cannot change on Linux
+    if (node.type === fsc.S_IFLNK) fail(E.EOPNOTSUPP);
+    if (name === '') native.fchmodat(C.AT_FDCWD, `/proc/self/fd/${dirfd}`, ch.mode & PERM_MASK);
+    else native.fchmodat(dirfd, name, ch.mode & PERM_MASK);
+  }
+  if (ch.size !== undefined) {
+    const h = ch.fh === undefined ? undefined : st.handles.get(ch.fh);
+    if (h && h.kind === 'file' && h.upper) {
+      native.ftruncate(h.fd, ch.size);
+    } else {
+      if (node.type !== fsc.S_IFREG) fail(E.EINVAL);
+      const fd = native.openat(dirfd, name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+      try {
+        native.ftruncate(fd, ch.size);
+      } finally {
+        native.close(fd);
+      }
+    }
+  }
+  if (ch.atime !== undefined || ch.mtime !== undefined) {
+    const [as, an] = timeArgs(ch.atime);
+    const [ms, mn] = timeArgs(ch.mtime);
+    if (name === '') native.utimensat(C.AT_FDCWD, `/proc/self/fd/${dirfd}`, as, an, ms, mn, 0);
+    else native.utimensat(dirfd, name, as, an, ms, mn, C.AT_SYMLINK_NOFOLLOW);
+  }
+  return getAttr(st, node);
+}

@@ -1,0 +1,144 @@
+/**
+ * The state of one mounted overlay, shared by the operation modules: configuration,
+ * layers, the directory-fd cache, the inode table, open handles and the staging dir.
+ * It holds no policy; the modules do.
+ */
+import { E, fail } from '../errors';
+import type { Stat } from '../native';
+import type { DirEntryOut, NodeId } from './api';
+import type { OverlayConfig } from './config';
+import { InodeTable, Node } from './inodes';
+import { DirFds, basenameOf, dirnameOf, statAt, type Layer } from './layers';
+
+export interface FileHandle {
+  kind: 'file';
+  fd: number;
+  node: Node;
+  /** the fd is on the upper file */
+  upper: boolean;
+}
+
+export interface DirHandle {
+  kind: 'dir';
+  node: Node;
+  /** snapshot of the merged listing, '.' and '..' first; offsets index into it */
+  entries: DirEntryOut[] | null;
+  /** the snapshot has been served at least once (offset 0 then refreshes it) */
+  served: boolean;
+}
+
+export type Handle = FileHandle | DirHandle;
+
+/** Where the topmost real object of a node is. */
+export interface Location {
+  layer: Layer;
+  /** O_PATH fd of the containing directory (cache-owned, use at once) */
+  dirfd: number;
+  /** name inside dirfd; '' for a layer root */
+  name: string;
+}
+
+export class State {
+  readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+  private tmpCounter = 0;
+  readonly inodes: InodeTable;
+  /** negotiated at init (files.ts adapts open flags to it) */
+  passthrough = false;
+  writebackCache = false;
+
+  constructor(
+    readonly config: OverlayConfig,
+    readonly upper: Layer | null,
+    readonly lowers: Layer[],
+    readonly dirs: DirFds,
+    /** O_PATH fd of `${workdir}/work`, -1 on a read-only mount */
+    readonly workFd: number,
+    /** bits of the layer index folded into st_ino; 0 = all layers on one device */
+    readonly xinoBits: number,
+    root: (id: NodeId) => Node,
+  ) {
+    this.inodes = new InodeTable(root);
+  }
+
+  get prefix(): string {
+    return this.config.xattrPrefix;
+  }
+
+  get layers(): Layer[] {
+    return this.upper ? [this.upper, ...this.lowers] : this.lowers;
+  }
+
+  /** st_ino to report for an object of `layer` (see inodes.ts) */
+  foldIno(layer: Layer, ino: bigint): bigint {
+    if (this.xinoBits === 0) return ino;
+    const shift = BigInt(64 - this.xinoBits);
+    const mask = (1n << shift) - 1n;
+    return (ino & mask) | (BigInt(layer.index) << shift);
+  }
+
+  /** a fresh name for an object under construction in the work dir */
+  tmpName(): string {
+    this.tmpCounter += 1;
+    return `#stratafs.${process.pid}.${this.tmpCounter.toString(16)}`;
+  }
+
+  node(id: NodeId): Node {
+    return this.inodes.get(id) ?? fail(E.ENOENT);
+  }
+
+  /** the upper layer, or EROFS on a read-only mount */
+  requireUpper(): Layer {
+    return this.upper ?? fail(E.EROFS);
+  }
+
+  addHandle(h: Handle): number {
+    const fh = this.nextFh++;
+    this.handles.set(fh, h);
+    h.node.opens += 1;
+    return fh;
+  }
+
+  handle(fh: number): Handle {
+    return this.handles.get(fh) ?? fail(E.EBADF);
+  }
+
+  dropHandle(fh: number): Handle | undefined {
+    const h = this.handles.get(fh);
+    if (!h) return undefined;
+    this.handles.delete(fh);
+    h.node.opens -= 1;
+    this.inodes.maybeDrop(h.node);
+    return h;
+  }
+
+  /** The upper directory fd of directory node `dir` (which must be in the upper). */
+  upperDirFd(dir: Node): number {
+    return this.dirs.get(this.requireUpper(), dir.path());
+  }
+
+  /** Where the node's topmost real object is (upper first, else its top lower). */
+  locate(node: Node): Location {
+    if (node.upper) {
+      const layer = this.requireUpper();
+      if (node.isRoot) return { layer, dirfd: layer.rootFd, name: '' };
+      if (node.aliases.length === 0) fail(E.ENOENT);
+      const parent = node.parent as Node;
+      return { layer, dirfd: this.dirs.get(layer, parent.path()), name: node.name };
+    }
+    return this.locateLower(node);
+  }
+
+  /** Where the node's top lower object is (the data of a metacopy file). */
+  locateLower(node: Node): Location {
+    const ref = node.lowers[0] ?? fail(E.ENOENT);
+    if (ref.path === '') return { layer: ref.layer, dirfd: ref.layer.rootFd, name: '' };
+    return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
+  }
+
+  /** statx of the node's topmost real object */
+  stat(node: Node): Stat {
+    const loc = this.locate(node);
+    return statAt(loc.dirfd, loc.name);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Whiteouts and opaque directories: how a layer says "this name is gone" or "ignore
+ * what the layers below have in this directory".
+ *
+ * Forms we read (in every layer unless noted):
+ * - Character device 0/0: the kernel overlayfs whiteout, the only form we write.
+ * - Zero-size regular file carrying the `<prefix>whiteout` xattr ("xwhiteout", kernel
+ *   6.7+): honoured only in a directory marked with `<prefix>opaque` = "x" (the marker
+ *   the kernel requires, and it saves an xattr read per file). Read only.
+ * - AUFS style, lowers only (how image layers are extracted by some tools):
+ *   `.wh.<name>` hides <name> in the layers below; `.wh..wh..opq` makes its directory
+ *   opaque. `.wh.*` names (and their meta files such as `.wh..wh.plnk`) are never shown.
+ *   In the upper such names are merely hidden, never interpreted.
+ * - Opaque: `<prefix>opaque` = "y" on a directory stops the merge at that directory.
+ *   Both `trusted.overlay.` and `user.overlay.` are accepted when reading, so layers
+ *   written by a privileged and an unprivileged overlay both work; we write only the
+ *   configured prefix.
+ */
+import { constants as fsc } from 'node:fs';
+import { native, type Stat } from '../native';
+import { tryGetXattr, tryStatAt } from './layers';
+
+export const AUFS_PREFIX = '.wh.';
+export const AUFS_OPAQUE = '.wh..wh..opq';
+const PREFIXES = ['trusted.overlay.', 'user.overlay.'] as const;
+
+export function isAufsName(name: string): boolean {
+  return name.startsWith(AUFS_PREFIX);
+}
+
+/** true for a 0/0 character device */
+export function isCharWhiteout(st: Stat): boolean {
+  return (st.mode & fsc.S_IFMT) === fsc.S_IFCHR && st.rdevMajor === 0 && st.rdevMinor === 0;
+}
+
+/** Reads a private overlay xattr under either prefix (`attr` without prefix, e.g. "opaque"). */
+export function readPrivateXattr(dirfd: number, name: string, attr: string): Buffer | null {
+  for (const p of PREFIXES) {
+    const v = tryGetXattr(dirfd, name, p + attr);
+    if (v !== null) return v;
+  }
+  return null;
+}
+
+/**
+ * Is `name` (statted as `st`) in directory `dirfd` a whiteout? `xwhiteouts` says whether
+ * the directory is marked as holding xattr whiteouts.
+ */
+export function isWhiteout(dirfd: number, name: string, st: Stat, xwhiteouts: boolean): boolean {
+  if (isCharWhiteout(st)) return true;
+  if (xwhiteouts && (st.mode & fsc.S_IFMT) === fsc.S_IFREG && st.size === 0) {
+    return readPrivateXattr(dirfd, name, 'whiteout') !== null;
+  }
+  return false;
+}
+
+export interface DirMarks {
+  /** the merge stops here */
+  opaque: boolean;
+  /** holds xattr whiteouts (opaque = "x") */
+  xwhiteouts: boolean;
+  /** `<prefix>redirect`, byte string, when set */
+  redirect: string | null;
+}
+
+/**
+ * Marks of directory `name` inside `dirfd` ('' = dirfd itself). `dirOwnFd`, when given,
+ * is an fd of the directory itself, used to look for the AUFS opaque marker (lowers).
+ */
+export function dirMarks(dirfd: number, name: string, dirOwnFd: number | null): DirMarks {
+  const op = readPrivateXattr(dirfd, name, 'opaque');
+  const v = op?.toString('latin1');
+  let opaque = v === 'y';
+  const xwhiteouts = v === 'x';
+  if (!opaque && dirOwnFd !== null) opaque = tryStatAt(dirOwnFd, AUFS_OPAQUE) !== null;
+  const r = readPrivateXattr(dirfd, name, 'redirect');
+  return { opaque, xwhiteouts, redirect: r === null ? null : r.toString('latin1') };
+}
+
+/** Creates a kernel-style whiteout (char device 0/0) `name` in `dirfd`. */
+export function makeWhiteout(dirfd: number, name: string): void {
+  native.mknodat(dirfd, name, fsc.S_IFCHR, 0, 0);
+}
+
+/** AUFS: does `.wh.<name>` exist in dirfd (hiding <name> in the layers below)? */
+export function hasAufsWhiteout(dirfd: number, name: string): boolean {
+  return tryStatAt(dirfd, AUFS_PREFIX + name) !== null;
+}
+
+/**
+ * Is `attr` one of the private overlay xattrs (any prefix)? Escaped user attributes
+ * (`<prefix>overlay.*`, see xattr.ts) are user data, not private.
+ */
+export function isPrivateXattr(attr: string): boolean {
+  return PREFIXES.some((p) => attr.startsWith(p) && !attr.startsWith(`${p}overlay.`));
+}

@@ -1,0 +1,80 @@
+/**
+ * Extended attributes through the mount.
+ *
+ * Reached through /proc/self/fd/<parent dir fd>/<name> without following the final
+ * name (the root through its own fd), so a symlink in a layer is never followed.
+ *
+ * Private names, as kernel overlayfs (6.7+) treats them: names under the configured
+ * prefix (`trusted.overlay.` as root) are *escaped*: a user's `trusted.overlay.foo` is
+ * stored as `trusted.overlay.overlay.foo` and listed back as `trusted.overlay.foo`; the
+ * overlay's own attributes (opaque, redirect, whiteout, origin ...) are never listed and
+ * read as ENODATA. Differences: the other prefix (`user.overlay.` when the prefix is
+ * `trusted.overlay.`, and the reverse) is also hidden and refused (EOPNOTSUPP) because
+ * stratafs reads both when merging; the kernel passes it through. POSIX ACLs
+ * (system.posix_acl_*) and every other name pass through. Changes copy up first.
+ */
+import { E, fail } from '../errors';
+import { native } from '../native';
+import type { Node } from './inodes';
+import { copyUp } from './copyup';
+import { xattrPath } from './layers';
+import type { State } from './state';
+import { isPrivateXattr } from './whiteout';
+
+const ESCAPE = 'overlay.';
+
+/** The name stored on disk for a name the user gave; EOPNOTSUPP for the other private prefix. */
+function toDisk(st: State, name: string): string {
+  if (name.startsWith(st.prefix)) return st.prefix + ESCAPE + name.slice(st.prefix.length);
+  if (isPrivateXattr(name)) fail(E.EOPNOTSUPP);
+  return name;
+}
+
+/** The name shown for a name on disk, or null when it is private. */
+function fromDisk(st: State, name: string): string | null {
+  const escaped = st.prefix + ESCAPE;
+  if (name.startsWith(escaped)) return st.prefix + name.slice(escaped.length);
+  return isPrivateXattr(name) ? null : name;
+}
+
+function where(st: State, node: Node): { path: string; follow: boolean } {
+  const loc = st.locate(node);
+  return xattrPath(loc.dirfd, loc.name);
+}
+
+export function getxattr(st: State, node: Node, name: string): Buffer {
+  let disk: string;
+  try {
+    disk = toDisk(st, name);
+  } catch {
+    return fail(E.ENODATA);
+  }
+  const { path, follow } = where(st, node);
+  return native.getxattr(path, disk, follow);
+}
+
+export function listxattr(st: State, node: Node): string[] {
+  const { path, follow } = where(st, node);
+  const out: string[] = [];
+  for (const n of native.listxattr(path, follow)) {
+    const shown = fromDisk(st, n);
+    if (shown !== null) out.push(shown);
+  }
+  return out;
+}
+
+export async function setxattr(st: State, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
+  st.requireUpper();
+  const disk = toDisk(st, name);
+  await copyUp(st, node);
+  const { path, follow } = where(st, node);
+  native.setxattr(path, disk, value, flags, follow);
+}
+
+export async function removexattr(st: State, node: Node, name: string): Promise<void> {
+  st.requireUpper();
+  const disk = toDisk(st, name);
+  await copyUp(st, node);
+  const { path, follow } = where(st, node);
+  native.removexattr(path, disk, follow);
+}

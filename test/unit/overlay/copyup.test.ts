@@ -1,0 +1,116 @@
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:os';
+import { ctx, fixture, readFile, walk, writeFile, withErrno } from './fixtures/helpers';
+
+const O = fs.constants;
+
+t.test('copy-up keeps data, mode, owner, ns times, xattrs and holes', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    const p = path.join(l0 as string, 'dir/file');
+    fs.mkdirSync(path.dirname(p));
+    fs.writeFileSync(p, 'hello world');
+    fs.chmodSync(p, 0o4751);
+    fs.chownSync(p, 1234, 2345);
+    fs.chmodSync(p, 0o4751);
+    execFileSync('setfattr', ['-n', 'user.color', '-v', 'blue', p]);
+    execFileSync('setfattr', ['-n', 'trusted.overlay.origin', '-v', 'bogus', p]);
+    execFileSync('touch', ['-h', '-d', '2001-02-03 04:05:06.123456789', p]);
+    fs.chmodSync(path.dirname(p), 0o750);
+    // sparse: 8 MiB with data only at 4 MiB
+    const s = path.join(l0 as string, 'sparse');
+    const fd = fs.openSync(s, 'w');
+    fs.writeSync(fd, Buffer.from('data'), 0, 4, 4 << 20);
+    fs.ftruncateSync(fd, 8 << 20);
+    fs.closeSync(fd);
+  });
+  t.teardown(() => f.cleanup());
+  const lowerStat = fs.statSync(path.join(f.lowers[0] as string, 'dir/file'), { bigint: true });
+  const id = walk(f.ov, 'dir/file');
+  const inoBefore = f.ov.getattr(ctx, id).ino;
+  const { fh } = await f.ov.open(ctx, id, O.O_RDWR);
+  await f.ov.write(fh, 0, Buffer.from('HELLO'));
+  f.ov.release(fh);
+  const up = path.join(f.upper, 'dir/file');
+  const s = fs.statSync(up, { bigint: true });
+  t.equal(fs.readFileSync(up, 'utf8'), 'HELLO world');
+  t.equal(s.mode & 0o7777n, 0o4751n, 'mode incl. setuid');
+  t.equal(s.uid, 1234n);
+  t.equal(s.gid, 2345n);
+  t.equal(s.atimeNs, lowerStat.atimeNs, 'atime with ns');
+  t.equal(execFileSync('getfattr', ['--only-values', '-n', 'user.color', up]).toString(), 'blue');
+  t.throws(() => execFileSync('getfattr', ['-n', 'trusted.overlay.origin', up], { stdio: 'pipe' }), 'private xattr not copied');
+  t.equal(fs.statSync(path.join(f.upper, 'dir')).mode & 0o7777, 0o750, 'parent copied up with its mode');
+  t.equal(f.ov.getattr(ctx, id).ino, inoBefore, 'st_ino stable across copy-up');
+  t.same(fs.readdirSync(path.join(f.work, 'work')), [], 'nothing left in the work dir');
+
+  // a pure metadata change keeps mtime from the lower (ns)
+  const sp = walk(f.ov, 'sparse');
+  await f.ov.setattr(ctx, sp, { mode: 0o600 });
+  const su = fs.statSync(path.join(f.upper, 'sparse'), { bigint: true });
+  const sl = fs.statSync(path.join(f.lowers[0] as string, 'sparse'), { bigint: true });
+  t.equal(su.mtimeNs, sl.mtimeNs, 'mtime with ns');
+  t.equal(su.size, 8n << 20n);
+  t.ok(su.blocks * 512n < 1n << 20n, `holes stay holes (${su.blocks} blocks)`);
+  t.equal(fs.readFileSync(path.join(f.upper, 'sparse')).subarray(4 << 20, (4 << 20) + 4).toString(), 'data');
+});
+
+t.test('read-only open does not copy up; O_TRUNC copies no data', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    fs.writeFileSync(path.join(l0 as string, 'a'), 'lower a');
+    fs.writeFileSync(path.join(l0 as string, 'b'), 'lower b');
+  });
+  t.teardown(() => f.cleanup());
+  t.equal(await readFile(f.ov, 'a'), 'lower a');
+  t.notOk(fs.existsSync(path.join(f.upper, 'a')), 'no copy-up on read');
+  const { fh, keepCache } = await f.ov.open(ctx, walk(f.ov, 'b'), O.O_WRONLY | O.O_TRUNC);
+  t.equal(keepCache, false);
+  t.equal(fs.statSync(path.join(f.upper, 'b')).size, 0);
+  f.ov.release(fh);
+  t.equal(await readFile(f.ov, 'b'), '');
+});
+
+t.test('concurrent opens copy up once', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    fs.writeFileSync(path.join(l0 as string, 'big'), Buffer.alloc(4 << 20, 7));
+  });
+  t.teardown(() => f.cleanup());
+  const id = walk(f.ov, 'big');
+  const opens = await Promise.all(Array.from({ length: 8 }, () => f.ov.open(ctx, id, O.O_RDWR)));
+  const ino = fs.statSync(path.join(f.upper, 'big')).ino;
+  // all handles on the same upper file: a write through one is read through another
+  await f.ov.write((opens[0] as { fh: number }).fh, 0, Buffer.from('X'));
+  const b = await f.ov.read((opens[7] as { fh: number }).fh, 0, 2);
+  t.equal(b.toString('latin1'), 'X\x07');
+  for (const o of opens) f.ov.release(o.fh);
+  t.equal(fs.statSync(path.join(f.upper, 'big')).ino, ino);
+  t.equal(fs.statSync(path.join(f.upper, 'big')).size, 4 << 20);
+  t.same(fs.readdirSync(path.join(f.work, 'work')), []);
+});
+
+t.test('setattr: chown, truncate, utimens with now and omit', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    fs.writeFileSync(path.join(l0 as string, 'f'), '0123456789');
+    execFileSync('touch', ['-d', '2000-01-01 00:00:00.5', path.join(l0 as string, 'f')]);
+  });
+  t.teardown(() => f.cleanup());
+  const id = walk(f.ov, 'f');
+  let a = await f.ov.setattr(ctx, id, { uid: 77, gid: 88 });
+  t.equal(a.uid, 77);
+  t.equal(a.gid, 88);
+  a = await f.ov.setattr(ctx, id, { size: 4 });
+  t.equal(a.size, 4);
+  t.equal(await readFile(f.ov, 'f'), '0123');
+  a = await f.ov.setattr(ctx, id, { atime: { sec: 1000, nsec: 999 } });
+  t.equal(a.atimeSec, 1000);
+  t.equal(a.atimeNsec, 999);
+  const m = a.mtimeSec;
+  a = await f.ov.setattr(ctx, id, { mtime: 'now' });
+  t.equal(a.atimeSec, 1000, 'atime omitted');
+  t.ok(a.mtimeSec >= m && a.mtimeSec > 1e9, 'mtime now');
+  await writeFile(f.ov, 'f', 'ab');
+  t.equal(await readFile(f.ov, 'f'), 'ab23');
+  await t.rejects(Promise.resolve().then(() => f.ov.setattr(ctx, walk(f.ov, ''), { size: 0 })), withErrno(constants.errno.EISDIR));
+});

@@ -1,0 +1,200 @@
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:os';
+import { ctx, exists, fixture, isWhiteoutFile, ls, put, readFile, walk, withErrno } from './fixtures/helpers';
+
+const O = fs.constants;
+const E = constants.errno;
+const R = { noReplace: false, exchange: false, whiteout: false };
+
+function xattr(p: string, name: string): string | null {
+  try {
+    return execFileSync('getfattr', ['-h', '--only-values', '-n', name, p], { stdio: 'pipe' }).toString();
+  } catch {
+    return null;
+  }
+}
+
+t.test('unlink and rmdir of lower names leave 0/0 whiteouts', async (t) => {
+  const f = await fixture(1, ([l0], upper) => {
+    put(l0 as string, 'f', 'x');
+    put(l0 as string, 'd/a', 'a');
+    put(l0 as string, 'e/.keep');
+    fs.unlinkSync(path.join(l0 as string, 'e/.keep'));
+    put(upper, 'onlyup', 'u');
+    put(l0 as string, 'both', 'l');
+    put(upper, 'both', 'u');
+  });
+  t.teardown(() => f.cleanup());
+  await f.ov.unlink(ctx, 1, 'f');
+  t.ok(isWhiteoutFile(path.join(f.upper, 'f')));
+  t.notOk(exists(f.ov, 'f'));
+  await f.ov.unlink(ctx, 1, 'onlyup');
+  t.notOk(fs.existsSync(path.join(f.upper, 'onlyup')), 'upper-only file just removed');
+  await f.ov.unlink(ctx, 1, 'both');
+  t.ok(isWhiteoutFile(path.join(f.upper, 'both')), 'upper file over a lower one becomes a whiteout');
+  await t.rejects(f.ov.rmdir(ctx, 1, 'd'), withErrno(E.ENOTEMPTY));
+  await t.rejects(f.ov.unlink(ctx, 1, 'd'), withErrno(E.EISDIR));
+  const d = walk(f.ov, 'd');
+  await f.ov.unlink(ctx, d, 'a');
+  t.ok(isWhiteoutFile(path.join(f.upper, 'd/a')));
+  t.same(ls(f.ov, 'd'), []);
+  await f.ov.rmdir(ctx, 1, 'd');
+  t.ok(isWhiteoutFile(path.join(f.upper, 'd')), 'merged dir holding only whiteouts: removed and whited out');
+  await f.ov.rmdir(ctx, 1, 'e');
+  t.ok(isWhiteoutFile(path.join(f.upper, 'e')));
+  t.same(ls(f.ov, ''), []);
+  t.same(fs.readdirSync(path.join(f.work, 'work')), []);
+  // mkdir over a whiteout is opaque
+  await f.ov.mkdir(ctx, 1, 'd', 0o755);
+  t.equal(xattr(path.join(f.upper, 'd'), 'trusted.overlay.opaque'), 'y');
+  t.same(ls(f.ov, 'd'), [], 'old lower contents stay hidden');
+  await f.ov.mkdir(ctx, 1, 'fresh', 0o700);
+  t.equal(xattr(path.join(f.upper, 'fresh'), 'trusted.overlay.opaque'), null, 'no opaque without a whiteout');
+  t.equal(fs.statSync(path.join(f.upper, 'fresh')).mode & 0o7777, 0o700);
+  // create over a whiteout
+  const c = await f.ov.create(ctx, 1, 'f', 0o640, O.O_RDWR);
+  await f.ov.write(c.open.fh, 0, Buffer.from('new'));
+  f.ov.release(c.open.fh);
+  t.equal(await readFile(f.ov, 'f'), 'new');
+  t.equal(fs.statSync(path.join(f.upper, 'f')).mode & 0o7777, 0o640);
+  await t.rejects(Promise.resolve().then(() => f.ov.mkdir(ctx, 1, 'f', 0o755)), withErrno(E.EEXIST));
+  await t.rejects(Promise.resolve().then(() => f.ov.mknod(ctx, 1, 'w', O.S_IFCHR | 0o600, 0, 0)), withErrno(E.EPERM));
+  await t.rejects(Promise.resolve().then(() => f.ov.create(ctx, 1, '.wh.x', 0o600, O.O_RDWR)), withErrno(E.EINVAL));
+});
+
+t.test('owner of new files; setgid parent', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    fs.mkdirSync(path.join(l0 as string, 'sg'));
+    fs.chownSync(path.join(l0 as string, 'sg'), 0, 4242);
+    fs.chmodSync(path.join(l0 as string, 'sg'), 0o2775);
+  });
+  t.teardown(() => f.cleanup());
+  const me = { uid: 1001, gid: 1002, pid: 1 };
+  const e = await f.ov.mkdir(me, 1, 'plain', 0o755);
+  t.equal(e.attr.uid, 1001);
+  t.equal(e.attr.gid, 1002);
+  const sg = walk(f.ov, 'sg');
+  const d = await f.ov.mkdir(me, sg, 'sub', 0o755);
+  t.equal(d.attr.gid, 4242, 'group of the setgid parent');
+  t.equal(d.attr.mode & 0o2000, 0o2000, 'new dir inherits S_ISGID');
+  const c = await f.ov.create(me, sg, 'file', 0o644, O.O_WRONLY);
+  f.ov.release(c.open.fh);
+  t.equal(c.entry.attr.gid, 4242);
+  t.equal(c.entry.attr.uid, 1001);
+  const s = await f.ov.symlink(me, sg, 'ln', 'target');
+  t.equal(s.attr.uid, 1001);
+  t.equal(f.ov.readlink(ctx, s.nodeId), 'target');
+  const n = await f.ov.mknod(me, 1, 'fifo', O.S_IFIFO | 0o600, 0, 0);
+  t.equal(n.attr.mode, O.S_IFIFO | 0o600);
+});
+
+t.test('rename of files', async (t) => {
+  const f = await fixture(1, ([l0], upper) => {
+    put(l0 as string, 'a', 'A');
+    put(l0 as string, 'b', 'B');
+    put(l0 as string, 'sub/c', 'C');
+    put(upper, 'u', 'U');
+  });
+  t.teardown(() => f.cleanup());
+  const a = walk(f.ov, 'a');
+  const ino = f.ov.getattr(ctx, a).ino;
+  await f.ov.rename(ctx, 1, 'a', walk(f.ov, 'sub'), 'a2', R);
+  t.ok(isWhiteoutFile(path.join(f.upper, 'a')), 'whiteout at the old name');
+  t.equal(fs.readFileSync(path.join(f.upper, 'sub/a2'), 'utf8'), 'A');
+  t.equal(await readFile(f.ov, 'sub/a2'), 'A');
+  t.equal(walk(f.ov, 'sub/a2'), a, 'same node after rename');
+  t.equal(f.ov.getattr(ctx, a).ino, ino);
+  await t.rejects(f.ov.rename(ctx, 1, 'b', 1, 'u', { ...R, noReplace: true }), withErrno(E.EEXIST));
+  await f.ov.rename(ctx, 1, 'u', 1, 'b', R);
+  t.equal(await readFile(f.ov, 'b'), 'U', 'replaces the lower file');
+  t.notOk(fs.existsSync(path.join(f.upper, 'u')), 'no whiteout when no lower had the name');
+  await f.ov.rename(ctx, walk(f.ov, 'sub'), 'c', 1, 'b', { ...R, exchange: true });
+  t.equal(await readFile(f.ov, 'b'), 'C');
+  t.equal(await readFile(f.ov, 'sub/c'), 'U');
+  t.same(ls(f.ov, ''), ['b', 'sub']);
+  t.same(ls(f.ov, 'sub'), ['a2', 'c']);
+  await t.rejects(f.ov.rename(ctx, 1, 'b', 1, 'x', { ...R, whiteout: true }), withErrno(E.EINVAL));
+});
+
+t.test('hard links', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    put(l0 as string, 'a', 'A');
+  });
+  t.teardown(() => f.cleanup());
+  const a = walk(f.ov, 'a');
+  const e = await f.ov.link(ctx, a, 1, 'b');
+  t.equal(e.nodeId, a, 'link returns the same node');
+  t.equal(e.attr.nlink, 2);
+  t.equal(fs.statSync(path.join(f.upper, 'a')).ino, fs.statSync(path.join(f.upper, 'b')).ino);
+  await f.ov.unlink(ctx, 1, 'a');
+  t.equal(f.ov.getattr(ctx, walk(f.ov, 'b')).nlink, 1);
+  t.ok(isWhiteoutFile(path.join(f.upper, 'a')));
+  t.equal(await readFile(f.ov, 'b'), 'A');
+  await t.rejects(Promise.resolve().then(() => f.ov.link(ctx, 1, 1, 'root2')), withErrno(E.EPERM));
+});
+
+t.test('xattrs: private names hidden and escaped, others pass', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    put(l0 as string, 'd/x', '');
+    execFileSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', path.join(l0 as string, 'd')]);
+    execFileSync('setfattr', ['-n', 'user.a', '-v', '1', path.join(l0 as string, 'd')]);
+  });
+  t.teardown(() => f.cleanup());
+  const d = walk(f.ov, 'd');
+  t.same(f.ov.listxattr(ctx, d), ['user.a']);
+  t.throws(() => f.ov.getxattr(ctx, d, 'trusted.overlay.opaque'), withErrno(E.ENODATA));
+  t.throws(() => f.ov.getxattr(ctx, d, 'user.overlay.opaque'), withErrno(E.ENODATA));
+  await f.ov.setxattr(ctx, d, 'trusted.overlay.foo', Buffer.from('v'), 0);
+  t.equal(xattr(path.join(f.upper, 'd'), 'trusted.overlay.overlay.foo'), 'v', 'stored escaped like the kernel does');
+  t.equal(f.ov.getxattr(ctx, d, 'trusted.overlay.foo').toString(), 'v');
+  t.same(f.ov.listxattr(ctx, d).sort(), ['trusted.overlay.foo', 'user.a']);
+  await f.ov.setxattr(ctx, d, 'user.b', Buffer.from('2'), 0);
+  await f.ov.removexattr(ctx, d, 'user.a');
+  t.same(f.ov.listxattr(ctx, d).sort(), ['trusted.overlay.foo', 'user.b']);
+  execFileSync('setfacl', ['-m', 'u:1234:rwx', path.join(f.upper, 'd')]);
+  t.ok(f.ov.listxattr(ctx, d).includes('system.posix_acl_access'), 'ACL passes through');
+});
+
+t.test('rename of a directory over an empty merged directory', async (t) => {
+  const f = await fixture(1, ([l0], upper) => {
+    put(l0 as string, 'src/in', 'in');
+    put(l0 as string, 'dst/gone', 'g');
+    put(upper, 'full/x', 'x');
+  });
+  t.teardown(() => f.cleanup());
+  await t.rejects(f.ov.rename(ctx, 1, 'src', 1, 'full', R), withErrno(E.ENOTEMPTY));
+  await t.rejects(f.ov.rename(ctx, walk(f.ov, 'src'), 'in', 1, 'dst', R), withErrno(E.EISDIR));
+  await t.rejects(f.ov.rename(ctx, 1, 'src', walk(f.ov, 'full'), 'x', R), withErrno(E.ENOTDIR));
+  await f.ov.unlink(ctx, walk(f.ov, 'dst'), 'gone');
+  t.same(ls(f.ov, 'dst'), []);
+  await f.ov.rename(ctx, 1, 'src', 1, 'dst', R);
+  t.same(ls(f.ov, ''), ['dst', 'full']);
+  t.same(ls(f.ov, 'dst'), ['in'], 'the moved dir merges its own lower, not the old target');
+  t.equal(await readFile(f.ov, 'dst/in'), 'in');
+  t.ok(isWhiteoutFile(path.join(f.upper, 'src')));
+  t.same(fs.readdirSync(path.join(f.work, 'work')), []);
+});
+
+t.test('forget drops nodes', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    put(l0 as string, 'a/b/c', 'c');
+  });
+  t.teardown(() => f.cleanup());
+  const base = f.ov.nodeCount;
+  const a = f.ov.lookup(ctx, 1, 'a');
+  const b = f.ov.lookup(ctx, a.nodeId, 'b');
+  const c = f.ov.lookup(ctx, b.nodeId, 'c');
+  f.ov.lookup(ctx, b.nodeId, 'c');
+  t.equal(f.ov.nodeCount, base + 3);
+  f.ov.forget(a.nodeId, 1);
+  t.equal(f.ov.nodeCount, base + 3, 'a parent stays while a child lives');
+  f.ov.forget(c.nodeId, 1);
+  t.equal(f.ov.nodeCount, base + 3, 'c still has one lookup');
+  f.ov.forget(c.nodeId, 1);
+  f.ov.forget(b.nodeId, 1);
+  t.equal(f.ov.nodeCount, base, 'all gone');
+  t.throws(() => f.ov.getattr(ctx, c.nodeId), withErrno(E.ENOENT));
+});
