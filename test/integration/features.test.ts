@@ -226,3 +226,82 @@ t.test('a hostile layer cannot reach the host', async (t) => {
   t.equal(fs.readFileSync(path.join(canary, 'secret'), 'utf8'), 'host data\n', 'canary content intact');
   t.same(fs.readdirSync(canary), ['secret'], 'nothing created on the host');
 });
+
+t.test('hard links, fifos, device nodes, statfs, fsync', async (t) => {
+  const m = mounted(t, (m) => {
+    fs.writeFileSync(path.join(m.lower, 'f'), 'linked');
+  });
+  t.equal(sh(`ln ${m.mnt}/f ${m.mnt}/g && ln ${m.mnt}/g ${m.mnt}/h`).status, 0, 'link a lower file twice');
+  t.equal(sh(`stat -c %h ${m.mnt}/f ${m.mnt}/g ${m.mnt}/h`).stdout, '3\n3\n3\n', 'nlink 3 on every name');
+  t.equal(sh(`echo more >> ${m.mnt}/g && cat ${m.mnt}/f`).stdout, 'linkedmore\n', 'one inode behind the names');
+  t.equal(sh(`rm ${m.mnt}/h && stat -c %h ${m.mnt}/f`).stdout, '2\n');
+  t.equal(sh(`mkfifo ${m.mnt}/fifo && mknod ${m.mnt}/null c 1 3 && stat -c '%F %t:%T' ${m.mnt}/fifo ${m.mnt}/null`).stdout,
+    'fifo 0:0\ncharacter special file 1:3\n');
+  t.ok(fs.lstatSync(path.join(m.upper, 'fifo')).isFIFO(), 'fifo in the upper');
+  const df = sh(`stat -f -c '%b %S' ${m.mnt} ${m.upper}`).stdout.trim().split('\n');
+  t.equal(df[0], df[1], 'statfs reports the upper filesystem');
+  const r = py(`
+import os, sys
+fd = os.open(sys.argv[1] + '/synced', os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b'durable')
+os.fsync(fd)
+os.fdatasync(fd)
+os.close(fd)
+dfd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+os.fsync(dfd)
+os.close(dfd)
+print('ok')
+`, m.mnt);
+  t.equal(r.stdout.trim(), 'ok', r.stderr);
+  t.equal(fs.readFileSync(path.join(m.upper, 'synced'), 'utf8'), 'durable');
+});
+
+t.test('a directory listing stays consistent while entries are removed', async (t) => {
+  const m = mounted(t, (m) => {
+    fs.mkdirSync(path.join(m.lower, 'd'));
+    for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(m.lower, 'd', `n${String(i).padStart(3, '0')}`), '');
+  });
+  // read part of the directory, delete entries (already listed and not yet listed), read on
+  const r = py(`
+import os, sys
+d = sys.argv[1] + '/d'
+seen = []
+with os.scandir(d) as it:
+    for i, e in enumerate(it):
+        seen.append(e.name)
+        if i == 100:
+            for n in ('n000', 'n001', 'n499', 'n498'):
+                os.unlink(os.path.join(d, n))
+print(len(seen), len(set(seen)))
+print(len(os.listdir(d)))
+`, m.mnt);
+  t.equal(r.status, 0, r.stderr);
+  const [counts, after] = r.stdout.trim().split('\n');
+  const [total, unique] = counts.split(' ').map(Number);
+  t.equal(total, unique, 'no name listed twice');
+  t.ok(total >= 496 && total <= 500, `every name that stayed is listed once (${total})`);
+  t.equal(after, '496', 'a fresh listing shows the removals');
+});
+
+t.test('read-only mounts refuse changes with EROFS', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-ro-'));
+  const lower = path.join(root, 'lower');
+  const mnt = path.join(root, 'mnt');
+  fs.mkdirSync(lower);
+  fs.mkdirSync(mnt);
+  fs.writeFileSync(path.join(lower, 'f'), 'ro');
+  t.teardown(() => {
+    for (let i = 0; i < 3 && isMounted(mnt); i++) spawnSync('umount', ['-l', mnt]);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  const r = spawnSync(process.execPath, [BIN, '-o', `lowerdir=${lower}`, mnt], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(sh(`cat ${mnt}/f`).stdout, 'ro');
+  for (const cmd of [`touch ${mnt}/new`, `rm ${mnt}/f`, `echo x >> ${mnt}/f`, `chmod 600 ${mnt}/f`, `mkdir ${mnt}/d`]) {
+    const res = sh(cmd);
+    t.not(res.status, 0, `${cmd} fails`);
+    t.match(res.stderr, /Read-only file system/, `${cmd}: EROFS`);
+  }
+  t.equal(fs.readFileSync(path.join(lower, 'f'), 'utf8'), 'ro', 'lower unchanged');
+  t.same(fs.readdirSync(lower), ['f']);
+});

@@ -1,0 +1,96 @@
+// Differential tests: every scripted scenario and one seeded random run, on kernel
+// overlayfs (the oracle) and on stratafs, compared op by op and tree by tree.
+//
+// Environment:
+//   STRATAFS_DIFF_TARGET=stratafs|kernel  second target (default stratafs; "kernel" runs
+//                                         the harness sanity check, kernel vs kernel)
+//   STRATAFS_DIFF_KERNEL_OPTS=a,b         oracle mount options (default redirect_dir=on,index=off,
+//                                         see KERNEL_OPTIONS in harness.ts for why)
+//   STRATAFS_DIFF_STRATAFS_OPTS=a,b       extra stratafs mount options
+//   STRATAFS_DIFF_ONLY=REGEX              run only the scenarios whose name matches
+//   STRATAFS_SEED=N                       seed of the random run (default: from the clock)
+//   STRATAFS_DIFF_OPS=N                   ops in the random run (default 1000)
+//   STRATAFS_BIN=PATH                     the stratafs executable (default bin/stratafs)
+import t, { type Test } from 'tap';
+import { join } from 'node:path';
+import type { Op } from '../lib/agent';
+import { tempDir } from '../lib/tmp';
+import { compareSnapshots, describeOp, formatDifferences, triage } from './compare';
+import { compareRuns, fixtureLayout, KERNEL_OPTIONS, kernelViewOfUpper, runOnTarget, targetFromEnv } from './harness';
+import { opCountFromEnv, randomOps, seedFromEnv } from './random';
+import { SCENARIOS, type Scenario } from './scenarios';
+
+const TARGET_B = targetFromEnv();
+const NAMES: [string, string] = ['kernel', TARGET_B === 'kernel' ? 'kernel (2nd)' : 'stratafs'];
+const ONLY = process.env.STRATAFS_DIFF_ONLY === undefined ? undefined : new RegExp(process.env.STRATAFS_DIFF_ONLY);
+
+async function differential(tt: Test, scenario: Scenario, context: string): Promise<void> {
+  const dir = await tempDir(tt, 'diff');
+  const kernelOptions = scenario.kernelOptions ?? KERNEL_OPTIONS;
+  // The oracle cannot read AUFS whiteouts: it gets the same layer in OverlayFS form.
+  const layoutA = await fixtureLayout(join(dir, 'a'), { readOnly: scenario.readOnly });
+  const layoutB = await fixtureLayout(join(dir, 'b'), {
+    readOnly: scenario.readOnly,
+    aufsTop: scenario.aufsTop === true && TARGET_B === 'stratafs',
+  });
+
+  const a = await runOnTarget(tt, 'kernel', layoutA, scenario.ops, kernelOptions);
+  const b = await runOnTarget(tt, TARGET_B, layoutB, scenario.ops, kernelOptions);
+  tt.comment(`${NAMES[0]}: -o ${a.options}`);
+  tt.comment(`${NAMES[1]}: -o ${b.options}`);
+
+  tt.equal(a.outcomes.length, scenario.ops.length, 'the oracle ran every op');
+  tt.equal(b.outcomes.length, scenario.ops.length, `${NAMES[1]} ran every op`);
+  tt.same(a.merged.leaks, [], `${NAMES[0]} shows no private overlay xattr`);
+  tt.same(b.merged.leaks, [], `${NAMES[1]} shows no private overlay xattr`);
+
+  const { unexplained, known } = triage(scenario.name, compareRuns(scenario.ops, a, b));
+  if (known.length > 0) tt.comment(`${known.length} known difference(s) (known-differences.ts)`);
+  const firstOp = unexplained.find((d) => d.opIndex !== undefined)?.opIndex;
+  const report =
+    unexplained.length === 0
+      ? ''
+      : `${unexplained.length} difference(s) [${context}]` +
+        (firstOp === undefined ? '' : `; first differing op #${firstOp}: ${describeOp(scenario.ops[firstOp])}`) +
+        `\n${formatDifferences(unexplained, NAMES)}`;
+  if (report) tt.comment(report);
+  const first = unexplained[0];
+  tt.equal(
+    unexplained.length,
+    0,
+    'outcomes, merged view and upper layer match' +
+      (first ? ` (first: ${first.where} ${first.path}${first.where === 'outcome' ? '' : ` [${first.field}]`}; report above)` : ''),
+  );
+  // The upper layer the second target wrote must mean the same to kernel overlayfs.
+  // (Not for AUFS lowers, which the kernel cannot read, nor for read-only mounts.)
+  if (!scenario.readOnly && !(scenario.aufsTop === true && TARGET_B === 'stratafs')) {
+    const view = await kernelViewOfUpper(tt, layoutB, kernelOptions);
+    const remount = compareSnapshots('merged', a.merged, view);
+    if (remount.length > 0) tt.comment(`kernel view of the ${NAMES[1]} upper layer:\n${formatDifferences(remount, ['kernel', 'kernel on upper'])}`);
+    tt.equal(remount.length, 0, `kernel overlayfs mounts the upper layer of ${NAMES[1]} and shows the same tree`);
+  }
+  if (TARGET_B === 'kernel') {
+    // Sanity of the oracle itself: ops that must succeed on fresh layers did.
+    tt.ok(
+      a.outcomes.some((o) => 'ok' in o),
+      'some ops succeed',
+    );
+  }
+}
+
+t.comment(`second target: ${NAMES[1]}; oracle options: ${KERNEL_OPTIONS.join(',')}`);
+
+for (const scenario of SCENARIOS) {
+  if (ONLY && !ONLY.test(scenario.name)) continue;
+  t.test(scenario.name, (tt) => differential(tt, scenario, scenario.why ?? 'scripted'));
+}
+
+if (!ONLY || ONLY.test('random')) {
+  const seed = seedFromEnv();
+  const n = opCountFromEnv();
+  t.test(`random ops (STRATAFS_SEED=${seed} STRATAFS_DIFF_OPS=${n})`, async (tt) => {
+    tt.comment(`reproduce with STRATAFS_SEED=${seed} STRATAFS_DIFF_OPS=${n}`);
+    const ops: Op[] = randomOps(seed, n);
+    await differential(tt, { name: 'random', ops }, `STRATAFS_SEED=${seed} STRATAFS_DIFF_OPS=${n}`);
+  });
+}

@@ -1,0 +1,72 @@
+// Child processes for tests: run a program, feed stdin, collect output, enforce a timeout.
+import { spawn } from 'node:child_process';
+
+export interface RunResult {
+  /** Exit code, or null when killed by a signal (see `signal`). */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export interface RunOptions {
+  input?: string;
+  timeoutMs?: number;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Run CMD ARGS to completion; never throws for a non-zero exit (check `code`). */
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolveRun, rejectRun) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+          }, opts.timeoutMs);
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', (e) => {
+      if (timer) clearTimeout(timer);
+      rejectRun(new Error(`${cmd}: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolveRun({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        timedOut,
+      });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Like run() but throws with the output when the program does not exit 0. */
+export async function runOk(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
+  const r = await run(cmd, args, opts);
+  if (r.code !== 0) {
+    const why = r.timedOut ? `timed out after ${opts.timeoutMs} ms` : `exit ${r.code ?? r.signal}`;
+    throw new Error(`${cmd} ${args.join(' ')}: ${why}\n${r.stderr.trim()}`);
+  }
+  return r.stdout;
+}
+
+/**
+ * Command line that runs a plain Node program: the test runner's hooks add its loaders
+ * (TypeScript, process tracking) to NODE_OPTIONS of every child it spawns; the agent and
+ * the stratafs daemon must run without them, so `env -u NODE_OPTIONS` drops them again.
+ */
+export function plainNode(args: readonly string[]): [string, string[]] {
+  return ['env', ['-u', 'NODE_OPTIONS', process.execPath, ...args]];
+}
