@@ -6,7 +6,7 @@
  *
  *   node dist/src/cli/demo.js [--keep]    (--keep leaves the mount up and prints its paths)
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -47,7 +47,13 @@ function main(): void {
   const wd = path.join(work, 'work');
   const mnt = path.join(work, 'merged');
   for (const d of [upper, wd, mnt]) fs.mkdirSync(d);
-  execFileSync('sh', [path.join(ROOT, 'fixtures', 'layers', 'build.sh'), layers]);
+  const built = spawnSync('sh', [path.join(ROOT, 'fixtures', 'layers', 'build.sh'), layers], { encoding: 'utf8' });
+  if (built.status !== 0) {
+    process.stderr.write(`stratafs demo: cannot build the example layers: ${built.stderr.trim().split('\n')[0]}\n`);
+    fs.rmSync(work, { recursive: true, force: true });
+    process.exitCode = 1;
+    return;
+  }
   const [top, mid, base] = ['top', 'mid', 'base'].map((l) => path.join(layers, l));
   // show paths relative to the demo dir: shorter and easier to read
   const short = (s: string): string => s.split(`${work}/`).join('');
@@ -64,12 +70,13 @@ function main(): void {
     $(`ls ${mnt}/etc`, 'ls merged/etc');
     $(`cat ${mnt}/etc/issue`, 'cat merged/etc/issue            # base has one too; mid wins');
     $(`cat ${layers}/base/etc/issue`, 'cat layers/base/etc/issue');
+    $(`ls -l ${mid}/etc/hostname | sed 's#${work}/##'`, 'ls -l layers/mid/etc/hostname    # a whiteout in mid hides base\'s hostname');
 
     show('whiteout: deleting a file that lives in a read-only layer');
-    $(`rm ${mnt}/etc/hostname`, 'rm merged/etc/hostname');
+    $(`rm ${mnt}/etc/os-release`, 'rm merged/etc/os-release');
     $(`ls ${mnt}/etc`, 'ls merged/etc');
     $(`ls -l ${upper}/etc | sed 's#${work}/##'`, 'ls -l upper/etc                  # a 0/0 character device hides it');
-    $(`ls ${base}/etc/hostname`, 'ls layers/base/etc/hostname      # the layer itself is untouched');
+    $(`ls ${base}/etc/os-release | sed 's#${work}/##'`, 'ls layers/base/etc/os-release    # the layer itself is untouched');
 
     show('copy-up: the first write copies the file into the upper layer');
     $(`echo 'changed in the container' >> ${mnt}/etc/motd`, "echo 'changed in the container' >> merged/etc/motd");
