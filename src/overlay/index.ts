@@ -63,7 +63,8 @@ export class Overlay implements FileSystemApi {
   getattr(_ctx: Ctx, node: NodeId, fh?: number): Attr {
     const n = this.st.node(node);
     const h = fh === undefined ? undefined : this.st.handles.get(fh);
-    if (h && h.kind === 'file') return toAttr(this.st, n, native.statx(h.fd, '', C.AT_EMPTY_PATH));
+    // through the handle's own fd (works after unlink); not for a metacopy file's data fd
+    if (h && h.kind === 'file' && (h.upper || !n.upper)) return toAttr(this.st, n, native.statx(h.fd, '', C.AT_EMPTY_PATH));
     return getAttr(this.st, n);
   }
 

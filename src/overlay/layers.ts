@@ -47,13 +47,27 @@ export function basenameOf(path: string): string {
   return path.slice(path.lastIndexOf('/') + 1);
 }
 
-/** The directory-fd cache of all layers. */
+/** Every ancestor path of `path`, itself included ('' excluded). */
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) out.push(path.slice(0, i));
+  out.push(path);
+  return out;
+}
+
+/**
+ * The directory-fd cache of all layers. `below` indexes the cached keys by every
+ * ancestor directory, so invalidating a directory costs the entries under it, not a
+ * scan of the whole cache.
+ */
 export class DirFds {
   private readonly cache: LRUCache<string, number>;
+  private readonly below = new Map<string, Set<string>>();
   constructor(max: number) {
     this.cache = new LRUCache<string, number>({
       max,
-      dispose: (fd) => {
+      dispose: (fd, key) => {
+        this.unindex(key);
         try {
           native.close(fd);
         } catch {
@@ -61,6 +75,27 @@ export class DirFds {
         }
       },
     });
+  }
+
+  private index(layer: Layer, path: string, key: string): void {
+    for (const a of ancestors(path)) {
+      const k = `${layer.index}\0${a}`;
+      let set = this.below.get(k);
+      if (!set) this.below.set(k, (set = new Set()));
+      set.add(key);
+    }
+  }
+
+  private unindex(key: string): void {
+    const sep = key.indexOf('\0');
+    const layerPart = key.slice(0, sep);
+    for (const a of ancestors(key.slice(sep + 1))) {
+      const k = `${layerPart}\0${a}`;
+      const set = this.below.get(k);
+      if (!set) continue;
+      set.delete(key);
+      if (set.size === 0) this.below.delete(k);
+    }
   }
 
   /**
@@ -87,6 +122,7 @@ export class DirFds {
       fail(toErrno(e));
     }
     this.cache.set(key, fd);
+    this.index(layer, path, key);
     return fd;
   }
 
@@ -103,14 +139,18 @@ export class DirFds {
 
   /** Forgets `path` and everything below it in `layer` (after a rename or removal). */
   invalidate(layer: Layer, path: string): void {
-    const prefix = `${layer.index}\0${path}`;
-    for (const key of [...this.cache.keys()]) {
-      if (key === prefix || key.startsWith(`${prefix}/`) || path === '') this.cache.delete(key);
+    if (path === '') {
+      for (const key of [...this.cache.keys()]) if (key.startsWith(`${layer.index}\0`)) this.cache.delete(key);
+      return;
     }
+    const set = this.below.get(`${layer.index}\0${path}`);
+    if (!set) return;
+    for (const key of [...set]) this.cache.delete(key);
   }
 
   clear(): void {
     this.cache.clear();
+    this.below.clear();
   }
 }
 

@@ -194,9 +194,10 @@ export async function link(st: State, node: Node, newParent: Node, newName: stri
 export function removeName(st: State, parent: Node, name: string, node: Node): void {
   const upper = st.requireUpper();
   const isDir = node.type === fsc.S_IFDIR;
+  // before taking pfd: the walk opens (and may evict) cached dir fds
+  const whiteout = lowerHasName(st, parent, name);
   const pfd = st.upperDirFd(parent);
   const work = st.workFd;
-  const whiteout = lowerHasName(st, parent, name);
   if (node.upper) {
     const path = node.path();
     if (whiteout) {

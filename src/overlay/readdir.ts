@@ -7,6 +7,8 @@
  * itself, is never shown); AUFS `.wh.<name>` in a lower hides <name> in the layers
  * below; `.wh.*` names are never shown.
  *
+ * d_ino equals the st_ino a lookup would report (the origin's, inodes.ts).
+ *
  * Offsets: the merged list is snapshotted when the directory is opened; a cookie is the
  * index of the next entry in that snapshot, so reading in pieces neither repeats nor
  * skips, whatever happens meanwhile. Reading from offset 0 again (rewinddir) takes a
@@ -18,6 +20,7 @@ import type { DirEntryOut } from './api';
 import type { Node } from './inodes';
 import { basenameOf, dirnameOf, statAt, type Layer } from './layers';
 import type { DirHandle, State } from './state';
+import { resolve } from './lookup';
 import { AUFS_PREFIX, isWhiteout } from './whiteout';
 
 const DT_TO_IF = new Map<number, number>([
@@ -55,6 +58,7 @@ export function mergedEntries(st: State, node: Node): DirEntryOut[] {
   for (const r of node.lowers) sources.push(r);
   const decided = new Set<string>();
   const out: DirEntryOut[] = [];
+  const upperDirs: DirEntryOut[] = [];
   for (const src of sources) {
     let entries: DirEntry[];
     try {
@@ -82,9 +86,17 @@ export function mergedEntries(st: State, node: Node): DirEntryOut[] {
         type = s.mode & fsc.S_IFMT;
       }
       const known = node.children.get(e.name);
-      out.push({ name: e.name, ino: known ? known.ino : st.foldIno(src.layer, e.ino), type: type ?? 0, nextOffset: 0 });
+      const entry = { name: e.name, ino: known ? known.ino : st.foldIno(src.layer, e.ino), type: type ?? 0, nextOffset: 0 };
+      if (!known && src.layer.upper && type === fsc.S_IFDIR) upperDirs.push(entry);
+      out.push(entry);
     }
     for (const h of hiddenBelow) decided.add(h);
+  }
+  // an upper directory that merges a lower one reports the lower's ino (inodes.ts):
+  // resolve it so d_ino matches st_ino (redirects and opaque marks included)
+  for (const entry of upperDirs) {
+    const origin = resolve(st, node, entry.name)?.lowers[0];
+    if (origin) entry.ino = st.foldIno(origin.layer, origin.stat.ino);
   }
   return out;
 }

@@ -18,7 +18,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { native, type Stat } from '../native';
-import { tryGetXattr, tryStatAt } from './layers';
+import { tryGetXattr, tryStatAt, xattrPath } from './layers';
 
 export const AUFS_PREFIX = '.wh.';
 export const AUFS_OPAQUE = '.wh..wh..opq';
@@ -68,13 +68,27 @@ export interface DirMarks {
  * is an fd of the directory itself, used to look for the AUFS opaque marker (lowers).
  */
 export function dirMarks(dirfd: number, name: string, dirOwnFd: number | null): DirMarks {
-  const op = readPrivateXattr(dirfd, name, 'opaque');
-  const v = op?.toString('latin1');
+  // one listxattr instead of a getxattr per attribute and prefix: most dirs have none
+  const names = listXattrNames(dirfd, name);
+  const read = (attr: string): string | null => {
+    if (!PREFIXES.some((p) => names.includes(p + attr))) return null;
+    const v = readPrivateXattr(dirfd, name, attr);
+    return v === null ? null : v.toString('latin1');
+  };
+  const v = read('opaque');
   let opaque = v === 'y';
   const xwhiteouts = v === 'x';
   if (!opaque && dirOwnFd !== null) opaque = tryStatAt(dirOwnFd, AUFS_OPAQUE) !== null;
-  const r = readPrivateXattr(dirfd, name, 'redirect');
-  return { opaque, xwhiteouts, redirect: r === null ? null : r.toString('latin1') };
+  return { opaque, xwhiteouts, redirect: read('redirect') };
+}
+
+function listXattrNames(dirfd: number, name: string): string[] {
+  const { path, follow } = xattrPath(dirfd, name);
+  try {
+    return native.listxattr(path, follow);
+  } catch {
+    return [];
+  }
 }
 
 /** Creates a kernel-style whiteout (char device 0/0) `name` in `dirfd`. */

@@ -147,3 +147,24 @@ t.test('hostile symlinks in a lower never lead outside', async (t) => {
   t.same(fs.readdirSync(canaryDir), ['canary']);
   t.equal(execFileSync('getfattr', ['-d', '-m', '-', canary]).toString(), '', 'no xattr set on the canary');
 });
+
+t.test('readdir d_ino matches st_ino, merged and redirected dirs included', async (t) => {
+  const f = await fixture(1, ([l0], upper) => {
+    put(l0 as string, 'm/a', '');
+    put(upper, 'm/b', '');
+    put(l0 as string, 'r/c', '');
+    put(upper, 'pure/d', '');
+    put(l0 as string, 'file', '');
+  });
+  t.teardown(() => f.cleanup());
+  await f.ov.rename(ctx, 1, 'r', 1, 'r2', { noReplace: false, exchange: false, whiteout: false });
+  const { fh } = f.ov.opendir(ctx, 1);
+  const ents = f.ov.readdir(fh, 0).filter((e) => e.name !== '.' && e.name !== '..');
+  f.ov.releasedir(fh);
+  t.same(ents.map((e) => e.name).sort(), ['file', 'm', 'pure', 'r2']);
+  for (const e of ents) {
+    const a = f.ov.lookup(ctx, 1, e.name).attr;
+    t.equal(e.ino, a.ino, `${e.name}: d_ino == st_ino`);
+    t.equal(e.type, a.mode & fs.constants.S_IFMT, `${e.name}: type`);
+  }
+});

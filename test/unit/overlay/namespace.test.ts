@@ -198,3 +198,26 @@ t.test('forget drops nodes', async (t) => {
   t.equal(f.ov.nodeCount, base, 'all gone');
   t.throws(() => f.ov.getattr(ctx, c.nodeId), withErrno(E.ENOENT));
 });
+
+t.test('cached directory fds follow renames and removals', async (t) => {
+  const f = await fixture(1, ([l0], upper) => {
+    put(upper, 'a/sub/x', 'x');
+    put(l0 as string, 'keep', 'k');
+  });
+  t.teardown(() => f.cleanup());
+  t.equal(await readFile(f.ov, 'a/sub/x'), 'x');
+  await f.ov.rename(ctx, 1, 'a', 1, 'b', R);
+  await f.ov.mkdir(ctx, 1, 'a', 0o755);
+  await f.ov.mkdir(ctx, walk(f.ov, 'a'), 'sub', 0o755);
+  const c = await f.ov.create(ctx, walk(f.ov, 'a/sub'), 'y', 0o644, O.O_WRONLY);
+  f.ov.release(c.open.fh);
+  t.ok(fs.existsSync(path.join(f.upper, 'a/sub/y')), 'new file in the new dir');
+  t.notOk(fs.existsSync(path.join(f.upper, 'b/sub/y')), 'not in the renamed one');
+  await f.ov.unlink(ctx, walk(f.ov, 'a/sub'), 'y');
+  await f.ov.rmdir(ctx, walk(f.ov, 'a'), 'sub');
+  await f.ov.mkdir(ctx, walk(f.ov, 'a'), 'sub', 0o755);
+  const d = await f.ov.create(ctx, walk(f.ov, 'a/sub'), 'z', 0o644, O.O_WRONLY);
+  f.ov.release(d.open.fh);
+  t.ok(fs.existsSync(path.join(f.upper, 'a/sub/z')), 'new file in the re-made dir');
+  t.same(ls(f.ov, 'b/sub'), ['x']);
+});

@@ -120,6 +120,11 @@ t.test('an upper written by kernel overlayfs reads the same through stratafs', a
     put(l1 as string, 'p/q/r', 'r');
     put(l1 as string, 'o/old', 'o');
   });
+  const opened: { ov?: Overlay } = {};
+  t.teardown(() => {
+    opened.ov?.destroy();
+    fs.rmSync(f.dir, { recursive: true, force: true });
+  });
   const mnt = path.join(f.dir, 'mnt');
   fs.mkdirSync(mnt);
   f.ov.destroy();
@@ -136,10 +141,7 @@ t.test('an upper written by kernel overlayfs reads the same through stratafs', a
     execFileSync('umount', [mnt]);
   }
   const ov = await Overlay.open(config(f.lowers, f.upper, f.work));
-  t.teardown(() => {
-    ov.destroy();
-    fs.rmSync(f.dir, { recursive: true, force: true });
-  });
+  opened.ov = ov;
   t.same(await collect(ov), kernelView, 'same tree as the kernel showed');
   t.same(ov.getxattr(ctx, walk(ov, 'A/one'), 'trusted.overlay.mine').toString(), '1', 'escaped xattr read back');
   t.notOk(ov.listxattr(ctx, walk(ov, 'A')).some((n) => n.includes('redirect') || n.includes('origin')));
@@ -149,6 +151,11 @@ t.test('metacopy files written by kernel overlayfs (metacopy=on)', async (t) => 
   const f = await fixture(1, ([l0]) => {
     put(l0 as string, 'big', 'x'.repeat(100000));
     put(l0 as string, 'dir/moved', 'moved data');
+  });
+  const opened: { ov?: Overlay } = {};
+  t.teardown(() => {
+    opened.ov?.destroy();
+    fs.rmSync(f.dir, { recursive: true, force: true });
   });
   f.ov.destroy();
   const mnt = path.join(f.dir, 'mnt');
@@ -163,10 +170,7 @@ t.test('metacopy files written by kernel overlayfs (metacopy=on)', async (t) => 
   t.ok(xattr(path.join(f.upper, 'big'), 'trusted.overlay.metacopy') !== null, 'kernel wrote a metacopy file');
   t.ok(fs.statSync(path.join(f.upper, 'big')).blocks <= 8, 'no data blocks in the upper');
   const ov = await Overlay.open(config(f.lowers, f.upper, f.work));
-  t.teardown(() => {
-    ov.destroy();
-    fs.rmSync(f.dir, { recursive: true, force: true });
-  });
+  opened.ov = ov;
   t.equal(await readFile(ov, 'big'), 'x'.repeat(100000), 'data read from the lower');
   t.equal(ov.getattr(ctx, walk(ov, 'big')).mode & 0o777, 0o600, 'metadata from the upper');
   t.equal(await readFile(ov, 'm2'), 'moved data', 'metacopy with redirect');
