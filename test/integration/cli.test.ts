@@ -175,3 +175,21 @@ t.test('SIGTERM to a foreground daemon unmounts and exits', async (t) => {
   t.equal(await exited, 0, 'exits 0');
   t.notOk(isMounted(l.mnt), 'unmounted');
 });
+
+t.test('an upper directory without xattr support is refused in one line', async (t) => {
+  const l = layers(t);
+  const ram = path.join(l.root, 'ram');
+  fs.mkdirSync(ram);
+  t.equal(spawnSync('mount', ['-t', 'ramfs', 'ramfs', ram]).status, 0, 'ramfs mounted');
+  t.teardown(() => {
+    spawnSync('umount', [ram]);
+  });
+  fs.mkdirSync(path.join(ram, 'upper'));
+  fs.mkdirSync(path.join(ram, 'work'));
+  const r = await run(['-o', `lowerdir=${l.lower},upperdir=${ram}/upper,workdir=${ram}/work`, l.mnt]);
+  t.not(r.code, 0, 'exit != 0');
+  t.match(r.stderr, /xattr/, `names the problem: ${r.stderr.trim()}`);
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  t.notOk(isMounted(l.mnt), 'nothing mounted');
+  t.same(fs.readdirSync(path.join(ram, 'upper')), [], 'upper untouched');
+});
