@@ -1,0 +1,140 @@
+/**
+ * The filesystems compared. Each repetition of a workload gets a fresh upper and work
+ * dir and a fresh mount; "native" is the merged content as one plain directory.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Dataset } from './dataset';
+import type { TargetName } from './options';
+import { describeFailure, mountAt, ok, processesNaming, run, sleep, type ChildResult } from './proc';
+
+export interface RunDirs {
+  base: string;
+  upper: string;
+  work: string;
+  mnt: string;
+}
+
+export interface Target {
+  name: TargetName;
+  /** why the target cannot run here, or undefined */
+  unavailable(): Promise<string | undefined>;
+  /** the directory workloads run in */
+  root(ds: Dataset, dirs: RunDirs): string;
+  mount(ds: Dataset, dirs: RunDirs): Promise<void>;
+  unmount(dirs: RunDirs): Promise<string[]>;
+}
+
+function overlayOptions(ds: Dataset, dirs: RunDirs): string {
+  return `lowerdir=${ds.lowers.join(':')},upperdir=${dirs.upper},workdir=${dirs.work}`;
+}
+
+async function mountWith(what: string, p: Promise<ChildResult>, mnt: string): Promise<void> {
+  const r = await p;
+  if (!ok(r)) throw new Error(describeFailure(what, r));
+  if (!mountAt(mnt)) throw new Error(`${what}: exited 0 but nothing is mounted at ${mnt}`);
+}
+
+/** Ends a FUSE connection whose daemon does not answer (fusectl), without touching the mount. */
+function abortFuse(mnt: string): boolean {
+  const m = mountAt(mnt);
+  if (!m) return false;
+  const minor = m.dev.split(':')[1];
+  try {
+    fs.writeFileSync(`/sys/fs/fuse/connections/${minor}/abort`, '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Unmounts a FUSE mount and waits for its daemon (found by the unique mountpoint in its
+ * argv) to exit; a daemon still there after 10 s is killed by pid. Returns notes.
+ */
+async function unmountFuse(mnt: string): Promise<string[]> {
+  const notes: string[] = [];
+  const daemons = processesNaming(mnt);
+  if (mountAt(mnt)) {
+    const r = await run('fusermount3', ['-u', mnt], { timeoutMs: 30_000 });
+    if (!ok(r) || mountAt(mnt)) {
+      notes.push(describeFailure(`fusermount3 -u ${mnt}`, r));
+      if (abortFuse(mnt)) notes.push('connection aborted through fusectl');
+      await run('umount', ['-l', mnt], { timeoutMs: 30_000 });
+    }
+  }
+  for (let i = 0; i < 100; i++) {
+    if (daemons.every((pid) => !isAlive(pid))) return notes;
+    await sleep(100);
+  }
+  for (const pid of daemons.filter(isAlive)) {
+    notes.push(`daemon ${pid} still running 10 s after unmount: killed`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  return notes;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function unmountKernel(mnt: string): Promise<string[]> {
+  if (!mountAt(mnt)) return [];
+  const r = await run('umount', [mnt], { timeoutMs: 30_000 });
+  if (ok(r) && !mountAt(mnt)) return [];
+  await run('umount', ['-l', mnt], { timeoutMs: 30_000 });
+  return [describeFailure(`umount ${mnt}`, r)];
+}
+
+async function onPath(cmd: string): Promise<boolean> {
+  const r = await run('/bin/sh', ['-c', `command -v ${cmd}`]);
+  return ok(r);
+}
+
+export function makeTargets(repoRoot: string): Record<TargetName, Target> {
+  const overlayRoot = (_ds: Dataset, dirs: RunDirs): string => dirs.mnt;
+  const cli = path.join(repoRoot, 'bin', 'stratafs');
+  return {
+    native: {
+      name: 'native',
+      unavailable: async () => undefined,
+      root: (ds) => ds.native,
+      mount: async () => undefined,
+      unmount: async () => [],
+    },
+    kernel: {
+      name: 'kernel',
+      unavailable: async () => (process.getuid?.() === 0 ? undefined : 'kernel overlayfs needs root here'),
+      root: overlayRoot,
+      mount: (ds, dirs) =>
+        mountWith('mount -t overlay', run('mount', ['-t', 'overlay', 'overlay', '-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
+      unmount: (dirs) => unmountKernel(dirs.mnt),
+    },
+    'fuse-overlayfs': {
+      name: 'fuse-overlayfs',
+      unavailable: async () => ((await onPath('fuse-overlayfs')) ? undefined : 'fuse-overlayfs is not installed'),
+      root: overlayRoot,
+      mount: (ds, dirs) =>
+        mountWith('fuse-overlayfs', run('fuse-overlayfs', ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
+      unmount: (dirs) => unmountFuse(dirs.mnt),
+    },
+    stratafs: {
+      name: 'stratafs',
+      unavailable: async () =>
+        fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)',
+      root: overlayRoot,
+      mount: (ds, dirs) =>
+        mountWith('stratafs', run(process.execPath, [cli, '-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
+      unmount: (dirs) => unmountFuse(dirs.mnt),
+    },
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * The workloads. Each is shell text run by `sh -c` in a child process with $MNT set to
+ * the target's merged directory; only `command` is timed. `check` (untimed, after the
+ * command) prints something that must be the same on every target: a differing output
+ * is reported, since a fast wrong answer is not a result.
+ */
+import * as path from 'node:path';
+import type { Dataset } from './dataset';
+import type { TargetName } from './options';
+import { q } from './proc';
+
+export interface WorkloadContext {
+  ds: Dataset;
+  target: TargetName;
+}
+
+export interface Workload {
+  name: string;
+  description: string;
+  /** sync and drop the page, dentry and inode caches right before the timed command */
+  cold: boolean;
+  /** untimed, before the (optional) cache drop */
+  prepare?(c: WorkloadContext): string | undefined;
+  command(c: WorkloadContext): string;
+  check?(c: WorkloadContext): string;
+  /** untimed, after the check; needed only where a target's changes outlive its run */
+  cleanup?(c: WorkloadContext): string | undefined;
+}
+
+const FIND = 'cd "$MNT" && find . | wc -l';
+const TAR = 'cd "$MNT" && tar cf - . | wc -c';
+const READ_BIG = 'cat "$MNT/big.bin" > /dev/null';
+
+/** Restores merged-relative paths of the native baseline from the layers (bottom first). */
+function restoreNative(ds: Dataset, rel: string[]): string {
+  const lines: string[] = [];
+  for (const r of rel) {
+    const dst = path.join(ds.native, r);
+    lines.push(`rm -rf ${q(dst)}`);
+    for (const lower of [...ds.lowers].reverse()) {
+      const src = path.join(lower, r);
+      lines.push(`if [ -e ${q(src)} ]; then mkdir -p ${q(dst)} && cp -a ${q(src)}/. ${q(dst)}/; fi`);
+    }
+  }
+  return lines.join('\n');
+}
+
+const nativeOnly = (c: WorkloadContext, script: string): string | undefined => (c.target === 'native' ? script : undefined);
+
+export const WORKLOADS: Workload[] = [
+  {
+    name: 'find-cold',
+    description: 'find over the whole merged tree, caches dropped first (readdir + lookup of every entry)',
+    cold: true,
+    command: () => FIND,
+  },
+  {
+    name: 'find-warm',
+    description: 'find over the whole merged tree, after one untimed find on the same mount',
+    cold: false,
+    prepare: () => FIND,
+    command: () => FIND,
+  },
+  {
+    name: 'tar',
+    description: 'tar of the whole merged tree into a pipe, caches dropped first (read every file)',
+    cold: true,
+    command: () => TAR,
+  },
+  {
+    name: 'read-big-cold',
+    description: 'cat the big lower file to /dev/null, caches dropped first',
+    cold: true,
+    command: () => READ_BIG,
+  },
+  {
+    name: 'read-big-warm',
+    description: 'cat the big lower file to /dev/null after one untimed read on the same mount',
+    cold: false,
+    prepare: () => READ_BIG,
+    command: () => READ_BIG,
+  },
+  {
+    name: 'ls-l-1k',
+    description: 'ls -l of a 1000-entry lower dir, 10 times (readdir + stat of every entry)',
+    cold: false,
+    command: () => 'cd "$MNT/list" && i=0; while [ $i -lt 10 ]; do ls -l > /dev/null; i=$((i+1)); done; ls -l | wc -l',
+  },
+  {
+    name: 'append-small',
+    description: 'append one line to each small lower file (copy-up of every one)',
+    cold: false,
+    command: () => 'cd "$MNT/small" && for f in *; do echo appended >> "$f"; done',
+    check: () => 'cd "$MNT/small" && cat * | cksum',
+    cleanup: (c) => nativeOnly(c, restoreNative(c.ds, ['small'])),
+  },
+  {
+    name: 'append-big',
+    description: 'append 1 byte to the big lower file (copy-up of a big file; lower file in page cache)',
+    cold: false,
+    prepare: (c) => `cat ${q(path.join(c.ds.lowers[1], 'big.bin'))} > /dev/null`,
+    command: () => 'printf x >> "$MNT/big.bin"',
+    check: () => 'stat -c %s "$MNT/big.bin"',
+    cleanup: (c) => nativeOnly(c, `truncate -s ${c.ds.bigSize} ${q(path.join(c.ds.native, 'big.bin'))}`),
+  },
+  {
+    name: 'untar',
+    description: 'extract a tar of /usr/include into a new dir of the mount',
+    cold: false,
+    prepare: (c) => `cat ${q(c.ds.srcTar)} > /dev/null`,
+    command: (c) => `mkdir "$MNT/untar.new" && tar xf ${q(c.ds.srcTar)} -C "$MNT/untar.new"`,
+    check: () => 'cd "$MNT/untar.new" && find . | wc -l && tar cf - . | wc -c',
+    cleanup: (c) => nativeOnly(c, `rm -rf ${q(path.join(c.ds.native, 'untar.new'))}`),
+  },
+  {
+    name: 'rm-tree',
+    description: 'rm -rf of merged lower dirs (a quarter of the tree: whiteouts for every entry)',
+    cold: false,
+    command: (c) => `cd "$MNT" && rm -rf ${c.ds.rmDirs.map(q).join(' ')}`,
+    check: (c) => `cd "$MNT" && ls tree | wc -l && ls -d ${c.ds.rmDirs.map(q).join(' ')} 2>/dev/null | wc -l`,
+    cleanup: (c) => nativeOnly(c, restoreNative(c.ds, c.ds.rmDirs)),
+  },
+];
