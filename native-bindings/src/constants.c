@@ -9,6 +9,8 @@
 #include <linux/falloc.h>
 #include <linux/limits.h>
 #include <linux/openat2.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
 #include <stdio.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -46,6 +48,8 @@ static const struct constant constants[] = {
   C(MS_NODEV), C(MS_NOSUID), C(MS_RDONLY), C(MS_NOATIME),
   C(MNT_DETACH), C(MNT_FORCE),
   C(XATTR_SIZE_MAX), C(PATH_MAX),
+  C(POSIX_ACL_XATTR_VERSION),
+  C(ACL_USER_OBJ), C(ACL_USER), C(ACL_GROUP_OBJ), C(ACL_GROUP), C(ACL_MASK), C(ACL_OTHER),
 };
 
 bool register_constants(napi_env env, napi_value exports) {

@@ -53,6 +53,7 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
     passthrough: opts.passthrough,
     isRoot: dev.privileged,
     attrTimeout: opts.timeout,
+    acl: opts.acl,
   });
   const ended = session.start();
 

@@ -31,6 +31,8 @@ export interface MountOptions {
   timeout: number;
   /** 'auto' uses FUSE passthrough when running as root and the kernel offers it */
   passthrough: 'auto' | 'off';
+  /** the kernel enforces POSIX ACLs (off with `noacl`) */
+  acl: boolean;
   /** options recognised and deliberately without effect here (reported with -d) */
   ignored: string[];
 }
@@ -114,7 +116,7 @@ export function parseIdMapping(name: string, value: string): IdMapRange[] {
 const NO_EFFECT = new Set([
   'rw', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'atime', 'noatime', 'relatime',
   'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
-  'noacl', 'static_nlink', 'userxattr', 'redirect_dir', 'index', 'metacopy', 'xino', 'context',
+  'static_nlink', 'userxattr', 'redirect_dir', 'index', 'metacopy', 'xino', 'context',
   'fscontext', 'defcontext', 'rootcontext', 'fsync', 'auto_unmount', 'noauto', 'auto', 'user',
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
 ]);
@@ -131,6 +133,7 @@ interface Accum {
   squashToGid?: number;
   timeout?: number;
   passthrough: 'auto' | 'off';
+  acl: boolean;
   ignored: string[];
   seen: Set<string>;
 }
@@ -153,6 +156,8 @@ function applyOption(acc: Accum, opt: string): void {
     case 'workdir': once(); acc.workdir = unescape(needValue()); return;
     case 'ro': acc.readOnly = true; return;
     case 'volatile': acc.volatile = true; return;
+    case 'noacl': acc.acl = false; return;
+    case 'acl': acc.acl = true; return;
     case 'uidmapping': once(); acc.uidMap = parseIdMapping(name, needValue()); return;
     case 'gidmapping': once(); acc.gidMap = parseIdMapping(name, needValue()); return;
     case 'squash_to_uid': once(); acc.squashToUid = parseUint(name, needValue()); return;
@@ -201,6 +206,7 @@ options (comma separated, -o may repeat):
                       show every file as owned by N (or root)
   timeout=S           seconds the kernel may cache names and attributes (default 1)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
+  noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
 flags:
   -f                  stay in the foreground (default: detach once mounted)
@@ -208,7 +214,7 @@ flags:
 unmount with: fusermount3 -u MOUNTPOINT  (or umount MOUNTPOINT)`;
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -255,6 +261,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
       squashToGid: acc.squashToGid,
       timeout: acc.timeout ?? 1,
       passthrough: acc.passthrough,
+      acl: acc.acl,
       ignored: acc.ignored,
     },
   };

@@ -117,6 +117,14 @@ export interface NativeConstants {
   MNT_FORCE: number;
   XATTR_SIZE_MAX: number;
   PATH_MAX: number;
+  /** system.posix_acl_* xattr format (linux/posix_acl_xattr.h, linux/posix_acl.h) */
+  POSIX_ACL_XATTR_VERSION: number;
+  ACL_USER_OBJ: number;
+  ACL_USER: number;
+  ACL_GROUP_OBJ: number;
+  ACL_GROUP: number;
+  ACL_MASK: number;
+  ACL_OTHER: number;
 }
 
 export interface Addon {

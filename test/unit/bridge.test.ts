@@ -161,12 +161,12 @@ class FakeTransport implements FuseTransport {
 
 const errorOf = (w: Written): number => w.buf.readInt32LE(4);
 
-async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; offered?: bigint; minor?: number } = {}) {
+async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; offered?: bigint; minor?: number; acl?: boolean } = {}) {
   const fs = new FakeFs();
   const tr = new FakeTransport();
   const logs: string[] = [];
   const s = new FuseSession({
-    devFd: 3, fs, readers: 2, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true,
+    devFd: 3, fs, readers: 2, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true, acl: opts.acl,
     transport: tr, debug: (fmt: string) => void logs.push(fmt),
   });
   await s.handleRequest(3, initFrame(opts.minor ?? 45, opts.offered ?? ALL_OFFERED));
@@ -191,10 +191,10 @@ t.test('INIT as root with passthrough offered', async (t) => {
   const r = initReply(tr.last());
   t.same([r.major, r.minor], [7, 45]);
   for (const f of ['ASYNC_READ', 'BIG_WRITES', 'ATOMIC_O_TRUNC', 'DO_READDIRPLUS', 'READDIRPLUS_AUTO', 'PARALLEL_DIROPS',
-    'MAX_PAGES', 'CACHE_SYMLINKS', 'HANDLE_KILLPRIV_V2', 'INIT_EXT', 'SETXATTR_EXT', 'PASSTHROUGH'] as InitFlagName[]) {
+    'MAX_PAGES', 'CACHE_SYMLINKS', 'HANDLE_KILLPRIV_V2', 'INIT_EXT', 'SETXATTR_EXT', 'PASSTHROUGH', 'POSIX_ACL'] as InitFlagName[]) {
     t.ok(has(r.flags, f), `${f} negotiated`);
   }
-  for (const f of ['WRITEBACK_CACHE', 'DONT_MASK', 'POSIX_ACL', 'EXPORT_SUPPORT', 'SECURITY_CTX'] as InitFlagName[]) {
+  for (const f of ['WRITEBACK_CACHE', 'DONT_MASK', 'EXPORT_SUPPORT', 'SECURITY_CTX'] as InitFlagName[]) {
     t.notOk(has(r.flags, f), `${f} not negotiated`);
   }
   t.equal(r.maxStackDepth, 1);
@@ -219,6 +219,8 @@ t.test('INIT without root, with passthrough off, or not offered: writeback inste
     t.equal(r.maxStackDepth, 0, `${what}: no stack depth`);
     t.same(fs.called('init'), [[{ passthrough: false, writebackCache: true }]], what);
   }
+  const noacl = await setup({ acl: false });
+  t.notOk(has(initReply(noacl.tr.last()).flags, 'POSIX_ACL'), 'noacl: POSIX_ACL not negotiated');
   const { tr } = await setup({ offered: InitFlag.ASYNC_READ | InitFlag.MAX_PAGES });
   t.equal(initReply(tr.last()).flags, InitFlag.ASYNC_READ | InitFlag.MAX_PAGES, 'only what is offered');
 });

@@ -3,8 +3,13 @@
  *
  * We take the intersection of the kernel's offer and the features the bridge uses.
  * Deliberately absent: DONT_MASK (the kernel applies the umask before MKNOD/MKDIR/CREATE
- * reach us), POSIX_ACL (permission checks stay with default_permissions on the mode
- * bits), EXPORT_SUPPORT (node ids are not stable across mounts).
+ * reach us), EXPORT_SUPPORT (node ids are not stable across mounts).
+ * POSIX_ACL (unless turned off): the kernel then enforces ACLs in its permission checks,
+ * as it does on kernel overlayfs (with default_permissions alone it would look at the
+ * mode bits only), caches them instead of asking for them on every `ls -l`, and keeps
+ * the access ACL in step with chmod by setting the xattr. The ACL xattrs themselves
+ * live in the layers like any other xattr, and default ACLs are inherited by the upper
+ * filesystem when the overlay creates a file in a directory that carries one.
  * PASSTHROUGH needs CAP_SYS_ADMIN (root) and excludes WRITEBACK_CACHE, so writeback
  * caching is only asked for when passthrough is not in use.
  */
@@ -17,6 +22,8 @@ export interface InitPolicy {
   isRoot: boolean;
   passthrough: 'auto' | 'off';
   writeback: 'auto' | 'off';
+  /** negotiate POSIX_ACL (default true) */
+  acl?: boolean;
 }
 
 export interface KernelInit {
@@ -84,6 +91,7 @@ export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
   // flags2 only means something when the kernel sets INIT_EXT
   const offered = (k.flags & InitFlag.INIT_EXT) !== 0n ? k.flags : k.flags & 0xffffffffn;
   let flags = offered & WANTED_FLAGS;
+  if (policy.acl !== false) flags |= offered & InitFlag.POSIX_ACL;
 
   const passthrough =
     policy.passthrough !== 'off' && policy.isRoot &&
