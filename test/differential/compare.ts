@@ -33,7 +33,7 @@ export function compareOutcomes(ops: readonly Op[], a: readonly Outcome[], b: re
   return diffs;
 }
 
-const FIELDS: (keyof SnapshotEntry)[] = ['type', 'error', 'mode', 'uid', 'gid', 'nlink', 'size', 'sha256', 'target', 'rdev', 'linkGroup', 'xattrs'];
+const FIELDS: (keyof SnapshotEntry)[] = ['type', 'error', 'mode', 'uid', 'gid', 'nlink', 'size', 'sha256', 'target', 'rdev', 'mtime', 'linkGroup', 'xattrs'];
 
 export function compareSnapshots(where: 'merged' | 'upper', a: Snapshot, b: Snapshot): Difference[] {
   const diffs: Difference[] = [];

@@ -11,20 +11,23 @@
 //   STRATAFS_SEED=N                       seed of the random run (default: from the clock)
 //   STRATAFS_DIFF_OPS=N                   ops in the random run (default 1000)
 //   STRATAFS_BIN=PATH                     the stratafs executable (default bin/stratafs)
+//   STRATAFS_DIFF_REPLAY=FILE             also run the ops in FILE (a JSON array) as scenario
+//                                         "replay" (with STRATAFS_DIFF_ONLY=replay: only those)
 import t, { type Test } from 'tap';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Op } from '../lib/agent';
 import { tempDir } from '../lib/tmp';
 import { compareSnapshots, describeOp, formatDifferences, triage } from './compare';
-import { compareRuns, fixtureLayout, KERNEL_OPTIONS, kernelViewOfUpper, runOnTarget, targetFromEnv } from './harness';
-import { opCountFromEnv, randomOps, seedFromEnv } from './random';
+import { compareRuns, fixtureLayout, KERNEL_OPTIONS, kernelViewOfUpper, runOnTarget, targetFromEnv, type TargetResult } from './harness';
+import { coverageSummary, opCountFromEnv, plannedOps, seedFromEnv } from './random';
 import { SCENARIOS, type Scenario } from './scenarios';
 
 const TARGET_B = targetFromEnv();
 const NAMES: [string, string] = ['kernel', TARGET_B === 'kernel' ? 'kernel (2nd)' : 'stratafs'];
 const ONLY = process.env.STRATAFS_DIFF_ONLY === undefined ? undefined : new RegExp(process.env.STRATAFS_DIFF_ONLY);
 
-async function differential(tt: Test, scenario: Scenario, context: string): Promise<void> {
+async function differential(tt: Test, scenario: Scenario, context: string): Promise<TargetResult> {
   const dir = await tempDir(tt, 'diff');
   const kernelOptions = scenario.kernelOptions ?? KERNEL_OPTIONS;
   // The oracle cannot read AUFS whiteouts: it gets the same layer in OverlayFS form.
@@ -76,6 +79,7 @@ async function differential(tt: Test, scenario: Scenario, context: string): Prom
       'some ops succeed',
     );
   }
+  return a;
 }
 
 t.comment(`second target: ${NAMES[1]}; oracle options: ${KERNEL_OPTIONS.join(',')}`);
@@ -85,12 +89,26 @@ for (const scenario of SCENARIOS) {
   t.test(scenario.name, (tt) => differential(tt, scenario, scenario.why ?? 'scripted'));
 }
 
+const REPLAY = process.env.STRATAFS_DIFF_REPLAY;
+if (REPLAY !== undefined && (!ONLY || ONLY.test('replay'))) {
+  t.test(`replay ${REPLAY}`, (tt) => differential(tt, { name: 'replay', ops: JSON.parse(readFileSync(REPLAY, 'utf8')) as Op[] }, `STRATAFS_DIFF_REPLAY=${REPLAY}`));
+}
+
 if (!ONLY || ONLY.test('random')) {
   const seed = seedFromEnv();
   const n = opCountFromEnv();
   t.test(`random ops (STRATAFS_SEED=${seed} STRATAFS_DIFF_OPS=${n})`, async (tt) => {
     tt.comment(`reproduce with STRATAFS_SEED=${seed} STRATAFS_DIFF_OPS=${n}`);
-    const ops: Op[] = randomOps(seed, n);
-    await differential(tt, { name: 'random', ops }, `STRATAFS_SEED=${seed} STRATAFS_DIFF_OPS=${n}`);
+    const planned = plannedOps(seed, n);
+    const ops: Op[] = planned.map((p) => p.op);
+    const oracle = await differential(tt, { name: 'random', ops }, `STRATAFS_SEED=${seed} STRATAFS_DIFF_OPS=${n}`);
+    const { text, codes } = coverageSummary(planned, oracle.outcomes);
+    tt.comment(text);
+    // The generator must keep aiming at the tree: most ops work on the oracle, and few
+    // miss because the name is not there (the model keeps track of what exists).
+    const ok = codes.get('ok') ?? 0;
+    const enoent = codes.get('ENOENT') ?? 0;
+    tt.ok(ok >= 0.6 * n, `most ops succeed on the oracle (${ok} of ${n})`);
+    tt.ok(enoent <= 0.15 * n, `few ops fail with ENOENT (${enoent} of ${n})`);
   });
 }

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { agentRun, agentSnapshot, type Op, type Outcome, type Snapshot } from '../lib/agent';
 import { buildFixtureLayers } from '../lib/layers';
+import { runOk } from '../lib/proc';
 import { mountKernelOverlay, mountStratafs, type Mounted, type TargetName } from '../lib/mounts';
 import type { Teardown } from '../lib/tmp';
 import { compareOutcomes, compareSnapshots, type Difference } from './compare';
@@ -43,10 +44,17 @@ export interface Layout {
   mnt: string;
 }
 
-/** Fresh example layers plus upper/work/mnt under DIR. */
+export const SYSCALLS_PY = join(__dirname, 'syscalls.py');
+
+/**
+ * Fresh example layers plus upper/work/mnt under DIR. Every entry of the layers gets a
+ * fixed atime and mtime (from its layer and path, with a nanosecond part), so that two
+ * copies compare equal and a copy-up that loses or rounds a time shows in the snapshots.
+ */
 export async function fixtureLayout(dir: string, opts: { aufsTop?: boolean; readOnly?: boolean }): Promise<Layout> {
   await mkdir(dir, { recursive: true });
   const layers = await buildFixtureLayers(join(dir, 'layers'), opts.aufsTop ? 'aufs' : 'overlay');
+  await runOk('python3', ['-I', '-S', SYSCALLS_PY, 'fixtimes', ...layers.lowers], { timeoutMs: 60_000 });
   const layout: Layout = { lowers: layers.lowers, mnt: join(dir, 'mnt') };
   await mkdir(layout.mnt);
   if (!opts.readOnly) {

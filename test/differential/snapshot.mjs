@@ -60,25 +60,49 @@ export function devString(rdev) {
   return `${major}:${minor}`;
 }
 
-/** The record compared for one path (shared with the agent's `stat` op). */
+/**
+ * An mtime as compared: "SEC.NSEC" when it is far from now (set on purpose: the example
+ * layers get fixed times, see syscalls.py fixtimes, and utimens ops pick times decades
+ * away), else "recent" (set by the filesystem while the ops ran, which differs between
+ * targets by the time the runs are apart). Copy-up must keep the first kind exactly.
+ */
+export function timeField(ns) {
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const diff = ns > now ? ns - now : now - ns;
+  if (diff < RECENT_NS) return 'recent';
+  const sec = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
+  const nsec = ns - sec * 1_000_000_000n;
+  return `${sec}.${nsec.toString().padStart(9, '0')}`;
+}
+const RECENT_NS = 24n * 3600n * 1_000_000_000n;
+
+/**
+ * The record compared for one path (shared with the agent's `stat` op), from an lstat
+ * with { bigint: true }. atime and ctime are left out: reads move atime (and relatime
+ * makes that depend on timing), and every change moves ctime.
+ */
 export function describe(path, st) {
   const type = fileType(st);
-  const rec = { type, mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid, nlink: st.nlink };
-  if (type !== 'dir') rec.size = st.size;
+  const rec = { type, mode: Number(st.mode & 0o7777n).toString(8), uid: Number(st.uid), gid: Number(st.gid), nlink: Number(st.nlink) };
+  if (type !== 'dir') rec.size = Number(st.size);
   if (type === 'file') rec.sha256 = sha256(path);
   if (type === 'symlink') rec.target = readlinkSync(path);
-  if (type === 'chr' || type === 'blk') rec.rdev = devString(st.rdev);
+  if (type === 'chr' || type === 'blk') rec.rdev = devString(Number(st.rdev));
+  rec.mtime = timeField(st.mtimeNs);
   return rec;
 }
 
 /**
  * Walk ROOT and return { kind, entries: { relPath: record }, leaks: [...] }.
- * relPath is "." for the root. Hard links: every non-directory with nlink > 1 gets
- * `linkGroup`, the first path (in sorted walk order) with the same inode.
+ * relPath is "." for the root. Hard links: every non-directory with nlink > 1, and every
+ * entry whose inode number another walked path shares, gets `linkGroup`, the first path
+ * (in sorted walk order) with the same inode. So two different files reported with one
+ * inode number (which makes tar, cp -a and du treat them as hard links) show up too.
  */
 export function snapshot(root, kind) {
   const entries = {};
   const leaks = [];
+  /** dev:ino -> paths with it, in walk order. */
   const inodes = new Map();
   const xattrs = dumpTreeXattrs(root);
 
@@ -87,7 +111,7 @@ export function snapshot(root, kind) {
     let st;
     let rec;
     try {
-      st = lstatSync(abs);
+      st = lstatSync(abs, { bigint: true });
       rec = describe(abs, st);
     } catch (e) {
       // Listed by readdir but not usable (e.g. ENOENT from lookup, EIO from a read):
@@ -100,10 +124,11 @@ export function snapshot(root, kind) {
       // (the kernel makes it mode 0000 via RENAME_WHITEOUT or mknod), and its link count
       // neither: the kernel may hard-link all whiteouts to one shared inode in workdir.
       rec = { type: 'whiteout(chr 0:0)' };
-    } else if (rec.type !== 'dir' && st.nlink > 1) {
+    } else {
       const key = `${st.dev}:${st.ino}`;
-      if (!inodes.has(key)) inodes.set(key, rel);
-      rec.linkGroup = inodes.get(key);
+      const group = inodes.get(key) ?? [];
+      group.push(rel);
+      inodes.set(key, group);
     }
     const attrs = xattrs.get(abs) ?? xattrs.get(abs.replace(/\/$/, '')) ?? {};
     const kept = {};
@@ -124,5 +149,11 @@ export function snapshot(root, kind) {
     }
   };
   visit('.');
+  for (const group of inodes.values()) {
+    for (const rel of group) {
+      const rec = entries[rel];
+      if (group.length > 1 || (rec.type !== 'dir' && rec.nlink > 1)) rec.linkGroup = group[0];
+    }
+  }
   return { kind, entries, leaks };
 }

@@ -19,6 +19,10 @@ export type Op =
   | { op: 'chmod'; path: string; mode: string }
   | { op: 'chown'; path: string; uid: number; gid: number }
   | { op: 'rename'; from: string; to: string }
+  | { op: 'rename2'; from: string; to: string; flags: RenameFlag[] }
+  | { op: 'open'; path: string; flags: OpenFlag[]; mode?: string; data?: string; offset?: number }
+  | { op: 'mknod'; path: string; kind: 'fifo' | 'chr' | 'blk'; mode: string; major?: number; minor?: number }
+  | { op: 'utimens'; path: string; atime: Time; mtime: Time; nofollow?: boolean }
   | { op: 'unlink'; path: string }
   | { op: 'rmdir'; path: string }
   | { op: 'mkdir'; path: string; mode?: string }
@@ -34,6 +38,12 @@ export type Op =
   | { op: 'stat'; path: string }
   | { op: 'sameinode'; a: string; b: string };
 
+/** renameat2 flags: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT. */
+export type RenameFlag = 'noreplace' | 'exchange' | 'whiteout';
+export type OpenFlag = 'O_RDONLY' | 'O_WRONLY' | 'O_RDWR' | 'O_CREAT' | 'O_EXCL' | 'O_TRUNC' | 'O_APPEND' | 'O_NOFOLLOW' | 'O_DIRECTORY';
+/** A utimensat time: [seconds, nanoseconds], or UTIME_OMIT. */
+export type Time = [number, number] | 'omit';
+
 export type Outcome = { ok: true; value?: unknown } | { err: string };
 
 export interface SnapshotEntry {
@@ -48,6 +58,8 @@ export interface SnapshotEntry {
   sha256?: string;
   target?: string;
   rdev?: string;
+  /** "SEC.NSEC" for a time set on purpose (far from now), "recent" otherwise (snapshot.mjs). */
+  mtime?: string;
   linkGroup?: string;
   xattrs?: Record<string, string>;
 }
