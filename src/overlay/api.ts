@@ -116,6 +116,13 @@ export interface RenameFlags {
 export interface FileSystemApi {
   /** called once after INIT; `passthrough` tells whether backingFd results will be used */
   init(opts: { passthrough: boolean; writebackCache: boolean }): Awaitable<void>;
+  /**
+   * Optional: the bridge hands over, before INIT, a function that drops the kernel's
+   * cached attributes of a node. The filesystem calls it when a node's attributes change
+   * as a side effect of an operation on another node (e.g. a directory copied up because
+   * a file in it was written: it now merges, so its nlink changes).
+   */
+  setInvalidator?(invalidate: (node: NodeId) => void): void;
   destroy(): Awaitable<void>;
 
   lookup(ctx: Ctx, parent: NodeId, name: string): Awaitable<Entry>;

@@ -12,7 +12,10 @@
  * at most a stray entry in the work dir, emptied at the next mount. The parent's times
  * are restored after the rename (a copy-up is not a change the user made). Directories
  * are copied as metadata only: their lower children stay where they are and merge.
- * Opening with O_TRUNC (or truncating to 0) copies no data.
+ * Opening with O_TRUNC (or truncating to 0) copies no data. A directory copied up
+ * starts to merge and so changes its nlink (attr.ts), a lower hard link its st_ino and
+ * nlink: the kernel is told to drop the attributes it cached for them
+ * (State.invalidate).
  *
  * Metacopy files (an upper written by kernel overlayfs with metacopy=on: metadata
  * only, data in a lower, see lookup.ts) get their data on the first copy-up of any
@@ -96,7 +99,16 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
   }
   node.upper = true;
   node.upperXwhiteouts = false;
-  node.key = statKey(upper, statAt(pfd, node.name));
+  const us = statAt(pfd, node.name);
+  st.inodes.setKey(node, statKey(upper, us));
+  // a copied-up lower hard link is a file of its own: its own st_ino (inodes.ts)
+  const brokenLink = type !== fsc.S_IFDIR && s.nlink > 1;
+  if (brokenLink) node.ino = st.foldIno(upper, us.ino);
+  // The attributes the kernel cached are stale when they change here: a directory now
+  // merges (nlink 1, attr.ts), often copied up for an operation on something inside
+  // it; a lower hard link has its own st_ino and nlink now, and open() (which copies
+  // up) returns no attributes.
+  if ((type === fsc.S_IFDIR || brokenLink) && node.lookups > 0) st.invalidate(node.id);
 }
 
 async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boolean): Promise<void> {

@@ -48,6 +48,10 @@ export class Overlay implements FileSystemApi {
     this.st.writebackCache = opts.writebackCache;
   }
 
+  setInvalidator(invalidate: (node: NodeId) => void): void {
+    this.st.invalidate = invalidate;
+  }
+
   destroy(): void {
     closeState(this.st);
   }

@@ -15,12 +15,18 @@
  * so st_ino stays the same across copy-up while the node lives. When the layers are on
  * different devices, inode numbers could collide, so the layer index is folded into the
  * high bits (like kernel overlayfs' xino): ino | index << (64 - bits). On one device no
- * folding is needed and st_ino is the real one.
+ * folding is needed and st_ino is the real one. One exception, the kernel's (with
+ * index=off): a file whose lower has several links takes the st_ino of its upper copy
+ * when it is copied up, since the copy is no longer the lower file's other names.
  *
  * Lower hard links: each name gets its own node (like kernel overlayfs with index=off);
  * both report the same origin st_ino and the lower nlink. Copying up one name breaks the
- * link (the other name still shows the lower file).
+ * link (the other name still shows the lower file). Upper hard links are one node: a
+ * lookup that finds an upper file with several links reuses the live node of that file
+ * (found by its identity, `setKey`/`upperNode`), as kernel overlayfs keeps one inode per
+ * upper inode — so a change through one name shows at once through the others.
  */
+import { constants as fsc } from 'node:fs';
 import type { Stat } from '../native';
 import type { NodeId } from './api';
 import type { Layer } from './layers';
@@ -59,8 +65,8 @@ export class Node {
   lowers: LowerRef[];
   /** S_IFMT bits */
   readonly type: number;
-  /** st_ino reported (see header) */
-  readonly ino: bigint;
+  /** st_ino reported (see header; changes only when a lower hard link is copied up) */
+  ino: bigint;
   /** all names of this node; [0] is used to reach it. Empty once unlinked. */
   aliases: Alias[];
   /** named children known to the kernel */
@@ -114,6 +120,8 @@ export class Node {
 
 export class InodeTable {
   private readonly nodes = new Map<NodeId, Node>();
+  /** upper non-directories by identity (statKey), to find the node of another hard link */
+  private readonly byKey = new Map<string, Node>();
   private nextId = ROOT_ID + 1;
   readonly root: Node;
 
@@ -134,6 +142,23 @@ export class InodeTable {
     const a = node.aliases[0];
     if (a) a.parent.children.set(a.name, node);
     return node;
+  }
+
+  /** Records the identity of the node's topmost real file (see statKey). */
+  setKey(node: Node, key: string): void {
+    if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
+    node.key = key;
+    if (node.upper && node.type !== fsc.S_IFDIR) this.byKey.set(key, node);
+  }
+
+  /**
+   * The live node whose upper file is `key`, if it still has a name: another name of it
+   * is a hard link and must be the same node (one inode, as in kernel overlayfs).
+   */
+  upperNode(key: string, type: number): Node | undefined {
+    const n = this.byKey.get(key);
+    if (!n || n.key !== key || n.type !== type || !n.upper || n.aliases.length === 0) return undefined;
+    return this.nodes.get(n.id) === n ? n : undefined;
   }
 
   /** Drops the name parent/name from the node (unlink, rename away, overwrite). */
@@ -176,6 +201,7 @@ export class InodeTable {
   maybeDrop(node: Node): void {
     if (node.lookups > 0 || node.opens > 0 || node.isRoot || node.children.size > 0) return;
     this.nodes.delete(node.id);
+    if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
     for (const a of node.aliases) {
       if (a.parent.children.get(a.name) === node) a.parent.children.delete(a.name);
       // a parent kept only for this child may go now

@@ -168,10 +168,18 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
     return known;
   }
   if (known) st.inodes.unlinkName(parent, name);
+  if (r.upper && r.upper.nlink > 1 && r.type !== fsc.S_IFDIR) {
+    // another name of an upper file we know: a hard link, the same node
+    const linked = st.inodes.upperNode(key, r.type);
+    if (linked) {
+      st.inodes.addName(linked, parent, name);
+      return linked;
+    }
+  }
   const origin = r.lowers[0];
   const ino = origin ? st.foldIno(origin.layer, origin.stat.ino) : st.foldIno(st.upper as Layer, (r.upper as Stat).ino);
   const node = st.inodes.add((id) => new Node(id, parent, name, r.type, r.upper !== null, refsOf(r), ino));
-  node.key = key;
+  st.inodes.setKey(node, key);
   node.upperXwhiteouts = r.upperXwhiteouts;
   node.metacopy = r.metacopy;
   return node;

@@ -5,8 +5,11 @@
  * caller, or the parent's group when the merged parent is setgid; new directories then
  * inherit S_ISGID) and mode, and renamed into the upper: RENAME_NOREPLACE on an empty
  * name, a plain rename over a whiteout for a non-directory, RENAME_EXCHANGE with the
- * whiteout (then dropped) for a directory. A directory made over a whiteout is opaque,
- * so the lower directory of that name stays hidden.
+ * whiteout (then dropped) for a directory. A new directory is opaque when it replaces a
+ * whiteout (the lower directory of that name stays hidden) and, as kernel overlayfs does
+ * with redirect_dir=on (the mode stratafs always writes), when its parent merges lower
+ * directories: there the mark saves the lookups below and keeps a lower directory of the
+ * same name added offline from showing through.
  *
  * Removal: an upper object whose name a lower also has is replaced by a whiteout in one
  * step (a whiteout is made in the work dir and exchanged with it); a name only in the
@@ -101,7 +104,7 @@ export async function mkdir(st: State, ctx: Ctx, parent: Node, name: string, mod
   try {
     native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
     native.fchmodat(work, tmp, (mode & PERM_MASK) | (o.sgid ? S_ISGID : 0));
-    if (overWhiteout(st, parent, name)) {
+    if (overWhiteout(st, parent, name) || parent.lowers.length > 0) {
       native.setxattr(`/proc/self/fd/${work}/${tmp}`, `${st.prefix}opaque`, Buffer.from('y'), 0, false);
     }
   } catch (e) {

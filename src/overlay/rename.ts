@@ -13,7 +13,11 @@
  * - When a lower still has the old name, a whiteout is left there (RENAME_WHITEOUT when
  *   the upper filesystem supports it, else a whiteout made right after).
  * - Over a target: files replace files; a directory replaces only an empty (merged
- *   view) directory, whose upper part (whiteouts only) is removed first.
+ *   view) directory, whose upper part (whiteouts only) is removed first. As in the
+ *   kernel, a target directory that merges lowers is checked before anything is
+ *   copied up, one only in the upper after the copy-ups and marks: a rename refused
+ *   with ENOTEMPTY there leaves the source copied up and marked (harmless: the mark
+ *   describes the directory at its old place as well).
  * RENAME_WHITEOUT from a caller is refused (EINVAL), as kernel overlayfs does.
  */
 import { constants as fsc } from 'node:fs';
@@ -64,16 +68,21 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
     return exchange(st, node, parent, name, target, newParent, newName);
   }
   const isDir = node.type === fsc.S_IFDIR;
+  const targetDir = target !== null && target.type === fsc.S_IFDIR;
+  // a directory only in the upper is checked after the marks, as the kernel does
+  const pureUpperTarget = targetDir && target.upper && target.lowers.length === 0;
   if (target) {
-    const targetDir = target.type === fsc.S_IFDIR;
     if (isDir && !targetDir) fail(E.ENOTDIR);
     if (!isDir && targetDir) fail(E.EISDIR);
-    if (targetDir && !isMergedEmpty(st, target)) fail(E.ENOTEMPTY);
+    if (targetDir && !pureUpperTarget && !isMergedEmpty(st, target)) fail(E.ENOTEMPTY);
   }
   await copyUp(st, node);
   await copyUp(st, newParent);
   const oldPath = node.path();
   const oldWhiteout = lowerHasName(st, parent, name);
+  markDir(st, node, parent, newParent, st.upperDirFd(parent), name);
+  if (pureUpperTarget && !isMergedEmpty(st, target)) fail(E.ENOTEMPTY);
+  // after the walks above: they open (and may evict) cached dir fds
   const pfd = st.upperDirFd(parent);
   const npfd = st.upperDirFd(newParent);
   const work = st.workFd;
@@ -87,7 +96,6 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
     removeTree(work, w);
     if (target) st.dirs.invalidate(upper, target.path());
   }
-  markDir(st, node, parent, newParent, pfd, name);
 
   if (overWhiteout && isDir) {
     // a directory cannot replace a device node: swap, then keep or drop the whiteout

@@ -1,6 +1,6 @@
 /**
  * setattr: chown, chmod, truncate, utimens — each copies the node up first (truncate to
- * 0 without its data). Order: owner (which may clear set-id bits), mode, size, times
+ * 0 without its data), as does a setattr with nothing to change (see emptySetattr). Order: owner (which may clear set-id bits), mode, size, times
  * (last, since truncating moves mtime). Times keep nanoseconds; 'now' is UTIME_NOW and
  * an absent time is UTIME_OMIT.
  */
@@ -26,8 +26,8 @@ function timeArgs(t: TimeChange): [number, number] {
 export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChanges): Promise<Attr> {
   const changes = ch.mode !== undefined || ch.uid !== undefined || ch.gid !== undefined
     || ch.size !== undefined || ch.atime !== undefined || ch.mtime !== undefined;
-  if (!changes) return getAttr(st, node);
   st.requireUpper();
+  if (!changes) return emptySetattr(st, node);
   if (ch.size !== undefined && node.type === fsc.S_IFDIR) fail(E.EISDIR);
   await copyUp(st, node, { data: ch.size !== 0 });
   const loc = st.locate(node);
@@ -63,6 +63,26 @@ export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChang
     const [ms, mn] = timeArgs(ch.mtime);
     if (name === '') native.utimensat(C.AT_FDCWD, `/proc/self/fd/${dirfd}`, as, an, ms, mn, 0);
     else native.utimensat(dirfd, name, as, an, ms, mn, C.AT_SYMLINK_NOFOLLOW);
+  }
+  return getAttr(st, node);
+}
+
+/** (uid_t)-1 / (gid_t)-1: fchownat leaves that id as it is */
+const SAME_ID = 0xffffffff;
+
+/**
+ * A setattr that changes nothing the kernel names: chown(path, -1, -1) arrives so (the
+ * VFS's request to drop the set-id bits and file capabilities is left to us under
+ * HANDLE_KILLPRIV_V2). Kernel overlayfs copies up on every setattr and lets the upper
+ * filesystem drop those bits; so does this, with a chown to the same ids, which makes
+ * the upper filesystem apply exactly the VFS rules (S_ISUID always, S_ISGID when the
+ * group may execute, security.capability). Directories keep their bits.
+ */
+async function emptySetattr(st: State, node: Node): Promise<Attr> {
+  await copyUp(st, node);
+  if (node.type !== fsc.S_IFDIR) {
+    const { dirfd, name } = st.locate(node);
+    native.fchownat(dirfd, name, SAME_ID, SAME_ID, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
   }
   return getAttr(st, node);
 }

@@ -46,6 +46,8 @@ export class State {
   /** negotiated at init (files.ts adapts open flags to it) */
   passthrough = false;
   writebackCache = false;
+  /** drops the kernel's cached attributes of a node (setInvalidator, api.ts) */
+  invalidate: (node: NodeId) => void = () => undefined;
 
   constructor(
     readonly config: OverlayConfig,

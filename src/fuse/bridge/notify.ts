@@ -1,8 +1,8 @@
 /**
- * Cache invalidation sent to the kernel (notify messages). Always sent later, from a
- * setImmediate: a notify written synchronously inside the handler of a related request
- * can deadlock (the kernel holds the inode or directory lock the notify needs until
- * that request is answered). Failures (ENOENT: the kernel no longer knows the inode or
+ * Cache invalidation sent to the kernel (notify messages). Sent later, from a
+ * setImmediate (all but invalAttrsNow): a notify written synchronously inside the
+ * handler of a related request can deadlock (the kernel holds the inode or directory
+ * lock the notify needs until that request is answered). Failures (ENOENT: the kernel no longer knows the inode or
  * name) are normal and only logged.
  */
 import { encodeDelete, encodeInvalEntry, encodeInvalInode } from '../wire/notify';
@@ -27,6 +27,23 @@ export class Notifier {
         }
       });
     });
+  }
+
+  /**
+   * Drop the cached attributes of `node` now, synchronously: safe even inside the
+   * handler of a request on that node, because an attributes-only INVAL_INODE (offset
+   * -1) takes no inode lock and touches no page cache in the kernel. Used where the
+   * deferred form would race with the caller's next stat (a copy-up inside OPEN, whose
+   * reply carries no attributes). Returns whether the kernel took it.
+   */
+  invalAttrsNow(node: NodeId): boolean {
+    try {
+      this.write(encodeInvalInode(node, -1, 0));
+      return true;
+    } catch (e) {
+      this.log('notify inval_inode %d (attributes) failed: %s', node, (e as Error).message);
+      return false;
+    }
   }
 
   /** forget the name `name` in directory `parent`; resolves to whether the kernel took it */

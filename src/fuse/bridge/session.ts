@@ -40,6 +40,8 @@ export interface FuseSessionOptions {
   passthrough?: 'auto' | 'off';
   /** 'auto': writeback cache when passthrough is not in use and the kernel offers it (default) */
   writeback?: 'auto' | 'off';
+  /** let the kernel enforce and cache POSIX ACLs (FUSE_POSIX_ACL; default true) */
+  acl?: boolean;
   /** CAP_SYS_ADMIN available (needed for passthrough) */
   isRoot?: boolean;
   /** seconds the kernel may cache attributes returned by GETATTR/SETATTR (default 1) */
@@ -85,6 +87,8 @@ export class FuseSession extends EventEmitter {
       this.log,
     );
     this.notify = new Notifier((bufs) => void this.transport.writev(this.devFd, bufs), this.log);
+    // attributes only, at once: the caller's next stat must not see the old ones
+    this.fs.setInvalidator?.((node) => void this.notify.invalAttrsNow(node));
   }
 
   /** what INIT settled on (undefined before INIT) */
@@ -233,6 +237,7 @@ export class FuseSession extends EventEmitter {
       isRoot: this.opts.isRoot ?? false,
       passthrough: this.opts.passthrough ?? 'auto',
       writeback: this.opts.writeback ?? 'auto',
+      acl: this.opts.acl ?? true,
     });
     if (decision.kind === 'error') {
       this.log('INIT: %s', decision.reason);
