@@ -81,7 +81,8 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
   const oldPath = node.path();
   const oldWhiteout = lowerHasName(st, parent, name);
   markDir(st, node, parent, newParent, st.upperDirFd(parent), name);
-  if (pureUpperTarget && !isMergedEmpty(st, target)) fail(E.ENOTEMPTY);
+  // a target only in the upper is judged by the upper filesystem's rename itself, as
+  // the kernel does (a refused RENAME_WHITEOUT still updates the old parent's times there)
   // after the walks above: they open (and may evict) cached dir fds
   const pfd = st.upperDirFd(parent);
   const npfd = st.upperDirFd(newParent);
@@ -89,7 +90,7 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
 
   const existing = tryStatAt(npfd, newName);
   const overWhiteout = existing !== null && isWhiteout(npfd, newName, existing, newParent.upperXwhiteouts);
-  if (existing !== null && !overWhiteout && (existing.mode & fsc.S_IFMT) === fsc.S_IFDIR) {
+  if (existing !== null && !overWhiteout && !pureUpperTarget && (existing.mode & fsc.S_IFMT) === fsc.S_IFDIR) {
     // an empty merged target directory: take its upper part (whiteouts) out of the way
     const w = st.tmpName();
     native.renameat2(npfd, newName, work, w, C.RENAME_NOREPLACE);

@@ -74,6 +74,12 @@ export async function setxattr(st: State, node: Node, name: string, value: Buffe
 export async function removexattr(st: State, node: Node, name: string): Promise<void> {
   st.requireUpper();
   const disk = toDisk(st, name);
+  if (!node.upper) {
+    // as kernel overlayfs: removing an attribute the lower object does not have fails
+    // (ENODATA) without copying anything up
+    const lower = where(st, node);
+    native.getxattr(lower.path, disk, lower.follow);
+  }
   await copyUp(st, node);
   const { path, follow } = where(st, node);
   native.removexattr(path, disk, follow);
