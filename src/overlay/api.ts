@@ -21,6 +21,12 @@ export interface Ctx {
   uid: number;
   gid: number;
   pid: number;
+  /**
+   * The caller's umask, on mknod/mkdir/create only, when the kernel left applying it to
+   * us (DONT_MASK): the filesystem applies it unless the parent has a default ACL.
+   * Absent when the mode arrives with the umask already applied.
+   */
+  umask?: number;
 }
 
 /** Attributes as reported to the kernel. */

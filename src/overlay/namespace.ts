@@ -34,12 +34,34 @@ import { isMergedEmpty } from './readdir';
 import type { State } from './state';
 import { isAufsName, isWhiteout, makeWhiteout } from './whiteout';
 import { openFlagsFor } from './files';
+import { ACL_ACCESS, ACL_DEFAULT, aclForCreate, type CreateAcl } from './acl';
 
 interface Owner {
   uid: number;
   gid: number;
   /** the parent is setgid */
   sgid: boolean;
+}
+
+/**
+ * Mode and ACLs of a new object. When the kernel left the umask to us (ctx.umask), the
+ * parent's default ACL decides (acl.ts); otherwise the mode arrives final.
+ */
+function creation(st: State, ctx: Ctx, parent: Node, mode: number, isDir: boolean): CreateAcl {
+  if (ctx.umask === undefined) return { mode: mode & PERM_MASK };
+  let parentDefault: Buffer | undefined;
+  try {
+    parentDefault = native.getxattr(`/proc/self/fd/${st.upperDirFd(parent)}`, ACL_DEFAULT, true);
+  } catch {
+    parentDefault = undefined; // none (ENODATA), or ACLs not supported by the upper
+  }
+  return aclForCreate(mode & PERM_MASK, ctx.umask, isDir, parentDefault);
+}
+
+/** Sets the ACLs of a new object at `path` (no-follow), built in the work dir. */
+function applyAcls(path: string, acl: CreateAcl): void {
+  if (acl.access) native.setxattr(path, ACL_ACCESS, acl.access, 0, false);
+  if (acl.default) native.setxattr(path, ACL_DEFAULT, acl.default, 0, false);
 }
 
 /** Checks the name is free and the parent is in the upper; returns the owner for the new object. */
@@ -100,10 +122,12 @@ export async function mkdir(st: State, ctx: Ctx, parent: Node, name: string, mod
   const o = await prepare(st, ctx, parent, name);
   const tmp = st.tmpName();
   const work = st.workFd;
+  const acl = creation(st, ctx, parent, mode, true);
   native.mkdirat(work, tmp, 0o700);
   try {
     native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
-    native.fchmodat(work, tmp, (mode & PERM_MASK) | (o.sgid ? S_ISGID : 0));
+    native.fchmodat(work, tmp, acl.mode | (o.sgid ? S_ISGID : 0));
+    applyAcls(`/proc/self/fd/${work}/${tmp}`, acl);
     if (overWhiteout(st, parent, name) || parent.lowers.length > 0) {
       native.setxattr(`/proc/self/fd/${work}/${tmp}`, `${st.prefix}opaque`, Buffer.from('y'), 0, false);
     }
@@ -120,10 +144,12 @@ export async function mknod(st: State, ctx: Ctx, parent: Node, name: string, mod
   const o = await prepare(st, ctx, parent, name);
   const tmp = st.tmpName();
   const work = st.workFd;
+  const acl = creation(st, ctx, parent, mode, false);
   native.mknodat(work, tmp, (mode & fsc.S_IFMT) | 0o600, major, minor);
   try {
     native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
-    native.fchmodat(work, tmp, mode & PERM_MASK);
+    native.fchmodat(work, tmp, acl.mode);
+    applyAcls(`/proc/self/fd/${work}/${tmp}`, acl);
   } catch (e) {
     removeTmp(work, tmp, false);
     throw e;
@@ -149,11 +175,13 @@ export async function create(st: State, ctx: Ctx, parent: Node, name: string, mo
   const o = await prepare(st, ctx, parent, name);
   const tmp = st.tmpName();
   const work = st.workFd;
+  const acl = creation(st, ctx, parent, mode, false);
   const fd = native.openat(work, tmp, openFlagsFor(st, flags) | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   let entry: Entry;
   try {
     native.fchown(fd, o.uid, o.gid);
-    native.fchmod(fd, mode & PERM_MASK);
+    native.fchmod(fd, acl.mode);
+    if (acl.access) native.fsetxattr(fd, ACL_ACCESS, acl.access, 0);
     entry = finish(st, parent, name, tmp, false);
   } catch (e) {
     native.close(fd);

@@ -79,6 +79,7 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
   await copyUp(st, node);
   await copyUp(st, newParent);
   const oldPath = node.path();
+  const targetPath = target?.path() ?? '';
   const oldWhiteout = lowerHasName(st, parent, name);
   markDir(st, node, parent, newParent, st.upperDirFd(parent), name);
   // a target only in the upper is judged by the upper filesystem's rename itself, as
@@ -114,6 +115,8 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
     native.renameat2(pfd, name, npfd, newName, 0);
   }
   if (isDir) st.dirs.invalidate(upper, oldPath);
+  // the replaced directory is gone: no cached fd may stand for its path any more
+  if (pureUpperTarget) st.dirs.invalidate(upper, targetPath);
   st.inodes.moveName(node, parent, name, newParent, newName);
   if (target) st.inodes.maybeDrop(target);
 }

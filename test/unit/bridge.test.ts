@@ -191,10 +191,10 @@ t.test('INIT as root with passthrough offered', async (t) => {
   const r = initReply(tr.last());
   t.same([r.major, r.minor], [7, 45]);
   for (const f of ['ASYNC_READ', 'BIG_WRITES', 'ATOMIC_O_TRUNC', 'DO_READDIRPLUS', 'READDIRPLUS_AUTO', 'PARALLEL_DIROPS',
-    'MAX_PAGES', 'CACHE_SYMLINKS', 'HANDLE_KILLPRIV_V2', 'INIT_EXT', 'SETXATTR_EXT', 'PASSTHROUGH', 'POSIX_ACL'] as InitFlagName[]) {
+    'MAX_PAGES', 'CACHE_SYMLINKS', 'HANDLE_KILLPRIV_V2', 'INIT_EXT', 'SETXATTR_EXT', 'PASSTHROUGH', 'POSIX_ACL', 'DONT_MASK'] as InitFlagName[]) {
     t.ok(has(r.flags, f), `${f} negotiated`);
   }
-  for (const f of ['WRITEBACK_CACHE', 'DONT_MASK', 'EXPORT_SUPPORT', 'SECURITY_CTX'] as InitFlagName[]) {
+  for (const f of ['WRITEBACK_CACHE', 'EXPORT_SUPPORT', 'SECURITY_CTX'] as InitFlagName[]) {
     t.notOk(has(r.flags, f), `${f} not negotiated`);
   }
   t.equal(r.maxStackDepth, 1);

@@ -26,6 +26,8 @@ export interface Core {
   attrTimeout: number;
   registry: PassthroughRegistry;
   killprivV2: boolean;
+  /** DONT_MASK negotiated: creations carry the caller's umask for the filesystem to apply */
+  dontMask: boolean;
   log: (fmt: string, ...args: unknown[]) => void;
 }
 
@@ -44,6 +46,11 @@ const entryOutcome = (core: Core, unique: bigint, e: Entry): Outcome => ({
   reply: encodeEntry(unique, e),
   undo: () => core.fs.forget(e.nodeId, 1),
 });
+
+/** the caller's umask travels with the context when the kernel did not apply it */
+function withUmask(core: Core, ctx: Ctx, umask: number): Ctx {
+  return core.dontMask ? { ...ctx, umask } : ctx;
+}
 
 function dirOpenOut(r: OpenResult): OpenOut {
   let flags = 0;
@@ -93,10 +100,11 @@ export const handlers: HandlerTable = {
   },
   async MKNOD(core, { header, body }, ctx) {
     const { major, minor } = decodeDev(body.rdev);
-    return entryOutcome(core, header.unique, await core.fs.mknod(ctx, header.nodeId, body.name, body.mode, major, minor));
+    const c = withUmask(core, ctx, body.umask);
+    return entryOutcome(core, header.unique, await core.fs.mknod(c, header.nodeId, body.name, body.mode, major, minor));
   },
   async MKDIR(core, { header, body }, ctx) {
-    return entryOutcome(core, header.unique, await core.fs.mkdir(ctx, header.nodeId, body.name, body.mode));
+    return entryOutcome(core, header.unique, await core.fs.mkdir(withUmask(core, ctx, body.umask), header.nodeId, body.name, body.mode));
   },
   async UNLINK(core, { header, body }, ctx) {
     await core.fs.unlink(ctx, header.nodeId, body.name);
@@ -131,7 +139,7 @@ export const handlers: HandlerTable = {
     };
   },
   async CREATE(core, { header, body }, ctx) {
-    const { entry, open } = await core.fs.create(ctx, header.nodeId, body.name, body.mode, body.flags);
+    const { entry, open } = await core.fs.create(withUmask(core, ctx, body.umask), header.nodeId, body.name, body.mode, body.flags);
     let out: OpenOut;
     try {
       out = await openFile(core, ctx, entry.nodeId, open, body.flags, body.openFlags);

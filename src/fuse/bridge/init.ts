@@ -2,8 +2,10 @@
  * INIT negotiation: what we ask of the kernel, given what it offers and how we run.
  *
  * We take the intersection of the kernel's offer and the features the bridge uses.
- * Deliberately absent: DONT_MASK (the kernel applies the umask before MKNOD/MKDIR/CREATE
- * reach us), EXPORT_SUPPORT (node ids are not stable across mounts).
+ * Deliberately absent: EXPORT_SUPPORT (node ids are not stable across mounts).
+ * DONT_MASK goes with POSIX_ACL: under a parent with a default ACL the umask must not be
+ * applied, which only the filesystem can tell, so the kernel passes the mode unmasked
+ * with the caller's umask beside it (Ctx.umask).
  * POSIX_ACL (unless turned off): the kernel then enforces ACLs in its permission checks,
  * as it does on kernel overlayfs (with default_permissions alone it would look at the
  * mode bits only), caches them instead of asking for them on every `ls -l`, and keeps
@@ -41,6 +43,8 @@ export interface Negotiated {
   writebackCache: boolean;
   setxattrExt: boolean;
   killprivV2: boolean;
+  /** creations carry the caller's umask (Ctx.umask) */
+  dontMask: boolean;
 }
 
 export type InitDecision =
@@ -91,7 +95,7 @@ export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
   // flags2 only means something when the kernel sets INIT_EXT
   const offered = (k.flags & InitFlag.INIT_EXT) !== 0n ? k.flags : k.flags & 0xffffffffn;
   let flags = offered & WANTED_FLAGS;
-  if (policy.acl !== false) flags |= offered & InitFlag.POSIX_ACL;
+  if (policy.acl !== false && (offered & InitFlag.POSIX_ACL) !== 0n) flags |= offered & (InitFlag.POSIX_ACL | InitFlag.DONT_MASK);
 
   const passthrough =
     policy.passthrough !== 'off' && policy.isRoot &&
@@ -114,6 +118,7 @@ export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
       writebackCache,
       setxattrExt: (flags & InitFlag.SETXATTR_EXT) !== 0n,
       killprivV2: (flags & InitFlag.HANDLE_KILLPRIV_V2) !== 0n,
+      dontMask: (flags & InitFlag.DONT_MASK) !== 0n,
     },
   };
 }

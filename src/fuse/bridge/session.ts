@@ -257,6 +257,7 @@ export class FuseSession extends EventEmitter {
       attrTimeout: this.opts.attrTimeout ?? 1,
       registry: this.registry,
       killprivV2: n.killprivV2,
+      dontMask: n.dontMask,
       log: this.log,
     };
     // the filesystem learns the mode before the kernel can send its first request

@@ -208,3 +208,22 @@ t.test('the bridge drops cached attributes at once, not after the reply', (t) =>
   t.equal(refusing.invalAttrsNow(7), false, 'a node the kernel forgot is not an error');
   t.end();
 });
+
+t.test('renaming a directory over an empty upper-only one leaves no stale path behind', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    put(l0 as string, 'lo/sub/file', 'y');
+  });
+  t.teardown(() => f.cleanup());
+  await f.ov.mkdir(ctx, 1, 'dst', 0o755);
+  const dst = walk(f.ov, 'dst');
+  await f.ov.mkdir(ctx, dst, 'inner', 0o755); // caches an fd for dst while it exists
+  await f.ov.rmdir(ctx, dst, 'inner');
+  await f.ov.rename(ctx, walk(f.ov, 'lo'), 'sub', 1, 'dst', R);
+  const moved = walk(f.ov, 'dst');
+  const { entry } = await f.ov.create(ctx, moved, 'new', 0o644, fs.constants.O_WRONLY);
+  t.ok(entry.nodeId > 0, 'creating inside the moved directory works');
+  t.ok(fs.existsSync(path.join(f.upper, 'dst', 'new')), 'the file lands in the moved directory');
+  t.same(fs.readdirSync(path.join(f.upper, 'dst')).sort(), ['new'], 'the old empty directory is gone');
+  await t.rejects(Promise.resolve(f.ov.rename(ctx, 1, 'lo', 1, 'dst', R)), { errno: constants.errno.ENOTEMPTY },
+    'a non-empty upper-only target is refused by the upper filesystem');
+});
