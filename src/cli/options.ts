@@ -192,6 +192,14 @@ function applyOption(acc: Accum, opt: string): void {
   }
 }
 
+/**
+ * Seconds the kernel may cache names and attributes. stratafs is the only writer of the
+ * upper layer and the lowers are read-only, so what the kernel caches stays true unless
+ * a layer is changed behind the mount (unsupported, as with kernel overlayfs); where
+ * stratafs itself changes something the kernel did not ask for, it invalidates.
+ */
+export const DEFAULT_TIMEOUT = 86400;
+
 export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] MOUNTPOINT
        stratafs --version | --help
 options (comma separated, -o may repeat):
@@ -204,7 +212,7 @@ options (comma separated, -o may repeat):
                       show host ids H.. as I.. inside the mount
   squash_to_uid=N, squash_to_gid=N, squash_to_root
                       show every file as owned by N (or root)
-  timeout=S           seconds the kernel may cache names and attributes (default 1)
+  timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
@@ -259,7 +267,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
       gidMap: acc.gidMap,
       squashToUid: acc.squashToUid,
       squashToGid: acc.squashToGid,
-      timeout: acc.timeout ?? 1,
+      timeout: acc.timeout ?? DEFAULT_TIMEOUT,
       passthrough: acc.passthrough,
       acl: acc.acl,
       ignored: acc.ignored,

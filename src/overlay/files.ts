@@ -17,7 +17,7 @@ import { C, native } from '../native';
 import type { Ctx, DirEntryOut, OpenResult } from './api';
 import { copyUp } from './copyup';
 import type { Node } from './inodes';
-import { readdirAt, snapshot } from './readdir';
+import { readdirAt } from './readdir';
 import type { FileHandle, State } from './state';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
@@ -96,8 +96,12 @@ export function copyFileRange(st: State, fhIn: number, offIn: number, fhOut: num
 
 export function opendir(st: State, node: Node): OpenResult {
   if (node.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
-  const fh = st.addHandle({ kind: 'dir', node, entries: snapshot(st, node), served: false });
-  return { fh };
+  // the listing is built on the first READDIR: with a cached listing the kernel may
+  // not ask at all. The kernel may keep listings (cacheDir + keepCache): it drops them
+  // itself when the directory changes through the mount, and nothing else changes it
+  // (layers must not change behind a mount, as with kernel overlayfs).
+  const fh = st.addHandle({ kind: 'dir', node, entries: null, served: false });
+  return { fh, cacheDir: true, keepCache: true };
 }
 
 export function readdir(st: State, fh: number, offset: number): DirEntryOut[] {
