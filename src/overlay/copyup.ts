@@ -38,6 +38,7 @@ import { statKey, type Node } from './inodes';
 import { basenameOf, dirnameOf, joinPath, statAt, xattrPath } from './layers';
 import type { State } from './state';
 import { isPrivateXattr } from './whiteout';
+import { syncFd } from './durable';
 
 export interface CopyUpOptions {
   /** copy file data (false for O_TRUNC / truncate to 0) */
@@ -119,7 +120,7 @@ async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boole
   try {
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
     if (data && s.size > 0) await native.copyData(sfd, dfd, s.size);
-    if (!st.config.volatile) native.fsync(dfd, false);
+    await syncFd(st, dfd, false);
   } catch (e) {
     if (dfd >= 0) {
       native.close(dfd);
@@ -155,7 +156,7 @@ async function completeMetacopy(st: State, node: Node, data: boolean): Promise<v
       try {
         const size = statAt(dfd, '').size;
         if (size > 0) await native.copyData(sfd, dfd, size);
-        if (!st.config.volatile) native.fsync(dfd, false);
+        await syncFd(st, dfd, false);
       } finally {
         native.close(dfd);
       }

@@ -18,6 +18,7 @@ import type { Ctx, DirEntryOut, OpenResult } from './api';
 import { copyUp } from './copyup';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
+import { syncFd } from './durable';
 import type { FileHandle, State } from './state';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
@@ -68,9 +69,8 @@ export function write(st: State, fh: number, offset: number, data: Buffer): Prom
   return native.pwriteAsync(h.fd, data, offset);
 }
 
-export function fsync(st: State, fh: number, datasync: boolean): void {
-  const h = fileHandle(st, fh);
-  if (!st.config.volatile) native.fsync(h.fd, datasync);
+export function fsync(st: State, fh: number, datasync: boolean): Promise<void> {
+  return syncFd(st, fileHandle(st, fh).fd, datasync);
 }
 
 export function release(st: State, fh: number): void {
@@ -114,14 +114,14 @@ export function releasedir(st: State, fh: number): void {
   st.dropHandle(fh);
 }
 
-export function fsyncdir(st: State, fh: number, datasync: boolean): void {
+export async function fsyncdir(st: State, fh: number, datasync: boolean): Promise<void> {
   const h = st.handle(fh);
   if (h.kind !== 'dir' || st.config.volatile || !h.node.upper) return;
   const loc = st.locate(h.node);
   const fd = native.openat(loc.dirfd, loc.name === '' ? '.' : loc.name,
     fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
   try {
-    native.fsync(fd, datasync);
+    await syncFd(st, fd, datasync);
   } finally {
     native.close(fd);
   }

@@ -10,6 +10,7 @@
  *   namespace.ts create/mkdir/.../unlink/rmdir            rename.ts   rename
  *   setattr.ts   chmod/chown/truncate/utimens             xattr.ts    xattrs
  *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
+ *   acl.ts       default ACLs and umask at creation       durable.ts  fsync off the JS thread
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
@@ -131,8 +132,8 @@ export class Overlay implements FileSystemApi {
     files.fileHandle(this.st, fh);
   }
 
-  fsync(fh: number, datasync: boolean): void {
-    files.fsync(this.st, fh, datasync);
+  fsync(fh: number, datasync: boolean): Promise<void> {
+    return files.fsync(this.st, fh, datasync);
   }
 
   release(fh: number): void {
@@ -163,8 +164,8 @@ export class Overlay implements FileSystemApi {
     files.releasedir(this.st, fh);
   }
 
-  fsyncdir(fh: number, datasync: boolean): void {
-    files.fsyncdir(this.st, fh, datasync);
+  fsyncdir(fh: number, datasync: boolean): Promise<void> {
+    return files.fsyncdir(this.st, fh, datasync);
   }
 
   statfs(_ctx: Ctx, _node: NodeId): FsStat {
