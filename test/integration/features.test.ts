@@ -305,3 +305,19 @@ t.test('read-only mounts refuse changes with EROFS', async (t) => {
   t.equal(fs.readFileSync(path.join(lower, 'f'), 'utf8'), 'ro', 'lower unchanged');
   t.same(fs.readdirSync(lower), ['f']);
 });
+
+t.test('uid/gid mappings: host ids on disk, mapped ids in the mount', async (t) => {
+  const m = mounted(t, (m) => {
+    fs.writeFileSync(path.join(m.lower, 'owned'), 'x');
+    fs.chownSync(path.join(m.lower, 'owned'), 100000, 100007);
+    fs.chownSync(m.lower, 100000, 100000);
+    fs.chownSync(m.upper, 100000, 100000);
+  }, ',uidmapping=0:100000:65536,gidmapping=0:100000:65536');
+  t.equal(sh(`stat -c %u:%g ${m.mnt}/owned`).stdout, '0:7\n', 'host 100000:100007 shows as 0:7');
+  t.equal(sh(`touch ${m.mnt}/new && chown 5:6 ${m.mnt}/owned`).status, 0);
+  const created = fs.statSync(path.join(m.upper, 'new'));
+  t.same([created.uid, created.gid], [100000, 100000], 'a file root creates is owned by host 100000');
+  const chowned = fs.statSync(path.join(m.upper, 'owned'));
+  t.same([chowned.uid, chowned.gid], [100005, 100006], 'chown 5:6 lands as 100005:100006');
+  t.equal(sh(`stat -c %u:%g ${m.mnt}/owned`).stdout, '5:6\n');
+});
