@@ -220,24 +220,48 @@ static void drain(napi_env env, napi_value on_batch, void *context, void *data) 
   uint32_t n = 0;
   bool ok = napi_create_array(env, &arr) == napi_ok;
   struct item *ends = NULL, **ends_tail = &ends;
+  /* requests that could not be turned into JS objects (out of memory): they go back to
+   * the head of the queue for the next call instead of being dropped, since the kernel
+   * would wait for their replies forever */
+  struct item *retry = NULL, *retry_last = NULL;
   while (list) {
     struct item *it = list;
     list = it->next;
+    it->next = NULL;
     if (it->end) {
-      it->next = NULL;
       *ends_tail = it;
       ends_tail = &it->next;
       continue;
     }
     bool owned = false;
     napi_value obj = ok ? request_object(env, it, &owned) : NULL;
-    ok = obj && napi_set_element(env, arr, n++, obj) == napi_ok;
-    if (!owned) free(it);
+    if (obj && napi_set_element(env, arr, n, obj) == napi_ok) {
+      n++;
+      if (!owned) free(it);
+      continue;
+    }
+    ok = false;
+    if (owned) continue; /* its external buffer owns it now */
+    if (retry_last) retry_last->next = it;
+    else retry = it;
+    retry_last = it;
   }
-  if (ok && n > 0 && napi_call_function(env, undef, on_batch, 1, &arr, NULL) != napi_ok) {
+  if (!ok) report_pending_exception(env);
+  if (n > 0 && napi_call_function(env, undef, on_batch, 1, &arr, NULL) != napi_ok) {
     report_pending_exception(env);
-  } else if (!ok) {
-    report_pending_exception(env);
+  }
+  if (retry) {
+    pthread_mutex_lock(&g->mu);
+    if (g->stopping || g->js_closed) {
+      pthread_mutex_unlock(&g->mu);
+      free_items(retry);
+    } else {
+      retry_last->next = g->head;
+      if (!g->head) g->tail = retry_last;
+      g->head = retry;
+      napi_call_threadsafe_function(g->tsfn, NULL, napi_tsfn_nonblocking);
+      pthread_mutex_unlock(&g->mu);
+    }
   }
   for (struct item *it = ends; it;) {
     struct item *next = it->next;

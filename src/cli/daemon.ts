@@ -43,7 +43,13 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
   if (stale) report.notice(stale);
 
   const overlay = await Overlay.open(overlayConfig(opts));
-  const dev = mountFuse(opts.mountpoint, opts.readOnly);
+  let dev;
+  try {
+    dev = mountFuse(opts.mountpoint, opts.readOnly);
+  } catch (e) {
+    overlay.destroy();
+    throw e;
+  }
   log('mounted %s (device fd %d)', opts.mountpoint, dev.devFd);
 
   const session = new FuseSession({

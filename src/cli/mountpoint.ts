@@ -55,7 +55,9 @@ export function mountFuse(target: string, readOnly: boolean): MountedDevice {
       return { devFd: native.fusermount(target, opts.join(',')), privileged };
     }
     const devFd = native.fuseOpen();
-    const data = `fd=${devFd},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions`;
+    // rootmode: the root's file type in octal, as the kernel parses it
+    const ids = `user_id=${process.getuid?.() ?? 0},group_id=${process.getgid?.() ?? 0}`;
+    const data = `fd=${devFd},rootmode=${fsc.S_IFDIR.toString(8)},${ids},allow_other,default_permissions`;
     let flags = C.MS_NODEV | C.MS_NOATIME;
     if (readOnly) flags |= C.MS_RDONLY;
     try {

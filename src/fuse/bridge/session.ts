@@ -5,11 +5,12 @@
  *
  * Nothing a request carries can crash the session: decode errors are answered EIO
  * (when the unique is readable), handler errors with toErrno(e), unknown opcodes with
- * ENOSYS. A reply the kernel refuses with ENOENT (the request was interrupted) is
- * dropped, after the handler's `undo` took back what the reply would have handed out.
+ * ENOSYS. When a reply cannot be written (the kernel refuses it with ENOENT because the
+ * request was interrupted, or the write fails), the handler's `undo` takes back what the
+ * reply would have handed out (a lookup count, an open handle).
  *
  * State:
- * - `inflight`: unique -> true for requests being handled. Only INTERRUPT reads it: an
+ * - `inflight`: the set of uniques of requests being handled. Only INTERRUPT reads it: an
  *   interrupt for a request we are handling is ignored (handlers run to completion), one
  *   for a request not seen yet is answered EAGAIN so the kernel sends it again later.
  * - `negotiated`: set once by INIT; read by decode (SETXATTR_EXT layout) and handlers.
@@ -144,8 +145,9 @@ export class FuseSession extends EventEmitter {
     return this.started;
   }
 
+  /** The connection is gone: the filesystem closes its layers, whether or not INIT completed. */
   private async finish(): Promise<void> {
-    if (this.destroyed || !this.negotiatedState) return;
+    if (this.destroyed) return;
     this.destroyed = true;
     try {
       await this.fs.destroy();
@@ -187,7 +189,13 @@ export class FuseSession extends EventEmitter {
     const req = res.req;
     const { header, body } = req;
     if (body.kind === 'INIT') {
-      await this.init(fd, req as Request<Extract<typeof body, { kind: 'INIT' }>>);
+      try {
+        await this.init(fd, req as Request<Extract<typeof body, { kind: 'INIT' }>>);
+      } catch (e) {
+        // never leave the kernel waiting for the INIT reply: the mount would hang
+        this.log('INIT failed: %s', (e as Error)?.message ?? e);
+        this.send(fd, encodeError(header.unique, E.EPROTO));
+      }
       return;
     }
     if (body.kind === 'INTERRUPT') {

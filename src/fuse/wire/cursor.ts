@@ -3,6 +3,8 @@
  * `Malformed`, which decode() turns into a decode error value; nothing else escapes.
  */
 
+const MAX_SAFE_U64 = BigInt(Number.MAX_SAFE_INTEGER);
+
 export class Malformed extends Error {}
 
 export class Cursor {
@@ -41,7 +43,7 @@ export class Cursor {
   /** a u64 that must fit in a double without loss (offsets, sizes, node ids we hand out) */
   u64n(what = 'u64'): number {
     const v = this.u64(what);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Malformed(`${what} out of range`);
+    if (v > MAX_SAFE_U64) throw new Malformed(`${what} out of range`);
     return Number(v);
   }
 

@@ -231,7 +231,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
       const offset = c.u64n('offset');
       const size = c.u32('size');
       const readFlags = c.u32('read_flags');
-      c.u64('lock_owner');
+      c.skip(8, 'lock_owner');
       const flags = c.u32('flags');
       c.skip(4);
       if (op === Opcode.READ) return { kind: 'READ', fh, offset, size, readFlags, flags };
@@ -242,7 +242,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
       const offset = c.u64n('offset');
       const size = c.u32('size');
       const writeFlags = c.u32('write_flags');
-      c.u64('lock_owner');
+      c.skip(8, 'lock_owner');
       const flags = c.u32('flags');
       c.skip(4);
       return { kind: 'WRITE', fh, offset, writeFlags, flags, data: c.bytes(size, 'write data') };
@@ -254,7 +254,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
       const fh = c.u64n('fh');
       const flags = c.u32('flags');
       const releaseFlags = c.u32('release_flags');
-      c.u64('lock_owner');
+      c.skip(8, 'lock_owner');
       return { kind: op === Opcode.RELEASE ? 'RELEASE' : 'RELEASEDIR', fh, flags, releaseFlags };
     }
     case Opcode.FSYNC:
@@ -290,7 +290,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
     case Opcode.FLUSH: {
       const fh = c.u64n('fh');
       c.skip(8);
-      c.u64('lock_owner');
+      c.skip(8, 'lock_owner');
       return { kind: 'FLUSH', fh };
     }
     case Opcode.ACCESS: {

@@ -9,7 +9,8 @@
  */
 import type { DirEntryOut, Entry } from '../../overlay/api';
 import { writeEntry, type Reply } from './encode';
-import { Size } from './protocol';
+import { constants as fsc } from 'node:fs';
+import { IFTODT_SHIFT, Size } from './protocol';
 
 const align8 = (n: number): number => (n + 7) & ~7;
 
@@ -21,9 +22,9 @@ export function direntplusSize(name: string): number {
   return Size.ENTRY_OUT + direntSize(name);
 }
 
-/** the S_IFMT bits of a mode -> DT_* */
+/** the S_IFMT bits of a mode -> DT_* (dirent.h IFTODT) */
 export function dtype(typeBits: number): number {
-  return (typeBits >>> 12) & 0xf;
+  return (typeBits & fsc.S_IFMT) >>> IFTODT_SHIFT;
 }
 
 function writeDirent(b: Buffer, at: number, d: DirEntryOut): number {

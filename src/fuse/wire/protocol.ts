@@ -217,3 +217,6 @@ export const MAX_PAGES = 256;
 export const MAX_WRITE = 1024 * 1024;
 /** device read buffer: one max_write payload plus room for the header and request struct */
 export const READ_BUFFER_SIZE = MAX_WRITE + 64 * 1024;
+
+/** dirent.h IFTODT: a dirent's d_type is the S_IFMT bits of the mode shifted down by this */
+export const IFTODT_SHIFT = 12;
