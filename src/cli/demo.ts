@@ -92,7 +92,7 @@ function main(): void {
       process.stdout.write(`\nleft mounted: ${mnt}\nunmount with: fusermount3 -u ${mnt} && rm -rf ${work}\n`);
     } else {
       show('unmount');
-      if (isMounted(mnt)) $(`fusermount3 -u ${mnt}`, 'fusermount3 -u merged');
+      if (isMounted(mnt)) $(`umount ${mnt}`, 'umount merged');
       for (let i = 0; i < 50 && isMounted(mnt); i++) spawnSync('sleep', ['0.1']);
       if (isMounted(mnt)) spawnSync('umount', ['-l', mnt]);
       fs.rmSync(work, { recursive: true, force: true });
