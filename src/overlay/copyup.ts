@@ -24,21 +24,31 @@
  *
  * Lock: `node.copyUp` holds the promise of the copy-up running for that node. It guards
  * the transition of `node.upper` from false to true: a second caller finds the promise
- * and awaits it instead of copying again, so concurrent opens copy up once. Only the
- * file data copy awaits; everything else runs synchronously on the JS thread, so
- * nothing else interleaves with the metadata steps and the final rename. Locks are
+ * and awaits it instead of copying again, so concurrent opens copy up once. A copy-up
+ * awaits the parent's copy-up, the file data copy and its fsync; other operations may
+ * run meanwhile (an unlink or a rename over the node waits for `node.copyUp` before it
+ * takes the name away). From the metadata steps on, everything runs synchronously on
+ * the JS thread, so nothing interleaves with them and the final rename. Locks are
  * taken parent first (copyUp(parent) completes before the child's starts), so there is
  * no cycle.
+ *
+ * Once the rename into the upper succeeded the object is there: `node.upper` is set
+ * at once, and putting back times afterwards is best effort (a failure, e.g. EPERM on
+ * an append-only parent, is only logged), so a later copy-up never meets the object
+ * with EEXIST.
  */
 import { constants as fsc } from 'node:fs';
+import createDebug from 'debug';
 import { E, fail, toErrno } from '../errors';
 import { C, native, type Stat } from '../native';
 import { PERM_MASK } from './attr';
 import { statKey, type Node } from './inodes';
-import { basenameOf, dirnameOf, joinPath, statAt, xattrPath } from './layers';
+import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPath } from './layers';
 import type { State } from './state';
-import { isPrivateXattr } from './whiteout';
+import { isPrivateXattr, PRIVATE_PREFIXES } from './whiteout';
 import { syncFd } from './durable';
+
+const log = createDebug('stratafs:overlay');
 
 export interface CopyUpOptions {
   /** copy file data (false for O_TRUNC / truncate to 0) */
@@ -58,6 +68,16 @@ export async function copyUp(st: State, node: Node, opts: CopyUpOptions = { data
   });
   node.copyUp = p;
   await p;
+}
+
+/**
+ * Waits until no copy-up of `node` is in flight (whether it succeeds or not). An
+ * operation that takes the node's name away calls it first: the copy-up renames into
+ * that name, and would fail (and so would the open that started it) or put the object
+ * back.
+ */
+export async function settleCopyUp(node: Node): Promise<void> {
+  while (node.copyUp) await node.copyUp.catch(() => undefined);
 }
 
 async function run(st: State, node: Node, data: boolean): Promise<void> {
@@ -83,6 +103,7 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
     native.mknodat(work, tmp, s.mode, s.rdevMajor, s.rdevMinor);
   }
   let pfd: number;
+  let pst: Stat;
   try {
     native.fchownat(work, tmp, s.uid, s.gid, C.AT_SYMLINK_NOFOLLOW);
     if (type !== fsc.S_IFLNK) native.fchmodat(work, tmp, s.mode & PERM_MASK);
@@ -90,16 +111,19 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
     if (type === fsc.S_IFDIR) setRedirectIfMoved(st, node, parent, tmp);
     if (type !== fsc.S_IFDIR) setTimes(work, tmp, s);
     pfd = st.upperDirFd(parent);
-    const pst = statAt(pfd, '');
+    pst = statAt(pfd, '');
     native.renameat2(work, tmp, pfd, node.name, C.RENAME_NOREPLACE);
-    if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
-    restoreDirTimes(pfd, pst);
   } catch (e) {
     removeTmp(work, tmp, type === fsc.S_IFDIR);
     throw e;
   }
+  // in the upper from here on, whatever fails below (see header)
   node.upper = true;
   node.upperXwhiteouts = false;
+  bestEffort('times of copied-up directory', () => {
+    if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
+  });
+  bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
   const us = statAt(pfd, node.name);
   st.inodes.setKey(node, statKey(upper, us));
   // a copied-up lower hard link is a file of its own: its own st_ino (inodes.ts)
@@ -110,6 +134,15 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
   // it; a lower hard link has its own st_ino and nlink now, and open() (which copies
   // up) returns no attributes.
   if ((type === fsc.S_IFDIR || brokenLink) && node.lookups > 0) st.invalidate(node.id);
+}
+
+/** Runs a step that may fail without undoing the copy-up; the failure is logged. */
+function bestEffort(what: string, f: () => void): void {
+  try {
+    f();
+  } catch (e) {
+    log('%s: %s', what, (e as Error).message);
+  }
 }
 
 async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boolean): Promise<void> {
@@ -166,7 +199,7 @@ async function completeMetacopy(st: State, node: Node, data: boolean): Promise<v
   }
   const dst = st.locate(node);
   const { path, follow } = xattrPath(dst.dirfd, dst.name);
-  for (const p of ['trusted.overlay.', 'user.overlay.']) {
+  for (const p of PRIVATE_PREFIXES) {
     for (const a of ['metacopy', 'redirect']) {
       try {
         native.removexattr(path, p + a, follow);
@@ -202,7 +235,7 @@ export function setTimes(dirfd: number, name: string, s: Stat): void {
 
 /** Puts back the times of the directory fd `dirfd` (an O_PATH fd) as `s` had them. */
 export function restoreDirTimes(dirfd: number, s: Stat): void {
-  native.utimensat(C.AT_FDCWD, `/proc/self/fd/${dirfd}`, s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec, 0);
+  native.utimensat(C.AT_FDCWD, procFdPath(dirfd), s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec, 0);
 }
 
 /**
@@ -231,7 +264,7 @@ export function removeTmp(work: number, tmp: string, dir: boolean): void {
 
 /** Removes directory `name` in dirfd and everything below it, never following symlinks. */
 export function removeTree(dirfd: number, name: string): void {
-  const fd = native.openat(dirfd, name, fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const fd = openDirAt(dirfd, name);
   try {
     for (const e of native.getdents(fd)) {
       if (e.name === '.' || e.name === '..') continue;

@@ -19,6 +19,7 @@ import { copyUp } from './copyup';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
+import { openDirAt } from './layers';
 import type { FileHandle, State } from './state';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
@@ -118,8 +119,7 @@ export async function fsyncdir(st: State, fh: number, datasync: boolean): Promis
   const h = st.handle(fh);
   if (h.kind !== 'dir' || st.config.volatile || !h.node.upper) return;
   const loc = st.locate(h.node);
-  const fd = native.openat(loc.dirfd, loc.name === '' ? '.' : loc.name,
-    fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const fd = openDirAt(loc.dirfd, loc.name);
   try {
     await syncFd(st, fd, datasync);
   } finally {

@@ -27,6 +27,7 @@
  * upper inode — so a change through one name shows at once through the others.
  */
 import { constants as fsc } from 'node:fs';
+import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import type { NodeId } from './api';
 import type { Layer } from './layers';
@@ -52,6 +53,8 @@ export class Node {
   lookups = 0;
   /** open file and directory handles on this node */
   opens = 0;
+  /** operations in flight using this node (InodeTable.hold) */
+  holds = 0;
   /** exists in the upper at upperPath() */
   upper: boolean;
   /** for the upper directory: holds xattr whiteouts */
@@ -104,12 +107,20 @@ export class Node {
     return this.aliases[0]?.name ?? '';
   }
 
-  /** path in the merged view == path in the upper ('' for the root) */
+  /**
+   * path in the merged view == path in the upper ('' for the root). ENOENT for a node
+   * that has no name any more (or lies below one that has none): it has no path, and ''
+   * would stand for the layer root.
+   */
   path(): string {
     if (this.isRoot) return '';
-    const a = this.aliases[0];
-    if (a === undefined) return '';
+    const a = this.aliases[0] ?? fail(E.ENOENT);
     return joinPath(a.parent.path(), a.name);
+  }
+
+  /** has no name any more (unlinked, removed, or replaced by another object) */
+  get removed(): boolean {
+    return !this.isRoot && this.aliases.length === 0;
   }
 
   /** merged directory: more than one layer contributes */
@@ -198,8 +209,29 @@ export class InodeTable {
     this.maybeDrop(node);
   }
 
+  /**
+   * Keeps `node` in the table while an operation uses it. An operation finds nodes by
+   * name, possibly new ones the kernel never looked up (0 lookups): without the hold,
+   * another operation ending meanwhile could drop it. Returns the node.
+   */
+  hold(node: Node): Node {
+    node.holds += 1;
+    return node;
+  }
+
+  /** Ends a hold; the node leaves the table when nothing refers to it any more. */
+  release(node: Node): void {
+    node.holds -= 1;
+    this.maybeDrop(node);
+  }
+
+  private inUse(node: Node): boolean {
+    return node.lookups > 0 || node.opens > 0 || node.holds > 0 || node.isRoot || node.children.size > 0;
+  }
+
+  /** Drops the node unless something still refers to it (see inUse). */
   maybeDrop(node: Node): void {
-    if (node.lookups > 0 || node.opens > 0 || node.isRoot || node.children.size > 0) return;
+    if (this.inUse(node)) return;
     this.nodes.delete(node.id);
     if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
     for (const a of node.aliases) {
@@ -210,10 +242,7 @@ export class InodeTable {
   }
 
   private maybeDropParent(parent: Node): void {
-    if (parent.lookups === 0 && parent.opens === 0 && !parent.isRoot && parent.children.size === 0
-      && this.nodes.get(parent.id) === parent) {
-      this.maybeDrop(parent);
-    }
+    if (!this.inUse(parent) && this.nodes.get(parent.id) === parent) this.maybeDrop(parent);
   }
 
   get size(): number {

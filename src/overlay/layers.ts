@@ -13,11 +13,14 @@
  * Relative paths ("layer paths") are byte strings with '/' separators and no leading
  * slash; '' is the layer root.
  *
- * The parent-dir fds are cached (LRU, the fd is closed when an entry is evicted). Every
- * user takes an fd and uses it synchronously, so an eviction never closes an fd that is
- * in use. Entries are dropped when a directory in the upper is renamed or removed
- * (`invalidate`), so a cached fd never points at a directory that moved.
+ * The parent-dir fds are cached (LRU, the fd is closed when an entry is evicted). An
+ * eviction can close an fd taken earlier: every `get` of a directory not in the cache
+ * (a lookup walk, a listing) may evict another entry. So a user takes an fd right
+ * before it uses it, after any other walk, and never keeps it across an await. Entries
+ * are dropped when a directory in the upper is renamed or removed (`invalidate`), so a
+ * cached fd never points at a directory that moved.
  */
+import { constants as fsc } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { E, fail, toErrno } from '../errors';
 import { C, native, type Stat } from '../native';
@@ -171,13 +174,28 @@ export function tryStatAt(dirfd: number, name: string): Stat | null {
 }
 
 /**
- * Path for the xattr syscalls of `name` inside the directory fd: through /proc/self/fd,
- * so the lookup starts at an fd we hold. Returns the follow flag to pass with it: the
- * magic link of the dir itself must be followed, a final name never.
+ * `/proc/self/fd/<fd>` (or `name` inside it): reaches what an fd we hold stands for, for
+ * the syscalls that take a path only (xattrs) or need one for an O_PATH fd (utimensat,
+ * fchmodat). The magic link of the fd itself must be followed; a final name never.
+ */
+export function procFdPath(fd: number, name = ''): string {
+  return name === '' ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`;
+}
+
+/**
+ * Path for the xattr syscalls of `name` inside the directory fd (see procFdPath), with
+ * the follow flag to pass with it.
  */
 export function xattrPath(dirfd: number, name: string): { path: string; follow: boolean } {
-  if (name === '') return { path: `/proc/self/fd/${dirfd}`, follow: true };
-  return { path: `/proc/self/fd/${dirfd}/${name}`, follow: false };
+  return { path: procFdPath(dirfd, name), follow: name === '' };
+}
+
+/**
+ * Opens directory `name` in dirfd ('' = dirfd itself) for reading its entries or
+ * syncing it, never following a final symlink. The caller closes the fd.
+ */
+export function openDirAt(dirfd: number, name: string): number {
+  return native.openat(dirfd, name === '' ? '.' : name, fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
 }
 
 /** getxattr or null when absent / unsupported. */

@@ -4,8 +4,8 @@
  * Rules (those of kernel overlayfs):
  * - The upper shadows the lowers; a lower shadows the lowers below it.
  * - A whiteout (any form, see whiteout.ts) hides the name in every layer below.
- * - A non-directory ends the search; so does a directory found after a directory was
- *   found above if it is not a directory (a file under a dir is not merged).
+ * - A non-directory ends the search. Below a directory, a non-directory of the same
+ *   name is not part of the result (a file under a dir is not merged): the merge stops.
  * - Directories found in several layers merge; an opaque directory stops the descent.
  * - `<prefix>redirect` on a directory (written when a directory that exists in a lower
  *   is renamed) says where to continue in the layers below: an absolute path from the
@@ -41,6 +41,8 @@ export function isDirStat(s: Stat): boolean {
 /** Resolves `name` in directory node `parent`; null when it is not in the merged view. */
 export function resolve(st: State, parent: Node, name: string): Resolved | null {
   if (parent.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
+  // a removed directory holds nothing, whatever its lowers still have
+  if (parent.removed) fail(E.ENOENT);
   if (isAufsName(name) || name === '.' || name === '..') return null;
   let upper: Stat | null = null;
   let upperXwhiteouts = false;
@@ -167,7 +169,11 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
     known.metacopy = r.metacopy;
     return known;
   }
-  if (known) st.inodes.unlinkName(parent, name);
+  if (known) {
+    // the name is another object now: the old node leaves the table if nothing holds it
+    st.inodes.unlinkName(parent, name);
+    st.inodes.maybeDrop(known);
+  }
   if (r.upper && r.upper.nlink > 1 && r.type !== fsc.S_IFDIR) {
     // another name of an upper file we know: a hard link, the same node
     const linked = st.inodes.upperNode(key, r.type);

@@ -13,7 +13,7 @@ import { C, native } from '../native';
 import type { OverlayConfig } from './config';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
-import { DirFds, statAt, type Layer } from './layers';
+import { DirFds, procFdPath, statAt, type Layer } from './layers';
 import { State } from './state';
 
 const WORK = 'work';
@@ -99,8 +99,8 @@ function openWork(config: OverlayConfig, upper: Layer): number {
       emptyWorkDir(workFd);
       const probe = `${config.xattrPrefix}stratafs-probe`;
       try {
-        native.setxattr(`/proc/self/fd/${workFd}`, probe, Buffer.from('y'), 0, true);
-        native.removexattr(`/proc/self/fd/${workFd}`, probe, true);
+        native.setxattr(procFdPath(workFd), probe, Buffer.from('y'), 0, true);
+        native.removexattr(procFdPath(workFd), probe, true);
       } catch (e) {
         throw new StratafsError('STRATAFS_ERR_XATTR',
           `${workdir}: cannot set ${config.xattrPrefix}* xattrs (${errnoName(toErrno(e))}); ` +

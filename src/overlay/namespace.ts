@@ -25,10 +25,10 @@ import { E, fail } from '../errors';
 import { C, native } from '../native';
 import type { Ctx, Entry, OpenResult } from './api';
 import { entryOf, PERM_MASK, S_ISGID } from './attr';
-import { copyUp, removeTmp, removeTree } from './copyup';
+import { copyUp, removeTmp, removeTree, settleCopyUp } from './copyup';
 import { idToHost } from './idmap';
 import type { Node } from './inodes';
-import { tryStatAt } from './layers';
+import { procFdPath, tryStatAt } from './layers';
 import { lookupNode, lowerHasName, resolve } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
@@ -51,7 +51,7 @@ function creation(st: State, ctx: Ctx, parent: Node, mode: number, isDir: boolea
   if (ctx.umask === undefined) return { mode: mode & PERM_MASK };
   let parentDefault: Buffer | undefined;
   try {
-    parentDefault = native.getxattr(`/proc/self/fd/${st.upperDirFd(parent)}`, ACL_DEFAULT, true);
+    parentDefault = native.getxattr(procFdPath(st.upperDirFd(parent)), ACL_DEFAULT, true);
   } catch {
     parentDefault = undefined; // none (ENODATA), or ACLs not supported by the upper
   }
@@ -127,9 +127,9 @@ export async function mkdir(st: State, ctx: Ctx, parent: Node, name: string, mod
   try {
     native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
     native.fchmodat(work, tmp, acl.mode | (o.sgid ? S_ISGID : 0));
-    applyAcls(`/proc/self/fd/${work}/${tmp}`, acl);
+    applyAcls(procFdPath(work, tmp), acl);
     if (overWhiteout(st, parent, name) || parent.lowers.length > 0) {
-      native.setxattr(`/proc/self/fd/${work}/${tmp}`, `${st.prefix}opaque`, Buffer.from('y'), 0, false);
+      native.setxattr(procFdPath(work, tmp), `${st.prefix}opaque`, Buffer.from('y'), 0, false);
     }
   } catch (e) {
     removeTmp(work, tmp, true);
@@ -149,7 +149,7 @@ export async function mknod(st: State, ctx: Ctx, parent: Node, name: string, mod
   try {
     native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
     native.fchmodat(work, tmp, acl.mode);
-    applyAcls(`/proc/self/fd/${work}/${tmp}`, acl);
+    applyAcls(procFdPath(work, tmp), acl);
   } catch (e) {
     removeTmp(work, tmp, false);
     throw e;
@@ -182,10 +182,15 @@ export async function create(st: State, ctx: Ctx, parent: Node, name: string, mo
     native.fchown(fd, o.uid, o.gid);
     native.fchmod(fd, acl.mode);
     if (acl.access) native.fsetxattr(fd, ACL_ACCESS, acl.access, 0);
-    entry = finish(st, parent, name, tmp, false);
   } catch (e) {
     native.close(fd);
     removeTmp(work, tmp, false);
+    throw e;
+  }
+  try {
+    entry = finish(st, parent, name, tmp, false); // removes tmp itself when it fails
+  } catch (e) {
+    native.close(fd);
     throw e;
   }
   const node = st.node(entry.nodeId);
@@ -225,7 +230,7 @@ export async function link(st: State, node: Node, newParent: Node, newName: stri
 export function removeName(st: State, parent: Node, name: string, node: Node): void {
   const upper = st.requireUpper();
   const isDir = node.type === fsc.S_IFDIR;
-  // before taking pfd: the walk opens (and may evict) cached dir fds
+  // before taking pfd: the walk opens dirs and so may evict cached fds (layers.ts)
   const whiteout = lowerHasName(st, parent, name);
   const pfd = st.upperDirFd(parent);
   const work = st.workFd;
@@ -250,23 +255,31 @@ export function removeName(st: State, parent: Node, name: string, node: Node): v
   st.inodes.unlinkName(parent, name);
 }
 
-export async function unlink(st: State, parent: Node, name: string): Promise<void> {
+/**
+ * Removes name from parent. The node found for it may be new to the table (the kernel
+ * never looked it up): held while in use, it leaves the table again whatever happens
+ * unless the kernel or a handle still refers to it (inodes.ts).
+ */
+async function remove(st: State, parent: Node, name: string, wantDir: boolean): Promise<void> {
   st.requireUpper();
-  const node = lookupNode(st, parent, name);
-  if (node.type === fsc.S_IFDIR) fail(E.EISDIR);
-  await copyUp(st, parent);
-  // a copy-up of this file in flight would put it back after the whiteout
-  while (node.copyUp) await node.copyUp.catch(() => undefined);
-  removeName(st, parent, name, node);
-  st.inodes.maybeDrop(node);
+  const node = st.inodes.hold(lookupNode(st, parent, name));
+  try {
+    const isDir = node.type === fsc.S_IFDIR;
+    if (isDir && !wantDir) fail(E.EISDIR);
+    if (!isDir && wantDir) fail(E.ENOTDIR);
+    if (isDir && !isMergedEmpty(st, node)) fail(E.ENOTEMPTY);
+    await copyUp(st, parent);
+    await settleCopyUp(node);
+    removeName(st, parent, name, node);
+  } finally {
+    st.inodes.release(node);
+  }
 }
 
-export async function rmdir(st: State, parent: Node, name: string): Promise<void> {
-  st.requireUpper();
-  const node = lookupNode(st, parent, name);
-  if (node.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
-  if (!isMergedEmpty(st, node)) fail(E.ENOTEMPTY);
-  await copyUp(st, parent);
-  removeName(st, parent, name, node);
-  st.inodes.maybeDrop(node);
+export function unlink(st: State, parent: Node, name: string): Promise<void> {
+  return remove(st, parent, name, false);
+}
+
+export function rmdir(st: State, parent: Node, name: string): Promise<void> {
+  return remove(st, parent, name, true);
 }

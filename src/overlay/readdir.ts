@@ -15,10 +15,11 @@
  * fresh snapshot. '.' and '..' are entries 0 and 1.
  */
 import { constants as fsc } from 'node:fs';
+import { E, fail } from '../errors';
 import { C, native, type DirEntry } from '../native';
 import type { DirEntryOut } from './api';
 import type { Node } from './inodes';
-import { basenameOf, dirnameOf, statAt, type Layer } from './layers';
+import { basenameOf, dirnameOf, openDirAt, statAt, type Layer } from './layers';
 import type { DirHandle, State } from './state';
 import { resolve } from './lookup';
 import { AUFS_PREFIX, isWhiteout } from './whiteout';
@@ -41,9 +42,7 @@ interface Source {
 
 /** The raw entries of one layer directory (without '.' and '..'). */
 export function listLayerDir(st: State, layer: Layer, path: string): DirEntry[] {
-  const parentFd = st.dirs.get(layer, dirnameOf(path));
-  const fd = native.openat(parentFd, path === '' ? '.' : basenameOf(path),
-    fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const fd = openDirAt(st.dirs.get(layer, dirnameOf(path)), basenameOf(path));
   try {
     return native.getdents(fd).filter((e) => e.name !== '.' && e.name !== '..');
   } finally {
@@ -53,6 +52,8 @@ export function listLayerDir(st: State, layer: Layer, path: string): DirEntry[] 
 
 /** The merged entries of directory node `node`, '.' and '..' excluded, offsets unset. */
 export function mergedEntries(st: State, node: Node): DirEntryOut[] {
+  // a removed directory lists nothing, as getdents on one fails (lowers included)
+  if (node.removed) fail(E.ENOENT);
   const sources: Source[] = [];
   if (node.upper && st.upper) sources.push({ layer: st.upper, path: node.path(), xwhiteouts: node.upperXwhiteouts });
   for (const r of node.lowers) sources.push(r);
@@ -115,11 +116,18 @@ export function snapshot(st: State, node: Node): DirEntryOut[] {
   return all;
 }
 
-/** Entries of an open directory from cookie `offset` on. */
+/**
+ * Most entries handed out per call: a READDIR reply holds a few hundred at most (the
+ * bridge asks again from the next cookie), and slicing the whole rest of a big
+ * snapshot on every call would cost O(n²) over a listing.
+ */
+export const READDIR_BATCH = 512;
+
+/** Entries of an open directory from cookie `offset` on (at most READDIR_BATCH; none at the end). */
 export function readdirAt(st: State, h: DirHandle, offset: number): DirEntryOut[] {
   if (h.entries === null || (offset === 0 && h.served)) h.entries = snapshot(st, h.node);
   h.served = true;
-  return h.entries.slice(offset);
+  return h.entries.slice(offset, offset + READDIR_BATCH);
 }
 
 /** Is the merged directory empty (for rmdir and rename over a directory)? */

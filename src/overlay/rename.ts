@@ -24,7 +24,7 @@ import { constants as fsc } from 'node:fs';
 import { E, fail, toErrno } from '../errors';
 import { C, native } from '../native';
 import type { RenameFlags } from './api';
-import { copyUp, removeTree } from './copyup';
+import { copyUp, removeTree, settleCopyUp } from './copyup';
 import type { Node } from './inodes';
 import { basenameOf, dirnameOf, tryStatAt, xattrPath } from './layers';
 import { lookupNode, lowerHasName, tryLookupNode } from './lookup';
@@ -56,17 +56,32 @@ function markDir(st: State, node: Node, oldParent: Node, newParent: Node, dirfd:
 }
 
 export async function rename(st: State, parent: Node, name: string, newParent: Node, newName: string, flags: RenameFlags): Promise<void> {
-  const upper = st.requireUpper();
+  st.requireUpper();
   if (flags.whiteout || (flags.exchange && flags.noReplace)) fail(E.EINVAL);
   if (isAufsName(newName)) fail(E.EINVAL);
-  const node = lookupNode(st, parent, name);
-  const target = tryLookupNode(st, newParent, newName);
-  if (target === node) return;
-  if (target && flags.noReplace) fail(E.EEXIST);
-  if (flags.exchange) {
-    if (!target) fail(E.ENOENT);
-    return exchange(st, node, parent, name, target, newParent, newName);
+  // the nodes found may be new to the table (never looked up by the kernel): held while
+  // in use, they leave it again at the end unless something else refers to them
+  const node = st.inodes.hold(lookupNode(st, parent, name));
+  let target: Node | null = null;
+  try {
+    target = tryLookupNode(st, newParent, newName);
+    if (target) st.inodes.hold(target);
+    if (target === node) return;
+    if (target && flags.noReplace) fail(E.EEXIST);
+    if (flags.exchange) {
+      if (!target) fail(E.ENOENT);
+      return await exchange(st, node, parent, name, target, newParent, newName);
+    }
+    return await move(st, node, parent, name, target, newParent, newName);
+  } finally {
+    st.inodes.release(node);
+    if (target) st.inodes.release(target);
   }
+}
+
+/** rename without RENAME_EXCHANGE (see header) */
+async function move(st: State, node: Node, parent: Node, name: string, target: Node | null, newParent: Node, newName: string): Promise<void> {
+  const upper = st.requireUpper();
   const isDir = node.type === fsc.S_IFDIR;
   const targetDir = target !== null && target.type === fsc.S_IFDIR;
   // a directory only in the upper is checked after the marks, as the kernel does
@@ -78,13 +93,16 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
   }
   await copyUp(st, node);
   await copyUp(st, newParent);
+  // a copy-up of the target in flight renames into newName: let it finish first (after
+  // it the target is in the upper and is replaced below like any upper object)
+  if (target) await settleCopyUp(target);
   const oldPath = node.path();
   const targetPath = target?.path() ?? '';
   const oldWhiteout = lowerHasName(st, parent, name);
   markDir(st, node, parent, newParent, st.upperDirFd(parent), name);
   // a target only in the upper is judged by the upper filesystem's rename itself, as
   // the kernel does (a refused RENAME_WHITEOUT still updates the old parent's times there)
-  // after the walks above: they open (and may evict) cached dir fds
+  // after the walks above: they open dirs and so may evict cached fds (layers.ts)
   const pfd = st.upperDirFd(parent);
   const npfd = st.upperDirFd(newParent);
   const work = st.workFd;
@@ -118,7 +136,6 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
   // the replaced directory is gone: no cached fd may stand for its path any more
   if (pureUpperTarget) st.dirs.invalidate(upper, targetPath);
   st.inodes.moveName(node, parent, name, newParent, newName);
-  if (target) st.inodes.maybeDrop(target);
 }
 
 async function exchange(st: State, a: Node, aParent: Node, aName: string, b: Node, bParent: Node, bName: string): Promise<void> {

@@ -12,7 +12,7 @@ import { getAttr, PERM_MASK } from './attr';
 import { copyUp } from './copyup';
 import { idToHost } from './idmap';
 import type { Node } from './inodes';
-import { statAt } from './layers';
+import { procFdPath, statAt } from './layers';
 import type { State } from './state';
 
 type TimeChange = SetattrChanges['atime'];
@@ -41,7 +41,7 @@ export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChang
   if (ch.mode !== undefined) {
     // fchmodat follows a final symlink; a symlink's mode cannot change on Linux
     if (node.type === fsc.S_IFLNK) fail(E.EOPNOTSUPP);
-    if (name === '') native.fchmodat(C.AT_FDCWD, `/proc/self/fd/${dirfd}`, ch.mode & PERM_MASK);
+    if (name === '') native.fchmodat(C.AT_FDCWD, procFdPath(dirfd), ch.mode & PERM_MASK);
     else native.fchmodat(dirfd, name, ch.mode & PERM_MASK);
   }
   if (ch.size !== undefined) {
@@ -61,7 +61,7 @@ export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChang
   if (ch.atime !== undefined || ch.mtime !== undefined) {
     const [as, an] = timeArgs(ch.atime);
     const [ms, mn] = timeArgs(ch.mtime);
-    if (name === '') native.utimensat(C.AT_FDCWD, `/proc/self/fd/${dirfd}`, as, an, ms, mn, 0);
+    if (name === '') native.utimensat(C.AT_FDCWD, procFdPath(dirfd), as, an, ms, mn, 0);
     else native.utimensat(dirfd, name, as, an, ms, mn, C.AT_SYMLINK_NOFOLLOW);
   }
   return getAttr(st, node);

@@ -124,7 +124,7 @@ export class State {
     if (node.upper) {
       const layer = this.requireUpper();
       if (node.isRoot) return { layer, dirfd: layer.rootFd, name: '' };
-      if (node.aliases.length === 0) fail(E.ENOENT);
+      if (node.removed) fail(E.ENOENT);
       const parent = node.parent as Node;
       return { layer, dirfd: this.dirs.get(layer, parent.path()), name: node.name };
     }

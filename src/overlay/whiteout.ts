@@ -22,7 +22,8 @@ import { tryGetXattr, tryStatAt, xattrPath } from './layers';
 
 export const AUFS_PREFIX = '.wh.';
 export const AUFS_OPAQUE = '.wh..wh..opq';
-const PREFIXES = ['trusted.overlay.', 'user.overlay.'] as const;
+/** the private overlay xattr prefixes, both read whatever the mount writes */
+export const PRIVATE_PREFIXES = ['trusted.overlay.', 'user.overlay.'] as const;
 
 export function isAufsName(name: string): boolean {
   return name.startsWith(AUFS_PREFIX);
@@ -35,7 +36,7 @@ export function isCharWhiteout(st: Stat): boolean {
 
 /** Reads a private overlay xattr under either prefix (`attr` without prefix, e.g. "opaque"). */
 export function readPrivateXattr(dirfd: number, name: string, attr: string): Buffer | null {
-  for (const p of PREFIXES) {
+  for (const p of PRIVATE_PREFIXES) {
     const v = tryGetXattr(dirfd, name, p + attr);
     if (v !== null) return v;
   }
@@ -71,7 +72,7 @@ export function dirMarks(dirfd: number, name: string, dirOwnFd: number | null): 
   // one listxattr instead of a getxattr per attribute and prefix: most dirs have none
   const names = listXattrNames(dirfd, name);
   const read = (attr: string): string | null => {
-    if (!PREFIXES.some((p) => names.includes(p + attr))) return null;
+    if (!PRIVATE_PREFIXES.some((p) => names.includes(p + attr))) return null;
     const v = readPrivateXattr(dirfd, name, attr);
     return v === null ? null : v.toString('latin1');
   };
@@ -106,5 +107,5 @@ export function hasAufsWhiteout(dirfd: number, name: string): boolean {
  * (`<prefix>overlay.*`, see xattr.ts) are user data, not private.
  */
 export function isPrivateXattr(attr: string): boolean {
-  return PREFIXES.some((p) => attr.startsWith(p) && !attr.startsWith(`${p}overlay.`));
+  return PRIVATE_PREFIXES.some((p) => attr.startsWith(p) && !attr.startsWith(`${p}overlay.`));
 }

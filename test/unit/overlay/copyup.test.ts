@@ -114,3 +114,32 @@ t.test('setattr: chown, truncate, utimens with now and omit', async (t) => {
   t.equal(await readFile(f.ov, 'f'), 'ab23');
   await t.rejects(Promise.resolve().then(() => f.ov.setattr(ctx, walk(f.ov, ''), { size: 0 })), withErrno(constants.errno.EISDIR));
 });
+
+t.test('copy-up completes when the parent times cannot be put back', async (t) => {
+  const f = await fixture(1, ([l0], upper) => {
+    fs.mkdirSync(path.join(l0 as string, 'd'));
+    fs.writeFileSync(path.join(l0 as string, 'd/file'), 'lower');
+    fs.mkdirSync(path.join(l0 as string, 'd/sub'));
+    fs.mkdirSync(path.join(upper, 'd'));
+  });
+  // append-only: names can be added, but utimensat on it fails with EPERM
+  const dir = path.join(f.upper, 'd');
+  execFileSync('chattr', ['+a', dir]);
+  t.teardown(() => {
+    execFileSync('chattr', ['-a', dir]);
+    f.cleanup();
+  });
+  const id = walk(f.ov, 'd/file');
+  const { fh } = await f.ov.open(ctx, id, O.O_RDWR);
+  await f.ov.write(fh, 0, Buffer.from('UPPER'));
+  f.ov.release(fh);
+  t.equal(fs.readFileSync(path.join(dir, 'file'), 'latin1'), 'UPPER', 'file copied up and written');
+  // a later copy-up-triggering change finds the node in the upper (no EEXIST)
+  const a = await f.ov.setattr(ctx, id, { mode: 0o600 });
+  t.equal(a.mode & 0o7777, 0o600);
+  const sub = walk(f.ov, 'd/sub');
+  await f.ov.setattr(ctx, sub, { mode: 0o700 });
+  t.equal(fs.statSync(path.join(dir, 'sub')).mode & 0o7777, 0o700, 'directory copied up too');
+  await f.ov.setattr(ctx, sub, { mode: 0o750 });
+  t.same(fs.readdirSync(path.join(f.work, 'work')), [], 'nothing left in the work dir');
+});

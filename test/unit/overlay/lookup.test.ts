@@ -103,6 +103,31 @@ t.test('readdir offsets are stable when read in pieces', async (t) => {
   f.ov.releasedir(fh);
 });
 
+t.test('a big directory is listed in batches that together hold every entry once', async (t) => {
+  const n = 2000;
+  const f = await fixture(1, ([l0], upper) => {
+    for (let i = 0; i < n / 2; i++) put(l0 as string, `big/l${i}`);
+    for (let i = 0; i < n / 2; i++) put(upper, `big/u${i}`);
+  });
+  t.teardown(() => f.cleanup());
+  const { fh } = f.ov.opendir(ctx, walk(f.ov, 'big'));
+  const sizes: number[] = [];
+  const names: string[] = [];
+  let off = 0;
+  for (;;) {
+    const ents = f.ov.readdir(fh, off);
+    if (ents.length === 0) break;
+    sizes.push(ents.length);
+    for (const e of ents) names.push(e.name);
+    off = (ents[ents.length - 1] as { nextOffset: number }).nextOffset;
+  }
+  f.ov.releasedir(fh);
+  t.ok(sizes.length > 1 && Math.max(...sizes) <= 512, `no call returns the whole rest (${sizes.join(',')})`);
+  t.equal(names.length, n + 2);
+  t.equal(new Set(names).size, n + 2, 'no name twice');
+  t.equal(ls(f.ov, 'big').length, n);
+});
+
 t.test('hostile symlinks in a lower never lead outside', async (t) => {
   const canaryDir = fs.mkdtempSync('/tmp/stratafs-canary-');
   const canary = path.join(canaryDir, 'canary');
