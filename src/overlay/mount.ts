@@ -84,6 +84,16 @@ function openWork(config: OverlayConfig, upper: Layer): number {
     const rw = realpathSync(workdir);
     if (inside(rw, ru)) throw layerError(workdir, 'workdir must not be inside the upperdir');
     if (inside(ru, rw)) throw layerError(upper.path, 'upperdir must not be inside the workdir');
+    // before anything is created: a refused upper is left as it was
+    const probe = `${config.xattrPrefix}stratafs-probe`;
+    try {
+      native.setxattr(procFdPath(wfd), probe, Buffer.from('y'), 0, true);
+      native.removexattr(procFdPath(wfd), probe, true);
+    } catch (e) {
+      throw new StratafsError('STRATAFS_ERR_XATTR',
+        `${workdir}: cannot set ${config.xattrPrefix}* xattrs (${errnoName(toErrno(e))}); ` +
+        `the upper filesystem must support them${config.xattrPrefix.startsWith('trusted.') ? ' and stratafs must run as root' : ''}`);
+    }
     try {
       native.mkdirat(wfd, WORK, 0o700);
     } catch (e) {
@@ -97,15 +107,6 @@ function openWork(config: OverlayConfig, upper: Layer): number {
     }
     try {
       emptyWorkDir(workFd);
-      const probe = `${config.xattrPrefix}stratafs-probe`;
-      try {
-        native.setxattr(procFdPath(workFd), probe, Buffer.from('y'), 0, true);
-        native.removexattr(procFdPath(workFd), probe, true);
-      } catch (e) {
-        throw new StratafsError('STRATAFS_ERR_XATTR',
-          `${workdir}: cannot set ${config.xattrPrefix}* xattrs (${errnoName(toErrno(e))}); ` +
-          `the upper filesystem must support them${config.xattrPrefix.startsWith('trusted.') ? ' and stratafs must run as root' : ''}`);
-      }
     } catch (e) {
       native.close(workFd);
       throw e;

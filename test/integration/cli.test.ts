@@ -156,8 +156,10 @@ t.test('a stale mount left by a killed daemon is reported and mounted over', asy
   t.ok(pid, 'daemon found');
   process.kill(pid, 'SIGKILL');
   t.ok(await waitFor(() => daemonsFor(l.mnt).length === 0, 10000), 'daemon killed');
-  const stat = spawnSync('stat', [l.mnt], { encoding: 'utf8' });
-  t.match(stat.stderr, /not connected/, 'the mountpoint is stale');
+  // /proc/PID/cmdline empties before the dying process's fds are closed: wait for the
+  // connection itself to be gone
+  const stale = (): boolean => /not connected/.test(spawnSync('stat', [l.mnt], { encoding: 'utf8' }).stderr);
+  t.ok(await waitFor(stale, 10000), 'the mountpoint is stale (transport endpoint is not connected)');
   const again = await run(['-o', l.opts, l.mnt]);
   t.equal(again.code, 0, 'mounting again over it works');
   t.match(again.stderr, /stale/, 'and says so in one line');
@@ -192,4 +194,5 @@ t.test('an upper directory without xattr support is refused in one line', async 
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
   t.notOk(isMounted(l.mnt), 'nothing mounted');
   t.same(fs.readdirSync(path.join(ram, 'upper')), [], 'upper untouched');
+  t.same(fs.readdirSync(path.join(ram, 'work')), [], 'workdir untouched');
 });
