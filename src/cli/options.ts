@@ -121,22 +121,14 @@ const NO_EFFECT = new Set([
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
 ]);
 
-interface Accum {
+/** What the option list has set so far (the raw lowerdir and timeout until the end). */
+type Accum = Pick<MountOptions,
+  'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
+  'squashToGid' | 'passthrough' | 'acl' | 'ignored'> & {
   lowerdir?: string;
-  upperdir?: string;
-  workdir?: string;
-  readOnly: boolean;
-  volatile: boolean;
-  uidMap?: IdMapRange[];
-  gidMap?: IdMapRange[];
-  squashToUid?: number;
-  squashToGid?: number;
   timeout?: number;
-  passthrough: 'auto' | 'off';
-  acl: boolean;
-  ignored: string[];
   seen: Set<string>;
-}
+};
 
 function applyOption(acc: Accum, opt: string): void {
   const eq = opt.indexOf('=');
