@@ -9,17 +9,10 @@ import { constants } from 'node:os';
 import type { NodeId } from '../../../src/overlay/api';
 import { Notifier } from '../../../src/fuse/bridge/notify';
 import { NotifyCode, Size } from '../../../src/fuse/wire/protocol';
-import { ctx, fixture, put, walk, writeFile } from './fixtures/helpers';
+import { ctx, fixture, put, walk, writeFile, xattr, R } from './fixtures/helpers';
 
-const R = { noReplace: false, exchange: false, whiteout: false };
 
-function privateXattr(p: string, name: string): string | null {
-  try {
-    return execFileSync('getfattr', ['-h', '--only-values', '-n', `trusted.overlay.${name}`, p], { stdio: 'pipe' }).toString();
-  } catch {
-    return null;
-  }
-}
+const privateXattr = (p: string, name: string): string | null => xattr(p, `trusted.overlay.${name}`);
 const opaque = (p: string): string | null => privateXattr(p, 'opaque');
 const redirect = (p: string): string | null => privateXattr(p, 'redirect');
 

@@ -5,11 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { Overlay } from '../../../src/overlay';
 import { StratafsError } from '../../../src/errors';
-import { config, ctx, fixture, put, readFile, tmp, walk, withErrno } from './fixtures/helpers';
+import { config, ctx, fixture, put, readFile, tmp, walk, withErrno, R } from './fixtures/helpers';
 
 const O = fs.constants;
 const E = constants.errno;
-const R = { noReplace: false, exchange: false, whiteout: false };
 
 t.test('read-only mount: every change is EROFS', async (t) => {
   const f = await fixture(2, ([l0, l1]) => {

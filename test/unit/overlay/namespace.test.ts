@@ -3,19 +3,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { ctx, exists, fixture, isWhiteoutFile, ls, put, readFile, walk, withErrno } from './fixtures/helpers';
+import { ctx, exists, fixture, isWhiteoutFile, ls, put, readFile, walk, withErrno, xattr, R } from './fixtures/helpers';
 
 const O = fs.constants;
 const E = constants.errno;
-const R = { noReplace: false, exchange: false, whiteout: false };
 
-function xattr(p: string, name: string): string | null {
-  try {
-    return execFileSync('getfattr', ['-h', '--only-values', '-n', name, p], { stdio: 'pipe' }).toString();
-  } catch {
-    return null;
-  }
-}
 
 t.test('unlink and rmdir of lower names leave 0/0 whiteouts', async (t) => {
   const f = await fixture(1, ([l0], upper) => {

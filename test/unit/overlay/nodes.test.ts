@@ -2,11 +2,10 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants } from 'node:os';
-import { ctx, fixture, put, readFile, walk, withErrno } from './fixtures/helpers';
+import { ctx, fixture, put, readFile, walk, withErrno, R } from './fixtures/helpers';
 
 const O = fs.constants;
 const E = constants.errno;
-const R = { noReplace: false, exchange: false, whiteout: false };
 
 t.test('failing rename, unlink and rmdir leave no nodes behind', async (t) => {
   const f = await fixture(1, ([l0], upper) => {

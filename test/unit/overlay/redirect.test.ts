@@ -3,17 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Overlay } from '../../../src/overlay';
-import { config, ctx, fixture, isWhiteoutFile, ls, put, readFile, walk } from './fixtures/helpers';
+import { config, ctx, fixture, isWhiteoutFile, ls, put, readFile, walk, xattr, R } from './fixtures/helpers';
 
-const R = { noReplace: false, exchange: false, whiteout: false };
 
-function xattr(p: string, name: string): string | null {
-  try {
-    return execFileSync('getfattr', ['-h', '--only-values', '-n', name, p], { stdio: 'pipe' }).toString();
-  } catch {
-    return null;
-  }
-}
 
 /** every file under dir with its content, sorted: what a reader of the merged view sees */
 function tree(root: string): string[] {
