@@ -18,10 +18,13 @@
 /* Largest single transfer accepted: a Buffer cannot be larger on 64-bit Node anyway. */
 #define MAX_IO ((uint64_t)1 << 32)
 
-static ssize_t pread_full(int fd, char *buf, size_t len, off_t off) {
+/* pread/pwrite until `len` bytes, EOF (reads), or an error after some progress (then the
+ * count so far); -1 with errno when nothing was transferred. */
+static ssize_t rw_full(int fd, char *buf, size_t len, off_t off, bool write) {
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pread(fd, buf + done, len - done, off + (off_t)done);
+    ssize_t n = write ? pwrite(fd, buf + done, len - done, off + (off_t)done)
+                      : pread(fd, buf + done, len - done, off + (off_t)done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return done > 0 ? (ssize_t)done : -1;
     if (n == 0) break;
@@ -30,20 +33,8 @@ static ssize_t pread_full(int fd, char *buf, size_t len, off_t off) {
   return (ssize_t)done;
 }
 
-static ssize_t pwrite_full(int fd, const char *buf, size_t len, off_t off) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pwrite(fd, buf + done, len - done, off + (off_t)done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return done > 0 ? (ssize_t)done : -1;
-    if (n == 0) break;
-    done += (size_t)n;
-  }
-  return (ssize_t)done;
-}
-
-/* pread(fd, buf, offset) -> bytes read into buf */
-static napi_value b_pread(napi_env env, napi_callback_info info) {
+/* pread/pwrite(fd, buf, offset) -> bytes transferred */
+static napi_value sync_rw(napi_env env, napi_callback_info info, bool write) {
   GET_ARGS(3);
   int fd;
   void *data;
@@ -53,26 +44,14 @@ static napi_value b_pread(napi_env env, napi_callback_info info) {
       !arg_size(env, argv[2], "offset", &off)) {
     return NULL;
   }
-  ssize_t n = pread_full(fd, data, len, (off_t)off);
-  if (n < 0) return throw_errno(env, errno, "pread", NULL);
+  ssize_t n = rw_full(fd, data, len, (off_t)off, write);
+  if (n < 0) return throw_errno(env, errno, write ? "pwrite" : "pread", NULL);
   return js_i64(env, n);
 }
 
-/* pwrite(fd, buf, offset) -> bytes written */
-static napi_value b_pwrite(napi_env env, napi_callback_info info) {
-  GET_ARGS(3);
-  int fd;
-  void *data;
-  size_t len;
-  uint64_t off;
-  if (!arg_fd(env, argv[0], "fd", &fd) || !arg_buffer(env, argv[1], "buf", &data, &len) ||
-      !arg_size(env, argv[2], "offset", &off)) {
-    return NULL;
-  }
-  ssize_t n = pwrite_full(fd, data, len, (off_t)off);
-  if (n < 0) return throw_errno(env, errno, "pwrite", NULL);
-  return js_i64(env, n);
-}
+static napi_value b_pread(napi_env env, napi_callback_info info) { return sync_rw(env, info, false); }
+
+static napi_value b_pwrite(napi_env env, napi_callback_info info) { return sync_rw(env, info, true); }
 
 /* ---- on the thread pool ---- */
 
@@ -99,7 +78,7 @@ static void pread_run(struct job *j) {
     job->base.err = ENOMEM;
     return;
   }
-  job->done = pread_full(job->fd, job->data, job->len, job->off);
+  job->done = rw_full(job->fd, job->data, job->len, job->off, false);
   if (job->done < 0) {
     job->base.err = errno;
     return;
@@ -159,7 +138,7 @@ static napi_value b_pread_async(napi_env env, napi_callback_info info) {
 
 static void pwrite_run(struct job *j) {
   struct rw_job *job = (struct rw_job *)j;
-  job->done = pwrite_full(job->fd, job->data, job->len, job->off);
+  job->done = rw_full(job->fd, job->data, job->len, job->off, true);
   if (job->done < 0) job->base.err = errno;
 }
 
