@@ -1,37 +1,20 @@
 /**
- * The life of one mount: check the mountpoint, open the layers, mount, serve until the
- * kernel ends the connection (fusermount3 -u / umount, or a signal that asks us to
- * unmount), then leave.
+ * The life of one mount started from the command line: mount through a MountServer of
+ * its own (the same code path as the graph-driver plugin and `stratafs daemon`), serve
+ * until the kernel ends the connection (fusermount3 -u / umount, or a signal that asks
+ * us to unmount), then leave.
  */
 import createDebug from 'debug';
-import { Overlay } from '../overlay';
-import type { OverlayConfig } from '../overlay/config';
-import { FuseSession } from '../fuse/bridge';
-import { mountFuse, prepareMountpoint, unmountFuse } from './mountpoint';
+import { MountServer } from '../server/mount-server';
 import type { MountOptions } from './options';
 import type { ReadyChannel } from './detach';
+
+export { overlayConfig } from '../server/mount-server';
 
 const log = createDebug('stratafs:daemon');
 
 /** Reader threads on the device (the first fd plus clones). */
 const READERS = 2;
-
-export function overlayConfig(opts: MountOptions): OverlayConfig {
-  const root = process.getuid?.() === 0;
-  return {
-    lowerdirs: opts.lowerdirs,
-    upperdir: opts.upperdir,
-    workdir: opts.workdir,
-    xattrPrefix: root ? 'trusted.overlay.' : 'user.overlay.',
-    volatile: opts.volatile,
-    uidMap: opts.uidMap,
-    gidMap: opts.gidMap,
-    squashToUid: opts.squashToUid,
-    squashToGid: opts.squashToGid,
-    entryTimeout: opts.timeout,
-    attrTimeout: opts.timeout,
-  };
-}
 
 /**
  * Mounts and serves. `report` receives the mount's progress: notices, then ready or an
@@ -39,43 +22,22 @@ export function overlayConfig(opts: MountOptions): OverlayConfig {
  */
 export async function serve(opts: MountOptions, report: ReadyChannel): Promise<void> {
   if (opts.ignored.length > 0) log('options without effect here: %s', opts.ignored.join(','));
-  const stale = prepareMountpoint(opts.mountpoint);
-  if (stale) report.notice(stale);
-
-  const overlay = await Overlay.open(overlayConfig(opts));
-  let dev;
-  try {
-    dev = mountFuse(opts.mountpoint, opts.readOnly);
-  } catch (e) {
-    overlay.destroy();
-    throw e;
-  }
-  log('mounted %s (device fd %d)', opts.mountpoint, dev.devFd);
-
-  const session = new FuseSession({
-    devFd: dev.devFd,
-    fs: overlay,
-    readers: READERS,
-    passthrough: opts.passthrough,
-    isRoot: dev.privileged,
-    attrTimeout: opts.timeout,
-    acl: opts.acl,
-  });
-  const ended = session.start();
+  const server = new MountServer({ readers: READERS });
+  const mounted = await server.mount(opts);
+  if (mounted.notice) report.notice(mounted.notice);
 
   let unmounting = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     log('%s: unmounting %s', sig, opts.mountpoint);
     if (unmounting) return;
     unmounting = true;
-    unmountFuse(opts.mountpoint, dev.privileged).catch((e: Error) => {
+    server.unmount(opts.mountpoint).catch((e: Error) => {
       process.stderr.write(`stratafs: cannot unmount ${opts.mountpoint}: ${e.message}\n`);
     });
   };
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, onSignal);
 
   report.ready();
-  await ended;
+  await mounted.ended;
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(sig, onSignal);
-  log('connection ended: %s', opts.mountpoint);
 }

@@ -1,0 +1,169 @@
+/**
+ * One process, many mounts.
+ *
+ * A MountServer owns every stratafs mount served by the current process: for each one
+ * it opens the overlay, puts a FUSE connection on the mountpoint, runs a FuseSession on
+ * it and, once the kernel ends the connection (unmount), closes the overlay and forgets
+ * the mount. The single-mount CLI (src/cli/daemon.ts), the graph-driver plugin and
+ * `stratafs daemon --socket` all go through here, so there is one code path for
+ * mounting and one for cleaning up.
+ *
+ * What an extra mount costs: one overlay state (inode table, open layer dir fds), one
+ * session and `readers` reader threads with their request buffers. The addon, the code
+ * and the event loop are shared. Servers of many mounts use one reader per mount.
+ *
+ * The process that serves a mount must never access it (DESIGN.md, pitfalls): callers
+ * of this module only hand mountpoints to other processes.
+ */
+import createDebug from 'debug';
+import { Overlay } from '../overlay';
+import type { OverlayConfig, IdMapRange } from '../overlay/config';
+import { FuseSession } from '../fuse/bridge';
+import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
+import { StratafsError } from '../errors';
+
+const log = createDebug('stratafs:server');
+
+/** What one mount is made of (the subset of the CLI's options that shapes a mount). */
+export interface MountSpec {
+  lowerdirs: string[];
+  upperdir?: string;
+  workdir?: string;
+  mountpoint: string;
+  readOnly: boolean;
+  volatile: boolean;
+  uidMap?: IdMapRange[];
+  gidMap?: IdMapRange[];
+  squashToUid?: number;
+  squashToGid?: number;
+  /** seconds the kernel may cache entries and attributes */
+  timeout: number;
+  passthrough: 'auto' | 'off';
+  acl: boolean;
+}
+
+/** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
+export interface ServedMount {
+  readonly spec: MountSpec;
+  readonly privileged: boolean;
+  readonly ended: Promise<void>;
+  /** a notice for the person who asked (e.g. a stale mountpoint was cleared) */
+  readonly notice?: string;
+}
+
+export interface MountServerOptions {
+  /** reader threads per mount (default 1) */
+  readers?: number;
+}
+
+export function overlayConfig(spec: MountSpec): OverlayConfig {
+  const root = process.getuid?.() === 0;
+  return {
+    lowerdirs: spec.lowerdirs,
+    upperdir: spec.upperdir,
+    workdir: spec.workdir,
+    xattrPrefix: root ? 'trusted.overlay.' : 'user.overlay.',
+    volatile: spec.volatile,
+    uidMap: spec.uidMap,
+    gidMap: spec.gidMap,
+    squashToUid: spec.squashToUid,
+    squashToGid: spec.squashToGid,
+    entryTimeout: spec.timeout,
+    attrTimeout: spec.timeout,
+  };
+}
+
+export class MountServer {
+  /** mountpoint -> its mount, from the moment mount() starts until cleanup is done */
+  private readonly mounts = new Map<string, ServedMount>();
+  private readonly readers: number;
+
+  constructor(opts: MountServerOptions = {}) {
+    this.readers = opts.readers ?? 1;
+  }
+
+  /** Mounts and starts serving; resolves once the mount is ready to use. */
+  async mount(spec: MountSpec): Promise<ServedMount> {
+    const target = spec.mountpoint;
+    if (this.mounts.has(target)) {
+      throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${target} is already served by this process`);
+    }
+    // reserve the mountpoint while the (asynchronous) setup runs
+    let settle!: () => void;
+    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)) };
+    this.mounts.set(target, placeholder);
+    try {
+      const served = await this.start(spec);
+      this.mounts.set(target, served);
+      void served.ended.then(() => {
+        if (this.mounts.get(target) === served) this.mounts.delete(target);
+      });
+      return served;
+    } catch (e) {
+      this.mounts.delete(target);
+      throw e;
+    } finally {
+      settle();
+    }
+  }
+
+  private async start(spec: MountSpec): Promise<ServedMount> {
+    const notice = prepareMountpoint(spec.mountpoint);
+    const overlay = await Overlay.open(overlayConfig(spec));
+    let dev;
+    try {
+      dev = mountFuse(spec.mountpoint, spec.readOnly);
+    } catch (e) {
+      overlay.destroy();
+      throw e;
+    }
+    log('mounted %s (device fd %d, %d served)', spec.mountpoint, dev.devFd, this.mounts.size);
+    const session = new FuseSession({
+      devFd: dev.devFd,
+      fs: overlay,
+      readers: this.readers,
+      passthrough: spec.passthrough,
+      isRoot: dev.privileged,
+      attrTimeout: spec.timeout,
+      acl: spec.acl,
+    });
+    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint));
+    return { spec, privileged: dev.privileged, ended, notice };
+  }
+
+  /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */
+  async unmount(target: string): Promise<void> {
+    const m = this.mounts.get(target);
+    if (!m) throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${target} is not served by this process`);
+    await unmountFuse(target, m.privileged);
+    await m.ended;
+  }
+
+  /** the mountpoints served right now */
+  list(): MountSpec[] {
+    return [...this.mounts.values()].map((m) => m.spec);
+  }
+
+  has(target: string): boolean {
+    return this.mounts.has(target);
+  }
+
+  get size(): number {
+    return this.mounts.size;
+  }
+
+  /** Unmounts everything (best effort: one failure does not stop the others). */
+  async closeAll(): Promise<void> {
+    const failures: string[] = [];
+    await Promise.all([...this.mounts.keys()].map(async (target) => {
+      try {
+        await this.unmount(target);
+      } catch (e) {
+        failures.push(`${target}: ${(e as Error).message}`);
+      }
+    }));
+    if (failures.length > 0) {
+      throw new StratafsError('STRATAFS_ERR_MOUNT', `cannot unmount ${failures.join('; ')}`);
+    }
+  }
+}

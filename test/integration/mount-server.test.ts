@@ -1,0 +1,84 @@
+/**
+ * MountServer: several mounts served by one process (here the test process itself, so
+ * every access to a mount goes through a child process: the serving process must never
+ * touch its own mounts). Each mount is independent, unmounting one leaves the others
+ * serving, and cleanup leaves nothing mounted.
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MountServer, type MountSpec } from '../../src/server/mount-server';
+import { tempDir } from '../lib/tmp';
+import { run, runOk } from '../lib/proc';
+import { mountTable } from '../lib/mounts';
+
+function spec(base: string, name: string, lower: string): MountSpec {
+  for (const d of ['upper', 'work', 'mnt']) fs.mkdirSync(path.join(base, name, d), { recursive: true });
+  return {
+    lowerdirs: [lower],
+    upperdir: path.join(base, name, 'upper'),
+    workdir: path.join(base, name, 'work'),
+    mountpoint: path.join(base, name, 'mnt'),
+    readOnly: false,
+    volatile: false,
+    timeout: 1,
+    passthrough: 'auto',
+    acl: true,
+  };
+}
+
+const sh = (cmd: string): Promise<string> => runOk('/bin/sh', ['-c', cmd], { timeoutMs: 20_000 });
+
+t.test('one process serves several mounts over one lower', async (t) => {
+  const base = await tempDir(t, 'mountserver');
+  const lower = path.join(base, 'lower');
+  fs.mkdirSync(path.join(lower, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(lower, 'etc', 'motd'), 'base\n');
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+
+  const specs = ['a', 'b', 'c'].map((n) => spec(base, n, lower));
+  const rssBefore = process.memoryUsage().rss;
+  for (const s of specs) await server.mount(s);
+  t.comment(`rss grew by ${((process.memoryUsage().rss - rssBefore) / 1024).toFixed(0)} KiB for ${specs.length} mounts`);
+  t.same(server.list().map((s) => s.mountpoint).sort(), specs.map((s) => s.mountpoint).sort(), 'list() names every mount');
+  const table = await mountTable();
+  for (const s of specs) t.ok(table.has(s.mountpoint), `${s.mountpoint} is in the mount table`);
+
+  await sh(`echo changed > ${specs[0].mountpoint}/etc/motd && rm ${specs[1].mountpoint}/etc/motd`);
+  t.equal(await sh(`cat ${specs[0].mountpoint}/etc/motd`), 'changed\n', 'a write shows in its own mount');
+  t.equal((await run('cat', [`${specs[1].mountpoint}/etc/motd`])).code, 1, 'a delete shows in its own mount');
+  t.equal(await sh(`cat ${specs[2].mountpoint}/etc/motd`), 'base\n', 'the third mount sees the lower');
+  t.equal(fs.readFileSync(path.join(specs[0].upperdir!, 'etc', 'motd'), 'utf8'), 'changed\n', 'the write went to its upper');
+
+  await t.rejects(server.mount(specs[2]), /already served/, 'a second mount on the same target is refused');
+
+  await server.unmount(specs[0].mountpoint);
+  t.notOk((await mountTable()).has(specs[0].mountpoint), 'unmounted');
+  t.notOk(server.has(specs[0].mountpoint), 'forgotten after its end');
+  t.equal(await sh(`cat ${specs[2].mountpoint}/etc/motd`), 'base\n', 'the others still serve');
+
+  // an unmount from outside (as `docker` or a person would) ends the mount too
+  await runOk('umount', [specs[1].mountpoint]);
+  for (let i = 0; i < 100 && server.has(specs[1].mountpoint); i++) await new Promise((r) => setTimeout(r, 50));
+  t.notOk(server.has(specs[1].mountpoint), 'an external umount ends and forgets the mount');
+  t.equal(server.size, 1);
+
+  await server.closeAll();
+  t.equal(server.size, 0, 'closeAll ends every mount');
+  const after = await mountTable();
+  t.notOk(specs.some((s) => after.has(s.mountpoint)), 'nothing left mounted');
+  await server.mount(specs[0]);
+  t.equal(await sh(`cat ${specs[0].mountpoint}/etc/motd`), 'changed\n', 'a layer mounts again with its upper intact');
+});
+
+t.test('a failed mount leaves nothing behind', async (t) => {
+  const base = await tempDir(t, 'mountserver');
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+  const s = spec(base, 'x', path.join(base, 'missing-lower'));
+  await t.rejects(server.mount(s), 'a missing lower is refused');
+  t.equal(server.size, 0, 'not kept as served');
+  t.notOk((await mountTable()).has(s.mountpoint), 'not mounted');
+  await t.rejects(server.unmount(s.mountpoint), /not served/);
+});
