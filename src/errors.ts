@@ -52,7 +52,10 @@ export type StratafsErrorCode =
   | 'STRATAFS_ERR_MOUNTPOINT'
   | 'STRATAFS_ERR_XATTR'
   | 'STRATAFS_ERR_MOUNT'
-  | 'STRATAFS_ERR_ADDON';
+  | 'STRATAFS_ERR_ADDON'
+  | 'STRATAFS_ERR_PLUGIN'
+  | 'STRATAFS_ERR_TAR'
+  | 'STRATAFS_ERR_SERVER';
 
 export class StratafsError extends Error {
   readonly code: StratafsErrorCode;

@@ -28,6 +28,16 @@ const foregroundChannel: ReadyChannel = {
 };
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'graphdriver') {
+    try {
+      const { runGraphdriver } = await import('./graphdriver.js');
+      await runGraphdriver(argv.slice(1));
+    } catch (e) {
+      process.stderr.write(`stratafs graphdriver: ${oneLine(e)}\n`);
+      process.exitCode = e instanceof StratafsError && e.code === 'STRATAFS_ERR_USAGE' ? 2 : 1;
+    }
+    return;
+  }
   let command;
   try {
     command = parseArgs(argv);

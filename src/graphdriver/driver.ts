@@ -1,0 +1,189 @@
+/**
+ * The graph driver: a LayerStore on disk plus the mounts of the layers in use, all served
+ * by this process's MountServer (no process per container).
+ *
+ * Get/Put nest: the first Get of a layer mounts its chain on HOME/ID/merged, later Gets
+ * only count; the Put that brings the count to zero unmounts. Operations on one layer
+ * run one at a time (`locks`: a promise chain per ID guards `refs` of that ID and the
+ * layer's dirs), so a Get never races the unmount of a Put, nor a Remove.
+ *
+ * The driver reads and writes layer dirs directly, never through a merged dir it serves.
+ */
+import * as fs from 'node:fs';
+import type { Readable } from 'node:stream';
+import createDebug from 'debug';
+import { MountServer } from '../server/mount-server';
+import { DEFAULT_TIMEOUT } from '../cli/options';
+import { LayerStore, checkId, pluginError } from './store';
+import { importTar, type ImportResult } from './tar-import';
+import { exportTar } from './tar-export';
+import { changes, diffSize, type Change } from './changes';
+
+const log = createDebug('stratafs:graphdriver:driver');
+
+export interface DriverOptions {
+  /** progress of long ApplyDiff imports */
+  onProgress?: (id: string, bytes: number, entries: number) => void;
+  onImported?: (id: string, result: ImportResult) => void;
+}
+
+export class Driver {
+  private storeState: LayerStore | undefined;
+  private readonly refs = new Map<string, number>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  readonly xattrPrefix = process.getuid?.() === 0 ? 'trusted.overlay.' : 'user.overlay.';
+
+  constructor(readonly server: MountServer, private readonly opts: DriverOptions = {}) {}
+
+  get store(): LayerStore {
+    if (!this.storeState) throw pluginError('the driver is not initialised (GraphDriver.Init first)');
+    return this.storeState;
+  }
+
+  init(home: string): void {
+    if (typeof home !== 'string' || !home.startsWith('/')) throw pluginError(`Init needs an absolute Home, got ${JSON.stringify(home)}`);
+    fs.mkdirSync(home, { recursive: true, mode: 0o700 });
+    this.storeState = new LayerStore(home);
+    log('home %s: %d layers', home, this.storeState.list().length);
+  }
+
+  private locked<T>(id: string, fn: () => Promise<T> | T): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return next;
+  }
+
+  create(id: string, parent: string | undefined): Promise<void> {
+    checkId(id);
+    return this.locked(id, () => this.store.create(id, parent === '' ? undefined : parent));
+  }
+
+  exists(id: string): boolean {
+    return this.store.exists(checkId(id));
+  }
+
+  remove(id: string): Promise<void> {
+    checkId(id);
+    return this.locked(id, async () => {
+      if (this.server.has(this.store.merged(id))) {
+        log('remove %s while mounted (%d refs): unmounting', id, this.refs.get(id) ?? 0);
+        await this.server.unmount(this.store.merged(id));
+      }
+      this.refs.delete(id);
+      this.store.remove(id);
+    });
+  }
+
+  get(id: string): Promise<string> {
+    checkId(id);
+    return this.locked(id, async () => {
+      const store = this.store;
+      store.need(id);
+      const merged = store.merged(id);
+      const n = this.refs.get(id) ?? 0;
+      if (n > 0 && this.server.has(merged)) {
+        this.refs.set(id, n + 1);
+        return merged;
+      }
+      const lowers = store.lowers(id);
+      await this.server.mount({
+        lowerdirs: lowers.length > 0 ? lowers : [store.empty],
+        upperdir: store.diff(id),
+        workdir: store.work(id),
+        mountpoint: merged,
+        readOnly: false,
+        volatile: false,
+        timeout: DEFAULT_TIMEOUT,
+        passthrough: 'auto',
+        acl: true,
+      });
+      this.refs.set(id, 1);
+      log('get %s: mounted %s over %d layers', id, merged, lowers.length);
+      return merged;
+    });
+  }
+
+  put(id: string): Promise<void> {
+    checkId(id);
+    return this.locked(id, async () => {
+      const n = this.refs.get(id) ?? 0;
+      if (n > 1) {
+        this.refs.set(id, n - 1);
+        return;
+      }
+      this.refs.delete(id);
+      const merged = this.store.merged(id);
+      if (this.server.has(merged)) {
+        await this.server.unmount(merged);
+        log('put %s: unmounted', id);
+      }
+    });
+  }
+
+  /** references held by Get, for Status and tests */
+  refCount(id: string): number {
+    return this.refs.get(id) ?? 0;
+  }
+
+  status(): [string, string][] {
+    const store = this.store;
+    return [
+      ['Home', store.home],
+      ['Layers', String(store.list().length)],
+      ['Mounts served by this process', String(this.server.size)],
+      ['Xattr namespace', this.xattrPrefix],
+    ];
+  }
+
+  metadata(id: string): Record<string, string> {
+    const store = this.store;
+    store.need(checkId(id));
+    return {
+      LowerDir: store.lowers(id).join(':'),
+      UpperDir: store.diff(id),
+      WorkDir: store.work(id),
+      MergedDir: store.merged(id),
+    };
+  }
+
+  /** Unmounts everything this process serves (dockerd calls it on shutdown). */
+  async cleanup(): Promise<void> {
+    this.refs.clear();
+    await this.server.closeAll();
+  }
+
+  diff(id: string): Readable {
+    this.store.need(checkId(id));
+    return exportTar(this.store.diff(id), this.xattrPrefix) as unknown as Readable;
+  }
+
+  changes(id: string): Change[] {
+    const store = this.store;
+    store.need(checkId(id));
+    return changes(store.diff(id), store.lowers(id), this.xattrPrefix);
+  }
+
+  diffSize(id: string): number {
+    this.store.need(checkId(id));
+    return diffSize(this.store.diff(id));
+  }
+
+  applyDiff(id: string, body: Readable): Promise<number> {
+    checkId(id);
+    return this.locked(id, async () => {
+      this.store.need(id);
+      const result = await importTar(body, this.store.diff(id), {
+        xattrPrefix: this.xattrPrefix,
+        onProgress: this.opts.onProgress && ((b, e) => this.opts.onProgress?.(id, b, e)),
+      });
+      this.opts.onImported?.(id, result);
+      log('applydiff %s: %d entries, %d bytes', id, result.entries, result.size);
+      return result.size;
+    });
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The layer store under the Home dockerd gives at Init. One directory per layer ID:
+ *
+ *   HOME/ID/diff     the layer's own files (overlay upper format)
+ *   HOME/ID/work     overlay workdir, same filesystem as diff
+ *   HOME/ID/merged   where Get mounts the layer over its parent chain
+ *   HOME/ID/parent   the parent's ID (absent for a base layer)
+ *   HOME/.empty      the lone lower of a base layer's mount
+ *
+ * Everything is on disk, so a restarted plugin finds every layer as it was; mounts are
+ * made again on demand. A layer appears atomically: it is built under a temporary name
+ * and renamed into place.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { native, C, isNativeError } from '../native';
+import { StratafsError } from '../errors';
+
+export const pluginError = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_PLUGIN', msg);
+
+/** Docker's layer IDs are hex digests, `<hex>-init`, or names a person gave (tests). */
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
+const MAX_CHAIN = 500;
+
+export function checkId(id: unknown, what = 'ID'): string {
+  if (typeof id !== 'string' || !ID_RE.test(id)) throw pluginError(`invalid layer ${what} ${JSON.stringify(id)}`);
+  return id;
+}
+
+export class LayerStore {
+  readonly empty: string;
+
+  constructor(readonly home: string) {
+    this.empty = path.join(home, '.empty');
+    fs.mkdirSync(this.empty, { recursive: true, mode: 0o700 });
+  }
+
+  dir(id: string): string {
+    return path.join(this.home, checkId(id));
+  }
+
+  diff(id: string): string {
+    return path.join(this.dir(id), 'diff');
+  }
+
+  work(id: string): string {
+    return path.join(this.dir(id), 'work');
+  }
+
+  merged(id: string): string {
+    return path.join(this.dir(id), 'merged');
+  }
+
+  exists(id: string): boolean {
+    return fs.existsSync(this.diff(id));
+  }
+
+  /** `id` must exist (an error naming it otherwise). */
+  need(id: string): string {
+    if (!this.exists(id)) throw pluginError(`layer ${id} does not exist`);
+    return id;
+  }
+
+  create(id: string, parent: string | undefined): void {
+    if (this.exists(id)) throw pluginError(`layer ${id} already exists`);
+    if (parent !== undefined) {
+      checkId(parent, 'parent');
+      if (!this.exists(parent)) throw pluginError(`parent layer ${parent} of ${id} does not exist`);
+    }
+    const tmp = path.join(this.home, `.new-${id}-${process.pid}-${Date.now()}`);
+    try {
+      fs.mkdirSync(tmp, { mode: 0o700 });
+      for (const d of ['diff', 'work', 'merged']) fs.mkdirSync(path.join(tmp, d), { mode: 0o755 });
+      if (parent !== undefined) fs.writeFileSync(path.join(tmp, 'parent'), parent);
+      fs.renameSync(tmp, this.dir(id));
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  parent(id: string): string | undefined {
+    try {
+      const p = fs.readFileSync(path.join(this.dir(id), 'parent'), 'utf8').trim();
+      return p === '' ? undefined : checkId(p, 'parent');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /** the diff dirs below `id`, top first */
+  lowers(id: string): string[] {
+    const out: string[] = [];
+    const seen = new Set([id]);
+    for (let p = this.parent(id); p !== undefined; p = this.parent(p)) {
+      if (seen.has(p) || out.length >= MAX_CHAIN) throw pluginError(`layer ${id} has a broken parent chain at ${p}`);
+      if (!this.exists(p)) throw pluginError(`layer ${id}: parent ${p} is missing`);
+      seen.add(p);
+      out.push(this.diff(p));
+    }
+    return out;
+  }
+
+  /**
+   * Removes a layer's dir. Anything still mounted on its merged dir is detached first,
+   * and the dir is renamed away before the tree is deleted, so the deletion can never
+   * walk into a mount.
+   */
+  remove(id: string): void {
+    const dir = this.dir(id);
+    if (!fs.existsSync(dir)) return;
+    try {
+      native.umount2(this.merged(id), C.MNT_DETACH);
+    } catch (e) {
+      if (!isNativeError(e) || (e.code !== 'EINVAL' && e.code !== 'ENOENT')) throw e;
+    }
+    const doomed = path.join(this.home, `.removing-${id}-${process.pid}-${Date.now()}`);
+    fs.renameSync(dir, doomed);
+    fs.rmSync(doomed, { recursive: true, force: true });
+  }
+
+  /** every layer ID in the store */
+  list(): string[] {
+    return fs.readdirSync(this.home).filter((n) => !n.startsWith('.') && fs.existsSync(path.join(this.home, n, 'diff')));
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * ApplyDiff: unpacks an uncompressed layer tar into a layer's diff dir, in the overlay
+ * on-disk format.
+ *
+ * - `.wh.NAME` (OCI/Docker whiteout) becomes a 0/0 character device NAME;
+ *   `.wh..wh..opq` makes its directory opaque (`<prefix>opaque=y`). Other `.wh..wh.*`
+ *   names are AUFS bookkeeping and are skipped.
+ * - Ownership, modes (setuid bits included), mtimes, xattrs (PAX SCHILY.xattr.*), hard
+ *   links, device nodes, fifos and symlinks are kept. Private overlay xattrs in the tar
+ *   are dropped: a layer must not forge redirects or opaque marks any other way.
+ * - Every path is resolved beneath the layer root (beneath.ts): `..` names and writes
+ *   through symlinks that leave the layer are refused with an error.
+ * - Directory times are set once all entries are in (writing into a dir changes them).
+ *
+ * Names are byte exact: member names are read as latin1 byte strings; names from PAX
+ * records (UTF-8 text by definition) are converted to bytes.
+ */
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+import type { Readable } from 'node:stream';
+import * as tar from 'tar-stream';
+import createDebug from 'debug';
+import { native, C } from '../native';
+import { LayerRoot, bytes, components, procPath, removeAt, statAt, shown, tarError } from './beneath';
+import { isOverlayXattr } from './marks';
+
+const log = createDebug('stratafs:graphdriver:tar');
+const write = promisify(fs.write);
+const fsc = fs.constants;
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+
+export interface ImportOptions {
+  /** xattr namespace of the overlay marks ('trusted.overlay.' as root) */
+  xattrPrefix: string;
+  /** called now and then with the bytes and entries done so far */
+  onProgress?: (bytes: number, entries: number) => void;
+}
+
+export interface ImportResult {
+  /** bytes of file data written */
+  size: number;
+  entries: number;
+}
+
+interface Times {
+  sec: number;
+  nsec: number;
+}
+
+type Header = Omit<Partial<tar.Header>, 'pax' | 'type'> & { type?: tar.Header['type'] | 'pax-global-header' | null; pax?: Record<string, string> };
+
+function paxTime(value: string | undefined, fallback: Date | undefined): Times {
+  if (value !== undefined && /^-?\d+(\.\d+)?$/.test(value)) {
+    const [s, frac = ''] = value.split('.');
+    return { sec: Number(s), nsec: Number(frac.padEnd(9, '0').slice(0, 9)) };
+  }
+  const ms = fallback?.getTime() ?? 0;
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+}
+
+const PERM_BITS = 0o7777;
+
+export async function importTar(input: Readable, layerDir: string, opts: ImportOptions): Promise<ImportResult> {
+  const root = new LayerRoot(layerDir);
+  const extract = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
+  const dirTimes: { parts: string[]; atime: Times; mtime: Times }[] = [];
+  let size = 0;
+  let entries = 0;
+  input.on('error', (e) => extract.destroy(e));
+  input.pipe(extract);
+  try {
+    for await (const entry of extract) {
+      const h = entry.header as unknown as Header;
+      const name = h.pax?.path !== undefined ? bytes(h.pax.path) : (h.name ?? '');
+      const parts = components(name);
+      entries++;
+      if (parts.length === 0 || h.type === 'pax-global-header') {
+        entry.resume();
+        continue;
+      }
+      const base = parts[parts.length - 1];
+      const parentParts = parts.slice(0, -1);
+      const parent = root.dir(parentParts);
+      if (base === OPAQUE_MARKER) {
+        native.setxattr(procPath(parent), `${opts.xattrPrefix}opaque`, Buffer.from('y'), 0, true);
+        entry.resume();
+        continue;
+      }
+      if (base.startsWith(WHITEOUT_PREFIX)) {
+        entry.resume();
+        if (base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) continue;
+        const victim = base.slice(WHITEOUT_PREFIX.length);
+        if (victim === '' || victim === '.' || victim === '..') throw tarError(`bad whiteout "${shown(name)}"`);
+        root.forget([...parentParts, victim]);
+        removeAt(parent, victim);
+        native.mknodat(parent, victim, fsc.S_IFCHR, 0, 0);
+        continue;
+      }
+      const existing = statAt(parent, base);
+      const isDir = h.type === 'directory';
+      if (existing && !(isDir && (existing.mode & fsc.S_IFMT) === fsc.S_IFDIR)) {
+        root.forget(parts);
+        removeAt(parent, base);
+      }
+      const mode = (h.mode ?? 0o644) & PERM_BITS;
+      switch (h.type) {
+        case 'directory':
+          if (!existing || (existing.mode & fsc.S_IFMT) !== fsc.S_IFDIR) native.mkdirat(parent, base, 0o700);
+          break;
+        case 'file':
+        case 'contiguous-file':
+        case null:
+        case undefined: {
+          const fd = native.openat(parent, base, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_NOFOLLOW | C.O_CLOEXEC, 0o600);
+          try {
+            let pos = 0;
+            for await (const chunk of entry as AsyncIterable<Buffer>) {
+              for (let off = 0; off < chunk.length;) {
+                const { bytesWritten } = await write(fd, chunk, off, chunk.length - off, pos);
+                off += bytesWritten;
+                pos += bytesWritten;
+              }
+              opts.onProgress?.(size + pos, entries);
+            }
+            size += pos;
+          } finally {
+            native.close(fd);
+          }
+          break;
+        }
+        case 'symlink':
+          native.symlinkat(h.pax?.linkpath !== undefined ? bytes(h.pax.linkpath) : (h.linkname ?? ''), parent, base);
+          break;
+        case 'link': {
+          const target = components(h.pax?.linkpath !== undefined ? bytes(h.pax.linkpath) : (h.linkname ?? ''));
+          if (target.length === 0) throw tarError(`hard link "${shown(name)}" has no target`);
+          const tdir = root.dir(target.slice(0, -1));
+          native.linkat(tdir, target[target.length - 1], parent, base, 0);
+          entry.resume();
+          continue; // the inode already has its metadata
+        }
+        case 'character-device':
+        case 'block-device':
+        case 'fifo': {
+          const type = h.type === 'fifo' ? fsc.S_IFIFO : h.type === 'block-device' ? fsc.S_IFBLK : fsc.S_IFCHR;
+          native.mknodat(parent, base, type | mode, h.devmajor ?? 0, h.devminor ?? 0);
+          break;
+        }
+        default:
+          log('skipping %s entry %s', h.type, shown(name));
+          entry.resume();
+          continue;
+      }
+      entry.resume();
+      applyMetadata(parent, base, h, mode, opts.xattrPrefix);
+      const atime = paxTime(h.pax?.atime, h.mtime);
+      const mtime = paxTime(h.pax?.mtime, h.mtime);
+      if (isDir) dirTimes.push({ parts, atime, mtime });
+      else native.utimensat(parent, base, atime.sec, atime.nsec, mtime.sec, mtime.nsec, C.AT_SYMLINK_NOFOLLOW);
+    }
+    // deepest first, so setting a child's times cannot disturb its parent's
+    for (const d of dirTimes.reverse()) {
+      const parent = root.dir(d.parts.slice(0, -1));
+      native.utimensat(parent, d.parts[d.parts.length - 1], d.atime.sec, d.atime.nsec, d.mtime.sec, d.mtime.nsec, C.AT_SYMLINK_NOFOLLOW);
+    }
+  } catch (e) {
+    input.unpipe(extract);
+    extract.destroy();
+    input.resume();
+    throw e;
+  } finally {
+    root.close();
+  }
+  return { size, entries };
+}
+
+function applyMetadata(parent: number, base: string, h: Header, mode: number, prefix: string): void {
+  const uid = Number(h.pax?.uid ?? h.uid ?? 0);
+  const gid = Number(h.pax?.gid ?? h.gid ?? 0);
+  native.fchownat(parent, base, uid, gid, C.AT_SYMLINK_NOFOLLOW);
+  for (const [key, value] of Object.entries(h.pax ?? {})) {
+    if (!key.startsWith('SCHILY.xattr.')) continue;
+    const xname = key.slice('SCHILY.xattr.'.length);
+    if (isOverlayXattr(xname, prefix)) continue;
+    native.setxattr(procPath(parent, base), bytes(xname), Buffer.from(value, 'utf8'), 0, false);
+  }
+  // after chown, which clears setuid/setgid; symlinks have no mode of their own
+  if (h.type !== 'symlink') native.fchmodat(parent, base, mode);
+}
