@@ -91,6 +91,10 @@ export class Driver {
         return merged;
       }
       const lowers = store.lowers(id);
+      if (!this.server.has(merged)) {
+        const stale = store.detach(id);
+        if (stale > 0) log('get %s: detached %d stale mount(s) of an earlier process', id, stale);
+      }
       await this.server.mount({
         lowerdirs: lowers.length > 0 ? lowers : [store.empty],
         upperdir: store.diff(id),

@@ -110,14 +110,28 @@ export class LayerStore {
   remove(id: string): void {
     const dir = this.dir(id);
     if (!fs.existsSync(dir)) return;
-    try {
-      native.umount2(this.merged(id), C.MNT_DETACH);
-    } catch (e) {
-      if (!isNativeError(e) || (e.code !== 'EINVAL' && e.code !== 'ENOENT')) throw e;
-    }
+    this.detach(id);
     const doomed = path.join(this.home, `.removing-${id}-${process.pid}-${Date.now()}`);
     fs.renameSync(dir, doomed);
     fs.rmSync(doomed, { recursive: true, force: true });
+  }
+
+  /**
+   * Detaches whatever is mounted on the layer's merged dir (mounts left by a plugin
+   * process that died: their cached root attributes can hide that they are dead).
+   * Returns how many mounts were detached.
+   */
+  detach(id: string): number {
+    let n = 0;
+    for (; n < 16; n++) {
+      try {
+        native.umount2(this.merged(id), C.MNT_DETACH);
+      } catch (e) {
+        if (isNativeError(e) && (e.code === 'EINVAL' || e.code === 'ENOENT')) break;
+        throw e;
+      }
+    }
+    return n;
   }
 
   /** every layer ID in the store */
