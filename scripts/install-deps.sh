@@ -10,6 +10,8 @@ command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
 command -v setfacl >/dev/null 2>&1 || need+=(acl)
 [ -x /bin/busybox ] || need+=(busybox-static)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v runc >/dev/null 2>&1 || need+=(runc)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -1,0 +1,110 @@
+/**
+ * A real dockerd 20.10 on the stratafs graph-driver plugin: import a busybox rootfs,
+ * run containers that write and delete lower files, docker diff, commit and run the
+ * result, save | load and run again (Docker rebuilds the saved layers from the files
+ * it reads), then rm / rmi leave no mounts and no layer dirs behind.
+ *
+ * dockerd, its containerd and the plugin are started here with their own dirs, socket
+ * and a unique plugin name, and stopped by PID in teardown.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { tempDir } from '../lib/tmp';
+import { plainNode, runOk } from '../lib/proc';
+import { mountTable, STRATAFS_BIN } from '../lib/mounts';
+import { hasDocker, startDockerd } from '../lib/docker';
+
+const BUSYBOX = '/bin/busybox';
+const APPLETS = ['sh', 'ls', 'cat', 'echo', 'rm', 'mkdir', 'test', 'md5sum', 'stat', 'ln'];
+
+function buildRootfs(dir: string): void {
+  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
+  fs.copyFileSync(BUSYBOX, path.join(dir, 'bin', 'busybox'));
+  fs.chmodSync(path.join(dir, 'bin', 'busybox'), 0o755);
+  for (const a of APPLETS) fs.symlinkSync('busybox', path.join(dir, 'bin', a));
+  fs.mkdirSync(path.join(dir, 'etc'));
+  fs.writeFileSync(path.join(dir, 'etc', 'motd'), 'from the image\n');
+  fs.writeFileSync(path.join(dir, 'etc', 'removeme'), 'bye\n');
+  fs.mkdirSync(path.join(dir, 'srv', 'tree'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'srv', 'tree', 'leaf'), 'leaf\n');
+  fs.mkdirSync(path.join(dir, 'tmp'), { mode: 0o1777 });
+  fs.chmodSync(path.join(dir, 'tmp'), 0o1777);
+}
+
+const md5 = (file: string): string => createHash('md5').update(fs.readFileSync(file)).digest('hex');
+
+t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'dockerd is not installed' }, async (t) => {
+  const base = await tempDir(t, 'gddocker');
+  const name = `stratafs-test-${process.pid}-${Date.now().toString(36)}`;
+  const sock = `/run/docker/plugins/${name}.sock`;
+
+  // the plugin, in its own process
+  const [cmd, args] = plainNode([STRATAFS_BIN, 'graphdriver', '--name', name]);
+  const plugin = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let pluginErr = '';
+  plugin.stderr!.on('data', (d) => (pluginErr += d));
+  t.teardown(async () => {
+    if (plugin.exitCode === null && plugin.signalCode === null) {
+      plugin.kill('SIGTERM');
+      await new Promise((r) => plugin.once('exit', r));
+    }
+    fs.rmSync(sock, { force: true });
+  });
+  for (let i = 0; i < 200 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+  t.ok(fs.existsSync(sock), `plugin listens on ${sock}`);
+
+  const d = await startDockerd(t, base, name);
+  const info = await d.dockerOk(['info', '--format', '{{.Driver}}']);
+  t.equal(info.trim(), name, 'dockerd uses the plugin');
+  const home = path.join(d.dataRoot, name);
+
+  const rootfs = path.join(base, 'rootfs');
+  buildRootfs(rootfs);
+  const tarball = path.join(base, 'rootfs.tar');
+  await runOk('tar', ['-C', rootfs, '-cf', tarball, '.']);
+  const img = `${name}:base`;
+  await d.dockerOk(['import', tarball, img]);
+
+  const runIn = (image: string, script: string, extra: string[] = []): Promise<string> =>
+    d.dockerOk(['run', '--rm', '--network', 'none', ...extra, image, '/bin/sh', '-c', script]);
+
+  t.equal(await runIn(img, 'cat /etc/motd'), 'from the image\n', 'a container reads the imported layer');
+  t.equal((await runIn(img, 'md5sum /bin/busybox')).split(' ')[0], md5(BUSYBOX), 'binary contents exact');
+
+  const out = await d.dockerOk(['run', '--name', `${name}-c1`, '--network', 'none', img, '/bin/sh', '-c',
+    'echo changed > /etc/motd && rm /etc/removeme && rm -r /srv/tree && mkdir /newdir && echo x > /newdir/f && cat /etc/motd']);
+  t.equal(out, 'changed\n', 'writes inside the container');
+  const diff = (await d.dockerOk(['diff', `${name}-c1`])).trim().split('\n').sort();
+  for (const line of ['C /etc', 'C /etc/motd', 'D /etc/removeme', 'D /srv/tree', 'A /newdir', 'A /newdir/f']) {
+    t.ok(diff.includes(line), `docker diff shows "${line}"`);
+  }
+  t.notOk(diff.some((l) => l.startsWith('D /bin')), `nothing else deleted (${diff.join(', ')})`);
+
+  const committed = `${name}:committed`;
+  await d.dockerOk(['commit', `${name}-c1`, committed]);
+  const check = 'cat /etc/motd /newdir/f; test -e /etc/removeme || echo removeme gone; test -e /srv/tree || echo tree gone; cat /bin/busybox | md5sum';
+  const expected = `changed\nx\nremoveme gone\ntree gone\n${md5(BUSYBOX)}  -\n`;
+  t.equal(await runIn(committed, check), expected, 'the committed image has the changes');
+
+  const saved = path.join(base, 'saved.tar');
+  await d.dockerOk(['save', '-o', saved, committed]);
+  await d.dockerOk(['rm', `${name}-c1`]);
+  await d.dockerOk(['rmi', committed, img]);
+  t.same(fs.readdirSync(home).filter((n) => !n.startsWith('.')), [], 'rmi leaves no layer dirs');
+  await d.dockerOk(['load', '-i', saved]);
+  t.equal(await runIn(committed, check), expected, 'the loaded image runs with the same content');
+
+  // a running container's rootfs is a stratafs mount served by the plugin process
+  const cid = (await d.dockerOk(['run', '-d', '--network', 'none', committed, '/bin/sh', '-c', 'sleep 300'])).trim();
+  const mounts = [...(await mountTable()).entries()].filter(([m]) => m.startsWith(`${home}/`));
+  t.ok(mounts.some(([, type]) => type === 'fuse.stratafs'), 'the running container is on a stratafs mount');
+  await d.dockerOk(['rm', '-f', cid]);
+  await d.dockerOk(['rmi', committed]);
+  const left = [...(await mountTable()).keys()].filter((m) => m.startsWith(`${home}/`));
+  t.same(left, [], 'no mounts left');
+  t.same(fs.readdirSync(home).filter((n) => !n.startsWith('.')), [], 'no layer dirs left');
+  t.equal(plugin.exitCode, null, `plugin still running (${pluginErr.trim().split('\n').pop()})`);
+});
