@@ -58,7 +58,7 @@ export async function startDockerd(t: Teardown, base: string, driver: string): P
     const below = [...(await mountTable()).keys()].filter((m) => m.startsWith(`${dataRoot}/`) || m.startsWith(`${execRoot}/`));
     for (const m of below.sort().reverse()) await run('umount', ['-l', m], { timeoutMs: 20_000 });
   });
-  const env = { ...process.env, DOCKER_CONFIG: config, DOCKER_HOST: host };
+  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: config, DOCKER_HOST: host };
   delete env.NODE_OPTIONS;
   const docker = (args: readonly string[], opts: RunOptions = {}): Promise<RunResult> =>
     run('docker', args, { timeoutMs: 120_000, ...opts, env });
