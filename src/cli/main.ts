@@ -28,12 +28,12 @@ const foregroundChannel: ReadyChannel = {
 };
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv[0] === 'graphdriver') {
+  if (argv[0] === 'graphdriver' || argv[0] === 'daemon') {
     try {
-      const { runGraphdriver } = await import('./graphdriver.js');
-      await runGraphdriver(argv.slice(1));
+      if (argv[0] === 'daemon') await (await import('./server.js')).runDaemon(argv.slice(1));
+      else await (await import('./graphdriver.js')).runGraphdriver(argv.slice(1));
     } catch (e) {
-      process.stderr.write(`stratafs graphdriver: ${oneLine(e)}\n`);
+      process.stderr.write(`stratafs ${argv[0]}: ${oneLine(e)}\n`);
       process.exitCode = e instanceof StratafsError && e.code === 'STRATAFS_ERR_USAGE' ? 2 : 1;
     }
     return;
@@ -55,6 +55,18 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const opts = command.options;
+  if (opts.server !== undefined) {
+    // a running `stratafs daemon` serves it: nothing to detach
+    try {
+      const { mountVia } = await import('../server/socket.js');
+      const notice = await mountVia(opts.server, opts);
+      if (notice) process.stderr.write(`stratafs: ${notice}\n`);
+    } catch (e) {
+      process.stderr.write(`stratafs: ${oneLine(e)}\n`);
+      process.exitCode = 1;
+    }
+    return;
+  }
   const channel = daemonChannel();
   if (!channel && !opts.foreground) {
     // the caller side of a detached mount: run the daemon, wait for its verdict

@@ -35,6 +35,8 @@ export interface MountOptions {
   acl: boolean;
   /** options recognised and deliberately without effect here (reported with -d) */
   ignored: string[];
+  /** mount through the `stratafs daemon` listening on this socket */
+  server?: string;
 }
 
 export type Command =
@@ -124,7 +126,7 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'ignored'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'ignored' | 'server'> & {
   lowerdir?: string;
   timeout?: number;
   seen: Set<string>;
@@ -154,6 +156,7 @@ function applyOption(acc: Accum, opt: string): void {
     case 'gidmapping': once(); acc.gidMap = parseIdMapping(name, needValue()); return;
     case 'squash_to_uid': once(); acc.squashToUid = parseUint(name, needValue()); return;
     case 'squash_to_gid': once(); acc.squashToGid = parseUint(name, needValue()); return;
+    case 'server': once(); acc.server = unescape(needValue()); return;
     case 'squash_to_root': acc.squashToUid = 0; acc.squashToGid = 0; return;
     case 'timeout': {
       once();
@@ -194,6 +197,7 @@ export const DEFAULT_TIMEOUT = 86400;
 
 export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] MOUNTPOINT
        stratafs --version | --help
+       stratafs graphdriver --help | stratafs daemon --help   (Docker plugin, one process for many mounts)
 options (comma separated, -o may repeat):
   lowerdir=A:B        read-only layers, top first (required)
   upperdir=U          writable layer; without it the mount is read-only
@@ -207,6 +211,7 @@ options (comma separated, -o may repeat):
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
+  server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
 flags:
   -f                  stay in the foreground (default: detach once mounted)
@@ -263,6 +268,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
       passthrough: acc.passthrough,
       acl: acc.acl,
       ignored: acc.ignored,
+      server: acc.server === undefined ? undefined : abs(acc.server),
     },
   };
 }

@@ -1,0 +1,78 @@
+/**
+ * `stratafs daemon --socket PATH`: one long-running process that serves every mount
+ * asked for over its socket (`stratafs -o server=PATH,... MOUNTPOINT`), instead of a
+ * process per mount. `--list` and `--unmount MOUNTPOINT` talk to a running one.
+ */
+import createDebug from 'debug';
+import * as path from 'node:path';
+import { StratafsError } from '../errors';
+
+export const DAEMON_USAGE = `usage: stratafs daemon --socket PATH [-d]
+       stratafs daemon --socket PATH --list | --unmount MOUNTPOINT
+Serves many stratafs mounts from one process. Mount through it with
+  stratafs -o server=PATH,lowerdir=...,upperdir=...,workdir=... MOUNTPOINT
+(the command returns once the mount is ready; it fails with a clear error when no
+daemon listens on PATH). Unmount with umount / fusermount3 -u as usual.
+  --socket PATH   the unix socket (created mode 0600)
+  --list          print the mountpoints a running daemon serves
+  --unmount MNT   ask a running daemon to unmount MNT
+  -d, --debug     log to stderr
+Stop it with SIGTERM or SIGINT: it unmounts everything it serves.`;
+
+type Action = { kind: 'serve' | 'list'; socket: string; debug: boolean } | { kind: 'unmount'; socket: string; target: string };
+
+const usage = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_USAGE', msg);
+
+export function parseDaemonArgs(argv: string[]): Action | 'help' {
+  let socket: string | undefined;
+  let list = false;
+  let target: string | undefined;
+  let debug = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined || v === '') throw usage(`${a} needs a value`);
+      return v;
+    };
+    if (a === '-h' || a === '--help') return 'help';
+    else if (a === '--socket') socket = path.resolve(value());
+    else if (a === '--list') list = true;
+    else if (a === '--unmount') target = path.resolve(value());
+    else if (a === '-d' || a === '--debug') debug = true;
+    else throw usage(`unknown argument "${a}" (see stratafs daemon --help)`);
+  }
+  if (!socket) throw usage('stratafs daemon needs --socket PATH');
+  if (target !== undefined) return { kind: 'unmount', socket, target };
+  return { kind: list ? 'list' : 'serve', socket, debug };
+}
+
+export async function runDaemon(argv: string[]): Promise<void> {
+  const action = parseDaemonArgs(argv);
+  if (action === 'help') {
+    process.stdout.write(`${DAEMON_USAGE}\n`);
+    return;
+  }
+  const { listenSocket, request } = await import('../server/socket.js');
+  if (action.kind !== 'serve') {
+    const r = await request(action.socket, action.kind === 'unmount' ? { op: 'unmount', mountpoint: action.target } : { op: 'list' });
+    if (!r.ok) throw new StratafsError('STRATAFS_ERR_SERVER', r.error);
+    for (const m of r.mounts ?? []) process.stdout.write(`${m.mountpoint}\n`);
+    return;
+  }
+  if (action.debug) createDebug.enable('stratafs:server*');
+  process.chdir('/');
+  const server = await listenSocket(action.socket);
+  process.stderr.write(`stratafs daemon: listening on ${action.socket}\n`);
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      process.stderr.write(`stratafs daemon: ${sig}, unmounting ${server.mounts.size} mount(s)\n`);
+      server.stop().then(resolve, (e: Error) => {
+        process.stderr.write(`stratafs daemon: ${e.message}\n`);
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    for (const s of ['SIGTERM', 'SIGINT'] as const) process.once(s, onSignal);
+  });
+}

@@ -1,0 +1,90 @@
+/**
+ * The `stratafs daemon --socket PATH` protocol: one JSON request per connection, one
+ * line each way.
+ *
+ *   {"op":"mount","spec":{MountSpec}}      -> {"ok":true,"notice"?:"..."}
+ *   {"op":"unmount","mountpoint":"/abs"}   -> {"ok":true}
+ *   {"op":"list"}                          -> {"ok":true,"mounts":[MountSpec...]}
+ *   anything wrong                         -> {"ok":false,"error":"one line"}
+ *
+ * The socket is created mode 0600: whoever can connect can mount, so only root.
+ */
+import { StratafsError } from '../errors';
+import type { MountSpec } from './mount-server';
+
+export type Request =
+  | { op: 'mount'; spec: MountSpec }
+  | { op: 'unmount'; mountpoint: string }
+  | { op: 'list' };
+
+export type Reply =
+  | { ok: true; notice?: string; mounts?: MountSpec[] }
+  | { ok: false; error: string };
+
+const bad = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_SERVER', `bad request: ${msg}`);
+
+const isAbs = (v: unknown): v is string => typeof v === 'string' && v.startsWith('/') && !v.includes('\0');
+
+function ranges(v: unknown, field: string): MountSpec['uidMap'] {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw bad(`${field} must be a list`);
+  return v.map((r: unknown) => {
+    const o = r as Record<string, unknown>;
+    if (![o?.inside, o?.host, o?.count].every((n) => Number.isInteger(n) && (n as number) >= 0)) throw bad(`${field} has a bad range`);
+    return { inside: o.inside as number, host: o.host as number, count: o.count as number };
+  });
+}
+
+function optUint(v: unknown, field: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!Number.isInteger(v) || (v as number) < 0) throw bad(`${field} must be a non-negative integer`);
+  return v as number;
+}
+
+/** Checks a mount spec field by field (it comes from another process). */
+export function parseSpec(v: unknown): MountSpec {
+  if (typeof v !== 'object' || v === null) throw bad('spec must be an object');
+  const s = v as Record<string, unknown>;
+  if (!Array.isArray(s.lowerdirs) || s.lowerdirs.length === 0 || !s.lowerdirs.every(isAbs)) {
+    throw bad('lowerdirs must be a non-empty list of absolute paths');
+  }
+  if (!isAbs(s.mountpoint)) throw bad('mountpoint must be an absolute path');
+  if ((s.upperdir === undefined) !== (s.workdir === undefined)) throw bad('upperdir and workdir go together');
+  if (s.upperdir !== undefined && !(isAbs(s.upperdir) && isAbs(s.workdir))) throw bad('upperdir and workdir must be absolute paths');
+  const timeout = s.timeout;
+  if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) throw bad('timeout must be a number of seconds');
+  if (s.passthrough !== 'auto' && s.passthrough !== 'off') throw bad('passthrough must be auto or off');
+  return {
+    lowerdirs: s.lowerdirs as string[],
+    upperdir: s.upperdir as string | undefined,
+    workdir: s.workdir as string | undefined,
+    mountpoint: s.mountpoint,
+    readOnly: s.readOnly === true || s.upperdir === undefined,
+    volatile: s.volatile === true,
+    uidMap: ranges(s.uidMap, 'uidMap'),
+    gidMap: ranges(s.gidMap, 'gidMap'),
+    squashToUid: optUint(s.squashToUid, 'squashToUid'),
+    squashToGid: optUint(s.squashToGid, 'squashToGid'),
+    timeout,
+    passthrough: s.passthrough,
+    acl: s.acl !== false,
+  };
+}
+
+export function parseRequest(line: string): Request {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (e) {
+    throw bad(`malformed JSON: ${(e as Error).message}`);
+  }
+  const r = v as Record<string, unknown> | null;
+  switch (r?.op) {
+    case 'mount': return { op: 'mount', spec: parseSpec(r.spec) };
+    case 'unmount':
+      if (!isAbs(r.mountpoint)) throw bad('mountpoint must be an absolute path');
+      return { op: 'unmount', mountpoint: r.mountpoint };
+    case 'list': return { op: 'list' };
+    default: throw bad(`unknown op ${JSON.stringify(r?.op)}`);
+  }
+}
