@@ -163,7 +163,7 @@ export class Driver {
 
   diff(id: string): Readable {
     this.store.need(checkId(id));
-    return exportTar(this.store.diff(id), this.xattrPrefix) as unknown as Readable;
+    return exportTar(this.store.diff(id), this.xattrPrefix, this.store.lowers(id)) as unknown as Readable;
   }
 
   changes(id: string): Change[] {

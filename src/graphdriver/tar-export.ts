@@ -3,39 +3,33 @@
  * OCI/Docker form: a 0/0 character device NAME becomes an empty regular file `.wh.NAME`
  * (mode 0600), an opaque directory is followed by an empty `DIR/.wh..wh..opq`.
  *
- * Read straight from the layer dir (never through a mount this process serves). Entries
+ * A directory renamed from a lower (`<prefix>redirect` in the upper) holds only what
+ * changed; the rest of its contents is still in the lowers, at the redirect's path. A tar
+ * has no redirects, so such a directory is exported opaque with its whole merged
+ * contents (upper over the lowers at the redirect, whiteouts applied), the way a copy
+ * would have made it.
+ *
+ * Read straight from layer dirs (never through a mount this process serves). Entries
  * come depth first in byte order of names, each directory before its contents; hard
- * links within the layer become link entries to the first name seen. Private overlay
- * xattrs are not exported; the others go into PAX SCHILY.xattr.* records.
+ * links become link entries to the first name seen. Private overlay xattrs are not
+ * exported; the others go into PAX SCHILY.xattr.* records.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
 import { native, C, isNativeError, type Stat } from '../native';
 import { bytes } from './beneath';
-import { StratafsError } from '../errors';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './tar-import';
-import { isOverlayXattr, isWhiteout, hasMark } from './marks';
+import { isOverlayXattr, isWhiteout, hasMark, markValue } from './marks';
 
 const fsc = fs.constants;
 
 type PackHeader = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
 
-/** Writes the tar of `diffDir` to a pack stream; returns the stream (ends when done). */
-export function exportTar(diffDir: string, xattrPrefix: string): tar.Pack {
-  const pack = tar.pack();
-  void walk(pack, diffDir, xattrPrefix).then(
-    () => pack.finalize(),
-    (e: Error) => pack.destroy(e),
-  );
-  return pack;
-}
-
-function entry(pack: tar.Pack, header: PackHeader, data?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    pack.entry(header, data ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-  });
-}
+const lstat = (abs: string): Stat => native.statx(C.AT_FDCWD, bytes(abs), C.AT_SYMLINK_NOFOLLOW);
+const isDir = (st: Stat): boolean => (st.mode & fsc.S_IFMT) === fsc.S_IFDIR;
+const byBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
+const join = (rel: string, name: string): string => (rel === '' ? name : `${rel}/${name}`);
 
 function xattrs(file: string, prefix: string): Record<string, string> | undefined {
   let names: string[];
@@ -55,54 +49,141 @@ function xattrs(file: string, prefix: string): Record<string, string> | undefine
   return any ? out : undefined;
 }
 
-async function walk(pack: tar.Pack, root: string, prefix: string): Promise<void> {
-  const links = new Map<string, string>();
-  const visit = async (rel: string): Promise<void> => {
-    const names = fs.readdirSync(path.join(root, rel)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const name of names) {
-      const relName = rel === '' ? name : `${rel}/${name}`;
+/** Writes the tar of `diffDir` (over `lowers`, top first) to a pack stream; the stream ends when done. */
+export function exportTar(diffDir: string, xattrPrefix: string, lowers: string[] = []): tar.Pack {
+  const pack = tar.pack();
+  void new Exporter(pack, xattrPrefix, lowers).upper(diffDir, '').then(
+    () => pack.finalize(),
+    (e: Error) => pack.destroy(e),
+  );
+  return pack;
+}
+
+class Exporter {
+  /** dev:ino of files with several links -> the name exported first */
+  private readonly links = new Map<string, string>();
+
+  constructor(private readonly pack: tar.Pack, private readonly prefix: string, private readonly lowers: string[]) {}
+
+  private entry(header: PackHeader, data?: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pack.entry(header, data ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** The upper's own entries below `rel`: whiteouts and opaque marks become tar entries. */
+  async upper(root: string, rel: string): Promise<void> {
+    for (const name of fs.readdirSync(path.join(root, rel)).sort(byBytes)) {
+      const relName = join(rel, name);
       const abs = path.join(root, relName);
-      const st = native.statx(C.AT_FDCWD, bytes(abs), C.AT_SYMLINK_NOFOLLOW);
-      const type = st.mode & fsc.S_IFMT;
+      const st = lstat(abs);
       if (isWhiteout(st)) {
-        const wh = rel === '' ? `${WHITEOUT_PREFIX}${name}` : `${rel}/${WHITEOUT_PREFIX}${name}`;
-        await entry(pack, { ...common(st), name: wh, type: 'file', mode: 0o600, size: 0 });
-        continue;
+        await this.entry({ ...common(st), name: join(rel, `${WHITEOUT_PREFIX}${name}`), type: 'file', mode: 0o600, size: 0 });
+      } else if (!isDir(st)) {
+        await this.nonDir(relName, abs, st);
+      } else {
+        const redirect = markValue(abs, this.prefix, 'redirect');
+        const opaque = redirect !== undefined || hasMark(abs, this.prefix, 'opaque');
+        await this.dir(relName, abs, st, opaque);
+        if (redirect !== undefined) await this.merged(relName, abs, resolveRedirect(relName, redirect));
+        else await this.upper(root, relName);
       }
-      const header: PackHeader = { ...common(st), name: relName, pax: xattrs(abs, prefix) };
-      if (type === fsc.S_IFDIR) {
-        if (hasMark(abs, prefix, 'redirect')) {
-          // a directory renamed from a lower: its contents live partly in the lowers
-          throw new StratafsError('STRATAFS_ERR_PLUGIN', `cannot export ${relName}: a directory renamed from a lower layer (redirect) is not supported by Diff`);
-        }
-        await entry(pack, { ...header, type: 'directory' });
-        if (hasMark(abs, prefix, 'opaque')) {
-          await entry(pack, {
-            name: `${relName}/${OPAQUE_MARKER}`, type: 'file', size: 0, mode: st.mode & 0o777,
-            uid: st.uid, gid: st.gid, mtime: header.mtime,
-          });
-        }
-        await visit(relName);
-      } else if (type === fsc.S_IFREG) {
-        const key = `${st.devMajor}:${st.devMinor}:${st.ino}`;
-        const first = st.nlink > 1 ? links.get(key) : undefined;
-        if (first !== undefined) {
-          await entry(pack, { ...header, type: 'link', linkname: first, size: 0 });
+    }
+  }
+
+  /**
+   * Everything a merged view shows below `rel`: `upperAbs` (if any) over the lowers'
+   * dirs at `lowerRel` (if any). No whiteouts are written: an ancestor is opaque.
+   */
+  private async merged(rel: string, upperAbs: string | undefined, lowerRel: string | undefined): Promise<void> {
+    const found = new Map<string, { abs: string; st: Stat; upper: boolean }>();
+    const hidden = new Set<string>();
+    const collect = (dir: string, upper: boolean): void => {
+      for (const n of fs.readdirSync(dir)) {
+        if (found.has(n) || hidden.has(n)) continue;
+        const abs = path.join(dir, n);
+        const st = lstat(abs);
+        if (isWhiteout(st)) hidden.add(n);
+        else found.set(n, { abs, st, upper });
+      }
+    };
+    if (upperAbs !== undefined) collect(upperAbs, true);
+    if (lowerRel !== undefined) {
+      for (const l of this.lowers) {
+        const dir = path.join(l, lowerRel);
+        let st: Stat;
+        try {
+          st = lstat(dir);
+        } catch {
           continue;
         }
-        if (st.nlink > 1) links.set(key, relName);
-        await fileEntry(pack, { ...header, type: 'file', size: st.size }, abs);
-      } else if (type === fsc.S_IFLNK) {
-        const target = Buffer.from(native.readlinkat(C.AT_FDCWD, bytes(abs)), 'latin1').toString('utf8');
-        await entry(pack, { ...header, type: 'symlink', linkname: target });
-      } else if (type === fsc.S_IFCHR || type === fsc.S_IFBLK || type === fsc.S_IFIFO) {
-        const kind = type === fsc.S_IFCHR ? 'character-device' : type === fsc.S_IFBLK ? 'block-device' : 'fifo';
-        await entry(pack, { ...header, type: kind, devmajor: st.rdevMajor, devminor: st.rdevMinor });
+        if (!isDir(st)) break;
+        collect(dir, false);
+        if (hasMark(dir, this.prefix, 'opaque')) break;
       }
-      // sockets are not archived (as tar(1) and Docker do)
     }
-  };
-  await visit('');
+    for (const name of [...found.keys()].sort(byBytes)) {
+      const e = found.get(name)!;
+      const relName = join(rel, name);
+      if (!isDir(e.st)) {
+        await this.nonDir(relName, e.abs, e.st);
+        continue;
+      }
+      await this.dir(relName, e.abs, e.st, false);
+      let childLower: string | undefined = lowerRel === undefined ? undefined : join(lowerRel, name);
+      if (e.upper) {
+        const redirect = markValue(e.abs, this.prefix, 'redirect');
+        if (redirect !== undefined) childLower = resolveRedirect(lowerRel ?? rel, redirect, true);
+        else if (hasMark(e.abs, this.prefix, 'opaque')) childLower = undefined;
+      }
+      await this.merged(relName, e.upper ? e.abs : undefined, e.upper ? childLower : join(lowerRel!, name));
+    }
+  }
+
+  private async dir(relName: string, abs: string, st: Stat, opaque: boolean): Promise<void> {
+    const header: PackHeader = { ...common(st), name: relName, pax: xattrs(abs, this.prefix), type: 'directory' };
+    await this.entry(header);
+    if (opaque) {
+      await this.entry({
+        name: `${relName}/${OPAQUE_MARKER}`, type: 'file', size: 0, mode: st.mode & 0o777,
+        uid: st.uid, gid: st.gid, mtime: header.mtime,
+      });
+    }
+  }
+
+  private async nonDir(relName: string, abs: string, st: Stat): Promise<void> {
+    const type = st.mode & fsc.S_IFMT;
+    const header: PackHeader = { ...common(st), name: relName, pax: xattrs(abs, this.prefix) };
+    if (type === fsc.S_IFREG) {
+      const key = `${st.devMajor}:${st.devMinor}:${st.ino}`;
+      const first = st.nlink > 1 ? this.links.get(key) : undefined;
+      if (first !== undefined) {
+        await this.entry({ ...header, type: 'link', linkname: first, size: 0 });
+        return;
+      }
+      if (st.nlink > 1) this.links.set(key, relName);
+      await fileEntry(this.pack, { ...header, type: 'file', size: st.size }, abs);
+    } else if (type === fsc.S_IFLNK) {
+      const target = Buffer.from(native.readlinkat(C.AT_FDCWD, bytes(abs)), 'latin1').toString('utf8');
+      await this.entry({ ...header, type: 'symlink', linkname: target });
+    } else if (type === fsc.S_IFCHR || type === fsc.S_IFBLK || type === fsc.S_IFIFO) {
+      const kind = type === fsc.S_IFCHR ? 'character-device' : type === fsc.S_IFBLK ? 'block-device' : 'fifo';
+      await this.entry({ ...header, type: kind, devmajor: st.rdevMajor, devminor: st.rdevMinor });
+    }
+    // sockets are not archived (as tar(1) and Docker do)
+  }
+}
+
+/**
+ * Where a redirected directory's lower contents are, relative to the layer roots: an
+ * absolute redirect names it from the root; a relative one (kernel overlayfs, rename
+ * within a directory) is a sibling of `rel` — or of `parentLower` when `rel` is a parent.
+ */
+function resolveRedirect(rel: string, redirect: string, relIsParent = false): string {
+  const r = Buffer.from(redirect, 'latin1').toString('utf8');
+  if (r.startsWith('/')) return r.replace(/^\/+/, '');
+  const parent = relIsParent ? rel : path.posix.dirname(rel);
+  return parent === '.' || parent === '' ? r : `${parent}/${r}`;
 }
 
 function common(st: Stat): PackHeader {

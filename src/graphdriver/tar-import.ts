@@ -184,6 +184,11 @@ function applyMetadata(parent: number, base: string, h: Header, mode: number, pr
     if (!key.startsWith('SCHILY.xattr.')) continue;
     const xname = key.slice('SCHILY.xattr.'.length);
     if (isOverlayXattr(xname, prefix)) continue;
+    if (value.includes('\uFFFD')) {
+      // the tar library reads PAX records as UTF-8 text: a binary value did not survive
+      log('skipping xattr %s of %s: its value is not UTF-8 text', xname, shown(base));
+      continue;
+    }
     native.setxattr(procPath(parent, base), bytes(xname), Buffer.from(value, 'utf8'), 0, false);
   }
   // after chown, which clears setuid/setgid; symlinks have no mode of their own

@@ -30,6 +30,9 @@ function buildRootfs(dir: string): void {
   fs.writeFileSync(path.join(dir, 'etc', 'removeme'), 'bye\n');
   fs.mkdirSync(path.join(dir, 'srv', 'tree'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'srv', 'tree', 'leaf'), 'leaf\n');
+  fs.mkdirSync(path.join(dir, 'opt', 'app', 'conf'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'opt', 'app', 'conf', 'app.conf'), 'setting=1\n');
+  fs.writeFileSync(path.join(dir, 'opt', 'app', 'README'), 'app\n');
   fs.mkdirSync(path.join(dir, 'tmp'), { mode: 0o1777 });
   fs.chmodSync(path.join(dir, 'tmp'), 0o1777);
 }
@@ -75,7 +78,8 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   t.equal((await runIn(img, 'md5sum /bin/busybox')).split(' ')[0], md5(BUSYBOX), 'binary contents exact');
 
   const out = await d.dockerOk(['run', '--name', `${name}-c1`, '--network', 'none', img, '/bin/sh', '-c',
-    'echo changed > /etc/motd && rm /etc/removeme && rm -r /srv/tree && mkdir /newdir && echo x > /newdir/f && cat /etc/motd']);
+    'echo changed > /etc/motd && rm /etc/removeme && rm -r /srv/tree && mkdir /newdir && echo x > /newdir/f && ' +
+    'mv /opt/app /opt/renamed && echo 2 > /opt/renamed/conf/new.conf && cat /etc/motd']);
   t.equal(out, 'changed\n', 'writes inside the container');
   const diff = (await d.dockerOk(['diff', `${name}-c1`])).trim().split('\n').sort();
   for (const line of ['C /etc', 'C /etc/motd', 'D /etc/removeme', 'D /srv/tree', 'A /newdir', 'A /newdir/f']) {
@@ -83,10 +87,17 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   }
   t.notOk(diff.some((l) => l.startsWith('D /bin')), `nothing else deleted (${diff.join(', ')})`);
 
+  // GetMetadata feeds docker inspect; the rename left a redirect that Diff must expand
+  const upper = (await d.dockerOk(['inspect', '-f', '{{.GraphDriver.Data.UpperDir}}', `${name}-c1`])).trim();
+  t.match(upper, new RegExp(`^${home}/[0-9a-f]{64}/diff$`), 'inspect shows the upper dir');
+  const redirect = await runOk('getfattr', ['--absolute-names', '--only-values', '-n', 'trusted.overlay.redirect', path.join(upper, 'opt', 'renamed')]);
+  t.match(redirect, /^(\/opt\/)?app$/, 'the renamed dir carries a redirect (absolute, or relative within /opt)');
+
   const committed = `${name}:committed`;
   await d.dockerOk(['commit', `${name}-c1`, committed]);
-  const check = 'cat /etc/motd /newdir/f; test -e /etc/removeme || echo removeme gone; test -e /srv/tree || echo tree gone; cat /bin/busybox | md5sum';
-  const expected = `changed\nx\nremoveme gone\ntree gone\n${md5(BUSYBOX)}  -\n`;
+  const check = 'cat /etc/motd /newdir/f; test -e /etc/removeme || echo removeme gone; test -e /srv/tree || echo tree gone; ' +
+    'cat /bin/busybox | md5sum; ls /opt; cat /opt/renamed/README /opt/renamed/conf/*';
+  const expected = `changed\nx\nremoveme gone\ntree gone\n${md5(BUSYBOX)}  -\nrenamed\napp\nsetting=1\n2\n`;
   t.equal(await runIn(committed, check), expected, 'the committed image has the changes');
 
   const saved = path.join(base, 'saved.tar');

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { importTar } from '../../../src/graphdriver/tar-import';
 import { exportTar } from '../../../src/graphdriver/tar-export';
+import { native } from '../../../src/native';
 import { tempDir } from '../../lib/tmp';
 import { makeTar, readTar, streamOf, type Member } from './tarlib';
 
@@ -15,9 +16,6 @@ const PREFIX = 'trusted.overlay.';
 const opts = { xattrPrefix: PREFIX };
 
 function xattr(file: string, name: string): string | undefined {
-  // through getfattr-free means: the native addon is what the code uses, so read with it too
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { native } = require('../../../src/native') as typeof import('../../../src/native');
   try {
     return native.getxattr(file, name, false).toString();
   } catch {
@@ -161,4 +159,26 @@ t.test('a truncated tar is an error', async (t) => {
   const dir = await tempDir(t, 'gdtar');
   const tarball = await makeTar([{ name: 'f', data: Buffer.alloc(5000, 1) }]);
   await t.rejects(importTar(streamOf(tarball.subarray(0, 1024)), dir, opts), 'truncated input rejected');
+});
+
+t.test('export: a directory renamed from a lower goes out opaque with its whole contents', async (t) => {
+  const base = await tempDir(t, 'gdtar');
+  const [lower2, lower1, upper] = ['lower2', 'lower1', 'upper'].map((n) => path.join(base, n));
+  fs.mkdirSync(path.join(lower2, 'a', 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(lower2, 'a', 'x'), 'x2');
+  fs.writeFileSync(path.join(lower2, 'a', 'gone'), 'g');
+  fs.writeFileSync(path.join(lower2, 'a', 'sub', 'z'), 'z');
+  fs.mkdirSync(path.join(lower1, 'a'), { recursive: true });
+  fs.writeFileSync(path.join(lower1, 'a', 'x'), 'x1');
+  fs.mkdirSync(path.join(upper, 'b', 'sub'), { recursive: true });
+  // rename a -> b: whiteout at a, b redirected to /a; then b/y deleted, b/n and b/sub/w added
+  native.mknodat(native.constants.AT_FDCWD, path.join(upper, 'a'), fs.constants.S_IFCHR, 0, 0);
+  native.setxattr(path.join(upper, 'b'), `${PREFIX}redirect`, Buffer.from('/a'), 0, false);
+  native.mknodat(native.constants.AT_FDCWD, path.join(upper, 'b', 'gone'), fs.constants.S_IFCHR, 0, 0);
+  fs.writeFileSync(path.join(upper, 'b', 'n'), 'n');
+  fs.writeFileSync(path.join(upper, 'b', 'sub', 'w'), 'w');
+  const members = await readTar(exportTar(upper, PREFIX, [lower1, lower2]) as unknown as Readable);
+  const got = members.map((m) => `${m.header.name}${m.data.length ? `=${m.data}` : ''}`);
+  t.same(got.map((n) => n.replace(/\/$/, '')), ['.wh.a', 'b', 'b/.wh..wh..opq', 'b/n=n', 'b/sub', 'b/sub/w=w', 'b/sub/z=z', 'b/x=x1'],
+    'the renamed dir, opaque, with upper over lowers (top lower wins, whiteouts applied)');
 });
