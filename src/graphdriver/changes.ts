@@ -7,13 +7,15 @@
  *   mode, size and mtime are the same as below (it is only there to hold changes);
  * - anything else is an add (kind 1);
  * - an opaque directory deletes every name of the chain's directory it does not hold;
- * - the parent directory of an add or delete is reported modified (once).
+ * - the parent directory of an add or delete is reported modified (once);
+ * - a directory renamed from a lower (redirect) is added with everything it holds.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native, C, isNativeError, type Stat } from '../native';
 import { bytes } from './beneath';
-import { hasMark, isWhiteout } from './marks';
+import { hasMark, isWhiteout, markValue } from './marks';
+import { isDirStat, listMerged, resolveRedirect } from './merged';
 
 const fsc = fs.constants;
 
@@ -109,10 +111,19 @@ export function changes(diffDir: string, lowers: string[], prefix: string): Chan
       } else if (!(isDir && (below.mode & fsc.S_IFMT) === fsc.S_IFDIR && sameDir(st, below))) {
         out.push({ Path: r, Kind: ChangeKind.Modify });
       } else recorded = false;
-      if (isDir) {
-        if (recorded) changedDirs.add(r);
-        visit(r);
-      }
+      if (!isDir) continue;
+      if (recorded) changedDirs.add(r);
+      const redirect = markValue(path.join(diffDir, r), prefix, 'redirect');
+      if (redirect === undefined) visit(r);
+      else addedTree(r, path.join(diffDir, r), resolveRedirect(path.posix.dirname(r).slice(1), redirect));
+    }
+  };
+  /** a directory renamed from a lower: all it holds is new at this path */
+  const addedTree = (rel: string, upperAbs: string | undefined, lowerRel: string | undefined): void => {
+    for (const e of listMerged(lowers, prefix, upperAbs, lowerRel)) {
+      const r = path.posix.join(rel, e.name);
+      out.push({ Path: r, Kind: ChangeKind.Add });
+      if (isDirStat(e.st)) addedTree(r, e.upper ? e.abs : undefined, e.lowerRel);
     }
   };
   visit('/');

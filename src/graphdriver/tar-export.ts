@@ -21,6 +21,7 @@ import { native, C, isNativeError, type Stat } from '../native';
 import { bytes } from './beneath';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './tar-import';
 import { isOverlayXattr, isWhiteout, hasMark, markValue } from './marks';
+import { listMerged, resolveRedirect } from './merged';
 
 const fsc = fs.constants;
 
@@ -85,7 +86,7 @@ class Exporter {
         const redirect = markValue(abs, this.prefix, 'redirect');
         const opaque = redirect !== undefined || hasMark(abs, this.prefix, 'opaque');
         await this.dir(relName, abs, st, opaque);
-        if (redirect !== undefined) await this.merged(relName, abs, resolveRedirect(relName, redirect));
+        if (redirect !== undefined) await this.merged(relName, abs, resolveRedirect(path.posix.dirname(relName), redirect));
         else await this.upper(root, relName);
       }
     }
@@ -96,47 +97,14 @@ class Exporter {
    * dirs at `lowerRel` (if any). No whiteouts are written: an ancestor is opaque.
    */
   private async merged(rel: string, upperAbs: string | undefined, lowerRel: string | undefined): Promise<void> {
-    const found = new Map<string, { abs: string; st: Stat; upper: boolean }>();
-    const hidden = new Set<string>();
-    const collect = (dir: string, upper: boolean): void => {
-      for (const n of fs.readdirSync(dir)) {
-        if (found.has(n) || hidden.has(n)) continue;
-        const abs = path.join(dir, n);
-        const st = lstat(abs);
-        if (isWhiteout(st)) hidden.add(n);
-        else found.set(n, { abs, st, upper });
-      }
-    };
-    if (upperAbs !== undefined) collect(upperAbs, true);
-    if (lowerRel !== undefined) {
-      for (const l of this.lowers) {
-        const dir = path.join(l, lowerRel);
-        let st: Stat;
-        try {
-          st = lstat(dir);
-        } catch {
-          continue;
-        }
-        if (!isDir(st)) break;
-        collect(dir, false);
-        if (hasMark(dir, this.prefix, 'opaque')) break;
-      }
-    }
-    for (const name of [...found.keys()].sort(byBytes)) {
-      const e = found.get(name)!;
-      const relName = join(rel, name);
+    for (const e of listMerged(this.lowers, this.prefix, upperAbs, lowerRel)) {
+      const relName = join(rel, e.name);
       if (!isDir(e.st)) {
         await this.nonDir(relName, e.abs, e.st);
         continue;
       }
       await this.dir(relName, e.abs, e.st, false);
-      let childLower: string | undefined = lowerRel === undefined ? undefined : join(lowerRel, name);
-      if (e.upper) {
-        const redirect = markValue(e.abs, this.prefix, 'redirect');
-        if (redirect !== undefined) childLower = resolveRedirect(lowerRel ?? rel, redirect, true);
-        else if (hasMark(e.abs, this.prefix, 'opaque')) childLower = undefined;
-      }
-      await this.merged(relName, e.upper ? e.abs : undefined, e.upper ? childLower : join(lowerRel!, name));
+      await this.merged(relName, e.upper ? e.abs : undefined, e.lowerRel);
     }
   }
 
@@ -172,18 +140,6 @@ class Exporter {
     }
     // sockets are not archived (as tar(1) and Docker do)
   }
-}
-
-/**
- * Where a redirected directory's lower contents are, relative to the layer roots: an
- * absolute redirect names it from the root; a relative one (kernel overlayfs, rename
- * within a directory) is a sibling of `rel` — or of `parentLower` when `rel` is a parent.
- */
-function resolveRedirect(rel: string, redirect: string, relIsParent = false): string {
-  const r = Buffer.from(redirect, 'latin1').toString('utf8');
-  if (r.startsWith('/')) return r.replace(/^\/+/, '');
-  const parent = relIsParent ? rel : path.posix.dirname(rel);
-  return parent === '.' || parent === '' ? r : `${parent}/${r}`;
 }
 
 function common(st: Stat): PackHeader {

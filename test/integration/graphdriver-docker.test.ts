@@ -82,7 +82,8 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
     'mv /opt/app /opt/renamed && echo 2 > /opt/renamed/conf/new.conf && cat /etc/motd']);
   t.equal(out, 'changed\n', 'writes inside the container');
   const diff = (await d.dockerOk(['diff', `${name}-c1`])).trim().split('\n').sort();
-  for (const line of ['C /etc', 'C /etc/motd', 'D /etc/removeme', 'D /srv/tree', 'A /newdir', 'A /newdir/f']) {
+  for (const line of ['C /etc', 'C /etc/motd', 'D /etc/removeme', 'D /srv/tree', 'A /newdir', 'A /newdir/f',
+    'D /opt/app', 'A /opt/renamed', 'A /opt/renamed/README', 'A /opt/renamed/conf/app.conf', 'A /opt/renamed/conf/new.conf']) {
     t.ok(diff.includes(line), `docker diff shows "${line}"`);
   }
   t.notOk(diff.some((l) => l.startsWith('D /bin')), `nothing else deleted (${diff.join(', ')})`);

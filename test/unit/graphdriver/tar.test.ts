@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { importTar } from '../../../src/graphdriver/tar-import';
 import { exportTar } from '../../../src/graphdriver/tar-export';
+import { changes } from '../../../src/graphdriver/changes';
 import { native } from '../../../src/native';
 import { tempDir } from '../../lib/tmp';
 import { makeTar, readTar, streamOf, type Member } from './tarlib';
@@ -181,4 +182,6 @@ t.test('export: a directory renamed from a lower goes out opaque with its whole 
   const got = members.map((m) => `${m.header.name}${m.data.length ? `=${m.data}` : ''}`);
   t.same(got.map((n) => n.replace(/\/$/, '')), ['.wh.a', 'b', 'b/.wh..wh..opq', 'b/n=n', 'b/sub', 'b/sub/w=w', 'b/sub/z=z', 'b/x=x1'],
     'the renamed dir, opaque, with upper over lowers (top lower wins, whiteouts applied)');
+  const kinds = changes(upper, [lower1, lower2], PREFIX).map((c) => `${c.Kind} ${c.Path}`).sort();
+  t.same(kinds, ['1 /b', '1 /b/n', '1 /b/sub', '1 /b/sub/w', '1 /b/sub/z', '1 /b/x', '2 /a'], 'Changes: the renamed dir and all it holds are added, the old name deleted');
 });
