@@ -48,6 +48,19 @@ t.test('bad requests get {"Err"} and change nothing', async (t) => {
   t.match((await post(sock, '/GraphDriver.ApplyDiff?id=ghost', Buffer.alloc(1024))).json(), { Err: /ghost does not exist/ });
   t.match((await post(sock, '/GraphDriver.Diff', JSON.stringify({ ID: 'ghost' }))).json(), { Err: /ghost does not exist/ });
   t.same(fs.readdirSync(home).sort(), before, 'the store is as it was');
+  await call(sock, 'Create', { ID: 'victim' });
+  const outside = path.join(path.dirname(home), 'outside');
+  fs.mkdirSync(outside);
+  const hostile = await makeTar([
+    { name: 'ok', data: 'fine' },
+    { name: 'link', type: 'symlink', linkname: outside },
+    { name: 'link/planted', data: 'x' },
+  ]);
+  const r = await post(sock, '/GraphDriver.ApplyDiff?id=victim', hostile);
+  t.equal(r.status, 500);
+  t.match(r.json(), { Err: /leaves the layer/ }, 'a tar writing through an outward symlink is refused');
+  t.same(fs.readdirSync(outside), [], 'nothing written outside the home');
+  await call(sock, 'Remove', { ID: 'victim' });
   t.notOk(fs.existsSync(path.join(path.dirname(home), 'escape')), 'no dir outside the home');
   t.same((await call(sock, 'Exists', { ID: 'l1' })).reply, { Exists: false });
 });
