@@ -33,6 +33,11 @@ function buildRootfs(dir: string): void {
   fs.mkdirSync(path.join(dir, 'opt', 'app', 'conf'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'opt', 'app', 'conf', 'app.conf'), 'setting=1\n');
   fs.writeFileSync(path.join(dir, 'opt', 'app', 'README'), 'app\n');
+  fs.writeFileSync(path.join(dir, 'bin', 'suid'), 'not really a program\n');
+  fs.chmodSync(path.join(dir, 'bin', 'suid'), 0o4755);
+  fs.linkSync(path.join(dir, 'bin', 'suid'), path.join(dir, 'bin', 'suid-link'));
+  fs.mkdirSync(path.join(dir, 'dev'));
+  fs.mkdirSync(path.join(dir, 'lib'));
   fs.mkdirSync(path.join(dir, 'tmp'), { mode: 0o1777 });
   fs.chmodSync(path.join(dir, 'tmp'), 0o1777);
 }
@@ -67,6 +72,7 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   const rootfs = path.join(base, 'rootfs');
   buildRootfs(rootfs);
   const tarball = path.join(base, 'rootfs.tar');
+  await runOk('mknod', [path.join(rootfs, 'lib', 'special'), 'c', '42', '7']);
   await runOk('tar', ['-C', rootfs, '-cf', tarball, '.']);
   const img = `${name}:base`;
   await d.dockerOk(['import', tarball, img]);
@@ -76,6 +82,9 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
 
   t.equal(await runIn(img, 'cat /etc/motd'), 'from the image\n', 'a container reads the imported layer');
   t.equal((await runIn(img, 'md5sum /bin/busybox')).split(' ')[0], md5(BUSYBOX), 'binary contents exact');
+  const meta = "stat -c '%n %h %a' /bin/suid /bin/suid-link; stat -c '%n %F %t:%T' /lib/special";
+  const metaWanted = '/bin/suid 2 4755\n/bin/suid-link 2 4755\n/lib/special character special file 2a:7\n';
+  t.equal(await runIn(img, meta), metaWanted, 'hard link, setuid bit and device node imported');
 
   const out = await d.dockerOk(['run', '--name', `${name}-c1`, '--network', 'none', img, '/bin/sh', '-c',
     'echo changed > /etc/motd && rm /etc/removeme && rm -r /srv/tree && mkdir /newdir && echo x > /newdir/f && ' +
@@ -108,6 +117,7 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   t.same(fs.readdirSync(home).filter((n) => !n.startsWith('.')), [], 'rmi leaves no layer dirs');
   await d.dockerOk(['load', '-i', saved]);
   t.equal(await runIn(committed, check), expected, 'the loaded image runs with the same content');
+  t.equal(await runIn(committed, meta), metaWanted, 'and the same hard link, modes and device');
 
   // a running container's rootfs is a stratafs mount served by the plugin process
   const cid = (await d.dockerOk(['run', '-d', '--network', 'none', committed, '/bin/sh', '-c', 'sleep 300'])).trim();

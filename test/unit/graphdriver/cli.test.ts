@@ -1,0 +1,47 @@
+/**
+ * Command lines of `stratafs graphdriver` and `stratafs daemon`, and the daemon's
+ * request checks: every mistake is one StratafsError naming it.
+ */
+import t from 'tap';
+import { parseGraphdriverArgs } from '../../../src/cli/graphdriver';
+import { parseDaemonArgs } from '../../../src/cli/server';
+import { parseRequest } from '../../../src/server/protocol';
+import { parseArgs } from '../../../src/cli/options';
+
+t.test('stratafs graphdriver arguments', async (t) => {
+  t.same(parseGraphdriverArgs([]), { socket: '/run/docker/plugins/stratafs.sock', home: undefined, debug: false });
+  t.same(parseGraphdriverArgs(['--name', 'sfs2', '-d']), { socket: '/run/docker/plugins/sfs2.sock', home: undefined, debug: true });
+  t.same(parseGraphdriverArgs(['--socket', '/tmp/x.sock', '--home', '/var/lib/x']),
+    { socket: '/tmp/x.sock', home: '/var/lib/x', debug: false });
+  t.equal(parseGraphdriverArgs(['--help']), 'help');
+  t.throws(() => parseGraphdriverArgs(['--name', '../evil']), { code: 'STRATAFS_ERR_USAGE', message: /invalid plugin name/ });
+  t.throws(() => parseGraphdriverArgs(['--name']), { message: /--name needs a value/ });
+  t.throws(() => parseGraphdriverArgs(['--bogus']), { message: /unknown argument "--bogus"/ });
+});
+
+t.test('stratafs daemon arguments', async (t) => {
+  t.same(parseDaemonArgs(['--socket', '/run/s.sock']), { kind: 'serve', socket: '/run/s.sock', debug: false });
+  t.same(parseDaemonArgs(['--socket', '/run/s.sock', '--list']), { kind: 'list', socket: '/run/s.sock', debug: false });
+  t.same(parseDaemonArgs(['--socket', '/run/s.sock', '--unmount', '/mnt/a']), { kind: 'unmount', socket: '/run/s.sock', target: '/mnt/a' });
+  t.throws(() => parseDaemonArgs([]), { message: /needs --socket/ });
+  t.equal(parseDaemonArgs(['-h']), 'help');
+});
+
+t.test('-o server=PATH is carried to the mount options', async (t) => {
+  const c = parseArgs(['-o', 'server=/run/s.sock,lowerdir=/l', '/mnt'], '/');
+  t.equal(c.kind === 'mount' && c.options.server, '/run/s.sock');
+  t.throws(() => parseArgs(['-o', 'server=,lowerdir=/l', '/mnt']), { message: /server needs a value/ });
+});
+
+t.test('daemon requests are checked field by field', async (t) => {
+  const spec = { lowerdirs: ['/l'], mountpoint: '/m', timeout: 1, passthrough: 'auto' };
+  const r = parseRequest(JSON.stringify({ op: 'mount', spec }));
+  t.match(r, { op: 'mount', spec: { lowerdirs: ['/l'], mountpoint: '/m', readOnly: true, acl: true } }, 'no upper: read-only');
+  t.same(parseRequest('{"op":"list"}'), { op: 'list' });
+  t.throws(() => parseRequest('{"op":'), { code: 'STRATAFS_ERR_SERVER', message: /malformed JSON/ });
+  t.throws(() => parseRequest('{"op":"format"}'), { message: /unknown op "format"/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, lowerdirs: [] } })), { message: /lowerdirs/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, upperdir: '/u' } })), { message: /upperdir and workdir go together/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, uidMap: [{ inside: 0, host: -1, count: 1 }] } })), { message: /uidMap has a bad range/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'unmount', mountpoint: 'rel' })), { message: /absolute/ });
+});
