@@ -3,7 +3,7 @@
 // CONTAINERS_STORAGE_CONF and CONTAINERS_CONF, so that nothing touches the machine's
 // own containers and runs of several people do not collide. Cleanup removes containers
 // and images with the tools themselves, then whatever is still mounted under the store.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountTable, STRATAFS_BIN } from './mounts';
 import { run, runOk, type RunOptions, type RunResult } from './proc';
@@ -124,4 +124,36 @@ export async function containerStore(t: Teardown, opts: StoreOptions = {}): Prom
 /** Mount points below DIR whose fs type is FSTYPE (or any type). */
 export async function mountsBelow(dir: string, fstype?: string): Promise<string[]> {
   return [...(await mountTable()).entries()].filter(([m, type]) => m.startsWith(`${dir}/`) && (fstype === undefined || type === fstype)).map(([m]) => m);
+}
+
+/** Rlimits for runc bundles: the same low limits as CONTAINER_ULIMITS. */
+const RUNC_RLIMITS = [
+  { type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 },
+  { type: 'RLIMIT_NPROC', hard: 1024, soft: 1024 },
+];
+
+/**
+ * An OCI bundle in BUNDLE (made by `runc spec`, then edited): root.path = ROOTFS
+ * (writable), no terminal, ARGS as the process, the default namespaces (network
+ * included), no hooks, low rlimits.
+ */
+export async function runcBundle(bundle: string, rootfs: string, args: readonly string[]): Promise<string> {
+  await mkdir(bundle, { recursive: true });
+  await runOk('runc', ['spec', '--bundle', bundle], { timeoutMs: 30_000 });
+  const file = join(bundle, 'config.json');
+  const spec = JSON.parse(await readFile(file, 'utf8')) as RuntimeSpec;
+  spec.root = { path: rootfs, readonly: false };
+  spec.process.terminal = false;
+  spec.process.args = [...args];
+  spec.process.rlimits = RUNC_RLIMITS;
+  delete spec.hooks;
+  await writeFile(file, JSON.stringify(spec, null, 2));
+  return bundle;
+}
+
+/** The parts of an OCI runtime spec (config.json) runcBundle edits. */
+interface RuntimeSpec {
+  root: { path: string; readonly: boolean };
+  process: { terminal: boolean; args: string[]; rlimits: { type: string; hard: number; soft: number }[] };
+  hooks?: unknown;
 }
