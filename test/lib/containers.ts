@@ -157,3 +157,20 @@ interface RuntimeSpec {
   process: { terminal: boolean; args: string[]; rlimits: { type: string; hard: number; soft: number }[] };
   hooks?: unknown;
 }
+
+/**
+ * mount --bind SRC DST (or, with fstype, `mount -t FSTYPE FSTYPE DST`), as a container
+ * runtime puts /dev, /proc and volumes into a rootfs; unmounted in teardown (and by the
+ * returned function, idempotent).
+ */
+export async function hostMount(t: Teardown, dst: string, src: string | { fstype: string }): Promise<() => Promise<void>> {
+  const args = typeof src === 'string' ? ['--bind', src, dst] : ['-t', src.fstype, src.fstype, dst];
+  await runOk('mount', args, { timeoutMs: 30_000 });
+  let done: Promise<void> | undefined;
+  const unmount = () =>
+    (done ??= (async () => {
+      if ((await mountTable()).has(dst)) await runOk('umount', [dst], { timeoutMs: 30_000 });
+    })());
+  t.teardown(unmount);
+  return unmount;
+}
