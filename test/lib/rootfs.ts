@@ -3,15 +3,33 @@
 // machine and kept as a tarball (STRATAFS_ROOTFS_CACHE, default /var/cache/stratafs-tests),
 // and the split of a rootfs into lower layers.
 import { chmod, chown, copyFile, lstat, mkdir, rename, symlink, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { runOk } from './proc';
 
 export const BUSYBOX = '/bin/busybox';
 export const ROOTFS_CACHE = process.env.STRATAFS_ROOTFS_CACHE ?? '/var/cache/stratafs-tests';
 export const DEBIAN_SUITE = 'bookworm';
-/** The mirror debootstrap downloads from (the machine's apt mirror by default). */
-export const DEBIAN_MIRROR = process.env.STRATAFS_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
+/** The mirror debootstrap downloads from: STRATAFS_DEBIAN_MIRROR, else the machine's apt mirror. */
+export const DEBIAN_MIRROR = process.env.STRATAFS_DEBIAN_MIRROR ?? aptMirror() ?? 'http://deb.debian.org/debian';
+
+/** The first Debian archive (not the security one) in apt's sources, if any. */
+function aptMirror(): string | undefined {
+  const files = ['/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list'];
+  for (const file of files) {
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    // deb822 ("URIs: URL") or one-line ("deb [opts] URL suite ...") entries
+    for (const m of text.matchAll(/^(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s+)?)(https?:\/\/\S+)/gm)) {
+      if (!m[1].includes('security')) return m[1].replace(/\/$/, '');
+    }
+  }
+  return undefined;
+}
 /** debootstrap takes about a minute; downloads on a slow line may take longer. */
 const DEBOOTSTRAP_TIMEOUT_MS = 15 * 60_000;
 
