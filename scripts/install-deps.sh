@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages stratafs's demo and tests use, when they are missing:
-# fuse3 (fusermount3), attr (setfattr/getfattr), acl (setfacl/getfacl) and
-# busybox-static (the chroot test's root filesystem). Needs root and apt; does nothing
-# when everything is there. Run by .ci/run and before `npm start` / `npm test`.
+# fuse3 (fusermount3), attr (setfattr/getfattr), acl (setfacl/getfacl),
+# busybox-static (the chroot test's root filesystem), and for the container tests and
+# benchmarks: podman, buildah, runc, uidmap, debootstrap (the Debian rootfs of the dpkg
+# test), docker.io, fuse-overlayfs and fio. Needs root and apt; does nothing when
+# everything is there. Run by .ci/run and before `npm start` / `npm test`.
 set -euo pipefail
 
 need=()
@@ -10,8 +12,14 @@ command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
 command -v setfacl >/dev/null 2>&1 || need+=(acl)
 [ -x /bin/busybox ] || need+=(busybox-static)
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
+command -v fio >/dev/null 2>&1 || need+=(fio)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -19,7 +19,7 @@ import { copyUp } from './copyup';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
-import { openDirAt } from './layers';
+import { openDirAt, procFdPath } from './layers';
 import type { FileHandle, State } from './state';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
@@ -50,7 +50,11 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
   const loc = lowerData ? st.locateLower(node) : st.locate(node);
-  const fd = native.openat(loc.dirfd, loc.name === '' ? '.' : loc.name, openFlagsFor(st, flags), 0);
+  const fd =
+    loc.name !== '' ? native.openat(loc.dirfd, loc.name, openFlagsFor(st, flags), 0)
+    : node.isRoot ? native.openat(loc.dirfd, '.', openFlagsFor(st, flags), 0)
+    // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
+    : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), openFlagsFor(st, flags) & ~C.O_NOFOLLOW, 0);
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData });
   return { fh, backingFd: fd, keepCache: lowerData };
 }

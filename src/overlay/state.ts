@@ -32,9 +32,9 @@ export type Handle = FileHandle | DirHandle;
 /** Where the topmost real object of a node is. */
 export interface Location {
   layer: Layer;
-  /** O_PATH fd of the containing directory (cache-owned, use at once) */
+  /** O_PATH fd of the containing directory (cache-owned, use at once), or the node's own fd (name '') */
   dirfd: number;
-  /** name inside dirfd; '' for a layer root */
+  /** name inside dirfd; '' for a layer root and for an open node with no name left (locateOpen) */
   name: string;
 }
 
@@ -124,11 +124,26 @@ export class State {
     if (node.upper) {
       const layer = this.requireUpper();
       if (node.isRoot) return { layer, dirfd: layer.rootFd, name: '' };
-      if (node.removed) fail(E.ENOENT);
+      if (node.removed) return this.locateOpen(node);
       const parent = node.parent as Node;
       return { layer, dirfd: this.dirs.get(layer, parent.path()), name: node.name };
     }
     return this.locateLower(node);
+  }
+
+  /**
+   * A node with no name left (unlinked, or replaced by a rename) that is still open: its
+   * upper file through the fd of one of its upper handles (name '' = the fd itself), so
+   * that fstat, fchmod, fchown and futimens work, as they do on kernel overlayfs. The
+   * kernel sends those without a file handle.
+   */
+  private locateOpen(node: Node): Location {
+    if (node.opens > 0) {
+      for (const h of this.handles.values()) {
+        if (h.kind === 'file' && h.node === node && h.upper) return { layer: this.requireUpper(), dirfd: h.fd, name: '' };
+      }
+    }
+    fail(E.ENOENT);
   }
 
   /** Where the node's top lower object is (the data of a metacopy file). */
