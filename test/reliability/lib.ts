@@ -100,7 +100,8 @@ export function makeLayers(t: { teardown(fn: () => unknown): void }, prefix: str
       }
     }
     forceUnmount(l.mnt);
-    fs.rmSync(root, { recursive: true, force: true });
+    // rm(1) walks trees deeper than PATH_MAX, fs.rmSync does not
+    if (!isMounted(l.mnt)) spawnSync('rm', ['-rf', '--one-file-system', root]);
   });
   return l;
 }
