@@ -131,10 +131,14 @@ async function main() {
     const pid = daemonPid(dirs['s-mnt']);
     const start = sample(pid);
     let peak = { ...start };
+    const t0 = Date.now();
+    const perMinute = [];
     const timer = setInterval(() => {
       try {
         const s = sample(pid);
         peak = { rssMiB: Math.max(peak.rssMiB, s.rssMiB), fds: Math.max(peak.fds, s.fds) };
+        const minute = Math.floor((Date.now() - t0) / 60_000);
+        if (minute >= 1 && perMinute.length < minute) perMinute.push(`${minute}:${s.rssMiB}/${s.fds}`);
       } catch {
         // the daemon is gone: reported below
       }
@@ -176,6 +180,7 @@ async function main() {
     console.log(`merged trees: ${Object.keys(sTree.entries).length} entries, ${treeDiffs.length} differences, ${leaks} private xattrs visible`);
     for (const d of treeDiffs.slice(0, 20)) console.log(`  ${d}`);
     console.log(`daemon RSS MiB: start ${start.rssMiB}, peak ${peak.rssMiB}, end of run ${afterRun.rssMiB}, after drop_caches ${afterDrop.rssMiB}`);
+    if (perMinute.length > 0) console.log(`daemon RSS MiB/fds at each minute: ${perMinute.join(' ')}`);
     console.log(`daemon open fds: start ${start.fds}, peak ${peak.fds}, end of run ${afterRun.fds}, after drop_caches ${afterDrop.fds} (${nDirs} directories in the merged tree)`);
     failed = outcomeDiffs > 0 || treeDiffs.length > 0 || leaks > 0;
     console.log(failed ? 'soak: DIVERGED' : 'soak: no divergence');
