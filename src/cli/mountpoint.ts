@@ -6,7 +6,7 @@
  * fusermount3 handshake hands us the device fd.
  */
 import { execFile } from 'node:child_process';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, readFileSync, realpathSync } from 'node:fs';
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
 
@@ -29,6 +29,10 @@ export function prepareMountpoint(target: string): string | undefined {
     if ((st.mode & fsc.S_IFMT) !== fsc.S_IFDIR) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} is not a directory`);
     }
+    const busy = mountedAt(realpathSync(target));
+    if (busy !== undefined) {
+      throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} is busy: ${busy} is mounted there (unmount it first)`);
+    }
     return undefined;
   } catch (e) {
     if (!isNativeError(e)) throw e;
@@ -44,6 +48,20 @@ export function prepareMountpoint(target: string): string | undefined {
     if (e.code === 'ENOENT') throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} does not exist`);
     throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target}: ${e.message}`);
   }
+}
+
+/** The type of the filesystem mounted exactly at `dir` (in our mount namespace), if any. */
+function mountedAt(dir: string): string | undefined {
+  let found: string | undefined;
+  for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
+    const fields = line.split(' ');
+    const sep = fields.indexOf('-');
+    if (sep < 0) continue;
+    // mountinfo escapes space, tab, newline and backslash as \ooo
+    const at = fields[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (at === dir) found = fields[sep + 1]; // the last one listed is on top
+  }
+  return found;
 }
 
 export function mountFuse(target: string, readOnly: boolean): MountedDevice {

@@ -167,6 +167,7 @@ function applyOption(acc: Accum, opt: string): void {
       return;
     }
     case 'passthrough': {
+      once();
       const v = value ?? 'auto';
       if (v !== 'auto' && v !== 'off') throw optionError(`option passthrough takes auto or off, got "${v}"`);
       acc.passthrough = v;

@@ -47,6 +47,7 @@ import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPa
 import type { State } from './state';
 import { isPrivateXattr, PRIVATE_PREFIXES } from './whiteout';
 import { syncFd } from './durable';
+import { fault } from './faults';
 
 const log = createDebug('stratafs:overlay');
 
@@ -112,6 +113,7 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
     if (type !== fsc.S_IFDIR) setTimes(work, tmp, s);
     pfd = st.upperDirFd(parent);
     pst = statAt(pfd, '');
+    fault('copyup.before-rename');
     native.renameat2(work, tmp, pfd, node.name, C.RENAME_NOREPLACE);
   } catch (e) {
     removeTmp(work, tmp, type === fsc.S_IFDIR);
@@ -119,6 +121,7 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
   }
   // in the upper from here on, whatever fails below (see header)
   node.upper = true;
+  fault('copyup.after-rename');
   node.upperXwhiteouts = false;
   bestEffort('times of copied-up directory', () => {
     if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
@@ -154,6 +157,7 @@ async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boole
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
     if (data && s.size > 0) await native.copyData(sfd, dfd, s.size);
     await syncFd(st, dfd, false);
+    fault('copyup.after-data');
   } catch (e) {
     if (dfd >= 0) {
       native.close(dfd);

@@ -6,9 +6,11 @@
  */
 import * as fs from 'node:fs';
 import type { State } from './state';
+import { fault } from './faults';
 
 export function syncFd(st: State, fd: number, datasync: boolean): Promise<void> {
   if (st.config.volatile) return Promise.resolve();
+  fault('sync');
   return new Promise((resolve, reject) => {
     const done = (e: NodeJS.ErrnoException | null): void => (e ? reject(e) : resolve());
     if (datasync) fs.fdatasync(fd, done);

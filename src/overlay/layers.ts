@@ -58,6 +58,11 @@ function ancestors(path: string): string[] {
   return out;
 }
 
+function openBeneath(dirfd: number, path: string): number {
+  return native.openat2(dirfd, path, C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0,
+    C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS);
+}
+
 /**
  * The directory-fd cache of all layers. `below` indexes the cached keys by every
  * ancestor directory, so invalidating a directory costs the entries under it, not a
@@ -114,15 +119,15 @@ export class DirFds {
     if (hit !== undefined) return hit;
     let fd: number;
     try {
-      fd = native.openat2(
-        layer.rootFd,
-        path,
-        C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC,
-        0,
-        C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS,
-      );
+      fd = openBeneath(layer.rootFd, path);
     } catch (e) {
-      fail(toErrno(e));
+      // a path longer than PATH_MAX: one step from its parent's fd (cached on its own)
+      if (toErrno(e) !== E.ENAMETOOLONG || !path.includes('/')) fail(toErrno(e));
+      try {
+        fd = openBeneath(this.get(layer, dirnameOf(path)), basenameOf(path));
+      } catch (e2) {
+        fail(toErrno(e2));
+      }
     }
     this.cache.set(key, fd);
     this.index(layer, path, key);

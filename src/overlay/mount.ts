@@ -72,6 +72,29 @@ function emptyWorkDir(workFd: number): void {
   }
 }
 
+/**
+ * The upper and the work dir must not be a lower, nor contain or sit inside one (kernel
+ * overlayfs refuses overlapping layers too): writes would change a read-only layer.
+ */
+function checkOverlap(config: OverlayConfig, upper: Layer, lowers: Layer[]): void {
+  const ru = realpathSync(upper.path);
+  let rw: string | undefined;
+  try {
+    rw = config.workdir === undefined ? undefined : realpathSync(config.workdir);
+  } catch {
+    rw = undefined; // missing: openWork says so
+  }
+  for (const l of lowers) {
+    const rl = realpathSync(l.path);
+    if (inside(ru, rl) || inside(rl, ru)) {
+      throw layerError(upper.path, `upperdir and lowerdir ${l.path} overlap (the same directory or one inside the other)`);
+    }
+    if (rw !== undefined && (inside(rw, rl) || inside(rl, rw))) {
+      throw layerError(config.workdir as string, `workdir and lowerdir ${l.path} overlap (the same directory or one inside the other)`);
+    }
+  }
+}
+
 function openWork(config: OverlayConfig, upper: Layer): number {
   const workdir = config.workdir as string;
   const wfd = openRoot(workdir, 'workdir');
@@ -127,21 +150,23 @@ export function openState(config: OverlayConfig): State {
   }
   const opened: number[] = [];
   try {
+    // every check before the work dir is created or emptied: a refused mount changes nothing
+    const base = config.upperdir !== undefined ? 1 : 0;
+    const lowers = config.lowerdirs.map((p, i) => {
+      const fd = openRoot(p, 'lowerdir');
+      opened.push(fd);
+      return makeLayer(base + i, p, fd, false);
+    });
     let upper: Layer | null = null;
     let workFd = -1;
     if (config.upperdir !== undefined) {
       const fd = openRoot(config.upperdir, 'upperdir');
       opened.push(fd);
       upper = makeLayer(0, config.upperdir, fd, true);
+      checkOverlap(config, upper, lowers);
       workFd = openWork(config, upper);
       opened.push(workFd);
     }
-    const base = upper ? 1 : 0;
-    const lowers = config.lowerdirs.map((p, i) => {
-      const fd = openRoot(p, 'lowerdir');
-      opened.push(fd);
-      return makeLayer(base + i, p, fd, false);
-    });
     process.umask(0);
     const limit = native.raiseNofileLimit();
     const all = upper ? [upper, ...lowers] : lowers;

@@ -34,6 +34,7 @@ import { isMergedEmpty } from './readdir';
 import type { State } from './state';
 import { isAufsName, isWhiteout, makeWhiteout } from './whiteout';
 import { openFlagsFor } from './files';
+import { fault } from './faults';
 import { ACL_ACCESS, ACL_DEFAULT, aclForCreate, type CreateAcl } from './acl';
 
 interface Owner {
@@ -110,6 +111,7 @@ function overWhiteout(st: State, parent: Node, name: string): boolean {
 
 function finish(st: State, parent: Node, name: string, tmp: string, isDir: boolean): Entry {
   try {
+    fault('create.before-install');
     install(st, parent, name, tmp, isDir);
   } catch (e) {
     removeTmp(st.workFd, tmp, isDir);
@@ -211,6 +213,7 @@ export async function link(st: State, node: Node, newParent: Node, newName: stri
     const tmp = st.tmpName();
     native.linkat(src.dirfd, src.name, st.workFd, tmp, 0);
     try {
+      fault('link.before-rename');
       native.renameat2(st.workFd, tmp, pfd, newName, 0);
     } catch (e) {
       removeTmp(st.workFd, tmp, false);
@@ -239,7 +242,9 @@ export function removeName(st: State, parent: Node, name: string, node: Node): v
     if (whiteout) {
       const w = st.tmpName();
       makeWhiteout(work, w);
+      fault('unlink.before-exchange');
       native.renameat2(work, w, pfd, name, C.RENAME_EXCHANGE);
+      fault('unlink.after-exchange');
       removeTmp(work, w, isDir);
     } else if (isDir) {
       const w = st.tmpName();

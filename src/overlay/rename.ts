@@ -31,6 +31,7 @@ import { lookupNode, lowerHasName, tryLookupNode } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
 import { isAufsName, isWhiteout, makeWhiteout } from './whiteout';
+import { fault } from './faults';
 
 /** The redirect value for directory `node` once it is `newName` in `newParent`. */
 export function redirectFor(node: Node, oldParent: Node, newParent: Node): string | null {
@@ -100,6 +101,7 @@ async function move(st: State, node: Node, parent: Node, name: string, target: N
   const targetPath = target?.path() ?? '';
   const oldWhiteout = lowerHasName(st, parent, name);
   markDir(st, node, parent, newParent, st.upperDirFd(parent), name);
+  fault('rename.after-mark');
   // a target only in the upper is judged by the upper filesystem's rename itself, as
   // the kernel does (a refused RENAME_WHITEOUT still updates the old parent's times there)
   // after the walks above: they open dirs and so may evict cached fds (layers.ts)
@@ -132,6 +134,7 @@ async function move(st: State, node: Node, parent: Node, name: string, target: N
   } else {
     native.renameat2(pfd, name, npfd, newName, 0);
   }
+  fault('rename.after-rename');
   if (isDir) st.dirs.invalidate(upper, oldPath);
   // the replaced directory is gone: no cached fd may stand for its path any more
   if (pureUpperTarget) st.dirs.invalidate(upper, targetPath);

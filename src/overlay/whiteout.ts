@@ -17,6 +17,7 @@
  *   configured prefix.
  */
 import { constants as fsc } from 'node:fs';
+import { E, toErrno } from '../errors';
 import { native, type Stat } from '../native';
 import { tryGetXattr, tryStatAt, xattrPath } from './layers';
 
@@ -97,9 +98,17 @@ export function makeWhiteout(dirfd: number, name: string): void {
   native.mknodat(dirfd, name, fsc.S_IFCHR, 0, 0);
 }
 
-/** AUFS: does `.wh.<name>` exist in dirfd (hiding <name> in the layers below)? */
+/**
+ * AUFS: does `.wh.<name>` exist in dirfd (hiding <name> in the layers below)? For a
+ * name near the length limit `.wh.<name>` is too long to exist (ENAMETOOLONG): none.
+ */
 export function hasAufsWhiteout(dirfd: number, name: string): boolean {
-  return tryStatAt(dirfd, AUFS_PREFIX + name) !== null;
+  try {
+    return tryStatAt(dirfd, AUFS_PREFIX + name) !== null;
+  } catch (e) {
+    if (toErrno(e) === E.ENAMETOOLONG) return false;
+    throw e;
+  }
 }
 
 /**
