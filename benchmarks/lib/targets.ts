@@ -133,7 +133,7 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
         fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)',
       root: overlayRoot,
       mount: (ds, dirs) =>
-        mountWith('stratafs', run(process.execPath, [cli, '-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
+        mountWith('stratafs', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),
     },
   };

@@ -13,6 +13,8 @@ export { overlayConfig } from '../server/mount-server';
 
 const log = createDebug('stratafs:daemon');
 
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
 /** Reader threads on the device (the first fd plus clones). */
 const READERS = 2;
 
@@ -23,8 +25,6 @@ const READERS = 2;
 export async function serve(opts: MountOptions, report: ReadyChannel): Promise<void> {
   if (opts.ignored.length > 0) log('options without effect here: %s', opts.ignored.join(','));
   const server = new MountServer({ readers: READERS });
-  const mounted = await server.mount(opts);
-  if (mounted.notice) report.notice(mounted.notice);
 
   let unmounting = false;
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -35,9 +35,13 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
       process.stderr.write(`stratafs: cannot unmount ${opts.mountpoint}: ${e.message}\n`);
     });
   };
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, onSignal);
-
-  report.ready();
+  // the caller learns "ready" as soon as the kernel has the mount; the session code
+  // loads after that (MountServer.mount)
+  const mounted = await server.mount(opts, (notice) => {
+    if (notice) report.notice(notice);
+    for (const sig of SIGNALS) process.on(sig, onSignal);
+    report.ready();
+  });
   await mounted.ended;
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(sig, onSignal);
+  for (const sig of SIGNALS) process.off(sig, onSignal);
 }

@@ -2,12 +2,11 @@
  * `stratafs` command entry point. Every failure a person can act on is one line on
  * stderr and a non-zero exit; nothing is changed on disk by a refused command.
  */
-import createDebug from 'debug';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import { parseArgs, USAGE } from './options';
-import { daemonChannel, spawnDetached, type ReadyChannel } from './detach';
+import { daemonChannel, foregroundChannel } from './detach';
 
 export function version(): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
@@ -20,13 +19,6 @@ function oneLine(e: unknown): string {
   return String(e);
 }
 
-/** A channel for a foreground mount: notices and errors go straight to stderr. */
-const foregroundChannel: ReadyChannel = {
-  notice: (text) => process.stderr.write(`stratafs: ${text}\n`),
-  ready: () => undefined,
-  error: (text) => process.stderr.write(`stratafs: ${text}\n`),
-};
-
 export async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'graphdriver' || argv[0] === 'daemon') {
     try {
@@ -38,11 +30,14 @@ export async function main(argv: string[]): Promise<void> {
     }
     return;
   }
+  // set by bin/stratafs for a mount request: everything is reported to the waiting caller
+  const channel = daemonChannel();
+  const report = channel ?? foregroundChannel;
   let command;
   try {
     command = parseArgs(argv);
   } catch (e) {
-    process.stderr.write(`stratafs: ${oneLine(e)}\n`);
+    report.usage(oneLine(e));
     process.exitCode = 2;
     return;
   }
@@ -55,30 +50,31 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const opts = command.options;
+  if (channel) process.chdir('/'); // hold no directory busy (paths are absolute by now)
   if (opts.server !== undefined) {
     // a running `stratafs daemon` serves it: nothing to detach
     try {
       const { mountVia } = await import('../server/socket.js');
       const notice = await mountVia(opts.server, opts);
-      if (notice) process.stderr.write(`stratafs: ${notice}\n`);
+      if (notice) report.notice(notice);
+      report.ready();
     } catch (e) {
-      process.stderr.write(`stratafs: ${oneLine(e)}\n`);
+      report.error(oneLine(e));
       process.exitCode = 1;
     }
     return;
   }
-  const channel = daemonChannel();
   if (!channel && !opts.foreground) {
-    // the caller side of a detached mount: run the daemon, wait for its verdict
-    process.exitCode = await spawnDetached(process.argv[1], argv);
+    report.usage('bin/stratafs.js serves a mount only in the foreground (-f); mount with bin/stratafs');
+    process.exitCode = 2;
     return;
   }
-  if (opts.debug) createDebug.enable('stratafs:*');
-  const report = channel ?? foregroundChannel;
-  if (channel) process.chdir('/'); // hold no directory busy
+  if (opts.debug) (await import('debug')).default.enable('stratafs:*');
   try {
-    // the daemon module loads the native addon: import it only when mounting
-    const { serve } = await import('./daemon.js');
+    // the daemon module loads the native addon: load it only when mounting, with require:
+    // a dynamic import() would start Node's ESM loader first (about 20 ms)
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { serve } = require('./daemon.js') as typeof import('./daemon.js');
     await serve(opts, report);
   } catch (e) {
     report.error(oneLine(e));

@@ -18,7 +18,7 @@
 import createDebug from 'debug';
 import { Overlay } from '../overlay';
 import type { OverlayConfig, IdMapRange } from '../overlay/config';
-import { FuseSession } from '../fuse/bridge';
+import type { FuseSession } from '../fuse/bridge';
 import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
 
@@ -49,6 +49,16 @@ export interface ServedMount {
   readonly ended: Promise<void>;
   /** a notice for the person who asked (e.g. a stale mountpoint was cleared) */
   readonly notice?: string;
+}
+
+/**
+ * The FUSE session code, loaded on the first mount once the mount is in place: the
+ * kernel queues requests until a reader takes them, and a caller told "mounted" (the
+ * detached CLI) goes on while this loads.
+ */
+function sessionClass(): typeof FuseSession {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../fuse/bridge') as typeof import('../fuse/bridge')).FuseSession;
 }
 
 export interface MountServerOptions {
@@ -82,8 +92,12 @@ export class MountServer {
     this.readers = opts.readers ?? 1;
   }
 
-  /** Mounts and starts serving; resolves once the mount is ready to use. */
-  async mount(spec: MountSpec): Promise<ServedMount> {
+  /**
+   * Mounts and starts serving; resolves once the mount is ready to use. `onMounted` is
+   * called as soon as the kernel has the mount (with the notice, if any), before the
+   * session starts: what is checked before mounting is all that can fail.
+   */
+  async mount(spec: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
     const target = spec.mountpoint;
     if (this.mounts.has(target)) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${target} is already served by this process`);
@@ -93,7 +107,7 @@ export class MountServer {
     const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)) };
     this.mounts.set(target, placeholder);
     try {
-      const served = await this.start(spec);
+      const served = await this.start(spec, onMounted);
       this.mounts.set(target, served);
       void served.ended.then(() => {
         if (this.mounts.get(target) === served) this.mounts.delete(target);
@@ -107,7 +121,7 @@ export class MountServer {
     }
   }
 
-  private async start(spec: MountSpec): Promise<ServedMount> {
+  private async start(spec: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
     const notice = prepareMountpoint(spec.mountpoint);
     const overlay = await Overlay.open(overlayConfig(spec));
     let dev;
@@ -118,7 +132,8 @@ export class MountServer {
       throw e;
     }
     log('mounted %s (device fd %d, %d served)', spec.mountpoint, dev.devFd, this.mounts.size);
-    const session = new FuseSession({
+    onMounted?.(notice);
+    const session = new (sessionClass())({
       devFd: dev.devFd,
       fs: overlay,
       readers: this.readers,

@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'stratafs');
+const DETACH_JS = path.resolve(__dirname, '..', '..', 'dist', 'src', 'cli', 'detach.js');
 
 interface Run {
   code: number | null;
@@ -21,7 +22,7 @@ interface Run {
 /** Runs the CLI and resolves when the process has exited AND its stdio pipes are closed. */
 function run(args: string[], timeoutMs = 20000): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -54,7 +55,7 @@ function daemonsFor(mnt: string): number[] {
     if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
     try {
       const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('bin/stratafs')) && argv.includes(mnt)) pids.push(Number(d));
+      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) pids.push(Number(d));
     } catch {
       // gone meanwhile
     }
@@ -108,17 +109,20 @@ t.test('--version and --help', async (t) => {
 
 t.test('misuse: one line, exit != 0, nothing mounted or written', async (t) => {
   const l = layers(t);
-  const cases: [string[], RegExp][] = [
-    [[l.mnt], /lowerdir= is required/],
-    [['-o', `lowerdir=${l.lower},bogus`, l.mnt], /unknown option "bogus"/],
-    [['-o', `lowerdir=${l.lower},upperdir=${l.upper}`, l.mnt], /needs workdir/],
-    [['-o', `lowerdir=${l.root}/missing`, l.mnt], /missing/],
-    [['-o', `lowerdir=${l.lower}/hello`, l.mnt], /not a directory/],
-    [['-o', `lowerdir=${l.lower}`, `${l.root}/nomnt`], /does not exist/],
+  // exit 2: the command line is wrong; exit 1: the mount failed
+  const cases: [string[], RegExp, number][] = [
+    [[], /no mountpoint given/, 2],
+    [[l.mnt], /lowerdir= is required/, 2],
+    [['-o', `lowerdir=${l.lower},bogus`, l.mnt], /unknown option "bogus"/, 2],
+    [['-o', `lowerdir=${l.lower},upperdir=${l.upper}`, l.mnt], /needs workdir/, 2],
+    [['-o', `lowerdir=${l.lower}`, l.mnt, `${l.root}/second`], /one mountpoint expected/, 2],
+    [['-o', `lowerdir=${l.root}/missing`, l.mnt], /missing/, 1],
+    [['-o', `lowerdir=${l.lower}/hello`, l.mnt], /not a directory/, 1],
+    [['-o', `lowerdir=${l.lower}`, `${l.root}/nomnt`], /does not exist/, 1],
   ];
-  for (const [args, pattern] of cases) {
+  for (const [args, pattern, code] of cases) {
     const r = await run(args);
-    t.not(r.code, 0, `exit != 0 for ${args.join(' ')}`);
+    t.equal(r.code, code, `exit ${code} for ${args.join(' ')}`);
     t.match(r.stderr, pattern, `names the problem: ${r.stderr.trim()}`);
     t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
     t.notOk(isMounted(l.mnt), 'nothing mounted');
@@ -140,6 +144,49 @@ t.test('detached mount: exit 0 once ready, stdio released, unmount ends the daem
   const um = spawnSync('fusermount3', ['-u', l.mnt], { encoding: 'utf8' });
   t.equal(um.status, 0, `fusermount3 -u succeeds ${um.stderr}`);
   t.ok(await waitFor(() => daemonsFor(l.mnt).length === 0, 10000), 'daemon exits after fusermount3 -u');
+});
+
+t.test('the caller sees EOF on the stderr it passed while the daemon serves on', async (t) => {
+  const l = layers(t);
+  const child = spawn(BIN, ['-o', l.opts, l.mnt], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  const atEof = await new Promise<{ exited: boolean; mounted: boolean; daemons: number }>((resolve) => {
+    child.stderr.resume();
+    child.stderr.on('end', () => resolve({ exited, mounted: isMounted(l.mnt), daemons: daemonsFor(l.mnt).length }));
+  });
+  t.ok(atEof.mounted, 'the mount is up when stderr reaches EOF');
+  t.equal(atEof.daemons, 1, 'and its daemon runs on: it does not hold the stderr');
+  await new Promise((r) => (exited ? r(undefined) : child.on('exit', r)));
+  t.equal(child.exitCode, 0, 'the command exits 0');
+});
+
+t.test('the verdict pipe: lines to the caller, closed after ready, not inherited by children', async (t) => {
+  // a stand-in daemon: takes the channel, starts a shell that lists its own fds, reports
+  // whether the channel's pipe is among them, says ready, then lives on
+  const script = `
+    const fs = require('node:fs');
+    const pipe = fs.readlinkSync('/proc/self/fd/3');
+    const channel = require(${JSON.stringify(DETACH_JS)}).daemonChannel();
+    const fds = require('node:child_process').execFileSync('sh', ['-c', 'for f in /proc/$$/fd/*; do readlink "$f"; done 2>/dev/null; exit 0'], { encoding: 'utf8' });
+    channel.notice(fds.split('\\n').includes(pipe) ? 'inherited' : 'not inherited');
+    channel.ready();
+    channel.notice('after ready');
+    setInterval(() => undefined, 60000);`;
+  const child = spawn(process.execPath, ['-e', script], {
+    stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '', STRATAFS_READY_FD: '3' },
+  });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  const channel = child.stdio[3] as NodeJS.ReadableStream;
+  let lines = '';
+  channel.setEncoding('utf8');
+  channel.on('data', (d: string) => (lines += d));
+  await new Promise((r) => channel.on('end', r));
+  t.same(lines.split('\n'), ['notice not inherited', 'ready', ''], 'a notice, ready, then EOF; nothing after ready');
+  t.equal(child.exitCode, null, 'EOF came from the closed channel, the process still runs');
 });
 
 t.test('umount(8) ends the daemon too', async (t) => {
@@ -170,7 +217,7 @@ t.test('a stale mount left by a killed daemon is reported and mounted over', asy
 
 t.test('SIGTERM to a foreground daemon unmounts and exits', async (t) => {
   const l = layers(t);
-  const child = spawn(process.execPath, [BIN, '-f', '-o', l.opts, l.mnt], { stdio: 'ignore' });
+  const child = spawn(BIN, ['-f', '-o', l.opts, l.mnt], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.ok(await waitFor(() => isMounted(l.mnt), 10000), 'mounted in the foreground');
   child.kill('SIGTERM');

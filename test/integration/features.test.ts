@@ -56,7 +56,7 @@ function mounted(t: tap.Test, populate: (m: Mount) => void, extra = ''): Mount {
   });
   populate(m);
   const opts = `lowerdir=${m.lower}:${m.lower2},upperdir=${m.upper},workdir=${m.work}${extra}`;
-  const r = spawnSync(process.execPath, [BIN, '-o', opts, m.mnt], { encoding: 'utf8' });
+  const r = spawnSync(BIN, ['-o', opts, m.mnt], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`mount failed: ${r.stderr}`);
   return m;
 }
@@ -294,7 +294,7 @@ t.test('read-only mounts refuse changes with EROFS', async (t) => {
     for (let i = 0; i < 3 && isMounted(mnt); i++) spawnSync('umount', ['-l', mnt]);
     fs.rmSync(root, { recursive: true, force: true });
   });
-  const r = spawnSync(process.execPath, [BIN, '-o', `lowerdir=${lower}`, mnt], { encoding: 'utf8' });
+  const r = spawnSync(BIN, ['-o', `lowerdir=${lower}`, mnt], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stderr);
   t.equal(sh(`cat ${mnt}/f`).stdout, 'ro');
   for (const cmd of [`touch ${mnt}/new`, `rm ${mnt}/f`, `echo x >> ${mnt}/f`, `chmod 600 ${mnt}/f`, `mkdir ${mnt}/d`]) {

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../lib/tmp';
-import { plainNode, runOk } from '../lib/proc';
+import { plainExec, runOk } from '../lib/proc';
 import { mountTable, STRATAFS_BIN } from '../lib/mounts';
 import { hasDocker, startDockerd } from '../lib/docker';
 
@@ -50,7 +50,7 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   const sock = `/run/docker/plugins/${name}.sock`;
 
   // the plugin, in its own process
-  const [cmd, args] = plainNode([STRATAFS_BIN, 'graphdriver', '--name', name]);
+  const [cmd, args] = plainExec([STRATAFS_BIN, 'graphdriver', '--name', name]);
   const plugin = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let pluginErr = '';
   plugin.stderr!.on('data', (d) => (pluginErr += d));

@@ -10,13 +10,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tempDir, type Teardown } from '../lib/tmp';
-import { plainNode, run, runOk } from '../lib/proc';
+import { plainExec, run, runOk } from '../lib/proc';
 import { mountTable, STRATAFS_BIN } from '../lib/mounts';
 import { makeTar } from '../unit/graphdriver/tarlib';
 import { call, post } from '../unit/graphdriver/pluginlib';
 
 async function startPlugin(t: Teardown, sock: string): Promise<ChildProcess> {
-  const [cmd, args] = plainNode([STRATAFS_BIN, 'graphdriver', '--socket', sock]);
+  const [cmd, args] = plainExec([STRATAFS_BIN, 'graphdriver', '--socket', sock]);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));

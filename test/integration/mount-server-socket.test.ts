@@ -10,11 +10,11 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { tempDir } from '../lib/tmp';
-import { plainNode, run, runOk } from '../lib/proc';
+import { plainExec, run, runOk } from '../lib/proc';
 import { mountTable, STRATAFS_BIN } from '../lib/mounts';
 
 const stratafs = (args: string[]): ReturnType<typeof run> => {
-  const [cmd, a] = plainNode([STRATAFS_BIN, ...args]);
+  const [cmd, a] = plainExec([STRATAFS_BIN, ...args]);
   return run(cmd, a, { timeoutMs: 30_000 });
 };
 
@@ -33,7 +33,7 @@ const rssKiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(fs.readFile
 t.test('one daemon serves the mounts asked for over its socket', async (t) => {
   const base = await tempDir(t, 'gdsocket');
   const sock = path.join(base, 'd.sock');
-  const [cmd, args] = plainNode([STRATAFS_BIN, 'daemon', '--socket', sock]);
+  const [cmd, args] = plainExec([STRATAFS_BIN, 'daemon', '--socket', sock]);
   const daemon = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   daemon.stderr!.on('data', (d) => (err += d));
@@ -64,7 +64,7 @@ t.test('one daemon serves the mounts asked for over its socket', async (t) => {
   t.equal(await runOk('cat', [`${mnts[0]}/f`]), 'lower\n', 'reads through a daemon mount');
   await runOk('/bin/sh', ['-c', `echo up > ${mnts[1]}/f`]);
   t.equal(fs.readFileSync(path.join(base, 'm1', 'upper', 'f'), 'utf8'), 'up\n', 'writes go to its upper');
-  t.equal((await run('pgrep', ['-f', `bin/stratafs -o server=${sock}`])).stdout.trim(), '', 'no process per mount stays');
+  t.equal((await run('pgrep', ['-f', `bin/stratafs(\\.js)? -o server=${sock}`])).stdout.trim(), '', 'no process per mount stays');
 
   const listed = (await stratafs(['daemon', '--socket', sock, '--list'])).stdout.trim().split('\n').sort();
   t.same(listed, [...mnts].sort(), '--list names every mount');

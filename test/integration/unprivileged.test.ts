@@ -49,7 +49,7 @@ t.test('an unprivileged user mounts, writes, deletes and unmounts', async (t) =>
     fs.rmSync(root, { recursive: true, force: true });
   });
 
-  const m = asUser([process.execPath, BIN, '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]);
+  const m = asUser([BIN, '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]);
   t.equal(m.status, 0, `mounted as ${USER}: ${m.stderr}`);
   const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === mnt) ?? '';
   t.match(line, /fuse\.stratafs/, 'a stratafs mount');

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { plainNode, run } from './proc';
+import { plainExec, run } from './proc';
 
 /** A mounted overlay. unmount() is idempotent and never throws for "not mounted". */
 export interface Mounted {
@@ -116,7 +116,7 @@ export async function mountStratafs(spec: StratafsSpec): Promise<Mounted> {
   const unmount = makeUnmount(spec.mnt, true);
   const log = `${resolve(spec.mnt)}.log`;
   const logFd = openSync(log, 'a');
-  const [cmd, args] = plainNode([STRATAFS_BIN, '-o', options, spec.mnt]);
+  const [cmd, args] = plainExec([STRATAFS_BIN, '-o', options, spec.mnt]);
   let child;
   try {
     child = spawn(cmd, args, { stdio: ['ignore', logFd, logFd] });

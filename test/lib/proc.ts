@@ -70,3 +70,8 @@ export async function runOk(cmd: string, args: readonly string[], opts: RunOptio
 export function plainNode(args: readonly string[]): [string, string[]] {
   return ['env', ['-u', 'NODE_OPTIONS', process.execPath, ...args]];
 }
+
+/** The same for an executable that starts Node.js itself (bin/stratafs, a shell launcher). */
+export function plainExec(args: readonly string[]): [string, string[]] {
+  return ['env', ['-u', 'NODE_OPTIONS', ...args]];
+}
