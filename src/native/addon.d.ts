@@ -184,6 +184,8 @@ export interface Addon {
   // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
   /** throws ENODATA when absent */
   getxattr(path: string, name: string, follow: boolean): Buffer;
+  /** as getxattr, but a failure returns its errno (a number) instead of throwing */
+  getxattrOrErrno(path: string, name: string, follow: boolean): Buffer | number;
   setxattr(path: string, name: string, value: Buffer, flags: number, follow: boolean): void;
   /** names as byte strings */
   listxattr(path: string, follow: boolean): string[];

@@ -170,8 +170,11 @@ export interface FileSystemApi {
 
   statfs(ctx: Ctx, node: NodeId): Awaitable<FsStat>;
   setxattr(ctx: Ctx, node: NodeId, name: string, value: Buffer, flags: number): Awaitable<void>;
-  /** throws ENODATA when absent */
-  getxattr(ctx: Ctx, node: NodeId, name: string): Awaitable<Buffer>;
+  /**
+   * null when the attribute is absent (answered ENODATA): the common answer (`ls -l`
+   * asks for security.selinux on every file), so it is a value, not an exception
+   */
+  getxattr(ctx: Ctx, node: NodeId, name: string): Awaitable<Buffer | null>;
   listxattr(ctx: Ctx, node: NodeId): Awaitable<string[]>;
   removexattr(ctx: Ctx, node: NodeId, name: string): Awaitable<void>;
   /** F_OK/R_OK/W_OK/X_OK check (permission bits are enforced by the kernel; EROFS on a read-only mount) */

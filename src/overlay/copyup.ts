@@ -120,6 +120,7 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
   // in the upper from here on, whatever fails below (see header)
   node.upper = true;
   node.upperXwhiteouts = false;
+  node.noXattrs = false;
   bestEffort('times of copied-up directory', () => {
     if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
   });

@@ -182,7 +182,7 @@ export class Overlay implements FileSystemApi {
     return xattr.setxattr(this.st, this.st.node(node), name, value, flags);
   }
 
-  getxattr(_ctx: Ctx, node: NodeId, name: string): Buffer {
+  getxattr(_ctx: Ctx, node: NodeId, name: string): Buffer | null {
     return xattr.getxattr(this.st, this.st.node(node), name);
   }
 

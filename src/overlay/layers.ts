@@ -201,11 +201,8 @@ export function openDirAt(dirfd: number, name: string): number {
 /** getxattr or null when absent / unsupported. */
 export function tryGetXattr(dirfd: number, name: string, attr: string): Buffer | null {
   const { path, follow } = xattrPath(dirfd, name);
-  try {
-    return native.getxattr(path, attr, follow);
-  } catch (e) {
-    const errno = toErrno(e);
-    if (errno === E.ENODATA || errno === E.EOPNOTSUPP || errno === E.ENOENT || errno === E.EPERM) return null;
-    throw e;
-  }
+  const v = native.getxattrOrErrno(path, attr, follow);
+  if (typeof v !== 'number') return v;
+  if (v === E.ENODATA || v === E.EOPNOTSUPP || v === E.ENOENT || v === E.EPERM) return null;
+  return fail(v);
 }

@@ -14,6 +14,7 @@ import type { Request, RequestBody, RequestKind } from '../wire/decode';
 import {
   decodeDev, encodeAttr, encodeCreate, encodeData, encodeEmpty, encodeEntry, encodeLseek, encodeOpen,
   encodeReadlink, encodeStatfs, encodeWrite, encodeXattrSize, xattrList, type OpenOut, type Reply,
+  encodeError,
 } from '../wire/encode';
 import { DirentWriter } from '../wire/dirent';
 import { FOPEN, OPEN_KILL_SUIDGID, RENAME_FLAG, WRITE_KILL_SUIDGID } from '../wire/protocol';
@@ -183,6 +184,7 @@ export const handlers: HandlerTable = {
   },
   async GETXATTR(core, { header, body }, ctx) {
     const value = await core.fs.getxattr(ctx, header.nodeId, body.name);
+    if (value === null) return { reply: encodeError(header.unique, E.ENODATA) };
     if (body.size === 0) return { reply: encodeXattrSize(header.unique, value.length) };
     if (value.length > body.size) fail(E.ERANGE);
     return { reply: encodeData(header.unique, value) };
