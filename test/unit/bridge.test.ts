@@ -475,7 +475,9 @@ t.test('passthrough: reuse of one backing id per node, fallbacks', async (t) => 
     await s.handleRequest(3, frame(Opcode.OPEN, node, openIn(0)));
     const b = tr.last().buf;
     t.equal(errorOf(tr.last()), 0);
-    return { fh: Number(b.readBigUInt64LE(16)), flags: b.readUInt32LE(24), backing: b.readInt32LE(28) };
+    const flags = b.readUInt32LE(24);
+    t.ok(flags & FOPEN.NOFLUSH, 'no FLUSH on close');
+    return { fh: Number(b.readBigUInt64LE(16)), flags: flags & ~FOPEN.NOFLUSH, backing: b.readInt32LE(28) };
   };
   const release = (fh: number) => s.handleRequest(3, frame(Opcode.RELEASE, 0, releaseIn(fh)));
   tr.keys.set(100, 'lower:1').set(101, 'lower:1').set(102, 'upper:1');
@@ -527,7 +529,7 @@ t.test('passthrough: reuse of one backing id per node, fallbacks', async (t) => 
   fs.opens.push({ fh: 8, backingFd: 100 });
   await s.handleRequest(3, frame(Opcode.CREATE, 1, Buffer.concat([u32(0o101, 0o100644, 0o22, 0), cstr('newfile')])));
   const cb = tr.last().buf;
-  t.equal(cb.readUInt32LE(Size.OUT_HEADER + Size.ENTRY_OUT + 8), FOPEN.PASSTHROUGH);
+  t.equal(cb.readUInt32LE(Size.OUT_HEADER + Size.ENTRY_OUT + 8), FOPEN.PASSTHROUGH | FOPEN.NOFLUSH);
   t.equal(cb.readInt32LE(Size.OUT_HEADER + Size.ENTRY_OUT + 12), 5);
 });
 
@@ -535,7 +537,7 @@ t.test('passthrough not negotiated: backing fds are ignored', async (t) => {
   const { fs, tr, s } = await setup({ isRoot: false });
   fs.opens.push({ fh: 1, backingFd: 100, keepCache: true });
   await s.handleRequest(3, frame(Opcode.OPEN, 7, openIn(0)));
-  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), FOPEN.KEEP_CACHE);
+  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), FOPEN.KEEP_CACHE | FOPEN.NOFLUSH);
   t.same(tr.backingOpens, []);
 });
 
@@ -545,7 +547,7 @@ t.test('passthrough: a failing BACKING_OPEN falls back to a cached open', async 
   fs.opens.push({ fh: 1, backingFd: 100 });
   await s.handleRequest(3, frame(Opcode.OPEN, 7, openIn(0)));
   t.equal(errorOf(tr.last()), 0);
-  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), 0);
+  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), FOPEN.NOFLUSH);
 });
 
 t.test('notify is sent later, never synchronously', async (t) => {

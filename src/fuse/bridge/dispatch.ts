@@ -69,7 +69,11 @@ async function openFile(core: Core, ctx: Ctx, node: NodeId, r: OpenResult, flags
       throw e;
     }
   }
-  return core.registry.open(node, r);
+  // FLUSH does nothing here (no locks, data goes to the layer file as written): the
+  // kernel need not send it on every close
+  const out = core.registry.open(node, r);
+  out.openFlags |= FOPEN.NOFLUSH;
+  return out;
 }
 
 export const handlers: HandlerTable = {
