@@ -141,6 +141,8 @@ export interface Addon {
   close(fd: number): void;
   /** statx(2); `flags` = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH ... */
   statx(dirfd: number, path: string, flags: number): Stat;
+  /** as statx, but a failure returns its errno (a number) instead of throwing */
+  statxOrErrno(dirfd: number, path: string, flags: number): Stat | number;
   mkdirat(dirfd: number, name: string, mode: number): void;
   mknodat(dirfd: number, name: string, mode: number, major: number, minor: number): void;
   symlinkat(target: string, dirfd: number, name: string): void;

@@ -131,7 +131,12 @@ export interface FileSystemApi {
   setInvalidator?(invalidate: (node: NodeId) => void): void;
   destroy(): Awaitable<void>;
 
-  lookup(ctx: Ctx, parent: NodeId, name: string): Awaitable<Entry>;
+  /**
+   * null when the name is not in the merged view (ENOENT), a value rather than an
+   * exception: the bridge answers with a negative entry the kernel caches, since only
+   * operations through the mount create names
+   */
+  lookup(ctx: Ctx, parent: NodeId, name: string): Awaitable<Entry | null>;
   forget(node: NodeId, nlookup: number): void;
   getattr(ctx: Ctx, node: NodeId, fh?: number): Awaitable<Attr>;
   setattr(ctx: Ctx, node: NodeId, changes: SetattrChanges): Awaitable<Attr>;

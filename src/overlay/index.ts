@@ -21,7 +21,7 @@ import type {
 import { entryOf, getAttr, toAttr } from './attr';
 import type { OverlayConfig } from './config';
 import * as files from './files';
-import { lookupNode } from './lookup';
+import { nodeFor, resolve, type FoundLower } from './lookup';
 import { closeState, openState } from './mount';
 import * as ns from './namespace';
 import { rename } from './rename';
@@ -57,8 +57,12 @@ export class Overlay implements FileSystemApi {
     closeState(this.st);
   }
 
-  lookup(_ctx: Ctx, parent: NodeId, name: string): Entry {
-    return entryOf(this.st, lookupNode(this.st, this.st.node(parent), name));
+  lookup(_ctx: Ctx, parent: NodeId, name: string): Entry | null {
+    const p = this.st.node(parent);
+    const r = resolve(this.st, p, name);
+    if (r === null) return null;
+    // the stat the resolution made is the node's: no second statx
+    return entryOf(this.st, nodeFor(this.st, p, name, r), r.upper ?? (r.lowers[0] as FoundLower).stat);
   }
 
   forget(node: NodeId, nlookup: number): void {

@@ -164,13 +164,10 @@ export function statAt(dirfd: number, name: string): Stat {
 
 /** statAt, or null when the name does not exist. */
 export function tryStatAt(dirfd: number, name: string): Stat | null {
-  try {
-    return statAt(dirfd, name);
-  } catch (e) {
-    const errno = toErrno(e);
-    if (errno === E.ENOENT || errno === E.ENOTDIR) return null;
-    throw e;
-  }
+  const s = native.statxOrErrno(dirfd, name, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
+  if (typeof s !== 'number') return s;
+  if (s === E.ENOENT || s === E.ENOTDIR) return null;
+  return fail(s);
 }
 
 /**

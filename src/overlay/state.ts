@@ -7,8 +7,12 @@ import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import type { DirEntryOut, NodeId } from './api';
 import type { OverlayConfig } from './config';
+import { AufsIndex } from './aufs';
 import { InodeTable, Node } from './inodes';
 import { DirFds, basenameOf, dirnameOf, statAt, type Layer } from './layers';
+
+/** lower directories whose AUFS entries are remembered (a few hundred bytes each at most) */
+const AUFS_INDEX_DIRS = 16384;
 
 export interface FileHandle {
   kind: 'file';
@@ -43,6 +47,8 @@ export class State {
   private nextFh = 1;
   private tmpCounter = 0;
   readonly inodes: InodeTable;
+  /** AUFS whiteouts and opaque markers of the lower directories met (aufs.ts) */
+  readonly aufs = new AufsIndex(AUFS_INDEX_DIRS);
   /** negotiated at init (files.ts adapts open flags to it) */
   passthrough = false;
   writebackCache = false;

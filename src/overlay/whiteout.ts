@@ -18,7 +18,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { native, type Stat } from '../native';
-import { tryGetXattr, tryStatAt, xattrPath } from './layers';
+import { tryGetXattr, xattrPath } from './layers';
 
 export const AUFS_PREFIX = '.wh.';
 export const AUFS_OPAQUE = '.wh..wh..opq';
@@ -65,10 +65,10 @@ export interface DirMarks {
 }
 
 /**
- * Marks of directory `name` inside `dirfd` ('' = dirfd itself). `dirOwnFd`, when given,
- * is an fd of the directory itself, used to look for the AUFS opaque marker (lowers).
+ * Marks of directory `name` inside `dirfd` ('' = dirfd itself). `aufsOpaque`, when
+ * given (lowers), says whether the directory holds the AUFS opaque marker.
  */
-export function dirMarks(dirfd: number, name: string, dirOwnFd: number | null): DirMarks {
+export function dirMarks(dirfd: number, name: string, aufsOpaque: (() => boolean) | null): DirMarks {
   // one listxattr instead of a getxattr per attribute and prefix: most dirs have none
   const names = listXattrNames(dirfd, name);
   const read = (attr: string): string | null => {
@@ -79,7 +79,7 @@ export function dirMarks(dirfd: number, name: string, dirOwnFd: number | null): 
   const v = read('opaque');
   let opaque = v === 'y';
   const xwhiteouts = v === 'x';
-  if (!opaque && dirOwnFd !== null) opaque = tryStatAt(dirOwnFd, AUFS_OPAQUE) !== null;
+  if (!opaque && aufsOpaque !== null) opaque = aufsOpaque();
   return { opaque, xwhiteouts, redirect: read('redirect') };
 }
 
@@ -95,11 +95,6 @@ function listXattrNames(dirfd: number, name: string): string[] {
 /** Creates a kernel-style whiteout (char device 0/0) `name` in `dirfd`. */
 export function makeWhiteout(dirfd: number, name: string): void {
   native.mknodat(dirfd, name, fsc.S_IFCHR, 0, 0);
-}
-
-/** AUFS: does `.wh.<name>` exist in dirfd (hiding <name> in the layers below)? */
-export function hasAufsWhiteout(dirfd: number, name: string): boolean {
-  return tryStatAt(dirfd, AUFS_PREFIX + name) !== null;
 }
 
 /**

@@ -71,9 +71,10 @@ class FakeFs implements FileSystemApi {
   }
   init(o: { passthrough: boolean; writebackCache: boolean }): void { this.rec('init', o); }
   destroy(): void { this.rec('destroy'); }
-  lookup(ctx: Ctx, parent: number, name: string): Entry {
+  lookup(ctx: Ctx, parent: number, name: string): Entry | null {
     this.rec('lookup', ctx, parent, name);
     const n = this.nodes.get(name);
+    if (name === 'absent') return null;
     if (n === undefined) throw new FsError(E.ENOENT);
     return this.entry(n);
   }
@@ -260,6 +261,24 @@ t.test('LOOKUP replies on the fd the request came from, with the caller', async 
   const [ctx, parent, name] = fs.called('lookup')[0] as [Ctx, number, string];
   t.same(ctx, { uid: 1000, gid: 1001, pid: 77 });
   t.same([parent, name], [1, 'foo']);
+});
+
+t.test('LOOKUP of a name that is not there: a negative entry the kernel caches', async (t) => {
+  const { tr, s } = await setup();
+  await s.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('absent')));
+  const w = tr.last();
+  t.equal(errorOf(w), 0, 'not an error');
+  t.equal(w.buf.length, Size.OUT_HEADER + Size.ENTRY_OUT);
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER), 0n, 'node id 0');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 16), 1n, 'entry_valid: the entry timeout');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 24), 0n, 'no attributes');
+  // with no caching, a plain ENOENT
+  const fs = new FakeFs();
+  const tr0 = new FakeTransport();
+  const s0 = new FuseSession({ devFd: 3, fs, transport: tr0, entryTimeout: 0, debug: () => undefined });
+  await s0.handleRequest(3, initFrame(45, ALL_OFFERED));
+  await s0.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('absent')));
+  t.equal(errorOf(tr0.last()), -E.ENOENT);
 });
 
 /** a second session over the same fakes, already past INIT */

@@ -50,6 +50,8 @@ export interface FuseSessionOptions {
   isRoot?: boolean;
   /** seconds the kernel may cache attributes returned by GETATTR/SETATTR (default 1) */
   attrTimeout?: number;
+  /** seconds the kernel may cache the absence of a name (default: attrTimeout) */
+  entryTimeout?: number;
   debug?: Logger;
   /** device operations; defaults to the native addon (loaded on first use) */
   transport?: Partial<FuseTransport>;
@@ -268,6 +270,7 @@ export class FuseSession extends EventEmitter {
     const core: Core = {
       fs: this.fs,
       attrTimeout: this.opts.attrTimeout ?? 1,
+      entryTimeout: this.opts.entryTimeout ?? this.opts.attrTimeout ?? 1,
       registry: this.registry,
       killprivV2: n.killprivV2,
       dontMask: n.dontMask,

@@ -92,6 +92,15 @@ export function encodeEntry(unique: bigint, e: Entry): Reply {
   return [buf];
 }
 
+/** "no such name", for the kernel to cache `timeout` seconds: node id 0 */
+export function encodeNegativeEntry(unique: bigint, timeout: number): Reply {
+  const { buf, body } = frame(unique, Size.ENTRY_OUT);
+  const [s, ns] = splitTimeout(timeout);
+  body.writeBigUInt64LE(s, 16);
+  body.writeUInt32LE(ns, 32);
+  return [buf];
+}
+
 export function encodeAttr(unique: bigint, attr: Attr, timeout: number): Reply {
   const { buf, body } = frame(unique, Size.ATTR_OUT);
   const [s, ns] = splitTimeout(timeout);
