@@ -30,6 +30,7 @@ export function overlayConfig(opts: MountOptions): OverlayConfig {
     squashToGid: opts.squashToGid,
     entryTimeout: opts.timeout,
     attrTimeout: opts.timeout,
+    metacopy: opts.metacopy,
   };
 }
 

@@ -11,6 +11,7 @@
  *   setattr.ts   chmod/chown/truncate/utimens             xattr.ts    xattrs
  *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
  *   acl.ts       default ACLs and umask at creation       durable.ts  fsync off the JS thread
+ *   aufs.ts      AUFS marks, read once per lower dir      metacopy.ts metadata-only copy-up
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';

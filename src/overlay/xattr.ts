@@ -80,7 +80,7 @@ export function listxattr(st: State, node: Node): string[] {
 export async function setxattr(st: State, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
   st.requireUpper();
   const disk = toDisk(st, name);
-  await copyUp(st, node);
+  await copyUp(st, node, { data: true, metaOnly: true });
   const { path, follow } = where(st, node);
   node.noXattrs = false;
   native.setxattr(path, disk, value, flags, follow);
@@ -95,7 +95,7 @@ export async function removexattr(st: State, node: Node, name: string): Promise<
     const lower = where(st, node);
     native.getxattr(lower.path, disk, lower.follow);
   }
-  await copyUp(st, node);
+  await copyUp(st, node, { data: true, metaOnly: true });
   const { path, follow } = where(st, node);
   native.removexattr(path, disk, follow);
 }
