@@ -174,6 +174,8 @@ export interface Addon {
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   lseek(fd: number, offset: number, whence: number): number;
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
+  /** copyFileRange on the thread pool */
+  copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
   /** ioctl FICLONE: make dst share src's extents (throws EOPNOTSUPP/EXDEV/EINVAL where not supported) */
   ficlone(dstFd: number, srcFd: number): void;
   /**

@@ -153,7 +153,7 @@ export class Overlay implements FileSystemApi {
     return files.lseek(this.st, fh, offset, whence);
   }
 
-  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): number {
+  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
     return files.copyFileRange(this.st, fhIn, offIn, fhOut, offOut, length);
   }
 

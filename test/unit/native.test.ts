@@ -400,6 +400,11 @@ t.test('fallocate, lseek SEEK_DATA/SEEK_HOLE, copy_file_range, FICLONE', async (
   tt.equal(native.copyFileRange(src, 10, dst, 0, 5), 0, 'at EOF');
   const ro = native.openat(fd, 'src', O_RDONLY, 0);
   throwsErrno(tt, () => native.copyFileRange(src, 0, ro, 0, 5), 'EBADF', 'copy_file_range');
+  // the same on the thread pool
+  tt.equal(await native.copyFileRangeAsync(src, 5, dst, 200, 4), 4);
+  native.pread(dst, out, 200);
+  tt.equal(out.toString('latin1', 0, 4), '5678');
+  await tt.rejects(native.copyFileRangeAsync(src, 0, ro, 0, 5), { code: 'EBADF', syscall: 'copy_file_range' });
   native.close(ro);
 
   // ext4 cannot clone: the wrapper reports that as an errno
