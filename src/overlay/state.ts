@@ -9,6 +9,7 @@ import type { DirEntryOut, NodeId } from './api';
 import type { OverlayConfig } from './config';
 import { AufsIndex } from './aufs';
 import { InodeTable, Node } from './inodes';
+import { Whiteouts } from './whiteout';
 import { DirFds, basenameOf, dirnameOf, statAt, type Layer } from './layers';
 
 /** lower directories whose AUFS entries are remembered (a few hundred bytes each at most) */
@@ -49,6 +50,8 @@ export class State {
   readonly inodes: InodeTable;
   /** AUFS whiteouts and opaque markers of the lower directories met (aufs.ts) */
   readonly aufs = new AufsIndex(AUFS_INDEX_DIRS);
+  /** makes the whiteouts, all links of one inode (whiteout.ts) */
+  readonly whiteouts: Whiteouts;
   /** negotiated at init (files.ts adapts open flags to it) */
   passthrough = false;
   writebackCache = false;
@@ -67,6 +70,7 @@ export class State {
     root: (id: NodeId) => Node,
   ) {
     this.inodes = new InodeTable(root);
+    this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
   }
 
   get prefix(): string {

@@ -17,6 +17,7 @@
  *   configured prefix.
  */
 import { constants as fsc } from 'node:fs';
+import { E, toErrno } from '../errors';
 import { native, type Stat } from '../native';
 import { tryGetXattr, xattrPath } from './layers';
 
@@ -95,6 +96,46 @@ function listXattrNames(dirfd: number, name: string): string[] {
 /** Creates a kernel-style whiteout (char device 0/0) `name` in `dirfd`. */
 export function makeWhiteout(dirfd: number, name: string): void {
   native.mknodat(dirfd, name, fsc.S_IFCHR, 0, 0);
+}
+
+/**
+ * Whiteouts that share one inode, as kernel overlayfs makes them (since 5.8): a 0/0
+ * device in the work dir, hard-linked to each place that needs a whiteout. A link only
+ * adds a directory entry where mknod also allocates an inode, which makes `rm -rf` of
+ * a lower tree cheaper. When the shared inode takes no more links (EMLINK) or is gone,
+ * a new one is made; where linking fails otherwise, each whiteout is its own mknod.
+ * The shared one is a work dir entry, removed with the other leftovers at the next mount.
+ */
+export class Whiteouts {
+  private shared: string | null = null;
+
+  constructor(private readonly workFd: number, private readonly tmpName: () => string) {}
+
+  /** A whiteout `name` in `dirfd` (EEXIST when the name is taken). */
+  make(dirfd: number, name: string): void {
+    if (this.workFd < 0) return makeWhiteout(dirfd, name);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.shared === null) {
+        const n = this.tmpName();
+        try {
+          makeWhiteout(this.workFd, n);
+        } catch {
+          return makeWhiteout(dirfd, name);
+        }
+        this.shared = n;
+      }
+      try {
+        native.linkat(this.workFd, this.shared, dirfd, name, 0);
+        return;
+      } catch (e) {
+        const errno = toErrno(e);
+        if (errno === E.EEXIST) throw e;
+        if (errno !== E.EMLINK && errno !== E.ENOENT) break;
+        this.shared = null;
+      }
+    }
+    makeWhiteout(dirfd, name);
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { ctx, exists, fixture, isWhiteoutFile, ls, put, readFile, walk, withErrno, xattr, R, look } from './fixtures/helpers';
+import { ctx, exists, fixture, isWhiteoutFile, ls, put, readFile, walk, withErrno, xattr, R, look, workLeftovers } from './fixtures/helpers';
 
 const O = fs.constants;
 const E = constants.errno;
@@ -38,7 +38,7 @@ t.test('unlink and rmdir of lower names leave 0/0 whiteouts', async (t) => {
   await f.ov.rmdir(ctx, 1, 'e');
   t.ok(isWhiteoutFile(path.join(f.upper, 'e')));
   t.same(ls(f.ov, ''), []);
-  t.same(fs.readdirSync(path.join(f.work, 'work')), []);
+  t.same(workLeftovers(f.work), []);
   // mkdir over a whiteout is opaque
   await f.ov.mkdir(ctx, 1, 'd', 0o755);
   t.equal(xattr(path.join(f.upper, 'd'), 'trusted.overlay.opaque'), 'y');
@@ -195,7 +195,7 @@ t.test('rename of a directory over an empty merged directory', async (t) => {
   t.same(ls(f.ov, 'dst'), ['in'], 'the moved dir merges its own lower, not the old target');
   t.equal(await readFile(f.ov, 'dst/in'), 'in');
   t.ok(isWhiteoutFile(path.join(f.upper, 'src')));
-  t.same(fs.readdirSync(path.join(f.work, 'work')), []);
+  t.same(workLeftovers(f.work), []);
 });
 
 t.test('forget drops nodes', async (t) => {
@@ -240,4 +240,22 @@ t.test('cached directory fds follow renames and removals', async (t) => {
   f.ov.release(d.open.fh);
   t.ok(fs.existsSync(path.join(f.upper, 'a/sub/z')), 'new file in the re-made dir');
   t.same(ls(f.ov, 'b/sub'), ['x']);
+});
+
+t.test('whiteouts are links of one shared 0/0 inode, as the kernel makes them', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    for (const n of ['a', 'b', 'c']) put(l0 as string, `d/${n}`, n);
+  });
+  t.teardown(() => f.cleanup());
+  const d = walk(f.ov, 'd');
+  for (const n of ['a', 'b', 'c']) await f.ov.unlink(ctx, d, n);
+  const inos = ['a', 'b', 'c'].map((n) => {
+    const p = path.join(f.upper, 'd', n);
+    t.ok(isWhiteoutFile(p), `${n} is a whiteout`);
+    return fs.statSync(p).ino;
+  });
+  t.equal(new Set(inos).size, 1, 'one inode');
+  t.equal(fs.statSync(path.join(f.upper, 'd/a')).nlink, 4, 'three whiteouts and the shared one in the work dir');
+  t.same(workLeftovers(f.work), [], 'nothing else in the work dir');
+  t.same(ls(f.ov, 'd'), []);
 });
