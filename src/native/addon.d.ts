@@ -183,7 +183,7 @@ export interface Addon {
    * else SEEK_DATA/SEEK_HOLE extents with copy_file_range (read/write fallback), so
    * holes stay holes; finally ftruncate(dst, size).
    */
-  copyData(srcFd: number, dstFd: number, size: number): Promise<void>;
+  copyData(srcFd: number, dstFd: number, size: number, sync?: boolean): Promise<void>;
 
   // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
   /** throws ENODATA when absent */

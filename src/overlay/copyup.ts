@@ -168,8 +168,9 @@ async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boole
   let dfd = -1;
   try {
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
-    if (data && s.size > 0) await native.copyData(sfd, dfd, s.size);
-    await syncFd(st, dfd, false);
+    // the data and its fsync in one trip through the thread pool
+    if (data && s.size > 0) await native.copyData(sfd, dfd, s.size, !st.config.volatile);
+    else await syncFd(st, dfd, false);
   } catch (e) {
     if (dfd >= 0) {
       native.close(dfd);
@@ -204,8 +205,8 @@ async function completeMetacopy(st: State, node: Node, data: boolean): Promise<v
       const dfd = native.openat(dst.dirfd, dst.name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
       try {
         const size = statAt(dfd, '').size;
-        if (size > 0) await native.copyData(sfd, dfd, size);
-        await syncFd(st, dfd, false);
+        if (size > 0) await native.copyData(sfd, dfd, size, !st.config.volatile);
+        else await syncFd(st, dfd, false);
       } finally {
         native.close(dfd);
       }

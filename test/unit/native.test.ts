@@ -454,8 +454,9 @@ t.test('copyData keeps holes and copies a sparse 1 GiB file quickly', async (tt)
 
   // a shorter size truncates; a dense file is copied byte for byte
   const small = native.openat(fd, 'small', O_CREAT | O_RDWR, 0o600);
-  await native.copyData(src, small, 1000);
+  await native.copyData(src, small, 1000, true);
   tt.equal(fstat(small).size, 1000);
+  tt.throws(() => native.copyData(src, small, 1000, 'yes' as never), { name: 'TypeError' }, 'sync is a boolean');
   const dense = Buffer.alloc(3 * 1024 * 1024 + 5);
   for (let i = 0; i < dense.length; i++) dense[i] = (i * 31) & 0xff;
   const a = native.openat(fd, 'a', O_CREAT | O_RDWR, 0o600);
