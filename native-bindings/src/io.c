@@ -223,6 +223,55 @@ static napi_value b_copy_file_range(napi_env env, napi_callback_info info) {
   return js_i64(env, n);
 }
 
+/* copyFileRangeAsync(...): the same on the thread pool (a large range takes long) */
+struct cfr_job {
+  struct job base;
+  int fd_in, fd_out;
+  loff_t in, out;
+  size_t len;
+  ssize_t done;
+};
+
+static void cfr_run(struct job *j) {
+  struct cfr_job *job = (struct cfr_job *)j;
+  do {
+    job->done = copy_file_range(job->fd_in, &job->in, job->fd_out, &job->out, job->len, 0);
+  } while (job->done < 0 && errno == EINTR);
+  if (job->done < 0) job->base.err = errno;
+}
+
+static napi_value cfr_result(napi_env env, struct job *j) {
+  return js_i64(env, ((struct cfr_job *)j)->done);
+}
+
+static void cfr_cleanup(napi_env env, struct job *j) {
+  (void)env;
+  free(j);
+}
+
+static napi_value b_copy_file_range_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  struct cfr_job *job;
+  int fd_in, fd_out;
+  uint64_t off_in, off_out, len;
+  if (!arg_fd(env, argv[0], "fdIn", &fd_in) || !arg_size(env, argv[1], "offIn", &off_in) ||
+      !arg_fd(env, argv[2], "fdOut", &fd_out) || !arg_size(env, argv[3], "offOut", &off_out) ||
+      !arg_size(env, argv[4], "length", &len)) {
+    return NULL;
+  }
+  if (!(job = calloc(1, sizeof(*job)))) return throw_errno(env, ENOMEM, "copy_file_range", NULL);
+  job->fd_in = fd_in;
+  job->fd_out = fd_out;
+  job->in = (loff_t)off_in;
+  job->out = (loff_t)off_out;
+  job->len = (size_t)len;
+  job->base.run = cfr_run;
+  job->base.result = cfr_result;
+  job->base.cleanup = cfr_cleanup;
+  job->base.syscall = "copy_file_range";
+  return job_start(env, &job->base, "stratafs.copyFileRangeAsync");
+}
+
 static napi_value b_ficlone(napi_env env, napi_callback_info info) {
   GET_ARGS(2);
   int dst, src;
@@ -235,6 +284,7 @@ bool register_io(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"pread", b_pread},           {"pwrite", b_pwrite},
     {"preadAsync", b_pread_async}, {"pwriteAsync", b_pwrite_async},
+    {"copyFileRangeAsync", b_copy_file_range_async},
     {"fallocate", b_fallocate},   {"lseek", b_lseek},
     {"copyFileRange", b_copy_file_range}, {"ficlone", b_ficlone},
   };

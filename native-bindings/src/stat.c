@@ -19,8 +19,23 @@ static const enum key_id stat_keys[] = {
   K_ATIME_SEC, K_ATIME_NSEC, K_MTIME_SEC,  K_MTIME_NSEC,  K_CTIME_SEC, K_CTIME_NSEC,
 };
 
-/* statx(dirfd, path, flags) -> Stat */
-static napi_value b_statx(napi_env env, napi_callback_info info) {
+static napi_value stat_object(napi_env env, const struct statx *st) {
+  const napi_value values[] = {
+    js_u32(env, st->stx_dev_major),  js_u32(env, st->stx_dev_minor),
+    js_bigint_u64(env, st->stx_ino), js_u32(env, st->stx_mode),
+    js_u32(env, st->stx_nlink),      js_u32(env, st->stx_uid),
+    js_u32(env, st->stx_gid),        js_u32(env, st->stx_rdev_major),
+    js_u32(env, st->stx_rdev_minor), js_i64(env, (int64_t)st->stx_size),
+    js_i64(env, (int64_t)st->stx_blocks), js_u32(env, st->stx_blksize),
+    js_i64(env, st->stx_atime.tv_sec), js_u32(env, st->stx_atime.tv_nsec),
+    js_i64(env, st->stx_mtime.tv_sec), js_u32(env, st->stx_mtime.tv_nsec),
+    js_i64(env, st->stx_ctime.tv_sec), js_u32(env, st->stx_ctime.tv_nsec),
+  };
+  return new_object(env, COUNT_OF(stat_keys), stat_keys, values);
+}
+
+/* statx(dirfd, path, flags) -> Stat; with `or_errno` a failure returns the errno */
+static napi_value do_statx(napi_env env, napi_callback_info info, bool or_errno) {
   GET_ARGS(3);
   int dirfd;
   int32_t flags;
@@ -31,20 +46,18 @@ static napi_value b_statx(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (statx(dirfd, path, flags, STATX_BASIC_STATS, &st) < 0) {
-    return throw_errno(env, errno, "statx", path);
+    return or_errno ? js_i32(env, errno) : throw_errno(env, errno, "statx", path);
   }
-  const napi_value values[] = {
-    js_u32(env, st.stx_dev_major),  js_u32(env, st.stx_dev_minor),
-    js_bigint_u64(env, st.stx_ino), js_u32(env, st.stx_mode),
-    js_u32(env, st.stx_nlink),      js_u32(env, st.stx_uid),
-    js_u32(env, st.stx_gid),        js_u32(env, st.stx_rdev_major),
-    js_u32(env, st.stx_rdev_minor), js_i64(env, (int64_t)st.stx_size),
-    js_i64(env, (int64_t)st.stx_blocks), js_u32(env, st.stx_blksize),
-    js_i64(env, st.stx_atime.tv_sec), js_u32(env, st.stx_atime.tv_nsec),
-    js_i64(env, st.stx_mtime.tv_sec), js_u32(env, st.stx_mtime.tv_nsec),
-    js_i64(env, st.stx_ctime.tv_sec), js_u32(env, st.stx_ctime.tv_nsec),
-  };
-  return new_object(env, COUNT_OF(stat_keys), stat_keys, values);
+  return stat_object(env, &st);
+}
+
+static napi_value b_statx(napi_env env, napi_callback_info info) {
+  return do_statx(env, info, false);
+}
+
+/* statxOrErrno: as statx, without an exception for a missing name (lookups miss often) */
+static napi_value b_statx_or_errno(napi_env env, napi_callback_info info) {
+  return do_statx(env, info, true);
 }
 
 static napi_value b_fstatfs(napi_env env, napi_callback_info info) {
@@ -130,6 +143,7 @@ static napi_value b_getdents(napi_env env, napi_callback_info info) {
 bool register_stat(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"statx", b_statx},
+    {"statxOrErrno", b_statx_or_errno},
     {"fstatfs", b_fstatfs},
     {"getdents", b_getdents},
   };

@@ -138,6 +138,28 @@ static napi_value b_getxattr(napi_env env, napi_callback_info info) {
   return do_get(env, &t, name);
 }
 
+/* getxattrOrErrno(path, name, follow): the value, or the errno as a number (no throw:
+ * an absent attribute is the common answer, and a JS exception costs far more than the
+ * syscall) */
+static napi_value b_getxattr_or_errno(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  namebuf_t path, name;
+  struct target t = {path, false, -1};
+  char small[SMALL_VALUE];
+  char *data;
+  napi_value result = NULL;
+  if (!arg_name(env, argv[0], "path", "getxattr", path) ||
+      !arg_name(env, argv[1], "name", "getxattr", name) ||
+      !arg_bool(env, argv[2], "follow", &t.follow)) {
+    return NULL;
+  }
+  ssize_t n = fetch(&t, name, small, &data);
+  if (n < 0) return js_i32(env, errno);
+  napi_create_buffer_copy(env, (size_t)n, data, NULL, &result);
+  if (data != small) free(data);
+  return result;
+}
+
 static napi_value b_setxattr(napi_env env, napi_callback_info info) {
   GET_ARGS(5);
   namebuf_t path, name;
@@ -215,7 +237,7 @@ static napi_value b_fremovexattr(napi_env env, napi_callback_info info) {
 
 bool register_xattr(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
-    {"getxattr", b_getxattr},   {"setxattr", b_setxattr},     {"listxattr", b_listxattr},
+    {"getxattr", b_getxattr},   {"getxattrOrErrno", b_getxattr_or_errno}, {"setxattr", b_setxattr},     {"listxattr", b_listxattr},
     {"removexattr", b_removexattr}, {"fgetxattr", b_fgetxattr}, {"fsetxattr", b_fsetxattr},
     {"flistxattr", b_flistxattr}, {"fremovexattr", b_fremovexattr},
   };

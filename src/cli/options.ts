@@ -33,6 +33,8 @@ export interface MountOptions {
   passthrough: 'auto' | 'off';
   /** the kernel enforces POSIX ACLs (off with `noacl`) */
   acl: boolean;
+  /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
+  metacopy: boolean;
   /** options recognised and deliberately without effect here (reported with -d) */
   ignored: string[];
   /** mount through the `stratafs daemon` listening on this socket */
@@ -126,7 +128,7 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'ignored' | 'server'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'ignored' | 'server'> & {
   lowerdir?: string;
   timeout?: number;
   seen: Set<string>;
@@ -173,6 +175,13 @@ function applyOption(acc: Accum, opt: string): void {
       acc.passthrough = v;
       return;
     }
+    case 'metacopy': {
+      once();
+      const v = needValue();
+      if (v !== 'on' && v !== 'off') throw optionError(`option metacopy takes on or off, got "${v}"`);
+      acc.metacopy = v === 'on';
+      return;
+    }
     case 'xattr_permissions':
       if (value !== undefined && value !== '0') {
         throw optionError(`option xattr_permissions=${value} is not supported (stratafs stores real owners and modes)`);
@@ -211,6 +220,7 @@ options (comma separated, -o may repeat):
                       show every file as owned by N (or root)
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
+  metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
@@ -220,7 +230,7 @@ flags:
 unmount with: fusermount3 -u MOUNTPOINT  (or umount MOUNTPOINT)`;
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -268,6 +278,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
       timeout: acc.timeout ?? DEFAULT_TIMEOUT,
       passthrough: acc.passthrough,
       acl: acc.acl,
+      metacopy: acc.metacopy,
       ignored: acc.ignored,
       server: acc.server === undefined ? undefined : abs(acc.server),
     },

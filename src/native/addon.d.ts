@@ -72,6 +72,10 @@ export interface ReaderHandle {
   readonly _brand: 'ReaderHandle';
 }
 
+export interface PollerHandle {
+  readonly _brand: 'PollerHandle';
+}
+
 /** Flag and special values from the system headers, as compiled into the addon. */
 export interface NativeConstants {
   O_PATH: number;
@@ -137,6 +141,8 @@ export interface Addon {
   close(fd: number): void;
   /** statx(2); `flags` = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH ... */
   statx(dirfd: number, path: string, flags: number): Stat;
+  /** as statx, but a failure returns its errno (a number) instead of throwing */
+  statxOrErrno(dirfd: number, path: string, flags: number): Stat | number;
   mkdirat(dirfd: number, name: string, mode: number): void;
   mknodat(dirfd: number, name: string, mode: number, major: number, minor: number): void;
   symlinkat(target: string, dirfd: number, name: string): void;
@@ -168,6 +174,8 @@ export interface Addon {
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   lseek(fd: number, offset: number, whence: number): number;
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
+  /** copyFileRange on the thread pool */
+  copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
   /** ioctl FICLONE: make dst share src's extents (throws EOPNOTSUPP/EXDEV/EINVAL where not supported) */
   ficlone(dstFd: number, srcFd: number): void;
   /**
@@ -175,11 +183,13 @@ export interface Addon {
    * else SEEK_DATA/SEEK_HOLE extents with copy_file_range (read/write fallback), so
    * holes stay holes; finally ftruncate(dst, size).
    */
-  copyData(srcFd: number, dstFd: number, size: number): Promise<void>;
+  copyData(srcFd: number, dstFd: number, size: number, sync?: boolean): Promise<void>;
 
   // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
   /** throws ENODATA when absent */
   getxattr(path: string, name: string, follow: boolean): Buffer;
+  /** as getxattr, but a failure returns its errno (a number) instead of throwing */
+  getxattrOrErrno(path: string, name: string, follow: boolean): Buffer | number;
   setxattr(path: string, name: string, value: Buffer, flags: number, follow: boolean): void;
   /** names as byte strings */
   listxattr(path: string, follow: boolean): string[];
@@ -225,6 +235,17 @@ export interface Addon {
     onEnd: (fd: number, errno: number) => void): ReaderHandle;
   /** stops the threads (used after the connection is gone) and releases the callback */
   fuseStopReaders(handle: ReaderHandle): void;
+  /**
+   * Reads the fds on the JS thread instead: each fd is made non-blocking and polled by
+   * the event loop; when requests are queued they are read until EAGAIN (at most 256)
+   * and passed to `onBatch` in one call. `onEnd` as for fuseStartReaders. Saves the
+   * thread hand-off of fuseStartReaders on every request.
+   */
+  fuseStartPoller(fds: number[], bufSize: number,
+    onBatch: (requests: FuseRequest[]) => void,
+    onEnd: (fd: number, errno: number) => void): PollerHandle;
+  /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
+  fuseStopPoller(handle: PollerHandle): void;
   /**
    * writev(2) of the buffers to a device fd; returns bytes written. A reply to an
    * interrupted request fails with ENOENT: the caller ignores that.

@@ -131,7 +131,12 @@ export interface FileSystemApi {
   setInvalidator?(invalidate: (node: NodeId) => void): void;
   destroy(): Awaitable<void>;
 
-  lookup(ctx: Ctx, parent: NodeId, name: string): Awaitable<Entry>;
+  /**
+   * null when the name is not in the merged view (ENOENT), a value rather than an
+   * exception: the bridge answers with a negative entry the kernel caches, since only
+   * operations through the mount create names
+   */
+  lookup(ctx: Ctx, parent: NodeId, name: string): Awaitable<Entry | null>;
   forget(node: NodeId, nlookup: number): void;
   getattr(ctx: Ctx, node: NodeId, fh?: number): Awaitable<Attr>;
   setattr(ctx: Ctx, node: NodeId, changes: SetattrChanges): Awaitable<Attr>;
@@ -170,8 +175,11 @@ export interface FileSystemApi {
 
   statfs(ctx: Ctx, node: NodeId): Awaitable<FsStat>;
   setxattr(ctx: Ctx, node: NodeId, name: string, value: Buffer, flags: number): Awaitable<void>;
-  /** throws ENODATA when absent */
-  getxattr(ctx: Ctx, node: NodeId, name: string): Awaitable<Buffer>;
+  /**
+   * null when the attribute is absent (answered ENODATA): the common answer (`ls -l`
+   * asks for security.selinux on every file), so it is a value, not an exception
+   */
+  getxattr(ctx: Ctx, node: NodeId, name: string): Awaitable<Buffer | null>;
   listxattr(ctx: Ctx, node: NodeId): Awaitable<string[]>;
   removexattr(ctx: Ctx, node: NodeId, name: string): Awaitable<void>;
   /** F_OK/R_OK/W_OK/X_OK check (permission bits are enforced by the kernel; EROFS on a read-only mount) */

@@ -44,8 +44,9 @@ export function toAttr(st: State, node: Node, s: Stat): Attr {
   };
 }
 
-export function getAttr(st: State, node: Node): Attr {
-  const attr = toAttr(st, node, st.stat(node));
+/** `s`: the node's statx when the caller just made it */
+export function getAttr(st: State, node: Node, s?: Stat): Attr {
+  const attr = toAttr(st, node, s ?? st.stat(node));
   if (node.metacopy) {
     // the data, and so the blocks it takes, are in the lower file
     const loc = st.locateLower(node);
@@ -55,8 +56,8 @@ export function getAttr(st: State, node: Node): Attr {
 }
 
 /** An Entry for `node`, counting one more lookup. */
-export function entryOf(st: State, node: Node): Entry {
-  const attr = getAttr(st, node);
+export function entryOf(st: State, node: Node, s?: Stat): Entry {
+  const attr = getAttr(st, node, s);
   node.lookups += 1;
   return {
     nodeId: node.id,

@@ -33,4 +33,10 @@ export interface OverlayConfig {
   /** seconds the kernel may cache entries and attributes */
   entryTimeout: number;
   attrTimeout: number;
+  /**
+   * chmod, chown, utimens and xattr changes of a lower regular file copy up its
+   * metadata only, in kernel overlayfs' metacopy format (data on the first write);
+   * such an upper then needs kernel overlayfs with metacopy=on. Default false.
+   */
+  metacopy?: boolean;
 }

@@ -17,10 +17,12 @@
  * nlink: the kernel is told to drop the attributes it cached for them
  * (State.invalidate).
  *
- * Metacopy files (an upper written by kernel overlayfs with metacopy=on: metadata
- * only, data in a lower, see lookup.ts) get their data on the first copy-up of any
- * kind, in place as the kernel does, and lose the metacopy mark. stratafs itself never
- * writes metacopy files: an upper it writes mounts with or without metacopy=on.
+ * Metacopy files (metadata only, data in a lower, see lookup.ts and metacopy.ts) are
+ * written for a metadata-only change (CopyUpOptions.metaOnly) of a regular file when
+ * the `metacopy` option is on, as kernel overlayfs with metacopy=on does; any other
+ * copy-up of one (write, truncate, rename, link) gives it its data, in place as the
+ * kernel does, and drops the metacopy mark. With the option off (the default) stratafs
+ * writes none, so its upper mounts with or without metacopy=on.
  *
  * Lock: `node.copyUp` holds the promise of the copy-up running for that node. It guards
  * the transition of `node.upper` from false to true: a second caller finds the promise
@@ -48,23 +50,32 @@ import type { State } from './state';
 import { isPrivateXattr, PRIVATE_PREFIXES } from './whiteout';
 import { syncFd } from './durable';
 import { fault } from './faults';
+import { markMetacopy, sizeOnly } from './metacopy';
 
 const log = createDebug('stratafs:overlay');
 
 export interface CopyUpOptions {
   /** copy file data (false for O_TRUNC / truncate to 0) */
   data: boolean;
+  /**
+   * only metadata will change (chmod, chown, utimens, xattrs): with the `metacopy`
+   * option a regular file is copied up as a metacopy file (metacopy.ts)
+   */
+  metaOnly?: boolean;
 }
 
 /** Makes sure `node` exists in the upper. */
 export async function copyUp(st: State, node: Node, opts: CopyUpOptions = { data: true }): Promise<void> {
-  if (node.upper && !node.metacopy) return;
+  // a metacopy file is enough for a metadata change
+  const done = (): boolean => node.upper && (!node.metacopy || opts.metaOnly === true);
+  if (done()) return;
   st.requireUpper();
   while (node.copyUp) {
     await node.copyUp;
-    if (node.upper && !node.metacopy) return;
+    if (done()) return;
   }
-  const p = run(st, node, opts.data).finally(() => {
+  const meta = opts.metaOnly === true && st.config.metacopy === true;
+  const p = run(st, node, opts.data, meta).finally(() => {
     node.copyUp = null;
   });
   node.copyUp = p;
@@ -81,7 +92,7 @@ export async function settleCopyUp(node: Node): Promise<void> {
   while (node.copyUp) await node.copyUp.catch(() => undefined);
 }
 
-async function run(st: State, node: Node, data: boolean): Promise<void> {
+async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Promise<void> {
   if (node.upper && node.metacopy) return completeMetacopy(st, node, data);
   const parent = node.parent ?? fail(E.ENOENT);
   await copyUp(st, parent);
@@ -93,8 +104,10 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
   const type = s.mode & fsc.S_IFMT;
   const tmp = st.tmpName();
   const work = st.workFd;
+  const meta = metaOnly && type === fsc.S_IFREG;
   if (type === fsc.S_IFREG) {
-    await copyFile(st, node, s, tmp, data);
+    await copyFile(st, node, s, tmp, data && !meta);
+    if (meta) sizeOnly(work, tmp, s.size);
   } else if (type === fsc.S_IFDIR) {
     native.mkdirat(work, tmp, 0o700);
   } else if (type === fsc.S_IFLNK) {
@@ -109,7 +122,8 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
     native.fchownat(work, tmp, s.uid, s.gid, C.AT_SYMLINK_NOFOLLOW);
     if (type !== fsc.S_IFLNK) native.fchmodat(work, tmp, s.mode & PERM_MASK);
     copyXattrs(xattrPath(st.dirs.get(src.layer, dirnameOf(src.path)), srcName), xattrPath(work, tmp));
-    if (type === fsc.S_IFDIR) setRedirectIfMoved(st, node, parent, tmp);
+    if (type === fsc.S_IFDIR || meta) setRedirectIfMoved(st, node, parent, tmp);
+    if (meta) markMetacopy(st, tmp);
     if (type !== fsc.S_IFDIR) setTimes(work, tmp, s);
     pfd = st.upperDirFd(parent);
     pst = statAt(pfd, '');
@@ -122,7 +136,9 @@ async function run(st: State, node: Node, data: boolean): Promise<void> {
   // in the upper from here on, whatever fails below (see header)
   node.upper = true;
   fault('copyup.after-rename');
+  node.metacopy = meta;
   node.upperXwhiteouts = false;
+  node.noXattrs = false;
   bestEffort('times of copied-up directory', () => {
     if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
   });
@@ -155,8 +171,9 @@ async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boole
   let dfd = -1;
   try {
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
-    if (data && s.size > 0) await native.copyData(sfd, dfd, s.size);
-    await syncFd(st, dfd, false);
+    // the data and its fsync in one trip through the thread pool
+    if (data && s.size > 0) await native.copyData(sfd, dfd, s.size, !st.config.volatile);
+    else await syncFd(st, dfd, false);
     fault('copyup.after-data');
   } catch (e) {
     if (dfd >= 0) {
@@ -192,8 +209,8 @@ async function completeMetacopy(st: State, node: Node, data: boolean): Promise<v
       const dfd = native.openat(dst.dirfd, dst.name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
       try {
         const size = statAt(dfd, '').size;
-        if (size > 0) await native.copyData(sfd, dfd, size);
-        await syncFd(st, dfd, false);
+        if (size > 0) await native.copyData(sfd, dfd, size, !st.config.volatile);
+        else await syncFd(st, dfd, false);
       } finally {
         native.close(dfd);
       }

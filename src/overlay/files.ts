@@ -93,10 +93,11 @@ export function lseek(st: State, fh: number, offset: number, whence: number): nu
   return native.lseek(fileHandle(st, fh).fd, offset, whence);
 }
 
-export function copyFileRange(st: State, fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): number {
+/** On the thread pool: a large range would stall every other request on the JS thread. */
+export function copyFileRange(st: State, fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
   const out = fileHandle(st, fhOut);
   if (!out.upper) fail(E.EBADF);
-  return native.copyFileRange(fileHandle(st, fhIn).fd, offIn, out.fd, offOut, length);
+  return native.copyFileRangeAsync(fileHandle(st, fhIn).fd, offIn, out.fd, offOut, length);
 }
 
 export function opendir(st: State, node: Node): OpenResult {

@@ -11,6 +11,7 @@
  *   setattr.ts   chmod/chown/truncate/utimens             xattr.ts    xattrs
  *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
  *   acl.ts       default ACLs and umask at creation       durable.ts  fsync off the JS thread
+ *   aufs.ts      AUFS marks, read once per lower dir      metacopy.ts metadata-only copy-up
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
@@ -21,7 +22,7 @@ import type {
 import { entryOf, getAttr, toAttr } from './attr';
 import type { OverlayConfig } from './config';
 import * as files from './files';
-import { lookupNode } from './lookup';
+import { nodeFor, resolve, type FoundLower } from './lookup';
 import { closeState, openState } from './mount';
 import * as ns from './namespace';
 import { rename } from './rename';
@@ -57,8 +58,12 @@ export class Overlay implements FileSystemApi {
     closeState(this.st);
   }
 
-  lookup(_ctx: Ctx, parent: NodeId, name: string): Entry {
-    return entryOf(this.st, lookupNode(this.st, this.st.node(parent), name));
+  lookup(_ctx: Ctx, parent: NodeId, name: string): Entry | null {
+    const p = this.st.node(parent);
+    const r = resolve(this.st, p, name);
+    if (r === null) return null;
+    // the stat the resolution made is the node's: no second statx
+    return entryOf(this.st, nodeFor(this.st, p, name, r), r.upper ?? (r.lowers[0] as FoundLower).stat);
   }
 
   forget(node: NodeId, nlookup: number): void {
@@ -148,7 +153,7 @@ export class Overlay implements FileSystemApi {
     return files.lseek(this.st, fh, offset, whence);
   }
 
-  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): number {
+  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
     return files.copyFileRange(this.st, fhIn, offIn, fhOut, offOut, length);
   }
 
@@ -182,7 +187,7 @@ export class Overlay implements FileSystemApi {
     return xattr.setxattr(this.st, this.st.node(node), name, value, flags);
   }
 
-  getxattr(_ctx: Ctx, node: NodeId, name: string): Buffer {
+  getxattr(_ctx: Ctx, node: NodeId, name: string): Buffer | null {
     return xattr.getxattr(this.st, this.st.node(node), name);
   }
 

@@ -76,6 +76,11 @@ export class Node {
   readonly children = new Map<string, Node>();
   /** identity of the topmost real file (statKey), to match a fresh lookup */
   key = '';
+  /**
+   * known to have no xattrs a user can see (xattr.ts): every getxattr answers ENODATA
+   * without a syscall; cleared when its xattrs may change (setxattr, copy-up)
+   */
+  noXattrs = false;
   /** pending copy-up of this node (see copyup.ts) */
   copyUp: Promise<void> | null = null;
 

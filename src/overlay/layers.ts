@@ -169,13 +169,10 @@ export function statAt(dirfd: number, name: string): Stat {
 
 /** statAt, or null when the name does not exist. */
 export function tryStatAt(dirfd: number, name: string): Stat | null {
-  try {
-    return statAt(dirfd, name);
-  } catch (e) {
-    const errno = toErrno(e);
-    if (errno === E.ENOENT || errno === E.ENOTDIR) return null;
-    throw e;
-  }
+  const s = native.statxOrErrno(dirfd, name, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
+  if (typeof s !== 'number') return s;
+  if (s === E.ENOENT || s === E.ENOTDIR) return null;
+  return fail(s);
 }
 
 /**
@@ -206,11 +203,8 @@ export function openDirAt(dirfd: number, name: string): number {
 /** getxattr or null when absent / unsupported. */
 export function tryGetXattr(dirfd: number, name: string, attr: string): Buffer | null {
   const { path, follow } = xattrPath(dirfd, name);
-  try {
-    return native.getxattr(path, attr, follow);
-  } catch (e) {
-    const errno = toErrno(e);
-    if (errno === E.ENODATA || errno === E.EOPNOTSUPP || errno === E.ENOENT || errno === E.EPERM) return null;
-    throw e;
-  }
+  const v = native.getxattrOrErrno(path, attr, follow);
+  if (typeof v !== 'number') return v;
+  if (v === E.ENODATA || v === E.EOPNOTSUPP || v === E.ENOENT || v === E.EPERM) return null;
+  return fail(v);
 }

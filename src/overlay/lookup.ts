@@ -18,7 +18,7 @@ import type { Stat } from '../native';
 import { Node, statKey, type LowerRef } from './inodes';
 import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, type Layer } from './layers';
 import type { State } from './state';
-import { dirMarks, hasAufsWhiteout, isAufsName, isWhiteout, readPrivateXattr } from './whiteout';
+import { dirMarks, isAufsName, isWhiteout, readPrivateXattr } from './whiteout';
 
 export interface FoundLower extends LowerRef {
   stat: Stat;
@@ -116,7 +116,7 @@ export function walkLowers(st: State, parent: Node, name: string, redirect: stri
     }
     const fd = st.dirs.tryGet(layer, dirPath);
     if (fd === null) continue;
-    if (hasAufsWhiteout(fd, base)) break;
+    if (st.aufs.hides(layer, dirPath, fd, base)) break;
     const s = tryStatAt(fd, base);
     if (!s) continue;
     if (isWhiteout(fd, base, s, xw)) break;
@@ -125,7 +125,7 @@ export function walkLowers(st: State, parent: Node, name: string, redirect: stri
       if (!dirSeen) out.push({ layer, path, stat: s, xwhiteouts: false });
       break;
     }
-    const marks = dirMarks(fd, base, st.dirs.tryGet(layer, path));
+    const marks = dirMarks(fd, base, () => st.aufs.opaque(layer, path, fd, base, () => st.dirs.tryGet(layer, path)));
     out.push({ layer, path, stat: s, xwhiteouts: marks.xwhiteouts });
     dirSeen = true;
     if (marks.opaque) break;

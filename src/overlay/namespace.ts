@@ -32,7 +32,7 @@ import { procFdPath, tryStatAt } from './layers';
 import { lookupNode, lowerHasName, resolve } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
-import { isAufsName, isWhiteout, makeWhiteout } from './whiteout';
+import { isAufsName, isWhiteout } from './whiteout';
 import { openFlagsFor } from './files';
 import { fault } from './faults';
 import { ACL_ACCESS, ACL_DEFAULT, aclForCreate, type CreateAcl } from './acl';
@@ -50,12 +50,9 @@ interface Owner {
  */
 function creation(st: State, ctx: Ctx, parent: Node, mode: number, isDir: boolean): CreateAcl {
   if (ctx.umask === undefined) return { mode: mode & PERM_MASK };
-  let parentDefault: Buffer | undefined;
-  try {
-    parentDefault = native.getxattr(procFdPath(st.upperDirFd(parent)), ACL_DEFAULT, true);
-  } catch {
-    parentDefault = undefined; // none (ENODATA), or ACLs not supported by the upper
-  }
+  // none (ENODATA, an errno value: no exception per create), or ACLs not supported
+  const v = native.getxattrOrErrno(procFdPath(st.upperDirFd(parent)), ACL_DEFAULT, true);
+  const parentDefault = typeof v === 'number' ? undefined : v;
   return aclForCreate(mode & PERM_MASK, ctx.umask, isDir, parentDefault);
 }
 
@@ -241,7 +238,7 @@ export function removeName(st: State, parent: Node, name: string, node: Node): v
     const path = node.path();
     if (whiteout) {
       const w = st.tmpName();
-      makeWhiteout(work, w);
+      st.whiteouts.make(work, w);
       fault('unlink.before-exchange');
       native.renameat2(work, w, pfd, name, C.RENAME_EXCHANGE);
       fault('unlink.after-exchange');
@@ -255,7 +252,7 @@ export function removeName(st: State, parent: Node, name: string, node: Node): v
     }
     if (isDir) st.dirs.invalidate(upper, path);
   } else {
-    makeWhiteout(pfd, name);
+    st.whiteouts.make(pfd, name);
   }
   st.inodes.unlinkName(parent, name);
 }

@@ -30,7 +30,7 @@ import { basenameOf, dirnameOf, tryStatAt, xattrPath } from './layers';
 import { lookupNode, lowerHasName, tryLookupNode } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
-import { isAufsName, isWhiteout, makeWhiteout } from './whiteout';
+import { isAufsName, isWhiteout } from './whiteout';
 import { fault } from './faults';
 
 /** The redirect value for directory `node` once it is `newName` in `newParent`. */
@@ -129,7 +129,7 @@ async function move(st: State, node: Node, parent: Node, name: string, target: N
     } catch (e) {
       if (toErrno(e) !== E.EINVAL && toErrno(e) !== E.EOPNOTSUPP) throw e;
       native.renameat2(pfd, name, npfd, newName, 0);
-      makeWhiteout(pfd, name);
+      st.whiteouts.make(pfd, name);
     }
   } else {
     native.renameat2(pfd, name, npfd, newName, 0);

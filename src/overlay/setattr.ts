@@ -29,7 +29,7 @@ export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChang
   st.requireUpper();
   if (!changes) return emptySetattr(st, node);
   if (ch.size !== undefined && node.type === fsc.S_IFDIR) fail(E.EISDIR);
-  await copyUp(st, node, { data: ch.size !== 0 });
+  await copyUp(st, node, { data: ch.size !== 0, metaOnly: ch.size === undefined });
   const loc = st.locate(node);
   const { dirfd, name } = loc;
   if (ch.uid !== undefined || ch.gid !== undefined) {
@@ -79,7 +79,7 @@ const SAME_ID = 0xffffffff;
  * group may execute, security.capability). Directories keep their bits.
  */
 async function emptySetattr(st: State, node: Node): Promise<Attr> {
-  await copyUp(st, node);
+  await copyUp(st, node, { data: true, metaOnly: true });
   if (node.type !== fsc.S_IFDIR) {
     const { dirfd, name } = st.locate(node);
     native.fchownat(dirfd, name, SAME_ID, SAME_ID, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));

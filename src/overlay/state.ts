@@ -7,8 +7,13 @@ import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import type { DirEntryOut, NodeId } from './api';
 import type { OverlayConfig } from './config';
+import { AufsIndex } from './aufs';
 import { InodeTable, Node } from './inodes';
+import { Whiteouts } from './whiteout';
 import { DirFds, basenameOf, dirnameOf, statAt, type Layer } from './layers';
+
+/** lower directories whose AUFS entries are remembered (a few hundred bytes each at most) */
+const AUFS_INDEX_DIRS = 16384;
 
 export interface FileHandle {
   kind: 'file';
@@ -43,6 +48,10 @@ export class State {
   private nextFh = 1;
   private tmpCounter = 0;
   readonly inodes: InodeTable;
+  /** AUFS whiteouts and opaque markers of the lower directories met (aufs.ts) */
+  readonly aufs = new AufsIndex(AUFS_INDEX_DIRS);
+  /** makes the whiteouts, all links of one inode (whiteout.ts) */
+  readonly whiteouts: Whiteouts;
   /** negotiated at init (files.ts adapts open flags to it) */
   passthrough = false;
   writebackCache = false;
@@ -61,6 +70,7 @@ export class State {
     root: (id: NodeId) => Node,
   ) {
     this.inodes = new InodeTable(root);
+    this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
   }
 
   get prefix(): string {

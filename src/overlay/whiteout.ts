@@ -19,7 +19,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, toErrno } from '../errors';
 import { native, type Stat } from '../native';
-import { tryGetXattr, tryStatAt, xattrPath } from './layers';
+import { tryGetXattr, xattrPath } from './layers';
 
 export const AUFS_PREFIX = '.wh.';
 export const AUFS_OPAQUE = '.wh..wh..opq';
@@ -66,10 +66,10 @@ export interface DirMarks {
 }
 
 /**
- * Marks of directory `name` inside `dirfd` ('' = dirfd itself). `dirOwnFd`, when given,
- * is an fd of the directory itself, used to look for the AUFS opaque marker (lowers).
+ * Marks of directory `name` inside `dirfd` ('' = dirfd itself). `aufsOpaque`, when
+ * given (lowers), says whether the directory holds the AUFS opaque marker.
  */
-export function dirMarks(dirfd: number, name: string, dirOwnFd: number | null): DirMarks {
+export function dirMarks(dirfd: number, name: string, aufsOpaque: (() => boolean) | null): DirMarks {
   // one listxattr instead of a getxattr per attribute and prefix: most dirs have none
   const names = listXattrNames(dirfd, name);
   const read = (attr: string): string | null => {
@@ -80,7 +80,7 @@ export function dirMarks(dirfd: number, name: string, dirOwnFd: number | null): 
   const v = read('opaque');
   let opaque = v === 'y';
   const xwhiteouts = v === 'x';
-  if (!opaque && dirOwnFd !== null) opaque = tryStatAt(dirOwnFd, AUFS_OPAQUE) !== null;
+  if (!opaque && aufsOpaque !== null) opaque = aufsOpaque();
   return { opaque, xwhiteouts, redirect: read('redirect') };
 }
 
@@ -99,15 +99,42 @@ export function makeWhiteout(dirfd: number, name: string): void {
 }
 
 /**
- * AUFS: does `.wh.<name>` exist in dirfd (hiding <name> in the layers below)? For a
- * name near the length limit `.wh.<name>` is too long to exist (ENAMETOOLONG): none.
+ * Whiteouts that share one inode, as kernel overlayfs makes them (since 5.8): a 0/0
+ * device in the work dir, hard-linked to each place that needs a whiteout. A link only
+ * adds a directory entry where mknod also allocates an inode, which makes `rm -rf` of
+ * a lower tree cheaper. When the shared inode takes no more links (EMLINK) or is gone,
+ * a new one is made; where linking fails otherwise, each whiteout is its own mknod.
+ * The shared one is a work dir entry, removed with the other leftovers at the next mount.
  */
-export function hasAufsWhiteout(dirfd: number, name: string): boolean {
-  try {
-    return tryStatAt(dirfd, AUFS_PREFIX + name) !== null;
-  } catch (e) {
-    if (toErrno(e) === E.ENAMETOOLONG) return false;
-    throw e;
+export class Whiteouts {
+  private shared: string | null = null;
+
+  constructor(private readonly workFd: number, private readonly tmpName: () => string) {}
+
+  /** A whiteout `name` in `dirfd` (EEXIST when the name is taken). */
+  make(dirfd: number, name: string): void {
+    if (this.workFd < 0) return makeWhiteout(dirfd, name);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.shared === null) {
+        const n = this.tmpName();
+        try {
+          makeWhiteout(this.workFd, n);
+        } catch {
+          return makeWhiteout(dirfd, name);
+        }
+        this.shared = n;
+      }
+      try {
+        native.linkat(this.workFd, this.shared, dirfd, name, 0);
+        return;
+      } catch (e) {
+        const errno = toErrno(e);
+        if (errno === E.EEXIST) throw e;
+        if (errno !== E.EMLINK && errno !== E.ENOENT) break;
+        this.shared = null;
+      }
+    }
+    makeWhiteout(dirfd, name);
   }
 }
 

@@ -42,32 +42,47 @@ function where(st: State, node: Node): { path: string; follow: boolean } {
   return xattrPath(loc.dirfd, loc.name);
 }
 
-export function getxattr(st: State, node: Node, name: string): Buffer {
-  let disk: string;
-  try {
-    disk = toDisk(st, name);
-  } catch {
-    return fail(E.ENODATA);
-  }
+/**
+ * The value, or null when absent (ENODATA). Most files have no xattrs a user can see,
+ * yet `ls -l` asks for security.selinux on each one every time (the kernel does not
+ * cache misses): after the first miss on a node, one listxattr tells whether it has
+ * any; if not, the node remembers it (Node.noXattrs) and later reads cost no syscall.
+ */
+export function getxattr(st: State, node: Node, name: string): Buffer | null {
+  if (node.noXattrs) return null;
+  let disk = name;
+  if (name.startsWith(st.prefix)) disk = st.prefix + ESCAPE + name.slice(st.prefix.length);
+  else if (isPrivateXattr(name)) return null;
   const { path, follow } = where(st, node);
-  return native.getxattr(path, disk, follow);
+  const v = native.getxattrOrErrno(path, disk, follow);
+  if (typeof v !== 'number') return v;
+  if (v !== E.ENODATA) return fail(v);
+  if (visible(st, native.listxattr(path, follow)).length === 0) node.noXattrs = true;
+  return null;
 }
 
-export function listxattr(st: State, node: Node): string[] {
-  const { path, follow } = where(st, node);
+function visible(st: State, names: string[]): string[] {
   const out: string[] = [];
-  for (const n of native.listxattr(path, follow)) {
+  for (const n of names) {
     const shown = fromDisk(st, n);
     if (shown !== null) out.push(shown);
   }
   return out;
 }
 
+export function listxattr(st: State, node: Node): string[] {
+  const { path, follow } = where(st, node);
+  const out = visible(st, native.listxattr(path, follow));
+  node.noXattrs = out.length === 0;
+  return out;
+}
+
 export async function setxattr(st: State, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
   st.requireUpper();
   const disk = toDisk(st, name);
-  await copyUp(st, node);
+  await copyUp(st, node, { data: true, metaOnly: true });
   const { path, follow } = where(st, node);
+  node.noXattrs = false;
   native.setxattr(path, disk, value, flags, follow);
 }
 
@@ -80,7 +95,7 @@ export async function removexattr(st: State, node: Node, name: string): Promise<
     const lower = where(st, node);
     native.getxattr(lower.path, disk, lower.follow);
   }
-  await copyUp(st, node);
+  await copyUp(st, node, { data: true, metaOnly: true });
   const { path, follow } = where(st, node);
   native.removexattr(path, disk, follow);
 }

@@ -40,6 +40,8 @@ export interface MountSpec {
   timeout: number;
   passthrough: 'auto' | 'off';
   acl: boolean;
+  /** metadata-only copy-up (kernel metacopy format); default off */
+  metacopy?: boolean;
 }
 
 /** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
@@ -80,6 +82,7 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     squashToGid: spec.squashToGid,
     entryTimeout: spec.timeout,
     attrTimeout: spec.timeout,
+    metacopy: spec.metacopy ?? false,
   };
 }
 

@@ -38,7 +38,7 @@ async function differential(tt: Test, scenario: Scenario, context: string): Prom
   });
 
   const a = await runOnTarget(tt, 'kernel', layoutA, scenario.ops, kernelOptions);
-  const b = await runOnTarget(tt, TARGET_B, layoutB, scenario.ops, kernelOptions);
+  const b = await runOnTarget(tt, TARGET_B, layoutB, scenario.ops, kernelOptions, scenario.stratafsOptions);
   tt.comment(`${NAMES[0]}: -o ${a.options}`);
   tt.comment(`${NAMES[1]}: -o ${b.options}`);
 

@@ -72,12 +72,13 @@ export async function mountLayout(
   target: TargetName,
   layout: Layout,
   kernelOptions: readonly string[] = KERNEL_OPTIONS,
+  stratafsOptions: readonly string[] = [],
 ): Promise<Mounted> {
   const spec = { lowers: layout.lowers, upper: layout.upper, work: layout.work, mnt: layout.mnt };
   const m =
     target === 'kernel'
       ? await mountKernelOverlay({ ...spec, options: kernelOptions })
-      : await mountStratafs({ ...spec, extraOptions: STRATAFS_EXTRA_OPTIONS });
+      : await mountStratafs({ ...spec, extraOptions: [...stratafsOptions, ...STRATAFS_EXTRA_OPTIONS] });
   t.teardown(() => m.unmount());
   return m;
 }
@@ -98,8 +99,9 @@ export async function runOnTarget(
   layout: Layout,
   ops: readonly Op[],
   kernelOptions?: readonly string[],
+  stratafsOptions?: readonly string[],
 ): Promise<TargetResult> {
-  const m = await mountLayout(t, target, layout, kernelOptions);
+  const m = await mountLayout(t, target, layout, kernelOptions, stratafsOptions);
   const outcomes = await agentRun(m.mnt, ops);
   const merged = await agentSnapshot(m.mnt, 'merged');
   await m.unmount();

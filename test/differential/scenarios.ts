@@ -8,6 +8,8 @@ export interface Scenario {
   name: string;
   /** Kernel mount options replacing the suite default (say why in `why`). */
   kernelOptions?: readonly string[];
+  /** Extra stratafs mount options (say why in `why`). */
+  stratafsOptions?: readonly string[];
   why?: string;
   /** The second target (stratafs) gets the top layer with AUFS `.wh.` whiteouts. */
   aufsTop?: boolean;
@@ -21,6 +23,33 @@ const read = (...paths: string[]): Op[] => paths.map((path) => ({ op: 'read', pa
 const readdir = (...paths: string[]): Op[] => paths.map((path) => ({ op: 'readdir', path }));
 
 export const SCENARIOS: Scenario[] = [
+  {
+    name: 'metacopy: metadata-only copy-up, data on the first write',
+    kernelOptions: ['redirect_dir=on', 'index=off', 'metacopy=on'],
+    stratafsOptions: ['metacopy=on'],
+    why: 'both write metacopy files; the upper layouts (sparse files, metacopy marks) must match',
+    ops: [
+      { op: 'chmod', path: 'data/big', mode: '600' },
+      { op: 'chown', path: 'etc/os-release', uid: 1000, gid: 1000 },
+      { op: 'utimens', path: 'play/f1', atime: [100000000, 7], mtime: [200000000, 9] },
+      { op: 'setxattr', path: 'data/tagged', name: 'user.color', value: 'green' },
+      { op: 'removexattr', path: 'data/tagged', name: 'user.shape' },
+      { op: 'chmod', path: 'bin/tool', mode: '755' },
+      { op: 'chmod', path: 'mid-only/file', mode: '600' },
+      { op: 'chmod', path: 'play/d1', mode: '700' },
+      ...stat('data/big', 'etc/os-release', 'play/f1', 'data/tagged', 'bin/tool', 'mid-only/file'),
+      ...read('data/big', 'etc/os-release', 'play/f1', 'data/tagged', 'mid-only/file'),
+      { op: 'getxattr', path: 'data/tagged', name: 'user.color' },
+      { op: 'listxattr', path: 'data/tagged' },
+      // data comes in on the first write, keeping the metadata set before
+      { op: 'write', path: 'data/big', offset: 1000, data: 'written after chmod' },
+      { op: 'append', path: 'etc/os-release', data: 'X=1\n' },
+      { op: 'truncate', path: 'play/f1', size: 2 },
+      { op: 'chmod', path: 'data/big', mode: '640' },
+      ...stat('data/big', 'etc/os-release', 'play/f1'),
+      ...read('data/big', 'etc/os-release', 'play/f1'),
+    ],
+  },
   {
     name: 'copy-up on data and metadata changes',
     ops: [

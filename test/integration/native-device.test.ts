@@ -70,6 +70,27 @@ if (!fs.existsSync('/dev/fuse')) {
     });
   });
 
+  t.test('a poller on an unmounted fd ends once with the errno and releases the loop', async (tt) => {
+    const other = native.fuseOpen();
+    tt.teardown(() => native.close(other));
+    const batches: FuseRequest[][] = [];
+    const ends: [number, number][] = [];
+    await new Promise<void>((resolve) => {
+      native.fuseStartPoller([other], 1024 * 1024 + 4096, (b) => batches.push(b), (f, errno) => {
+        ends.push([f, errno]);
+        setImmediate(resolve);
+      });
+    });
+    tt.same(batches, [], 'no requests');
+    tt.same(ends, [[other, E.EPERM]], 'one end, with the read errno');
+    tt.throws(() => native.fuseStartPoller([other], 100, () => undefined, () => undefined), { code: 'EINVAL' });
+    tt.throws(() => native.fuseStartPoller([], 65536, () => undefined, () => undefined), { name: 'TypeError' });
+    const h = native.fuseStartPoller([other], 65536, () => undefined, () => tt.fail('no callback after stop'));
+    native.fuseStopPoller(h);
+    native.fuseStopPoller(h);
+    await new Promise((r) => setTimeout(r, 50));
+  });
+
   t.test('fuseStopReaders is safe before and after the readers end', async (tt) => {
     const other = native.fuseOpen();
     let ended = 0;

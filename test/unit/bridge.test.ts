@@ -71,9 +71,10 @@ class FakeFs implements FileSystemApi {
   }
   init(o: { passthrough: boolean; writebackCache: boolean }): void { this.rec('init', o); }
   destroy(): void { this.rec('destroy'); }
-  lookup(ctx: Ctx, parent: number, name: string): Entry {
+  lookup(ctx: Ctx, parent: number, name: string): Entry | null {
     this.rec('lookup', ctx, parent, name);
     const n = this.nodes.get(name);
+    if (name === 'absent') return null;
     if (n === undefined) throw new FsError(E.ENOENT);
     return this.entry(n);
   }
@@ -133,7 +134,7 @@ class FakeTransport implements FuseTransport {
   keys = new Map<number, string>();
   nextBacking = 1;
   clones = 0;
-  readers: { fds: number[]; bufSize: number; onBatch: (r: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void } | null = null;
+  readers: { fds: number[]; bufSize: number; onBatch: (r: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void; mode?: string } | null = null;
   stopped = false;
   closed: number[] = [];
   writev(fd: number, bufs: Buffer[]): number {
@@ -147,8 +148,8 @@ class FakeTransport implements FuseTransport {
     return buf.length;
   }
   clone(devFd: number): number { this.clones++; return devFd + 100 + this.clones; }
-  startReaders(fds: number[], bufSize: number, onBatch: (r: { fd: number; buf: Buffer }[]) => void, onEnd: (fd: number, e: number) => void): unknown {
-    this.readers = { fds, bufSize, onBatch, onEnd };
+  startReaders(fds: number[], bufSize: number, onBatch: (r: { fd: number; buf: Buffer }[]) => void, onEnd: (fd: number, e: number) => void, mode?: string): unknown {
+    this.readers = { fds, bufSize, onBatch, onEnd, mode };
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
@@ -260,6 +261,24 @@ t.test('LOOKUP replies on the fd the request came from, with the caller', async 
   const [ctx, parent, name] = fs.called('lookup')[0] as [Ctx, number, string];
   t.same(ctx, { uid: 1000, gid: 1001, pid: 77 });
   t.same([parent, name], [1, 'foo']);
+});
+
+t.test('LOOKUP of a name that is not there: a negative entry the kernel caches', async (t) => {
+  const { tr, s } = await setup();
+  await s.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('absent')));
+  const w = tr.last();
+  t.equal(errorOf(w), 0, 'not an error');
+  t.equal(w.buf.length, Size.OUT_HEADER + Size.ENTRY_OUT);
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER), 0n, 'node id 0');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 16), 1n, 'entry_valid: the entry timeout');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 24), 0n, 'no attributes');
+  // with no caching, a plain ENOENT
+  const fs = new FakeFs();
+  const tr0 = new FakeTransport();
+  const s0 = new FuseSession({ devFd: 3, fs, transport: tr0, entryTimeout: 0, debug: () => undefined });
+  await s0.handleRequest(3, initFrame(45, ALL_OFFERED));
+  await s0.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('absent')));
+  t.equal(errorOf(tr0.last()), -E.ENOENT);
 });
 
 /** a second session over the same fakes, already past INIT */
@@ -475,7 +494,9 @@ t.test('passthrough: reuse of one backing id per node, fallbacks', async (t) => 
     await s.handleRequest(3, frame(Opcode.OPEN, node, openIn(0)));
     const b = tr.last().buf;
     t.equal(errorOf(tr.last()), 0);
-    return { fh: Number(b.readBigUInt64LE(16)), flags: b.readUInt32LE(24), backing: b.readInt32LE(28) };
+    const flags = b.readUInt32LE(24);
+    t.ok(flags & FOPEN.NOFLUSH, 'no FLUSH on close');
+    return { fh: Number(b.readBigUInt64LE(16)), flags: flags & ~FOPEN.NOFLUSH, backing: b.readInt32LE(28) };
   };
   const release = (fh: number) => s.handleRequest(3, frame(Opcode.RELEASE, 0, releaseIn(fh)));
   tr.keys.set(100, 'lower:1').set(101, 'lower:1').set(102, 'upper:1');
@@ -527,7 +548,7 @@ t.test('passthrough: reuse of one backing id per node, fallbacks', async (t) => 
   fs.opens.push({ fh: 8, backingFd: 100 });
   await s.handleRequest(3, frame(Opcode.CREATE, 1, Buffer.concat([u32(0o101, 0o100644, 0o22, 0), cstr('newfile')])));
   const cb = tr.last().buf;
-  t.equal(cb.readUInt32LE(Size.OUT_HEADER + Size.ENTRY_OUT + 8), FOPEN.PASSTHROUGH);
+  t.equal(cb.readUInt32LE(Size.OUT_HEADER + Size.ENTRY_OUT + 8), FOPEN.PASSTHROUGH | FOPEN.NOFLUSH);
   t.equal(cb.readInt32LE(Size.OUT_HEADER + Size.ENTRY_OUT + 12), 5);
 });
 
@@ -535,7 +556,7 @@ t.test('passthrough not negotiated: backing fds are ignored', async (t) => {
   const { fs, tr, s } = await setup({ isRoot: false });
   fs.opens.push({ fh: 1, backingFd: 100, keepCache: true });
   await s.handleRequest(3, frame(Opcode.OPEN, 7, openIn(0)));
-  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), FOPEN.KEEP_CACHE);
+  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), FOPEN.KEEP_CACHE | FOPEN.NOFLUSH);
   t.same(tr.backingOpens, []);
 });
 
@@ -545,7 +566,7 @@ t.test('passthrough: a failing BACKING_OPEN falls back to a cached open', async 
   fs.opens.push({ fh: 1, backingFd: 100 });
   await s.handleRequest(3, frame(Opcode.OPEN, 7, openIn(0)));
   t.equal(errorOf(tr.last()), 0);
-  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), 0);
+  t.equal(tr.last().buf.readUInt32LE(Size.OUT_HEADER + 8), FOPEN.NOFLUSH);
 });
 
 t.test('notify is sent later, never synchronously', async (t) => {
@@ -564,13 +585,14 @@ t.test('notify is sent later, never synchronously', async (t) => {
 t.test('start: readers on the device fd and clones, end when all readers end', async (t) => {
   const fs = new FakeFs();
   const tr = new FakeTransport();
-  const s = new FuseSession({ devFd: 3, fs, readers: 3, transport: tr, isRoot: true, debug: () => undefined });
+  const s = new FuseSession({ devFd: 3, fs, readers: 3, readMode: 'threads', transport: tr, isRoot: true, debug: () => undefined });
   let ended = false;
   s.on('end', () => (ended = true));
   const done = s.start();
   t.ok(tr.readers, 'readers started');
   const rd = tr.readers!;
   t.same(rd.fds, [3, 104, 105]);
+  t.equal(rd.mode, 'threads');
   t.ok(rd.bufSize >= (1 << 20) + 4096, 'buffer holds max_write plus headers');
   rd.onBatch([{ fd: 104, buf: initFrame(45, ALL_OFFERED) }]);
   await s.ready();
@@ -587,6 +609,25 @@ t.test('start: readers on the device fd and clones, end when all readers end', a
   t.ok(tr.stopped, 'readers stopped');
   t.same(tr.closed, [104, 105], 'clones closed');
   t.equal(fs.called('destroy').length, 1, 'filesystem destroyed');
+});
+
+t.test('start: the default poll mode reads the device fd alone, on the JS thread', async (t) => {
+  const fs = new FakeFs();
+  const tr = new FakeTransport();
+  const s = new FuseSession({ devFd: 3, fs, readers: 3, transport: tr, isRoot: true, debug: () => undefined });
+  const done = s.start();
+  const rd = tr.readers!;
+  t.equal(rd.mode, 'poll');
+  t.same(rd.fds, [3], 'no clones');
+  t.equal(tr.clones, 0);
+  rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }, { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('foo')) }]);
+  await s.ready();
+  await new Promise((r) => setImmediate(r));
+  t.same(tr.written.map((w) => w.fd), [3, 3], 'INIT and LOOKUP answered');
+  rd.onEnd(3, 0);
+  await done;
+  t.ok(tr.stopped, 'poller stopped');
+  t.same(tr.closed, [], 'nothing to close');
 });
 
 t.test('importing the bridge does not load the addon', async (t) => {

@@ -51,6 +51,14 @@ t.test('flags, repeated -o and -oOPTS', async (t) => {
   t.equal(d.foreground, true, '-d implies -f');
 });
 
+t.test('metacopy=on|off, off by default', async (t) => {
+  t.equal(mount(['-o', 'lowerdir=/a', '/m']).metacopy, false);
+  t.equal(mount(['-o', 'lowerdir=/a,upperdir=/u,workdir=/w,metacopy=on', '/m']).metacopy, true);
+  t.equal(mount(['-o', 'lowerdir=/a,metacopy=off', '/m']).metacopy, false);
+  refused(t, ['-o', 'lowerdir=/a,metacopy=yes', '/m'], /metacopy takes on or off/, 'STRATAFS_ERR_OPTION');
+  refused(t, ['-o', 'lowerdir=/a,metacopy', '/m'], /metacopy needs a value/, 'STRATAFS_ERR_OPTION');
+});
+
 t.test('id mappings and squash', async (t) => {
   const o = mount(['-o', 'lowerdir=/a,uidmapping=0:100000:65536,gidmapping=0:100000:1:1:200000:10,squash_to_gid=5', '/m']);
   t.same(o.uidMap, [{ inside: 0, host: 100000, count: 65536 }]);

@@ -400,6 +400,11 @@ t.test('fallocate, lseek SEEK_DATA/SEEK_HOLE, copy_file_range, FICLONE', async (
   tt.equal(native.copyFileRange(src, 10, dst, 0, 5), 0, 'at EOF');
   const ro = native.openat(fd, 'src', O_RDONLY, 0);
   throwsErrno(tt, () => native.copyFileRange(src, 0, ro, 0, 5), 'EBADF', 'copy_file_range');
+  // the same on the thread pool
+  tt.equal(await native.copyFileRangeAsync(src, 5, dst, 200, 4), 4);
+  native.pread(dst, out, 200);
+  tt.equal(out.toString('latin1', 0, 4), '5678');
+  await tt.rejects(native.copyFileRangeAsync(src, 0, ro, 0, 5), { code: 'EBADF', syscall: 'copy_file_range' });
   native.close(ro);
 
   // ext4 cannot clone: the wrapper reports that as an errno
@@ -449,8 +454,9 @@ t.test('copyData keeps holes and copies a sparse 1 GiB file quickly', async (tt)
 
   // a shorter size truncates; a dense file is copied byte for byte
   const small = native.openat(fd, 'small', O_CREAT | O_RDWR, 0o600);
-  await native.copyData(src, small, 1000);
+  await native.copyData(src, small, 1000, true);
   tt.equal(fstat(small).size, 1000);
+  tt.throws(() => native.copyData(src, small, 1000, 'yes' as never), { name: 'TypeError' }, 'sync is a boolean');
   const dense = Buffer.alloc(3 * 1024 * 1024 + 5);
   for (let i = 0; i < dense.length; i++) dense[i] = (i * 31) & 0xff;
   const a = native.openat(fd, 'a', O_CREAT | O_RDWR, 0o600);

@@ -14,6 +14,7 @@ import type { Request, RequestBody, RequestKind } from '../wire/decode';
 import {
   decodeDev, encodeAttr, encodeCreate, encodeData, encodeEmpty, encodeEntry, encodeLseek, encodeOpen,
   encodeReadlink, encodeStatfs, encodeWrite, encodeXattrSize, xattrList, type OpenOut, type Reply,
+  encodeError, encodeNegativeEntry,
 } from '../wire/encode';
 import { DirentWriter } from '../wire/dirent';
 import { FOPEN, OPEN_KILL_SUIDGID, RENAME_FLAG, WRITE_KILL_SUIDGID } from '../wire/protocol';
@@ -24,6 +25,8 @@ export interface Core {
   fs: FileSystemApi;
   /** seconds the kernel may cache attributes from GETATTR/SETATTR */
   attrTimeout: number;
+  /** seconds the kernel may cache a name that does not exist (0: answer ENOENT) */
+  entryTimeout: number;
   registry: PassthroughRegistry;
   killprivV2: boolean;
   /** DONT_MASK negotiated: creations carry the caller's umask for the filesystem to apply */
@@ -68,12 +71,20 @@ async function openFile(core: Core, ctx: Ctx, node: NodeId, r: OpenResult, flags
       throw e;
     }
   }
-  return core.registry.open(node, r);
+  // FLUSH does nothing here (no locks, data goes to the layer file as written): the
+  // kernel need not send it on every close
+  const out = core.registry.open(node, r);
+  out.openFlags |= FOPEN.NOFLUSH;
+  return out;
 }
 
 export const handlers: HandlerTable = {
   async LOOKUP(core, { header, body }, ctx) {
-    return entryOutcome(core, header.unique, await core.fs.lookup(ctx, header.nodeId, body.name));
+    const e = await core.fs.lookup(ctx, header.nodeId, body.name);
+    if (e === null) {
+      return { reply: core.entryTimeout > 0 ? encodeNegativeEntry(header.unique, core.entryTimeout) : encodeError(header.unique, E.ENOENT) };
+    }
+    return entryOutcome(core, header.unique, e);
   },
   async FORGET(core, { header, body }) {
     core.fs.forget(header.nodeId, body.nlookup);
@@ -183,6 +194,7 @@ export const handlers: HandlerTable = {
   },
   async GETXATTR(core, { header, body }, ctx) {
     const value = await core.fs.getxattr(ctx, header.nodeId, body.name);
+    if (value === null) return { reply: encodeError(header.unique, E.ENODATA) };
     if (body.size === 0) return { reply: encodeXattrSize(header.unique, value.length) };
     if (value.length > body.size) fail(E.ERANGE);
     return { reply: encodeData(header.unique, value) };
@@ -222,7 +234,7 @@ export const handlers: HandlerTable = {
         if (d.name !== '.' && d.name !== '..') {
           try {
             entry = await core.fs.lookup(ctx, header.nodeId, d.name);
-            looked.push(entry.nodeId);
+            if (entry) looked.push(entry.nodeId);
           } catch (e) {
             // gone since readdir (or unreadable): list the name without an entry
             core.log('readdirplus: lookup %d/%s failed: %s', header.nodeId, d.name, (e as Error).message);

@@ -27,7 +27,7 @@ import { handlers, type Core, type HandlerTable, type Outcome } from './dispatch
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
-import { makeTransport, type FuseTransport } from './transport';
+import { makeTransport, type FuseTransport, type ReadMode } from './transport';
 
 export type Logger = (fmt: string, ...args: unknown[]) => void;
 
@@ -35,8 +35,11 @@ export interface FuseSessionOptions {
   /** the /dev/fuse fd of the mounted connection */
   devFd: number;
   fs: FileSystemApi;
-  /** reader threads: the device fd plus readers-1 clones (default 1) */
+  /** reader threads in 'threads' mode: the device fd plus readers-1 clones (default 1);
+   * the 'poll' mode reads the device fd alone (one JS thread, clones would add nothing) */
   readers?: number;
+  /** read on the JS thread from the event loop ('poll', default) or by reader threads */
+  readMode?: ReadMode;
   /** 'auto': passthrough when running as root and the kernel offers it (default) */
   passthrough?: 'auto' | 'off';
   /** 'auto': writeback cache when passthrough is not in use and the kernel offers it (default) */
@@ -47,6 +50,8 @@ export interface FuseSessionOptions {
   isRoot?: boolean;
   /** seconds the kernel may cache attributes returned by GETATTR/SETATTR (default 1) */
   attrTimeout?: number;
+  /** seconds the kernel may cache the absence of a name (default: attrTimeout) */
+  entryTimeout?: number;
   debug?: Logger;
   /** device operations; defaults to the native addon (loaded on first use) */
   transport?: Partial<FuseTransport>;
@@ -109,7 +114,9 @@ export class FuseSession extends EventEmitter {
   start(): Promise<void> {
     this.started ??= new Promise<void>((resolve) => {
       const fds = [this.devFd];
-      for (let i = 1; i < (this.opts.readers ?? 1); i++) {
+      const mode = this.opts.readMode ?? 'poll';
+      const readers = mode === 'poll' ? 1 : this.opts.readers ?? 1;
+      for (let i = 1; i < readers; i++) {
         try {
           fds.push(this.transport.clone(this.devFd));
         } catch (e) {
@@ -140,7 +147,7 @@ export class FuseSession extends EventEmitter {
           });
         });
       };
-      const handle: unknown = this.transport.startReaders(fds, READ_BUFFER_SIZE, (reqs) => this.onBatch(reqs), onEnd);
+      const handle: unknown = this.transport.startReaders(fds, READ_BUFFER_SIZE, (reqs) => this.onBatch(reqs), onEnd, mode);
     });
     return this.started;
   }
@@ -263,6 +270,7 @@ export class FuseSession extends EventEmitter {
     const core: Core = {
       fs: this.fs,
       attrTimeout: this.opts.attrTimeout ?? 1,
+      entryTimeout: this.opts.entryTimeout ?? this.opts.attrTimeout ?? 1,
       registry: this.registry,
       killprivV2: n.killprivV2,
       dontMask: n.dontMask,

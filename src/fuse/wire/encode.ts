@@ -13,11 +13,19 @@ export type Reply = Buffer[];
 
 /** seconds (may be fractional) -> [sec, nsec] */
 export function splitTimeout(seconds: number): [bigint, number] {
-  if (!(seconds > 0)) return [0n, 0];
-  const sec = Math.floor(seconds);
-  const nsec = Math.min(999_999_999, Math.round((seconds - sec) * 1e9));
-  return [BigInt(sec), nsec];
+  // a mount uses one or two timeouts for every reply: keep the last split
+  if (seconds === lastTimeout) return lastSplit;
+  let split: [bigint, number] = [0n, 0];
+  if (seconds > 0) {
+    const sec = Math.floor(seconds);
+    split = [BigInt(sec), Math.min(999_999_999, Math.round((seconds - sec) * 1e9))];
+  }
+  lastTimeout = seconds;
+  lastSplit = split;
+  return split;
 }
+let lastTimeout = 0;
+let lastSplit: [bigint, number] = [0n, 0];
 
 /** makedev as the kernel's new_encode_dev (what fuse_attr.rdev and mknod carry) */
 export function encodeDev(major: number, minor: number): number {
@@ -89,6 +97,15 @@ export function writeEntry(b: Buffer, at: number, e: Entry): void {
 export function encodeEntry(unique: bigint, e: Entry): Reply {
   const { buf, body } = frame(unique, Size.ENTRY_OUT);
   writeEntry(body, 0, e);
+  return [buf];
+}
+
+/** "no such name", for the kernel to cache `timeout` seconds: node id 0 */
+export function encodeNegativeEntry(unique: bigint, timeout: number): Reply {
+  const { buf, body } = frame(unique, Size.ENTRY_OUT);
+  const [s, ns] = splitTimeout(timeout);
+  body.writeBigUInt64LE(s, 16);
+  body.writeUInt32LE(ns, 32);
   return [buf];
 }
 

@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import type { NodeId } from '../../../src/overlay/api';
 import { Notifier } from '../../../src/fuse/bridge/notify';
 import { NotifyCode, Size } from '../../../src/fuse/wire/protocol';
-import { ctx, fixture, put, walk, writeFile, xattr, R } from './fixtures/helpers';
+import { ctx, fixture, put, walk, writeFile, xattr, R, look } from './fixtures/helpers';
 
 
 const privateXattr = (p: string, name: string): string | null => xattr(p, `trusted.overlay.${name}`);
@@ -137,20 +137,20 @@ t.test('names of one upper file are one node, also after the kernel forgot them'
   f.ov.forget(c.entry.nodeId, 2);
   const dEntry = walk(f.ov, 'd');
   f.ov.forget(dEntry, 2);
-  const a2 = f.ov.lookup(ctx, walk(f.ov, 'd'), 'a');
+  const a2 = look(f.ov, walk(f.ov, 'd'), 'a');
   t.not(a2.nodeId, c.entry.nodeId, 'forgotten: a new node');
-  const b2 = f.ov.lookup(ctx, 1, 'b');
+  const b2 = look(f.ov, 1, 'b');
   t.equal(b2.nodeId, a2.nodeId, 'the other name finds the same node');
   t.equal(b2.attr.ino, a2.attr.ino);
   await f.ov.setattr(ctx, b2.nodeId, { mode: 0o600 });
   t.equal(f.ov.getattr(ctx, a2.nodeId).mode & 0o7777, 0o600);
   await f.ov.unlink(ctx, 1, 'b');
   t.equal(f.ov.getattr(ctx, a2.nodeId).nlink, 1, 'still reachable through the remaining name');
-  t.equal(f.ov.lookup(ctx, walk(f.ov, 'd'), 'a').nodeId, a2.nodeId);
+  t.equal(look(f.ov, walk(f.ov, 'd'), 'a').nodeId, a2.nodeId);
   const d2 = walk(f.ov, 'd');
-  const l1 = f.ov.lookup(ctx, d2, 'file');
+  const l1 = look(f.ov, d2, 'file');
   await f.ov.link(ctx, l1.nodeId, d2, 'file2');
-  t.equal(f.ov.lookup(ctx, d2, 'file2').nodeId, l1.nodeId, 'a lower file linked: copied up, one node');
+  t.equal(look(f.ov, d2, 'file2').nodeId, l1.nodeId, 'a lower file linked: copied up, one node');
 });
 
 t.test('a copied-up lower hard link reports the st_ino of its upper copy (kernel, index=off)', async (t) => {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { ctx, errnoOf, exists, fixture, ls, put, readFile, walk, withErrno } from './fixtures/helpers';
+import { ctx, errnoOf, exists, fixture, ls, put, readFile, walk, withErrno, look } from './fixtures/helpers';
 
 function mknodWhiteout(p: string): void {
   execFileSync('mknod', [p, 'c', '0', '0']);
@@ -29,8 +29,8 @@ t.test('upper shadows lower, lower shadows lower', async (t) => {
   t.same(ls(f.ov, 'd'), ['x', 'y'], 'dirs merge');
   t.same(ls(f.ov, ''), ['a', 'b', 'c', 'd']);
   t.throws(() => walk(f.ov, 'nope'), withErrno(constants.errno.ENOENT));
-  const e1 = f.ov.lookup(ctx, 1, 'a');
-  const e2 = f.ov.lookup(ctx, 1, 'a');
+  const e1 = look(f.ov, 1, 'a');
+  const e2 = look(f.ov, 1, 'a');
   t.equal(e1.nodeId, e2.nodeId, 'same node for the same name');
   t.equal(e1.attr.ino, BigInt(fs.statSync(path.join(f.lowers[1] as string, 'a')).ino), 'st_ino is the origin ino');
   t.equal(f.ov.getattr(ctx, walk(f.ov, 'd')).nlink, 1, 'merged dir nlink 1');
@@ -188,7 +188,7 @@ t.test('readdir d_ino matches st_ino, merged and redirected dirs included', asyn
   f.ov.releasedir(fh);
   t.same(ents.map((e) => e.name).sort(), ['file', 'm', 'pure', 'r2']);
   for (const e of ents) {
-    const a = f.ov.lookup(ctx, 1, e.name).attr;
+    const a = look(f.ov, 1, e.name).attr;
     t.equal(e.ino, a.ino, `${e.name}: d_ino == st_ino`);
     t.equal(e.type, a.mode & fs.constants.S_IFMT, `${e.name}: type`);
   }

@@ -25,6 +25,7 @@ t.test('getattr and setattr of an open, unlinked file use its open handle', asyn
 
   // a lower file copied up by an open for write, then replaced by a rename over it
   const lower = f.ov.lookup(ctx, tmp, 'lower');
+  if (lower === null) throw new Error('lower file not found');
   const w = await f.ov.open(ctx, lower.nodeId, fsc.O_WRONLY);
   const other = await f.ov.create(ctx, tmp, 'other', fsc.S_IFREG | 0o644, fsc.O_WRONLY);
   await f.ov.rename(ctx, tmp, 'other', tmp, 'lower', { noReplace: false, exchange: false, whiteout: false });

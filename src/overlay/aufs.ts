@@ -1,0 +1,91 @@
+/**
+ * AUFS whiteouts in the lowers, read once per lower directory.
+ *
+ * A lookup must know whether `.wh.<name>` hides a name in a lower directory, and
+ * whether a lower directory holds `.wh..wh..opq` (see whiteout.ts). Asking with a
+ * statx per lower layer and per name, and an open of every lower directory met to look
+ * for the opaque marker, made those checks most of a lookup's syscalls, while almost
+ * no layer has such entries. Lowers never change under a mount, so the first lookup in
+ * a lower directory lists it once (getdents) and keeps what it found: the hidden names
+ * (only for the rare directory that has any) and the opaque marker. The index is an
+ * LRU bounded in entries; an evicted directory is simply listed again.
+ *
+ * A directory that cannot be listed (no read permission for an unprivileged daemon)
+ * falls back to the per-name checks, which need search permission only.
+ */
+import { LRUCache } from 'lru-cache';
+import { native } from '../native';
+import { openDirAt, tryStatAt, type Layer } from './layers';
+import { AUFS_OPAQUE, AUFS_PREFIX } from './whiteout';
+
+interface AufsDir {
+  /** names hidden by `.wh.<name>` entries, null when there are none */
+  hidden: Set<string> | null;
+  /** holds `.wh..wh..opq` */
+  opaque: boolean;
+}
+
+const NONE: AufsDir = { hidden: null, opaque: false };
+
+/** The AUFS entries of directory `name` in `dirfd` ('' = itself); null when it cannot be listed. */
+function scan(dirfd: number, name: string): AufsDir | null {
+  let fd: number;
+  try {
+    fd = openDirAt(dirfd, name);
+  } catch {
+    return null;
+  }
+  try {
+    let d = NONE;
+    for (const e of native.getdents(fd)) {
+      if (!e.name.startsWith(AUFS_PREFIX)) continue;
+      if (d === NONE) d = { hidden: null, opaque: false };
+      if (e.name === AUFS_OPAQUE) d.opaque = true;
+      else if (!e.name.startsWith(AUFS_PREFIX + AUFS_PREFIX)) (d.hidden ??= new Set()).add(e.name.slice(AUFS_PREFIX.length));
+    }
+    return d;
+  } catch {
+    return null;
+  } finally {
+    native.close(fd);
+  }
+}
+
+export class AufsIndex {
+  private readonly dirs: LRUCache<string, AufsDir>;
+
+  constructor(max: number) {
+    this.dirs = new LRUCache<string, AufsDir>({ max });
+  }
+
+  private get(layer: Layer, path: string, dirfd: number, name: string): AufsDir | null {
+    const key = `${layer.index}\0${path}`;
+    const hit = this.dirs.get(key);
+    if (hit !== undefined) return hit;
+    const d = scan(dirfd, name);
+    if (d !== null) this.dirs.set(key, d);
+    return d;
+  }
+
+  /** Does `.wh.<name>` exist in the lower directory at `path` of `layer` (O_PATH fd `dirfd`)? */
+  hides(layer: Layer, path: string, dirfd: number, name: string): boolean {
+    const d = this.get(layer, path, dirfd, '');
+    if (d === null) return tryStatAt(dirfd, AUFS_PREFIX + name) !== null;
+    return d.hidden !== null && d.hidden.has(name);
+  }
+
+  /**
+   * Is the lower directory at `path` (`name` in `parentFd`) AUFS-opaque? `ownFd` gives
+   * an fd of the directory itself for the fallback.
+   */
+  opaque(layer: Layer, path: string, parentFd: number, name: string, ownFd: () => number | null): boolean {
+    const d = this.get(layer, path, parentFd, name);
+    if (d !== null) return d.opaque;
+    const fd = ownFd();
+    return fd !== null && tryStatAt(fd, AUFS_OPAQUE) !== null;
+  }
+
+  clear(): void {
+    this.dirs.clear();
+  }
+}
