@@ -30,9 +30,13 @@ export interface RunResult {
   host: string;
   kernel: string;
   node: string;
+  /** CPUs and memory, for the report */
+  machine: string;
   options: Record<string, unknown>;
+  dataset?: { files: number; bigMib: number; fioMib: number };
   targets: TargetName[];
-  skipped: Partial<Record<TargetName, string>>;
+  /** targets and workloads that could not run here, with the reason */
+  skipped: Record<string, string>;
   workloads: WorkloadResult[];
   ratios: { name: string; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number }[];
   geomean: { median: Partial<Record<TargetName, number>>; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number };

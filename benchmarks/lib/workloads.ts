@@ -19,6 +19,8 @@ export interface Workload {
   description: string;
   /** sync and drop the page, dentry and inode caches right before the timed command */
   cold: boolean;
+  /** a program the workload needs; without it the workload is skipped */
+  requires?: string;
   /** untimed, before the (optional) cache drop */
   prepare?(c: WorkloadContext): string | undefined;
   command(c: WorkloadContext): string;
@@ -113,11 +115,36 @@ export const WORKLOADS: Workload[] = [
     cleanup: (c) => nativeOnly(c, `rm -rf ${q(path.join(c.ds.native, 'untar.new'))}`),
   },
   {
+    name: 'untar-over',
+    description: 'extract the same tar over a lower dir holding the same files (copy-up of dirs, every file replaced)',
+    cold: false,
+    prepare: (c) => `cat ${q(c.ds.srcTar)} > /dev/null`,
+    command: (c) => `tar xf ${q(c.ds.srcTar)} -C "$MNT/inc"`,
+    check: () => 'cd "$MNT/inc" && find . | wc -l && tar cf - . | wc -c',
+    cleanup: (c) => nativeOnly(c, restoreNative(c.ds, ['inc'])),
+  },
+  {
     name: 'rm-tree',
     description: 'rm -rf of merged lower dirs (a quarter of the tree: whiteouts for every entry)',
     cold: false,
     command: (c) => `cd "$MNT" && rm -rf ${c.ds.rmDirs.map(q).join(' ')}`,
     check: (c) => `cd "$MNT" && ls tree | wc -l && ls -d ${c.ds.rmDirs.map(q).join(' ')} 2>/dev/null | wc -l`,
     cleanup: (c) => nativeOnly(c, restoreNative(c.ds, c.ds.rmDirs)),
+  },
+  {
+    name: 'fio-randrw',
+    description: 'fio: random 4 KiB reads and writes (half each, one pass over the size) on a copied-up file, then fsync',
+    cold: false,
+    requires: 'fio',
+    // copy-up (untimed): overwrite the first byte in place
+    prepare: () => 'printf x | dd of="$MNT/fio.bin" bs=1 count=1 conv=notrunc status=none',
+    command: (c) =>
+      [
+        'fio --name=randrw --filename="$MNT/fio.bin" --rw=randrw --rwmixread=50 --bs=4k',
+        `--size=${c.ds.fioSize} --io_size=${c.ds.fioSize} --ioengine=psync --fallocate=none`,
+        '--randrepeat=1 --randseed=4242 --buffer_pattern=0x5a --end_fsync=1 --output=/dev/null',
+      ].join(' '),
+    check: () => 'cksum < "$MNT/fio.bin"',
+    cleanup: (c) => nativeOnly(c, `cp -a ${q(path.join(c.ds.lowers[1], 'fio.bin'))} ${q(path.join(c.ds.native, 'fio.bin'))}`),
   },
 ];
