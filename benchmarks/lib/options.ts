@@ -47,6 +47,7 @@ export const USAGE = `usage: npm run bench -- [OPTIONS]
   --files=N          files in the main lower tree (default 50000)
   --big-mib=N        size of the big lower file in MiB (default 512)
   --small=N          small lower files appended to (default 2000)
+  --list=N           entries of the dir listed with ls -l (default 1000)
   --reps=N           repetitions, targets alternated within each (default 3)
   --quick            small sizes, 1 repetition (a smoke run)
   --sharing          measure layer sharing instead of the workloads
@@ -110,6 +111,7 @@ export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
       case 'files': o.files = positiveInt(name, v); break;
       case 'big-mib': o.bigMib = positiveInt(name, v); break;
       case 'small': o.smallFiles = positiveInt(name, v); break;
+      case 'list': o.listEntries = positiveInt(name, v); break;
       case 'reps': o.reps = positiveInt(name, v); break;
       case 'containers': o.containers = positiveInt(name, v); break;
       case 'sharing': o.sharing = true; break;

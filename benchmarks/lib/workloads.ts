@@ -83,8 +83,8 @@ export const WORKLOADS: Workload[] = [
     command: () => READ_BIG,
   },
   {
-    name: 'ls-l-1k',
-    description: 'ls -l of a 1000-entry lower dir, 10 times (readdir + stat of every entry)',
+    name: 'ls-l',
+    description: 'ls -l of a large lower dir (1000 entries by default), 10 times: readdir + stat of every entry',
     cold: false,
     command: () => 'cd "$MNT/list" && i=0; while [ $i -lt 10 ]; do ls -l > /dev/null; i=$((i+1)); done; ls -l | wc -l',
   },
