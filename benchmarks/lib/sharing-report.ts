@@ -44,7 +44,11 @@ export interface SharingResult {
 }
 
 const MiB = 2 ** 20;
-const mib = (x: number | undefined): string => (x === undefined ? '–' : (x / MiB).toFixed(0));
+function mib(x: number | undefined): string {
+  if (x === undefined) return '–';
+  const v = x / MiB;
+  return Math.abs(v) < 10 ? v.toFixed(1) : v.toFixed(0);
+}
 
 /** The figures of one run, as shown in every format. */
 function figures(r: SharingRun, res: SharingResult) {
@@ -82,7 +86,7 @@ function rows(res: SharingResult): string[][] {
 }
 
 function headline(res: SharingResult): string {
-  return `${res.containers} containers over the same lowers, each reading the same ${mib(res.bigBytes)} MiB file`;
+  return `${res.containers} containers over the same lowers, each reading the same ${res.bigBytes / MiB} MiB file`;
 }
 
 export function sharingTable(res: SharingResult): string {
