@@ -116,7 +116,7 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
     options: { ...o },
     targets: targets.map((t) => t.name),
     skipped,
-    workloads: workloads.map((w): WorkloadResult => ({ name: w.name, description: w.description, samples: {}, median: {}, mismatches: [] })),
+    workloads: workloads.map((w): WorkloadResult => ({ name: w.name, description: w.description, diagnostic: w.diagnostic, samples: {}, median: {}, mismatches: [] })),
     ratios: [],
     geomean: { median: {} },
     mountMedian: {},

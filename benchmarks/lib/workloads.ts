@@ -19,6 +19,8 @@ export interface Workload {
   description: string;
   /** sync and drop the page, dentry and inode caches right before the timed command */
   cold: boolean;
+  /** shown, but not one of the project's goals: left out of the geometric means */
+  diagnostic?: boolean;
   /** a program the workload needs; without it the workload is skipped */
   requires?: string;
   /** untimed, before the (optional) cache drop */
@@ -146,5 +148,12 @@ export const WORKLOADS: Workload[] = [
       ].join(' '),
     check: () => 'cksum < "$MNT/fio.bin"',
     cleanup: (c) => nativeOnly(c, `cp -a ${q(path.join(c.ds.lowers[1], 'fio.bin'))} ${q(path.join(c.ds.native, 'fio.bin'))}`),
+  },
+  {
+    name: 'lookup-miss',
+    description: 'stat of 20000 names that do not exist, in a shell loop: one LOOKUP round trip each (the per-request latency)',
+    cold: false,
+    diagnostic: true,
+    command: () => 'cd "$MNT/list" && i=0; while [ $i -lt 20000 ]; do [ -e "missing-$i" ]; i=$((i+1)); done; ls | wc -l',
   },
 ];

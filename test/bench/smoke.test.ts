@@ -75,7 +75,7 @@ t.test('workloads on every target: table, JSON, SVG, markdown', async (t) => {
   const header = r.stdout.split('\n').find((l) => l.startsWith('workload '));
   t.ok(header, 'table printed');
   for (const target of TARGETS) t.match(header ?? '', target, `table has a ${target} column`);
-  for (const w of [...WORKLOADS.map((x) => x.name), 'geomean']) {
+  for (const w of [...WORKLOADS.map((x) => (x.diagnostic ? `(${x.name})` : x.name)), 'geomean']) {
     t.ok(r.stdout.split('\n').some((l) => l.startsWith(`${w} `)), `table has a row for ${w}`);
   }
 
