@@ -39,6 +39,8 @@ export interface SharingResult {
   filesystem?: string;
   containers: number;
   bigBytes: number;
+  /** whether the caches were dropped before the reads (root, writable /proc/sys) */
+  cachesDropped: boolean;
   runs: SharingRun[];
   skipped: Partial<Record<SharingName, string>>;
 }

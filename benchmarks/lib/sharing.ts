@@ -11,13 +11,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildDataset, type Dataset } from './dataset';
 import type { BenchOptions, SharingName } from './options';
-import { describeFailure, mountsUnder, ok, q, sh } from './proc';
+import { canDropCaches, describeFailure, dropCachesScript, mountsUnder, ok, q, sh } from './proc';
 import { isInterrupted, withScratch } from './scratch';
 import { fsTypeOf, makeSetup, type Container, type Setup } from './sharing-setups';
 import { sharingMarkdown, sharingSvg, sharingTable, type SharingResult, type SharingRun } from './sharing-report';
 import { median } from './stats';
-
-const DROP_CACHES = 'sync && echo 3 > /proc/sys/vm/drop_caches';
 
 function meminfoBytes(field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/meminfo', 'utf8'));
@@ -74,7 +72,7 @@ async function measure(setup: Setup, ds: Dataset, o: BenchOptions, log: (s: stri
       if (i === 0) res.firstMountMemory = memoryOf(setup.pids());
     }
     res.idleMemory = memoryOf(setup.pids());
-    await must('drop caches', DROP_CACHES, {}, timeoutMs);
+    await must('drop caches', dropCachesScript(), {}, timeoutMs);
     const cached0 = meminfoBytes('Cached');
     for (const c of made) {
       if (isInterrupted()) break;
@@ -115,9 +113,11 @@ export async function runSharing(o: BenchOptions, repoRoot: string, log: (s: str
     node: process.version,
     containers: o.containers,
     bigBytes: o.bigMib << 20,
+    cachesDropped: canDropCaches(),
     runs: [],
     skipped: {},
   };
+  if (!result.cachesDropped) log('note: caches cannot be dropped here: page-cache growth counts only what was not cached yet');
   await withScratch(o, log, async (scratch) => {
     const ds = await buildDataset(scratch, o, log, false);
     result.filesystem = fsTypeOf(scratch);

@@ -8,13 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildDataset, type Dataset } from './dataset';
 import type { BenchOptions, TargetName } from './options';
-import { describeFailure, mountsUnder, ok, sh } from './proc';
+import { canDropCaches, describeFailure, dropCachesScript, mountsUnder, ok, sh } from './proc';
 import type { RunResult, Sample, WorkloadResult } from './results';
 import { isInterrupted, withScratch } from './scratch';
 import { makeTargets, type RunDirs, type Target } from './targets';
 import { WORKLOADS, type Workload } from './workloads';
-
-const DROP_CACHES = 'sync && echo 3 > /proc/sys/vm/drop_caches';
 
 let runSeq = 0;
 
@@ -46,7 +44,7 @@ async function runOne(t: Target, w: Workload, rep: number, ds: Dataset, o: Bench
     const prepare = w.prepare?.(ctx);
     if (prepare) await step('prepare', prepare, env, o);
     // dirty data of earlier steps must not be written back during the timed command
-    await step(w.cold ? 'drop caches' : 'sync', w.cold ? DROP_CACHES : 'sync', {}, o);
+    await step(w.cold ? 'drop caches' : 'sync', w.cold ? dropCachesScript() : 'sync', {}, o);
     const r = await sh(w.command(ctx), env, o.timeoutSec * 1000);
     if (!ok(r)) throw new Error(describeFailure('command', r));
     sample.seconds = r.seconds;
@@ -105,7 +103,7 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
   }
   const workloads = await chooseWorkloads(o, skipped);
   for (const w of WORKLOADS) if (skipped[w.name]) log(`skipping ${w.name}: ${skipped[w.name]}`);
-  if (process.getuid?.() !== 0) log('note: not root, so caches cannot be dropped: "cold" workloads are not cold');
+  if (!canDropCaches()) log('note: caches cannot be dropped here (not root, or /proc/sys read-only): "cold" workloads are not cold');
 
   const result: RunResult = {
     date: new Date().toISOString(),
