@@ -48,7 +48,9 @@ async function reflinkProbe(scratch: string): Promise<string | undefined> {
   try {
     const r = await run('cp', ['--reflink=always', a, b]);
     if (ok(r)) return undefined;
-    return `not supported on ${fsTypeOf(scratch)} (${r.stderr.trim().split('\n')[0]})`;
+    // cp names both (temporary) files; the reason is the last part of its message
+    const why = r.stderr.trim().split('\n')[0].split(': ').pop() ?? `exit ${r.code}`;
+    return `not supported on ${fsTypeOf(scratch)} (cp --reflink=always: ${why})`;
   } finally {
     fs.rmSync(a, { force: true });
     fs.rmSync(b, { force: true });
