@@ -102,8 +102,8 @@ export async function buildDataset(root: string, o: BenchOptions, log: (s: strin
     native,
     srcTar: path.join(dir, 'src.tar'),
     rmDirs,
-    bigSize: o.bigMib << 20,
-    fioSize: fioMib(o) << 20,
+    bigSize: o.bigMib * 2 ** 20,
+    fioSize: fioMib(o) * 2 ** 20,
     files: meta.files,
   };
 }

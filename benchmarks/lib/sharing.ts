@@ -112,7 +112,7 @@ export async function runSharing(o: BenchOptions, repoRoot: string, log: (s: str
     kernel: os.release(),
     node: process.version,
     containers: o.containers,
-    bigBytes: o.bigMib << 20,
+    bigBytes: o.bigMib * 2 ** 20,
     cachesDropped: canDropCaches(),
     runs: [],
     skipped: {},

@@ -121,7 +121,7 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
   };
   await withScratch(o, log, async (scratch) => {
     const ds = await buildDataset(scratch, o, log);
-    result.dataset = { files: ds.files, bigMib: o.bigMib, fioMib: ds.fioSize >> 20 };
+    result.dataset = { files: ds.files, bigMib: o.bigMib, fioMib: ds.fioSize / 2 ** 20 };
     for (let rep = 0; rep < o.reps && !isInterrupted(); rep++) {
       for (const [wi, w] of workloads.entries()) {
         if (isInterrupted()) break;
