@@ -1,21 +1,26 @@
 /**
- * The layer stack every target works on, built once per run in the scratch directory.
+ * The layer stack every target works on. The layers are built once per size and kept in
+ * the cache directory (they are only ever read); the native baseline, which workloads
+ * change, is copied from them into each run's scratch directory.
  *
- *   layers/l1 (top)     tree/   a smaller tree reusing some dir names of the main tree
- *                       list/   the dir listed with `ls -l` (1k entries)
- *   layers/l2 (middle)  small/  the small files appended to (copy-up)
- *                       big.bin the big file (read, and copied up by a 1-byte append)
- *   layers/l3 (bottom)  tree/   the main tree of N files in nested dirs
- *   native/             the merged view as one plain directory (the baseline)
- *   src.tar             the archive extracted by the untar workload
+ *   l1 (top)     tree/    a quarter-size tree reusing some dir names of the main tree
+ *                list/    the dir listed with `ls -l` (1k entries)
+ *   l2 (middle)  small/   the small files appended to (copy-up)
+ *                big.bin  the big file (read, and copied up by a 1-byte append)
+ *                fio.bin  the file copied up and then read and written at random
+ *   l3 (bottom)  tree/    the main tree of N files in nested dirs
+ *                inc/     the untar source, extracted (untar over a lower dir)
+ *   src.tar      the archive extracted by the untar workloads
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BenchOptions } from './options';
 import { describeFailure, ok, q, sh } from './proc';
+import { cachedBuild } from './cache';
+import { writeBig, writeFlat, writeTree } from './tree';
 
 export interface Dataset {
+  /** this run's scratch directory */
   root: string;
   /** top first, as in lowerdir= */
   lowers: string[];
@@ -24,47 +29,19 @@ export interface Dataset {
   /** merged-relative dirs removed by the rm workload */
   rmDirs: string[];
   bigSize: number;
+  fioSize: number;
   files: number;
 }
 
-const FILES_PER_DIR = 50;
-
-function content(i: number): string {
-  const line = `line ${i} of a small benchmark file\n`;
-  return line.repeat(1 + (i % 40));
+/** What the cache keeps beside the layers. */
+interface Meta {
+  tops: number;
+  files: number;
 }
 
-/** Writes COUNT files as TOP/SUB/FILE with about FILES_PER_DIR files per leaf dir. */
-function writeTree(root: string, count: number, subPrefix: string, filePrefix: string): number {
-  const leaves = Math.max(1, Math.ceil(count / FILES_PER_DIR));
-  const tops = Math.max(1, Math.ceil(Math.sqrt(leaves)));
-  const subsPerTop = Math.ceil(leaves / tops);
-  let n = 0;
-  for (let leaf = 0; leaf < leaves && n < count; leaf++) {
-    const top = `d${String(Math.floor(leaf / subsPerTop)).padStart(3, '0')}`;
-    const dir = path.join(root, top, `${subPrefix}${String(leaf % subsPerTop).padStart(3, '0')}`);
-    fs.mkdirSync(dir, { recursive: true });
-    for (let f = 0; f < FILES_PER_DIR && n < count; f++, n++) {
-      fs.writeFileSync(path.join(dir, `${filePrefix}${String(f).padStart(3, '0')}.txt`), content(n));
-    }
-  }
-  return tops;
-}
-
-function writeFlat(dir: string, count: number, prefix: string): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const width = String(count).length;
-  for (let i = 0; i < count; i++) fs.writeFileSync(path.join(dir, `${prefix}${String(i).padStart(width, '0')}`), content(i));
-}
-
-function writeBig(file: string, mib: number): void {
-  const chunk = randomBytes(1 << 20);
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (let i = 0; i < mib; i++) fs.writeSync(fd, chunk);
-  } finally {
-    fs.closeSync(fd);
-  }
+/** The random-I/O file: an eighth of the big file, at least 4 MiB. */
+export function fioMib(o: BenchOptions): number {
+  return Math.max(4, Math.floor(o.bigMib / 8));
 }
 
 async function must(what: string, script: string): Promise<void> {
@@ -72,9 +49,9 @@ async function must(what: string, script: string): Promise<void> {
   if (!ok(r)) throw new Error(describeFailure(what, r));
 }
 
-export async function buildDataset(root: string, o: BenchOptions, log: (s: string) => void): Promise<Dataset> {
-  const t0 = Date.now();
-  const [l1, l2, l3] = ['l1', 'l2', 'l3'].map((n) => path.join(root, 'layers', n));
+/** Writes the layers and the archive into DIR (a fresh directory). */
+async function buildLayers(dir: string, o: BenchOptions): Promise<Meta> {
+  const [l1, l2, l3] = ['l1', 'l2', 'l3'].map((n) => path.join(dir, 'layers', n));
   // main tree at the bottom; a quarter-size tree on top reuses its top dir names and
   // half of its second-level names ("e" = same names as below, "x" = new ones)
   const tops = writeTree(path.join(l3, 'tree'), o.files, 'e', 'f');
@@ -84,18 +61,49 @@ export async function buildDataset(root: string, o: BenchOptions, log: (s: strin
   writeFlat(path.join(l1, 'list'), o.listEntries, 'entry-');
   writeFlat(path.join(l2, 'small'), o.smallFiles, 's');
   writeBig(path.join(l2, 'big.bin'), o.bigMib);
-  const native = path.join(root, 'native');
-  fs.mkdirSync(native);
-  await must('copy the layers into the native baseline', `for l in ${q(l3)} ${q(l2)} ${q(l1)}; do cp -a "$l/." ${q(native)}/; done`);
-  const srcTar = path.join(root, 'src.tar');
+  writeBig(path.join(l2, 'fio.bin'), fioMib(o));
+  const srcTar = path.join(dir, 'src.tar');
   await must(
     `archive ${o.untarSource}`,
     `tar cf ${q(srcTar)} -C ${q(path.dirname(o.untarSource))} ${q(path.basename(o.untarSource))}`,
   );
+  fs.mkdirSync(path.join(l3, 'inc'));
+  await must('extract the archive into the bottom layer', `tar xf ${q(srcTar)} -C ${q(path.join(l3, 'inc'))}`);
+  const { stdout } = await sh(`find ${q(path.join(dir, 'layers'))} -mindepth 2 -not -type d | wc -l`);
+  return { tops, files: Number(stdout.trim()) };
+}
+
+/** The cache key: everything the layers depend on. */
+function key(o: BenchOptions): string {
+  const src = o.untarSource.replace(/[^A-Za-z0-9]+/g, '_');
+  return `v2-f${o.files}-b${o.bigMib}-s${o.smallFiles}-l${o.listEntries}-${src}`;
+}
+
+/** The cached layers, and (with NATIVE) a fresh native baseline in ROOT. */
+export async function buildDataset(root: string, o: BenchOptions, log: (s: string) => void, withNative = true): Promise<Dataset> {
+  const t0 = Date.now();
+  const { dir, meta, built } = await cachedBuild<Meta>(o.cache, key(o), (d) => buildLayers(d, o), log);
+  const lowers = ['l1', 'l2', 'l3'].map((n) => path.join(dir, 'layers', n));
+  const native = path.join(root, 'native');
+  if (withNative) {
+    fs.mkdirSync(native);
+    await must('copy the layers into the native baseline', `for l in ${[...lowers].reverse().map(q).join(' ')}; do cp -a "$l/." ${q(native)}/; done`);
+  }
   // the rm workload removes about a quarter of the tree's top dirs, which are merged dirs
   const rmDirs: string[] = [];
-  for (let i = 0; i < Math.max(1, Math.ceil(tops / 4)); i++) rmDirs.push(`tree/d${String(i).padStart(3, '0')}`);
-  const merged = o.files + extra + o.listEntries + o.smallFiles + 1;
-  log(`dataset: ${merged} files in 3 lowers, big file ${o.bigMib} MiB, built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  return { root, lowers: [l1, l2, l3], native, srcTar, rmDirs, bigSize: o.bigMib << 20, files: merged };
+  for (let i = 0; i < Math.max(1, Math.ceil(meta.tops / 4)); i++) rmDirs.push(`tree/d${String(i).padStart(3, '0')}`);
+  log(
+    `dataset: ${meta.files} files in 3 lowers, big file ${o.bigMib} MiB (${built ? 'built' : 'cached'} in ${dir}); ` +
+      `ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return {
+    root,
+    lowers,
+    native,
+    srcTar: path.join(dir, 'src.tar'),
+    rmDirs,
+    bigSize: o.bigMib * 2 ** 20,
+    fioSize: fioMib(o) * 2 ** 20,
+    files: meta.files,
+  };
 }

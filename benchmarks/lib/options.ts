@@ -6,6 +6,10 @@ import * as path from 'node:path';
 export const TARGET_NAMES = ['native', 'kernel', 'fuse-overlayfs', 'stratafs'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
+/** Setups compared by the layer-sharing measurement (--sharing). */
+export const SHARING_NAMES = ['kernel', 'fuse-overlayfs', 'stratafs', 'stratafs-daemon', 'full-copy', 'reflink-copy'] as const;
+export type SharingName = (typeof SHARING_NAMES)[number];
+
 export interface BenchOptions {
   /** files in the main lower tree */
   files: number;
@@ -19,8 +23,16 @@ export interface BenchOptions {
   quick: boolean;
   only?: string[];
   targets: TargetName[];
+  /** the setups of --sharing (from --targets when given) */
+  sharingTargets: SharingName[];
   /** parent of this run's scratch directory */
   scratch: string;
+  /** where built datasets are kept between runs */
+  cache: string;
+  /** run the layer-sharing measurement instead of the workloads */
+  sharing: boolean;
+  /** containers (mounts) of the layer-sharing measurement */
+  containers: number;
   keep: boolean;
   /** where latest.json and latest.svg go */
   out: string;
@@ -32,13 +44,18 @@ export interface BenchOptions {
 }
 
 export const USAGE = `usage: npm run bench -- [OPTIONS]
-  --files=N          files in the main lower tree (default 20000)
-  --big-mib=N        size of the big lower file in MiB (default 256)
+  --files=N          files in the main lower tree (default 50000)
+  --big-mib=N        size of the big lower file in MiB (default 512)
+  --small=N          small lower files appended to (default 2000)
+  --list=N           entries of the dir listed with ls -l (default 1000)
   --reps=N           repetitions, targets alternated within each (default 3)
-  --quick            tiny sizes, 1 repetition (a smoke run)
+  --quick            small sizes, 1 repetition (a smoke run)
+  --sharing          measure layer sharing instead of the workloads
+  --containers=N     mounts of the sharing measurement (default 8)
   --only=W,W         run only these workloads (names as in the table)
   --targets=T,T      among ${TARGET_NAMES.join(', ')} (default all)
   --scratch=DIR      parent of the scratch directory (default /var/tmp/stratafs-bench)
+  --cache=DIR        where datasets are built once and kept (default SCRATCH/cache)
   --keep             keep the scratch directory
   --out=DIR          results directory (default benchmarks/results)
   --untar-source=DIR directory archived for the untar workload (default /usr/include)
@@ -58,14 +75,18 @@ function list(value: string): string[] {
 
 export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
   const o: BenchOptions = {
-    files: 20000,
-    bigMib: 256,
+    files: 50000,
+    bigMib: 512,
     smallFiles: 2000,
     listEntries: 1000,
     reps: 3,
     quick: false,
     targets: [...TARGET_NAMES],
+    sharingTargets: [...SHARING_NAMES],
     scratch: '/var/tmp/stratafs-bench',
+    cache: '',
+    sharing: false,
+    containers: 8,
     keep: false,
     out: path.join(repoRoot, 'benchmarks', 'results'),
     untarSource: '/usr/include',
@@ -73,12 +94,13 @@ export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
     help: false,
   };
   const set = new Set<string>();
+  let targets: string[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith('--')) throw new Error(`unexpected argument "${arg}"`);
     const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     let value = inline;
-    const flag = ['quick', 'keep', 'help'].includes(name);
+    const flag = ['quick', 'keep', 'help', 'sharing'].includes(name);
     if (!flag && value === undefined) {
       value = argv[++i];
       if (value === undefined) throw new Error(`--${name} needs a value`);
@@ -88,7 +110,12 @@ export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
     switch (name) {
       case 'files': o.files = positiveInt(name, v); break;
       case 'big-mib': o.bigMib = positiveInt(name, v); break;
+      case 'small': o.smallFiles = positiveInt(name, v); break;
+      case 'list': o.listEntries = positiveInt(name, v); break;
       case 'reps': o.reps = positiveInt(name, v); break;
+      case 'containers': o.containers = positiveInt(name, v); break;
+      case 'sharing': o.sharing = true; break;
+      case 'cache': o.cache = path.resolve(v); break;
       case 'timeout': o.timeoutSec = positiveInt(name, v); break;
       case 'quick': o.quick = true; break;
       case 'keep': o.keep = true; break;
@@ -97,16 +124,7 @@ export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
       case 'scratch': o.scratch = path.resolve(v); break;
       case 'out': o.out = path.resolve(v); break;
       case 'untar-source': o.untarSource = path.resolve(v); break;
-      case 'targets': {
-        const names = list(v);
-        for (const n of names) {
-          if (!(TARGET_NAMES as readonly string[]).includes(n)) {
-            throw new Error(`unknown target "${n}" (known: ${TARGET_NAMES.join(', ')})`);
-          }
-        }
-        o.targets = names as TargetName[];
-        break;
-      }
+      case 'targets': targets = list(v); break;
       default:
         throw new Error(`unknown option --${name}`);
     }
@@ -117,7 +135,17 @@ export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
     if (!set.has('big-mib')) o.bigMib = 16;
     if (!set.has('reps')) o.reps = 1;
     if (!set.has('untar-source')) o.untarSource = '/usr/include/linux';
-    o.smallFiles = 500;
+    if (!set.has('small')) o.smallFiles = 500;
+  }
+  if (!set.has('cache')) o.cache = path.join(o.scratch, 'cache');
+  if (targets) {
+    const known: readonly string[] = o.sharing ? SHARING_NAMES : TARGET_NAMES;
+    const bad = targets.filter((n) => !known.includes(n));
+    if (bad.length > 0 || targets.length === 0) {
+      throw new Error(`unknown target "${bad[0] ?? ''}" (known${o.sharing ? ' with --sharing' : ''}: ${known.join(', ')})`);
+    }
+    if (o.sharing) o.sharingTargets = targets as SharingName[];
+    else o.targets = targets as TargetName[];
   }
   return o;
 }

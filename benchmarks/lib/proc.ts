@@ -179,3 +179,20 @@ export function processesNaming(dir: string): number[] {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const DROP_CACHES_FILE = '/proc/sys/vm/drop_caches';
+
+/** Whether this process may drop the page, dentry and inode caches (root, writable /proc/sys). */
+export function canDropCaches(): boolean {
+  try {
+    fs.accessSync(DROP_CACHES_FILE, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Shell text that writes dirty data back and then, when allowed, drops the caches. */
+export function dropCachesScript(): string {
+  return canDropCaches() ? `sync && echo 3 > ${DROP_CACHES_FILE}` : 'sync';
+}

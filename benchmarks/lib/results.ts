@@ -19,6 +19,8 @@ export interface Sample {
 export interface WorkloadResult {
   name: string;
   description: string;
+  /** shown, but not one of the project's goals: left out of the geometric means */
+  diagnostic?: boolean;
   samples: Partial<Record<TargetName, Sample[]>>;
   median: Partial<Record<TargetName, number>>;
   /** output differences between targets, one line each */
@@ -30,11 +32,15 @@ export interface RunResult {
   host: string;
   kernel: string;
   node: string;
+  /** CPUs and memory, for the report */
+  machine: string;
   options: Record<string, unknown>;
+  dataset?: { files: number; bigMib: number; fioMib: number };
   targets: TargetName[];
-  skipped: Partial<Record<TargetName, string>>;
+  /** targets and workloads that could not run here, with the reason */
+  skipped: Record<string, string>;
   workloads: WorkloadResult[];
-  ratios: { name: string; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number }[];
+  ratios: { name: string; diagnostic?: boolean; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number }[];
   geomean: { median: Partial<Record<TargetName, number>>; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number };
   mountMedian: Partial<Record<TargetName, number>>;
 }
@@ -50,17 +56,19 @@ export function summarise(r: RunResult): void {
   }
   r.ratios = r.workloads.map((w) => ({
     name: w.name,
+    diagnostic: w.diagnostic,
     stratafsVsFuseOverlayfs: ratio(w.median.stratafs, w.median['fuse-overlayfs']),
     stratafsVsKernel: ratio(w.median.stratafs, w.median.kernel),
   }));
   // the geometric mean of each target over the workloads every target finished
-  const complete = r.workloads.filter((w) => r.targets.every((t) => w.median[t] !== undefined));
+  const complete = r.workloads.filter((w) => !w.diagnostic && r.targets.every((t) => w.median[t] !== undefined));
   for (const t of r.targets) {
     const g = geomean(complete.map((w) => w.median[t] as number));
     if (g !== undefined) r.geomean.median[t] = g;
   }
-  r.geomean.stratafsVsFuseOverlayfs = geomean(r.ratios.map((x) => x.stratafsVsFuseOverlayfs).filter((x): x is number => x !== undefined));
-  r.geomean.stratafsVsKernel = geomean(r.ratios.map((x) => x.stratafsVsKernel).filter((x): x is number => x !== undefined));
+  const goals = r.ratios.filter((x) => !x.diagnostic);
+  r.geomean.stratafsVsFuseOverlayfs = geomean(goals.map((x) => x.stratafsVsFuseOverlayfs).filter((x): x is number => x !== undefined));
+  r.geomean.stratafsVsKernel = geomean(goals.map((x) => x.stratafsVsKernel).filter((x): x is number => x !== undefined));
   for (const t of r.targets) {
     const ms = r.workloads.flatMap((w) => (w.samples[t] ?? []).map((s) => s.mountSeconds)).filter((x): x is number => x !== undefined);
     const m = median(ms);
@@ -77,7 +85,7 @@ function failed(w: WorkloadResult, t: TargetName): boolean {
 export function table(r: RunResult): string {
   const head = ['workload', ...r.targets, 'strata/fuse-ovl', 'strata/kernel'];
   const rows: string[][] = r.workloads.map((w, i) => [
-    w.name,
+    w.diagnostic ? `(${w.name})` : w.name,
     ...r.targets.map((t) => (failed(w, t) ? 'FAIL' : fmt(w.median[t]))),
     fmt(r.ratios[i].stratafsVsFuseOverlayfs, 2),
     fmt(r.ratios[i].stratafsVsKernel, 2),

@@ -20,7 +20,7 @@ function label(v: number): string {
   return v.toPrecision(2);
 }
 
-export function chart(r: RunResult): string {
+export function suiteSvg(r: RunResult): string {
   const ref: TargetName | undefined = r.targets.includes('kernel') ? 'kernel' : r.targets[0];
   const targets = r.targets;
   const groups = r.workloads.map((w) => ({

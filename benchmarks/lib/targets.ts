@@ -52,7 +52,7 @@ function abortFuse(mnt: string): boolean {
  * Unmounts a FUSE mount and waits for its daemon (found by the unique mountpoint in its
  * argv) to exit; a daemon still there after 10 s is killed by pid. Returns notes.
  */
-async function unmountFuse(mnt: string): Promise<string[]> {
+export async function unmountFuse(mnt: string): Promise<string[]> {
   const notes: string[] = [];
   const daemons = processesNaming(mnt);
   if (mountAt(mnt)) {
@@ -78,7 +78,7 @@ async function unmountFuse(mnt: string): Promise<string[]> {
   return notes;
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -87,7 +87,7 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function unmountKernel(mnt: string): Promise<string[]> {
+export async function unmountKernel(mnt: string): Promise<string[]> {
   if (!mountAt(mnt)) return [];
   const r = await run('umount', [mnt], { timeoutMs: 30_000 });
   if (ok(r) && !mountAt(mnt)) return [];

@@ -19,6 +19,10 @@ export interface Workload {
   description: string;
   /** sync and drop the page, dentry and inode caches right before the timed command */
   cold: boolean;
+  /** shown, but not one of the project's goals: left out of the geometric means */
+  diagnostic?: boolean;
+  /** a program the workload needs; without it the workload is skipped */
+  requires?: string;
   /** untimed, before the (optional) cache drop */
   prepare?(c: WorkloadContext): string | undefined;
   command(c: WorkloadContext): string;
@@ -81,8 +85,8 @@ export const WORKLOADS: Workload[] = [
     command: () => READ_BIG,
   },
   {
-    name: 'ls-l-1k',
-    description: 'ls -l of a 1000-entry lower dir, 10 times (readdir + stat of every entry)',
+    name: 'ls-l',
+    description: 'ls -l of a large lower dir (1000 entries by default), 10 times: readdir + stat of every entry',
     cold: false,
     command: () => 'cd "$MNT/list" && i=0; while [ $i -lt 10 ]; do ls -l > /dev/null; i=$((i+1)); done; ls -l | wc -l',
   },
@@ -113,11 +117,43 @@ export const WORKLOADS: Workload[] = [
     cleanup: (c) => nativeOnly(c, `rm -rf ${q(path.join(c.ds.native, 'untar.new'))}`),
   },
   {
+    name: 'untar-over',
+    description: 'extract the same tar over a lower dir holding the same files (copy-up of dirs, every file replaced)',
+    cold: false,
+    prepare: (c) => `cat ${q(c.ds.srcTar)} > /dev/null`,
+    command: (c) => `tar xf ${q(c.ds.srcTar)} -C "$MNT/inc"`,
+    check: () => 'cd "$MNT/inc" && find . | wc -l && tar cf - . | wc -c',
+    cleanup: (c) => nativeOnly(c, restoreNative(c.ds, ['inc'])),
+  },
+  {
     name: 'rm-tree',
     description: 'rm -rf of merged lower dirs (a quarter of the tree: whiteouts for every entry)',
     cold: false,
     command: (c) => `cd "$MNT" && rm -rf ${c.ds.rmDirs.map(q).join(' ')}`,
     check: (c) => `cd "$MNT" && ls tree | wc -l && ls -d ${c.ds.rmDirs.map(q).join(' ')} 2>/dev/null | wc -l`,
     cleanup: (c) => nativeOnly(c, restoreNative(c.ds, c.ds.rmDirs)),
+  },
+  {
+    name: 'fio-randrw',
+    description: 'fio: random 4 KiB reads and writes (half each, one pass over the size) on a copied-up file, then fsync',
+    cold: false,
+    requires: 'fio',
+    // copy-up (untimed): overwrite the first byte in place
+    prepare: () => 'printf x | dd of="$MNT/fio.bin" bs=1 count=1 conv=notrunc status=none',
+    command: (c) =>
+      [
+        'fio --name=randrw --filename="$MNT/fio.bin" --rw=randrw --rwmixread=50 --bs=4k',
+        `--size=${c.ds.fioSize} --io_size=${c.ds.fioSize} --ioengine=psync --fallocate=none`,
+        '--randrepeat=1 --randseed=4242 --buffer_pattern=0x5a --end_fsync=1 --output=/dev/null',
+      ].join(' '),
+    check: () => 'cksum < "$MNT/fio.bin"',
+    cleanup: (c) => nativeOnly(c, `cp -a ${q(path.join(c.ds.lowers[1], 'fio.bin'))} ${q(path.join(c.ds.native, 'fio.bin'))}`),
+  },
+  {
+    name: 'lookup-miss',
+    description: 'stat of 20000 names that do not exist, in a shell loop: one LOOKUP round trip each (the per-request latency)',
+    cold: false,
+    diagnostic: true,
+    command: () => 'cd "$MNT/list" && i=0; while [ $i -lt 20000 ]; do [ -e "missing-$i" ]; i=$((i+1)); done; ls | wc -l',
   },
 ];
