@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { isMounted, makeLayers, mountWith, type Layers } from './lib';
 import { STRATAFS_BIN } from '../lib/mounts';
-import { plainNode } from '../lib/proc';
+import { plainExec } from '../lib/proc';
 
 /** Every path below root with type, mode, size, mtime and xattrs: what "changed on disk" means here. */
 function fingerprint(root: string): string {
@@ -18,7 +18,7 @@ function fingerprint(root: string): string {
 }
 
 function cli(args: string[]): { code: number | null; stderr: string } {
-  const [cmd, argv] = plainNode([STRATAFS_BIN, ...args]);
+  const [cmd, argv] = plainExec([STRATAFS_BIN, ...args]);
   const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: 30_000 });
   return { code: r.status, stderr: r.stderr };
 }
@@ -90,7 +90,7 @@ t.test('an unreadable lowerdir is refused (checked as an ordinary user)', async 
   fs.mkdirSync(`${l.root}/closed`, { mode: 0o700 });
   fs.chmodSync(l.mnt, 0o777);
   const before = fingerprint(l.root);
-  const [cmd, argv] = plainNode([STRATAFS_BIN, '-o', `lowerdir=${l.root}/closed`, l.mnt]);
+  const [cmd, argv] = plainExec([STRATAFS_BIN, '-o', `lowerdir=${l.root}/closed`, l.mnt]);
   const r = spawnSync(cmd, argv, { encoding: 'utf8', uid: 65534, gid: 65534, timeout: 30_000 });
   t.not(r.status, 0);
   t.match(r.stderr, /closed: lowerdir is not readable/, r.stderr.trim());

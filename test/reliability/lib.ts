@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { STRATAFS_BIN } from '../lib/mounts';
-import { plainNode } from '../lib/proc';
+import { plainExec } from '../lib/proc';
 
 export interface Layers {
   root: string;
@@ -31,7 +31,7 @@ export function daemonsFor(mnt: string): number[] {
     if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
     try {
       const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('bin/stratafs')) && argv.includes(mnt)) pids.push(Number(d));
+      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) pids.push(Number(d));
     } catch {
       // gone meanwhile
     }
@@ -63,8 +63,8 @@ export async function mountWith(l: Layers, env: Record<string, string> = {}, ext
   fs.writeFileSync(log, '');
   const fd = fs.openSync(log, 'a');
   const opts = `lowerdir=${l.lower},upperdir=${l.upper},workdir=${l.work}${extra}`;
-  // the test runner's loaders are not for the daemon (plainNode drops them)
-  const [cmd, args] = plainNode([STRATAFS_BIN, '-o', opts, l.mnt]);
+  // the test runner's loaders are not for the daemon (plainExec drops them)
+  const [cmd, args] = plainExec([STRATAFS_BIN, '-o', opts, l.mnt]);
   const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
   fs.closeSync(fd);
   const code = await new Promise<number | null>((resolve) => {

@@ -67,7 +67,7 @@ function daemonPid(mnt) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('bin/stratafs')) && argv.includes(mnt)) return Number(d);
+      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) return Number(d);
     } catch {
       // gone
     }
@@ -126,7 +126,7 @@ async function main() {
   try {
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
-    execFileSync(process.execPath, [BIN, '-o', `lowerdir=${lowers.join(':')},upperdir=${dirs['s-upper']},workdir=${dirs['s-work']}`, dirs['s-mnt']],
+    execFileSync(BIN, ['-o', `lowerdir=${lowers.join(':')},upperdir=${dirs['s-upper']},workdir=${dirs['s-work']}`, dirs['s-mnt']],
       { stdio: 'inherit', env });
     const pid = daemonPid(dirs['s-mnt']);
     const start = sample(pid);
