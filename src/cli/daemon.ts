@@ -73,9 +73,19 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
     });
   };
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, onSignal);
+  // SIGUSR2: one line of statistics on stderr (inode table size and heap, for leak hunting;
+  // after a full collection when node runs with --expose-gc)
+  const onStats = (): void => {
+    (globalThis as { gc?: () => void }).gc?.();
+    const mem = process.memoryUsage();
+    const mib = (n: number): number => Math.round(n / 104857.6) / 10;
+    process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: overlay.nodeCount, rssMiB: mib(mem.rss), heapUsedMiB: mib(mem.heapUsed) })}\n`);
+  };
+  process.on('SIGUSR2', onStats);
 
   report.ready();
   await ended;
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(sig, onSignal);
+  process.off('SIGUSR2', onStats);
   log('connection ended: %s', opts.mountpoint);
 }
