@@ -15,7 +15,8 @@ import { join, resolve } from 'node:path';
 import { snapshot } from '../../test/differential/snapshot.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'stratafs');
+// the Node.js entry of the command (bin/stratafs.js where bin/stratafs is a shell launcher)
+const BIN = ['stratafs.js', 'stratafs'].map((n) => join(ROOT, 'bin', n)).find((p) => fs.existsSync(p));
 const WORKER = join(import.meta.dirname, 'worker.mjs');
 
 function parse(argv) {
