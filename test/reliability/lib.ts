@@ -31,7 +31,7 @@ export function daemonsFor(mnt: string): number[] {
     if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
     try {
       const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('bin/stratafs')) && argv.includes(mnt)) pids.push(Number(d));
+      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) pids.push(Number(d));
     } catch {
       // gone meanwhile
     }
