@@ -42,6 +42,17 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
     for (const sig of SIGNALS) process.on(sig, onSignal);
     report.ready();
   });
+  // SIGUSR2: one line of statistics on stderr (inode table size and heap, for leak hunting;
+  // after a full collection when node runs with --expose-gc)
+  const onStats = (): void => {
+    (globalThis as { gc?: () => void }).gc?.();
+    const mem = process.memoryUsage();
+    const mib = (n: number): number => Math.round(n / 104857.6) / 10;
+    process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: mounted.nodeCount(), rssMiB: mib(mem.rss), heapUsedMiB: mib(mem.heapUsed) })}
+`);
+  };
+  process.on('SIGUSR2', onStats);
   await mounted.ended;
   for (const sig of SIGNALS) process.off(sig, onSignal);
+  process.off('SIGUSR2', onStats);
 }

@@ -51,6 +51,8 @@ export interface ServedMount {
   readonly ended: Promise<void>;
   /** a notice for the person who asked (e.g. a stale mountpoint was cleared) */
   readonly notice?: string;
+  /** nodes in the mount's inode table right now (statistics) */
+  nodeCount(): number;
 }
 
 /**
@@ -107,7 +109,7 @@ export class MountServer {
     }
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
-    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)) };
+    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0 };
     this.mounts.set(target, placeholder);
     try {
       const served = await this.start(spec, onMounted);
@@ -146,7 +148,7 @@ export class MountServer {
       acl: spec.acl,
     });
     const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint));
-    return { spec, privileged: dev.privileged, ended, notice };
+    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount };
   }
 
   /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */

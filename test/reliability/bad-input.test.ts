@@ -99,7 +99,7 @@ t.test('an unreadable lowerdir is refused (checked as an ordinary user)', async 
   t.equal(fingerprint(l.root), before, 'nothing changed on disk');
 });
 
-t.test('workdir on another filesystem, busy mountpoint', async (t) => {
+t.test('workdir on another filesystem, upper without xattrs, busy mountpoint', async (t) => {
   const l = makeLayers(t, 'badfs');
   const tmpfs = `${l.root}/tmpfs`;
   fs.mkdirSync(tmpfs);
@@ -110,6 +110,16 @@ t.test('workdir on another filesystem, busy mountpoint', async (t) => {
   fs.mkdirSync(`${tmpfs}/work`);
   expectRefused(t, l, ['-o', `lowerdir=${l.lower},upperdir=${l.upper},workdir=${tmpfs}/work`, l.mnt],
     /workdir must be on the same filesystem as the upperdir/);
+  const ramfs = `${l.root}/ramfs`;
+  fs.mkdirSync(ramfs);
+  t.equal(spawnSync('mount', ['-t', 'ramfs', 'ramfs', ramfs]).status, 0, 'ramfs (no xattrs) mounted');
+  t.teardown(() => {
+    spawnSync('umount', [ramfs]);
+  });
+  fs.mkdirSync(`${ramfs}/upper`);
+  fs.mkdirSync(`${ramfs}/work`);
+  expectRefused(t, l, ['-o', `lowerdir=${l.lower},upperdir=${ramfs}/upper,workdir=${ramfs}/work`, l.mnt],
+    /cannot set trusted\.overlay\.\* xattrs/);
   // a live mount on the mountpoint: refused, the mount stays as it was
   t.equal((await mountWith(l)).code, 0, 'first mount');
   const r = cli(['-o', `lowerdir=${l.lower},upperdir=${l.upper},workdir=${l.work}`, l.mnt]);

@@ -147,3 +147,14 @@ export function pyStarted(code: string, args: string[], timeoutMs = 60_000): { r
 export function list(dir: string): string[] {
   return fs.readdirSync(dir).sort();
 }
+
+/**
+ * What an operation left in a work dir, leaving out the shared whiteout (a 0/0 character
+ * device that whiteouts are hard-linked to, kept there as kernel overlayfs keeps its own).
+ */
+export function leftovers(dir: string): string[] {
+  return list(dir).filter((name) => {
+    const st = fs.lstatSync(`${dir}/${name}`);
+    return !(st.isCharacterDevice() && st.rdev === 0);
+  });
+}

@@ -15,7 +15,8 @@ import { join, resolve } from 'node:path';
 import { snapshot } from '../../test/differential/snapshot.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'stratafs');
+// the Node.js entry of the command (bin/stratafs.js where bin/stratafs is a shell launcher)
+const BIN = ['stratafs.js', 'stratafs'].map((n) => join(ROOT, 'bin', n)).find((p) => fs.existsSync(p));
 const WORKER = join(import.meta.dirname, 'worker.mjs');
 
 function parse(argv) {
@@ -62,17 +63,8 @@ function makeLowers(root, workers) {
   return [top, base];
 }
 
-function daemonPid(mnt) {
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) return Number(d);
-    } catch {
-      // gone
-    }
-  }
-  throw new Error(`no stratafs daemon for ${mnt}`);
+function mounted(mnt) {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === mnt);
 }
 
 function sample(pid) {
@@ -126,10 +118,25 @@ async function main() {
   try {
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
-    execFileSync(BIN, ['-o', `lowerdir=${lowers.join(':')},upperdir=${dirs['s-upper']},workdir=${dirs['s-work']}`, dirs['s-mnt']],
-      { stdio: 'inherit', env });
-    const pid = daemonPid(dirs['s-mnt']);
+    // in the foreground, its stderr in a file: SIGUSR2 makes it write a line of stats
+    // there (after a full garbage collection: --expose-gc)
+    const daemonLog = join(dirs.logs, 'daemon.log');
+    const logFd = fs.openSync(daemonLog, 'a');
+    const daemon = spawn(process.execPath, ['--expose-gc', BIN, '-f', '-o', `lowerdir=${lowers.join(':')},upperdir=${dirs['s-upper']},workdir=${dirs['s-work']}`, dirs['s-mnt']],
+      { stdio: ['ignore', 'ignore', logFd], env, detached: true });
+    fs.closeSync(logFd);
+    daemon.unref();
+    const pid = daemon.pid;
+    for (let i = 0; i < 300 && !mounted(dirs['s-mnt']); i++) await sleep(100);
+    if (!mounted(dirs['s-mnt'])) throw new Error(`stratafs did not mount: ${fs.readFileSync(daemonLog, 'utf8')}`);
+    const stats = async () => {
+      process.kill(pid, 'SIGUSR2');
+      await sleep(500);
+      const lines = fs.readFileSync(daemonLog, 'utf8').split('\n').filter((l) => l.startsWith('stratafs: stats '));
+      return JSON.parse(lines.at(-1).slice('stratafs: stats '.length));
+    };
     const start = sample(pid);
+    const startStats = await stats();
     let peak = { ...start };
     const t0 = Date.now();
     const perMinute = [];
@@ -156,11 +163,13 @@ async function main() {
     // after the walk of the whole tree: the daemon's cache of directory fds (an LRU
     // bounded by the fd limit, layers.ts) then holds one per directory and layer
     const afterRun = sample(pid);
+    const afterRunStats = await stats();
     const nDirs = Object.values(sTree.entries).filter((e) => e.type === 'dir').length;
     // forget: drop the kernel's dentries and inodes, so it sends FORGET for every node
     fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
     await sleep(5000);
     const afterDrop = sample(pid);
+    const afterDropStats = await stats();
 
     sh('mount', ['-t', 'overlay', 'overlay', '-o',
       `lowerdir=${lowers.join(':')},upperdir=${dirs['k-upper']},workdir=${dirs['k-work']},redirect_dir=on,index=off`, dirs['k-mnt']]);
@@ -181,6 +190,8 @@ async function main() {
     for (const d of treeDiffs.slice(0, 20)) console.log(`  ${d}`);
     console.log(`daemon RSS MiB: start ${start.rssMiB}, peak ${peak.rssMiB}, end of run ${afterRun.rssMiB}, after drop_caches ${afterDrop.rssMiB}`);
     if (perMinute.length > 0) console.log(`daemon RSS MiB/fds at each minute: ${perMinute.join(' ')}`);
+    const fmt = (x) => `${x.nodes} nodes, heap ${x.heapUsedMiB} MiB`;
+    console.log(`daemon inode table: start ${fmt(startStats)}, end of run ${fmt(afterRunStats)}, after drop_caches ${fmt(afterDropStats)}`);
     console.log(`daemon open fds: start ${start.fds}, peak ${peak.fds}, end of run ${afterRun.fds}, after drop_caches ${afterDrop.fds} (${nDirs} directories in the merged tree)`);
     failed = outcomeDiffs > 0 || treeDiffs.length > 0 || leaks > 0;
     console.log(failed ? 'soak: DIVERGED' : 'soak: no divergence');
