@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs the Debian packages stratafs's demo and tests use, when they are missing:
-# fuse3 (fusermount3), attr (setfattr/getfattr), acl (setfacl/getfacl),
-# busybox-static (the chroot test's root filesystem), and for the container tests and
-# benchmarks: podman, buildah, runc, uidmap, debootstrap (the Debian rootfs of the dpkg
-# test), docker.io, fuse-overlayfs and fio. Needs root and apt; does nothing when
-# everything is there. Run by .ci/run and before `npm start` / `npm test`.
+# Installs the Debian packages stratafs needs, when they are missing. Needs root and apt;
+# does nothing when everything is there.
+#   install-deps.sh core   what the demo needs (before `npm start`): fuse3 (fusermount3)
+#                          and attr (setfattr, for the example layers)
+#   install-deps.sh        everything the tests use (before `npm test`, in .ci/run): the
+#                          core packages plus acl (setfacl/getfacl), busybox-static (the
+#                          chroot test's rootfs),
+#                          podman, buildah, runc, uidmap, debootstrap (the Debian rootfs
+#                          of the dpkg test), docker.io, fuse-overlayfs and fio (the
+#                          container tests, the benchmarks and their smoke test).
 set -euo pipefail
 
 need=()
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
+if [ "${1:-all}" != core ]; then
 command -v setfacl >/dev/null 2>&1 || need+=(acl)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v podman >/dev/null 2>&1 || need+=(podman)
@@ -20,6 +25,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
 command -v fio >/dev/null 2>&1 || need+=(fio)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
