@@ -12,8 +12,10 @@
  *   through symlinks that leave the layer are refused with an error.
  * - Directory times are set once all entries are in (writing into a dir changes them).
  *
- * Names are byte exact: member names are read as latin1 byte strings; names from PAX
- * records (UTF-8 text by definition) are converted to bytes.
+ * Names and xattrs are byte exact: member names are read as latin1 byte strings, and PAX
+ * records (path, linkpath, SCHILY.xattr.*) are read as raw bytes by pax.ts, since the
+ * tar library decodes them as UTF-8 text and would lose binary xattr values
+ * (security.capability, ACLs) and names that are not UTF-8.
  */
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
@@ -21,8 +23,9 @@ import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import createDebug from 'debug';
 import { native, C } from '../native';
-import { LayerRoot, bytes, components, procPath, removeAt, statAt, shown, tarError } from './beneath';
+import { LayerRoot, components, procPath, removeAt, statAt, shown, tarError } from './beneath';
 import { isOverlayXattr } from './marks';
+import { PaxTap, type PaxRecords } from './pax';
 
 const log = createDebug('stratafs:graphdriver:tar');
 const write = promisify(fs.write);
@@ -49,7 +52,15 @@ interface Times {
   nsec: number;
 }
 
-type Header = Omit<Partial<tar.Header>, 'pax' | 'type'> & { type?: tar.Header['type'] | 'pax-global-header' | null; pax?: Record<string, string> };
+type Header = Omit<Partial<tar.Header>, 'pax' | 'type'> & { type?: tar.Header['type'] | 'pax-global-header' | null; byteOffset?: number };
+
+const XATTR = 'SCHILY.xattr.';
+
+/** A PAX record as a byte string, if present and not empty (empty means: use the header field). */
+function text(pax: PaxRecords, key: string): string | undefined {
+  const v = pax.get(key);
+  return v === undefined || v.length === 0 ? undefined : v.toString('latin1');
+}
 
 function paxTime(value: string | undefined, fallback: Date | undefined): Times {
   if (value !== undefined && /^-?\d+(\.\d+)?$/.test(value)) {
@@ -68,12 +79,16 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
   const dirTimes: { parts: string[]; atime: Times; mtime: Times }[] = [];
   let size = 0;
   let entries = 0;
+  const tap = new PaxTap();
   input.on('error', (e) => extract.destroy(e));
-  input.pipe(extract);
+  tap.on('error', (e) => extract.destroy(e));
+  input.pipe(tap).pipe(extract);
   try {
     for await (const entry of extract) {
       const h = entry.header as unknown as Header;
-      const name = h.pax?.path !== undefined ? bytes(h.pax.path) : (h.name ?? '');
+      const pax = tap.recordsAt(h.byteOffset ?? -1);
+      const name = text(pax, 'path') ?? h.name ?? '';
+      const linkname = text(pax, 'linkpath') ?? h.linkname ?? '';
       const parts = components(name);
       entries++;
       if (parts.length === 0 || h.type === 'pax-global-header') {
@@ -131,10 +146,10 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
           break;
         }
         case 'symlink':
-          native.symlinkat(h.pax?.linkpath !== undefined ? bytes(h.pax.linkpath) : (h.linkname ?? ''), parent, base);
+          native.symlinkat(linkname, parent, base);
           break;
         case 'link': {
-          const target = components(h.pax?.linkpath !== undefined ? bytes(h.pax.linkpath) : (h.linkname ?? ''));
+          const target = components(linkname);
           if (target.length === 0) throw tarError(`hard link "${shown(name)}" has no target`);
           const tdir = root.dir(target.slice(0, -1));
           native.linkat(tdir, target[target.length - 1], parent, base, 0);
@@ -154,9 +169,9 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
           continue;
       }
       entry.resume();
-      applyMetadata(parent, base, h, mode, opts.xattrPrefix);
-      const atime = paxTime(h.pax?.atime, h.mtime);
-      const mtime = paxTime(h.pax?.mtime, h.mtime);
+      applyMetadata(parent, base, h, pax, mode, opts.xattrPrefix);
+      const atime = paxTime(text(pax, 'atime'), h.mtime);
+      const mtime = paxTime(text(pax, 'mtime'), h.mtime);
       if (isDir) dirTimes.push({ parts, atime, mtime });
       else native.utimensat(parent, base, atime.sec, atime.nsec, mtime.sec, mtime.nsec, C.AT_SYMLINK_NOFOLLOW);
     }
@@ -166,7 +181,9 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
       native.utimensat(parent, d.parts[d.parts.length - 1], d.atime.sec, d.atime.nsec, d.mtime.sec, d.mtime.nsec, C.AT_SYMLINK_NOFOLLOW);
     }
   } catch (e) {
-    input.unpipe(extract);
+    input.unpipe(tap);
+    tap.unpipe(extract);
+    tap.destroy();
     extract.destroy();
     input.resume();
     throw e;
@@ -176,20 +193,18 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
   return { size, entries };
 }
 
-function applyMetadata(parent: number, base: string, h: Header, mode: number, prefix: string): void {
-  const uid = Number(h.pax?.uid ?? h.uid ?? 0);
-  const gid = Number(h.pax?.gid ?? h.gid ?? 0);
+function applyMetadata(parent: number, base: string, h: Header, pax: PaxRecords, mode: number, prefix: string): void {
+  const uid = Number(text(pax, 'uid') ?? h.uid ?? 0);
+  const gid = Number(text(pax, 'gid') ?? h.gid ?? 0);
+  if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid) || uid < 0 || gid < 0) {
+    throw tarError(`tar entry "${shown(base)}" has a bad owner ${uid}:${gid}`);
+  }
   native.fchownat(parent, base, uid, gid, C.AT_SYMLINK_NOFOLLOW);
-  for (const [key, value] of Object.entries(h.pax ?? {})) {
-    if (!key.startsWith('SCHILY.xattr.')) continue;
-    const xname = key.slice('SCHILY.xattr.'.length);
-    if (isOverlayXattr(xname, prefix)) continue;
-    if (value.includes('\uFFFD')) {
-      // the tar library reads PAX records as UTF-8 text: a binary value did not survive
-      log('skipping xattr %s of %s: its value is not UTF-8 text', xname, shown(base));
-      continue;
-    }
-    native.setxattr(procPath(parent, base), bytes(xname), Buffer.from(value, 'utf8'), 0, false);
+  for (const [key, value] of pax) {
+    if (!key.startsWith(XATTR)) continue;
+    const xname = key.slice(XATTR.length);
+    if (xname === '' || isOverlayXattr(xname, prefix)) continue;
+    native.setxattr(procPath(parent, base), xname, value, 0, false);
   }
   // after chown, which clears setuid/setgid; symlinks have no mode of their own
   if (h.type !== 'symlink') native.fchmodat(parent, base, mode);

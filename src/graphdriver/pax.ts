@@ -1,0 +1,196 @@
+/**
+ * PAX extended headers, byte exact.
+ *
+ * A PAX record is `LEN KEY=VALUE\n`, LEN counting the bytes of the whole record (its own
+ * digits included). Keys and values are bytes: Docker (Go's archive/tar) writes names and
+ * `SCHILY.xattr.NAME` values as they are on disk, and an xattr such as
+ * security.capability or an ACL is binary. tar-stream reads and writes these records as
+ * UTF-8 text, which loses every byte that is not UTF-8, so:
+ *
+ * - import: `PaxTap` sits in front of tar-stream's extract and passes the stream through
+ *   unchanged while it walks the same 512-byte header blocks. It keeps the raw records of
+ *   each `x` header (over those of the `g` headers before it) for the entry that follows,
+ *   keyed by the entry's data offset, which tar-stream reports as `header.byteOffset`:
+ *   the two walks are checked to be in step.
+ * - export: `encodePax` / `paxHeaderBlock` build the `x` header and its body; the exporter
+ *   writes them itself right before the entry (see tar-export.ts).
+ *
+ * Keys here are byte strings (latin1: one JS char per byte), values Buffers.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { tarError } from './beneath';
+
+export type PaxRecords = Map<string, Buffer>;
+
+const BLOCK = 512;
+const TYPE_PAX = 0x78; // 'x'
+const TYPE_GLOBAL = 0x67; // 'g'
+const TYPE_GNU_LONGNAME = 0x4c; // 'L'
+const TYPE_GNU_LONGLINK = 0x4b; // 'K'
+const TYPE_DIR = 0x35; // '5'
+/** bodies of meta headers above this are refused (tar-stream's own limit is 1 MiB) */
+const MAX_META = 1 << 20;
+
+/** Parses the body of an `x`/`g` header. Later records win over earlier ones with the same key. */
+export function parsePax(body: Buffer): PaxRecords {
+  const out: PaxRecords = new Map();
+  let off = 0;
+  while (off < body.length) {
+    if (body.subarray(off).every((b) => b === 0)) break; // NUL padding after the last record
+    const sp = body.indexOf(0x20, off);
+    const digits = sp < 0 ? '' : body.toString('latin1', off, sp);
+    if (!/^[1-9][0-9]{0,9}$/.test(digits)) throw tarError(`malformed PAX record at byte ${off}: no length`);
+    const end = off + Number(digits);
+    if (end > body.length || end <= sp + 1 || body[end - 1] !== 0x0a) {
+      throw tarError(`malformed PAX record at byte ${off}: length ${digits} does not end the record`);
+    }
+    const eq = body.indexOf(0x3d, sp + 1);
+    if (eq < 0 || eq >= end - 1 || eq === sp + 1) throw tarError(`malformed PAX record at byte ${off}: no KEY=`);
+    out.set(body.toString('latin1', sp + 1, eq), Buffer.from(body.subarray(eq + 1, end - 1)));
+    off = end;
+  }
+  return out;
+}
+
+/** The body of an `x` header holding `records` (keys as byte strings). */
+export function encodePax(records: Iterable<[string, Buffer]>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [key, value] of records) {
+    const rest = Buffer.concat([Buffer.from(` ${key}=`, 'latin1'), value, Buffer.from('\n')]);
+    let len = rest.length + String(rest.length).length;
+    if (String(len).length > String(rest.length).length) len++;
+    parts.push(Buffer.from(String(len), 'latin1'), rest);
+  }
+  return Buffer.concat(parts);
+}
+
+function octal(buf: Buffer, off: number, width: number, value: number): void {
+  buf.write(`${value.toString(8).padStart(width - 1, '0')}\0`, off, 'latin1');
+}
+
+/** The 512-byte ustar header of an `x` entry with a body of `size` bytes. */
+export function paxHeaderBlock(size: number, mtimeSec: number): Buffer {
+  const b = Buffer.alloc(BLOCK);
+  b.write('PaxHeader', 0, 'latin1');
+  octal(b, 100, 8, 0o644);
+  octal(b, 108, 8, 0);
+  octal(b, 116, 8, 0);
+  octal(b, 124, 12, size);
+  octal(b, 136, 12, Math.max(0, Math.min(mtimeSec, 0o77777777777)));
+  b.fill(0x20, 148, 156); // checksum field counts as spaces
+  b[156] = TYPE_PAX;
+  b.write('ustar\x0000', 257, 'latin1');
+  let sum = 0;
+  for (const x of b) sum += x;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return b;
+}
+
+/** Size field: octal text, or base-256 when its first byte has the high bit set. */
+export function headerSize(block: Buffer): number {
+  const f = block.subarray(124, 136);
+  if (f[0] & 0x80) {
+    if (f[0] !== 0x80) throw tarError('tar header has a negative size');
+    let n = 0;
+    for (let i = 1; i < f.length; i++) n = n * 256 + f[i];
+    if (!Number.isSafeInteger(n)) throw tarError('tar header size is too large');
+    return n;
+  }
+  const text = f.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[ \0]+/, '');
+  if (text === '') return 0;
+  if (!/^[0-7]+$/.test(text)) throw tarError(`tar header has a bad size field "${text}"`);
+  return parseInt(text, 8);
+}
+
+/**
+ * A pass-through that reads the PAX records of a tar stream as bytes. `recordsAt(offset)`
+ * returns the records of the entry whose data starts at `offset` (`header.byteOffset`
+ * of tar-stream's entry), in entry order.
+ */
+export class PaxTap extends Transform {
+  private pos = 0;
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  /** bytes still to skip (entry data and padding) */
+  private skip = 0;
+  /** a meta header whose body is being collected */
+  private meta: { type: number; size: number } | undefined;
+  private global: PaxRecords = new Map();
+  private local: PaxRecords | undefined;
+  private readonly entries: { offset: number; records: PaxRecords }[] = [];
+
+  recordsAt(offset: number): PaxRecords {
+    const next = this.entries.shift();
+    if (next === undefined || next.offset !== offset) {
+      throw tarError(`tar structure out of step at byte ${offset} (PAX reader at ${next?.offset ?? 'end'})`);
+    }
+    return next.records;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      this.walk(chunk);
+    } catch (e) {
+      done(e as Error);
+      return;
+    }
+    done(null, chunk);
+  }
+
+  private walk(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - off);
+        this.skip -= n;
+        off += n;
+        this.pos += n;
+        continue;
+      }
+      const need = this.meta ? padded(this.meta.size) : BLOCK;
+      const n = Math.min(need - this.pendingLen, chunk.length - off);
+      this.pending.push(chunk.subarray(off, off + n));
+      this.pendingLen += n;
+      off += n;
+      this.pos += n;
+      if (this.pendingLen < need) continue;
+      const whole = Buffer.concat(this.pending, this.pendingLen);
+      this.pending = [];
+      this.pendingLen = 0;
+      if (this.meta) this.metaBody(this.meta.type, whole.subarray(0, this.meta.size));
+      else this.header(whole);
+    }
+  }
+
+  private metaBody(type: number, body: Buffer): void {
+    this.meta = undefined;
+    if (type === TYPE_GLOBAL) this.global = new Map([...this.global, ...parsePax(body)]);
+    else if (type === TYPE_PAX) this.local = new Map([...(this.local ?? []), ...parsePax(body)]);
+  }
+
+  private header(block: Buffer): void {
+    // end-of-archive blocks (tar-stream skips any block that is zero outside its checksum field)
+    if (block.every((b, i) => b === 0 || (i >= 148 && i < 156))) return;
+    const type = block[156];
+    const size = headerSize(block);
+    if (type === TYPE_PAX || type === TYPE_GLOBAL || type === TYPE_GNU_LONGNAME || type === TYPE_GNU_LONGLINK) {
+      if (size > MAX_META) throw tarError(`tar meta header of ${size} bytes is too large`);
+      if (size > 0) this.meta = { type, size };
+      return;
+    }
+    const records = new Map([...this.global, ...(this.local ?? [])]);
+    this.local = undefined;
+    const paxSize = records.get('size');
+    let dataSize = size;
+    if (paxSize !== undefined && paxSize.length > 0) {
+      const s = paxSize.toString('latin1');
+      if (!/^[0-9]{1,16}$/.test(s)) throw tarError(`malformed PAX size "${s}"`);
+      dataSize = Number(s);
+    }
+    if (type === TYPE_DIR && dataSize > 0) throw tarError('tar directory entry carries data');
+    this.entries.push({ offset: this.pos, records });
+    this.skip = padded(dataSize);
+  }
+}
+
+const padded = (n: number): number => Math.ceil(n / BLOCK) * BLOCK;
