@@ -30,6 +30,7 @@ const TYPE_GNU_LONGLINK = 0x4b; // 'K'
 const TYPE_DIR = 0x35; // '5'
 /** bodies of meta headers above this are refused (tar-stream's own limit is 1 MiB) */
 const MAX_META = 1 << 20;
+const NAME_KEYS = new Set(['path', 'linkpath', 'uname', 'gname']);
 
 /** Parses the body of an `x`/`g` header. Later records win over earlier ones with the same key. */
 export function parsePax(body: Buffer): PaxRecords {
@@ -46,7 +47,11 @@ export function parsePax(body: Buffer): PaxRecords {
     }
     const eq = body.indexOf(0x3d, sp + 1);
     if (eq < 0 || eq >= end - 1 || eq === sp + 1) throw tarError(`malformed PAX record at byte ${off}: no KEY=`);
-    out.set(body.toString('latin1', sp + 1, eq), Buffer.from(body.subarray(eq + 1, end - 1)));
+    const key = body.toString('latin1', sp + 1, eq);
+    const value = body.subarray(eq + 1, end - 1);
+    // as Go's archive/tar: no NUL in a key, nor in a name's value (xattr values may hold any byte)
+    if (key.includes('\0') || (NAME_KEYS.has(key) && value.includes(0))) throw tarError(`malformed PAX record "${key}": NUL byte`);
+    out.set(key, Buffer.from(value));
     off = end;
   }
   return out;

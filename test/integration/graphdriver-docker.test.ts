@@ -2,7 +2,9 @@
  * A real dockerd 20.10 on the stratafs graph-driver plugin: import a busybox rootfs,
  * run containers that write and delete lower files, docker diff, commit and run the
  * result, save | load and run again (Docker rebuilds the saved layers from the files
- * it reads), then rm / rmi leave no mounts and no layer dirs behind.
+ * it reads), then rm / rmi leave no mounts and no layer dirs behind. A binary
+ * security.capability xattr goes through import (ApplyDiff), commit (Diff) and
+ * save | load byte exact.
  *
  * dockerd, its containerd and the plugin are started here with their own dirs, socket
  * and a unique plugin name, and stopped by PID in teardown.
@@ -16,6 +18,7 @@ import { tempDir } from '../lib/tmp';
 import { plainExec, runOk } from '../lib/proc';
 import { mountTable, STRATAFS_BIN } from '../lib/mounts';
 import { hasDocker, startDockerd } from '../lib/docker';
+import { native } from '../../src/native';
 
 const BUSYBOX = '/bin/busybox';
 const APPLETS = ['sh', 'ls', 'cat', 'echo', 'rm', 'mkdir', 'test', 'md5sum', 'stat', 'ln'];
@@ -40,6 +43,22 @@ function buildRootfs(dir: string): void {
   fs.mkdirSync(path.join(dir, 'lib'));
   fs.mkdirSync(path.join(dir, 'tmp'), { mode: 0o1777 });
   fs.chmodSync(path.join(dir, 'tmp'), 0o1777);
+}
+
+/** VFS_CAP_REVISION_2 with the effective bit, cap_setuid and cap_net_raw permitted (`setcap cap_setuid,cap_net_raw+ep`), not UTF-8 */
+const CAP_HEX = '0100000280200000000000000000000000000000';
+const setCap = (file: string): Promise<string> => runOk('setfattr', ['-n', 'security.capability', '-v', `0x${CAP_HEX}`, file]);
+
+/** security.capability (hex) of `rel` in every layer dir under `home` that holds it */
+function capsIn(home: string, rel: string): string[] {
+  const out: string[] = [];
+  for (const id of fs.readdirSync(home).filter((n) => !n.startsWith('.'))) {
+    const file = path.join(home, id, 'diff', rel);
+    if (!fs.existsSync(file)) continue;
+    const v = native.getxattrOrErrno(file, 'security.capability', false);
+    out.push(typeof v === 'number' ? `errno ${v}` : v.toString('hex'));
+  }
+  return out;
 }
 
 const md5 = (file: string): string => createHash('md5').update(fs.readFileSync(file)).digest('hex');
@@ -73,9 +92,12 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   buildRootfs(rootfs);
   const tarball = path.join(base, 'rootfs.tar');
   await runOk('mknod', [path.join(rootfs, 'lib', 'special'), 'c', '42', '7']);
-  await runOk('tar', ['-C', rootfs, '-cf', tarball, '.']);
+  fs.writeFileSync(path.join(rootfs, 'bin', 'capped'), 'capped\n');
+  await setCap(path.join(rootfs, 'bin', 'capped'));
+  await runOk('tar', ['--format=posix', '--xattrs', '--xattrs-include=*', '-C', rootfs, '-cf', tarball, '.']);
   const img = `${name}:base`;
   await d.dockerOk(['import', tarball, img]);
+  t.same(capsIn(home, 'bin/capped'), [CAP_HEX], 'import: binary security.capability exact in the layer');
 
   const runIn = (image: string, script: string, extra: string[] = []): Promise<string> =>
     d.dockerOk(['run', '--rm', '--network', 'none', ...extra, image, '/bin/sh', '-c', script]);
@@ -88,7 +110,7 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
 
   const out = await d.dockerOk(['run', '--name', `${name}-c1`, '--network', 'none', img, '/bin/sh', '-c',
     'echo changed > /etc/motd && rm /etc/removeme && rm -r /srv/tree && mkdir /newdir && echo x > /newdir/f && ' +
-    'mv /opt/app /opt/renamed && echo 2 > /opt/renamed/conf/new.conf && cat /etc/motd']);
+    'mv /opt/app /opt/renamed && echo 2 > /opt/renamed/conf/new.conf && echo c2 > /bin/capped2 && cat /etc/motd']);
   t.equal(out, 'changed\n', 'writes inside the container');
   const diff = (await d.dockerOk(['diff', `${name}-c1`])).trim().split('\n').sort();
   for (const line of ['C /etc', 'C /etc/motd', 'D /etc/removeme', 'D /srv/tree', 'A /newdir', 'A /newdir/f',
@@ -103,8 +125,11 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   const redirect = await runOk('getfattr', ['--absolute-names', '--only-values', '-n', 'trusted.overlay.redirect', path.join(upper, 'opt', 'renamed')]);
   t.match(redirect, /^(\/opt\/)?app$/, 'the renamed dir carries a redirect (absolute, or relative within /opt)');
 
+  // a capability set on a file of the stopped container's upper: commit exports it (Diff)
+  await setCap(path.join(upper, 'bin', 'capped2'));
   const committed = `${name}:committed`;
   await d.dockerOk(['commit', `${name}-c1`, committed]);
+  t.same(capsIn(home, 'bin/capped2').filter((c) => c === CAP_HEX).length, 2, 'commit: the capability in the container and the committed layer');
   const check = 'cat /etc/motd /newdir/f; test -e /etc/removeme || echo removeme gone; test -e /srv/tree || echo tree gone; ' +
     'cat /bin/busybox | md5sum; ls /opt; cat /opt/renamed/README /opt/renamed/conf/*';
   const expected = `changed\nx\nremoveme gone\ntree gone\n${md5(BUSYBOX)}  -\nrenamed\napp\nsetting=1\n2\n`;
@@ -116,6 +141,7 @@ t.test('dockerd on the stratafs graph driver', { skip: hasDocker() ? false : 'do
   await d.dockerOk(['rmi', committed, img]);
   t.same(fs.readdirSync(home).filter((n) => !n.startsWith('.')), [], 'rmi leaves no layer dirs');
   await d.dockerOk(['load', '-i', saved]);
+  t.same([capsIn(home, 'bin/capped'), capsIn(home, 'bin/capped2')], [[CAP_HEX], [CAP_HEX]], 'save | load: both capabilities exact');
   t.equal(await runIn(committed, check), expected, 'the loaded image runs with the same content');
   t.equal(await runIn(committed, meta), metaWanted, 'and the same hard link, modes and device');
 

@@ -15,8 +15,8 @@ import { paxRecord, paxRecords, rawHeaders, rawTar, readTar, streamOf, type RawH
 const PREFIX = 'trusted.overlay.';
 const opts = { xattrPrefix: PREFIX };
 
-/** VFS_CAP_REVISION_2 with the effective bit, cap_net_raw permitted: what `setcap cap_net_raw+ep` stores */
-const CAP = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+/** VFS_CAP_REVISION_2 with the effective bit, cap_setuid and cap_net_raw permitted (`setcap cap_setuid,cap_net_raw+ep`): bytes above 0x7f */
+const CAP = Buffer.from('0100000280200000000000000000000000000000', 'hex');
 const BIN = Buffer.from([0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28]);
 const CAFE = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // "caf\xe9": latin1, not UTF-8
 const DIRN = Buffer.from([0x64, 0xff]);
@@ -108,6 +108,7 @@ t.test('malformed PAX records are refused and nothing is written', async (t) => 
     ['length too small', Buffer.from('9 path=abc\n'), /length 9 does not end the record/],
     ['no length', Buffer.from('path=abc\n'), /no length/],
     ['no KEY=', Buffer.from('12 pathabcd\n'), /no KEY=/],
+    ['NUL in a name', paxRecord('path', Buffer.from('a\0b')), /NUL byte/],
   ];
   for (const [what, body, re] of cases) {
     const dir = await tempDir(t, 'gdpax');
