@@ -41,6 +41,8 @@ const INPUT = rawTar([
   { type: '0', name: Buffer.concat([DIRN, Buffer.from('/f')]), body: Buffer.from('f') },
   { type: 'x', name: 'PaxHeader', body: paxRecord('linkpath', CAFE) },
   { type: '2', name: 'to-cafe', linkname: 'x' },
+  { type: 'x', name: 'PaxHeader', body: paxRecord('linkpath', CAFE) },
+  { type: '1', name: 'hl', linkname: 'x' },
   { type: 'x', name: 'PaxHeader', body: Buffer.concat([paxRecord('path', LONG), paxRecord('SCHILY.xattr.user.long', 'yes')]) },
   { type: '0', name: 'stand-in', body: Buffer.from('long') },
 ]);
@@ -52,6 +54,7 @@ function checkLayer(t: Test, dir: string, what: string): void {
   t.equal(fs.readFileSync(Buffer.from(at(dir, CAFE), 'latin1'), 'utf8'), 'latin1 name', `${what}: its contents`);
   t.equal(fs.readFileSync(Buffer.from(at(dir, DIRN, 'f'), 'latin1'), 'utf8'), 'f', `${what}: file in a non-UTF-8 dir`);
   t.same(fs.readlinkSync(path.join(dir, 'to-cafe'), { encoding: 'buffer' }), CAFE, `${what}: non-UTF-8 link target from PAX linkpath`);
+  t.equal(fs.statSync(path.join(dir, 'hl')).ino, fs.statSync(Buffer.from(at(dir, CAFE), 'latin1')).ino, `${what}: hard link to a non-UTF-8 name`);
   t.equal(fs.readFileSync(path.join(dir, LONG), 'utf8'), 'long', `${what}: long name from PAX path`);
   t.same(xattr(at(dir, LONG), 'user.long'), Buffer.from('yes'), `${what}: xattr with the long name`);
 }
@@ -81,6 +84,7 @@ t.test('ApplyDiff -> Diff -> ApplyDiff keeps binary xattrs and non-UTF-8 names b
   t.same(entries.get(CAFE.toString('latin1'))?.pax.get('SCHILY.xattr.user.bin'), BIN, 'exported non-UTF-8 name and value');
   t.ok(entries.has(Buffer.concat([DIRN, Buffer.from('/f')]).toString('latin1')), 'exported name in a non-UTF-8 dir');
   t.same(entries.get('to-cafe')?.pax.get('linkpath'), CAFE, 'exported link target bytes');
+  t.same([entries.get('hl')?.h.type, entries.get('hl')?.pax.get('linkpath')], ['1', CAFE], 'exported hard link to the non-UTF-8 name');
   t.equal(entries.get(LONG)?.h.type, '0', 'long name exported through PAX path');
   t.equal(entries.get('ping')?.h.name.toString(), 'ping', 'plain names stay in the ustar header');
   t.equal((await readTar(streamOf(out))).length, entries.size, 'the tar library reads the same entries');
@@ -88,6 +92,20 @@ t.test('ApplyDiff -> Diff -> ApplyDiff keeps binary xattrs and non-UTF-8 names b
   const b = await tempDir(t, 'gdpax');
   await importTar(streamOf(out), b, opts);
   checkLayer(t, b, 'round trip');
+});
+
+t.test('owners above the ustar range go out in PAX records', async (t) => {
+  const a = await tempDir(t, 'gdpax');
+  fs.writeFileSync(path.join(a, 'f'), 'f');
+  fs.chownSync(path.join(a, 'f'), 3_000_000, 0o10000000);
+  const headers = rawHeaders(await collect(exportTar(a, PREFIX) as unknown as AsyncIterable<Buffer>));
+  t.same(headers.map((h) => h.type), ['x', '0'], 'one x header, then the file');
+  const pax = paxRecords(headers[0].body);
+  t.same([pax.get('uid')?.toString(), pax.get('gid')?.toString()], ['3000000', String(0o10000000)]);
+  const b = await tempDir(t, 'gdpax');
+  await importTar(streamOf(await collect(exportTar(a, PREFIX) as unknown as AsyncIterable<Buffer>)), b, opts);
+  const st = fs.statSync(path.join(b, 'f'));
+  t.same([st.uid, st.gid], [3_000_000, 0o10000000], 'and back in');
 });
 
 t.test('global PAX records apply to the entries after them; local ones win', async (t) => {
