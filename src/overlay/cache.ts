@@ -1,0 +1,153 @@
+/**
+ * What the overlay remembers of the layers between requests, bounded in memory.
+ *
+ * Lowers are read-only while mounted and stratafs is the only writer of the upper, so:
+ *
+ * - Listings of layer directories (the raw getdents of one directory of one layer). A
+ *   lower directory's listing never changes: it stays until the LRU evicts it. An upper
+ *   directory's listing is valid only while the upper has not changed since it was
+ *   read: every operation that may change the upper (create, mkdir, mknod, symlink,
+ *   link, unlink, rmdir, rename, setattr, open with copy-up, xattr changes: each may
+ *   copy up, whiteout or mark a directory) bumps `upperGen` when it starts and when it
+ *   ends (Overlay wraps them, index.ts), and while one is in flight no upper listing is
+ *   served from or stored in the cache. Read-only work (find, tar, ls -l, a build
+ *   reading sources) lists each directory once.
+ * - statx results of lower objects by layer path, misses (ENOENT) included: a lower
+ *   object's metadata cannot change under a mount (its atime may, which the mount then
+ *   shows as of the first statx, as the kernel's attribute cache would). Upper objects
+ *   are always statx'ed: they change through open handles in ways the overlay does not
+ *   track (writes, the kernel's own time updates).
+ *
+ * Both are LRUs bounded by a count and by approximate bytes (CACHE_LIMITS, one place; a
+ * mount may give others, OverlayConfig.caches). A listing larger than the byte bound is
+ * not kept: it is read again each time, as without a cache.
+ */
+import { LRUCache } from 'lru-cache';
+import type { DirEntry, Stat } from '../native';
+import type { Layer } from './layers';
+
+export interface CacheLimits {
+  /** layer directory listings kept */
+  listings: number;
+  /** approximate bytes of all kept listings */
+  listingBytes: number;
+  /** lower statx results (and misses) kept */
+  stats: number;
+  /** approximate bytes of all kept statx results */
+  statBytes: number;
+}
+
+/**
+ * Defaults per mount: ~16 MiB of listings (a 50k-file tree of 5k directories is ~5 MiB)
+ * and ~8 MiB of lower attributes (~40k objects), so a daemon serving many mounts stays
+ * small while the working set of a build or a tree walk fits.
+ */
+export const CACHE_LIMITS: CacheLimits = {
+  listings: 8192,
+  listingBytes: 16 * 1024 * 1024,
+  stats: 40960,
+  statBytes: 8 * 1024 * 1024,
+};
+
+/** approximate heap bytes of one listing entry besides its name (object, bigint, array slot) */
+const ENTRY_OVERHEAD = 64;
+/** approximate heap bytes of one Stat (about twenty fields, bigint ino) besides its key */
+const STAT_OVERHEAD = 200;
+
+interface Listing {
+  entries: DirEntry[];
+  /** upper listings: upperGen when read; -1 for lower listings */
+  gen: number;
+}
+
+type StatSlot = { s: Stat | null };
+
+function keyOf(layer: Layer, path: string): string {
+  return `${layer.index}\0${path}`;
+}
+
+export class LayerCache {
+  private readonly listings: LRUCache<string, Listing>;
+  private readonly stats: LRUCache<string, StatSlot>;
+  /** changes whenever the upper may have changed (see header) */
+  private upperGen = 0;
+  /** operations that may change the upper, in flight */
+  private changing = 0;
+
+  constructor(limits: CacheLimits) {
+    this.listings = new LRUCache<string, Listing>({
+      max: limits.listings,
+      maxSize: limits.listingBytes,
+      sizeCalculation: (l, k) => k.length + l.entries.reduce((n, e) => n + ENTRY_OVERHEAD + 2 * e.name.length, 0) + 1,
+    });
+    this.stats = new LRUCache<string, StatSlot>({
+      max: limits.stats,
+      maxSize: limits.statBytes,
+      sizeCalculation: (_s, k) => STAT_OVERHEAD + 2 * k.length,
+    });
+  }
+
+  /** The entries of directory `path` of `layer`, from the cache or from `read`. */
+  listing(layer: Layer, path: string, read: () => DirEntry[]): DirEntry[] {
+    const key = keyOf(layer, path);
+    if (!layer.upper) {
+      const hit = this.listings.get(key);
+      if (hit !== undefined) return hit.entries;
+      const entries = read();
+      this.listings.set(key, { entries, gen: -1 });
+      return entries;
+    }
+    if (this.changing > 0) return read();
+    const hit = this.listings.get(key);
+    if (hit !== undefined && hit.gen === this.upperGen) return hit.entries;
+    const entries = read();
+    this.listings.set(key, { entries, gen: this.upperGen });
+    return entries;
+  }
+
+  /** statx of lower object `path` of `layer` (null: it does not exist), from the cache or `stat`. */
+  lowerStat(layer: Layer, path: string, stat: () => Stat | null): Stat | null {
+    const key = keyOf(layer, path);
+    const hit = this.stats.get(key);
+    if (hit !== undefined) return hit.s;
+    const s = stat();
+    this.stats.set(key, { s });
+    return s;
+  }
+
+  /**
+   * Runs `op`, which may change the upper: no cached upper listing is used while it
+   * runs, and none read before it is used after it.
+   */
+  changingUpper<T>(op: () => Promise<T>): Promise<T> {
+    this.upperGen += 1;
+    this.changing += 1;
+    const done = (): void => {
+      this.changing -= 1;
+      this.upperGen += 1;
+    };
+    let p: Promise<T>;
+    try {
+      p = op();
+    } catch (e) {
+      done();
+      throw e;
+    }
+    return p.finally(done);
+  }
+
+  /** for tests and statistics */
+  get sizes(): { listings: number; listingBytes: number; stats: number; statBytes: number } {
+    return {
+      listings: this.listings.size,
+      listingBytes: this.listings.calculatedSize,
+      stats: this.stats.size,
+      statBytes: this.stats.calculatedSize,
+    };
+  }
+
+  clear(): void {
+    this.listings.clear();
+    this.stats.clear();
+  }
+}
