@@ -11,7 +11,8 @@
  *   copy up, whiteout or mark a directory) bumps `upperGen` when it starts and when it
  *   ends (Overlay wraps them, index.ts), and while one is in flight no upper listing is
  *   served from or stored in the cache. Read-only work (find, tar, ls -l, a build
- *   reading sources) lists each directory once.
+ *   reading sources) lists each directory once. A cached lower listing also answers
+ *   lookups of names it lacks (lowerLacks) without a statx.
  * - statx results of lower objects by layer path, misses (ENOENT) included: a lower
  *   object's metadata cannot change under a mount (its atime may, which the mount then
  *   shows as of the first statx, as the kernel's attribute cache would). Upper objects
@@ -49,13 +50,18 @@ export const CACHE_LIMITS: CacheLimits = {
   statBytes: 8 * 1024 * 1024,
 };
 
-/** approximate heap bytes of one listing entry besides its name (object, bigint, array slot) */
-const ENTRY_OVERHEAD = 64;
+/**
+ * approximate heap bytes of one listing entry besides its name (object, bigint, array
+ * slot, and for a lower listing its slot in the name set)
+ */
+const ENTRY_OVERHEAD = 96;
 /** approximate heap bytes of one Stat (about twenty fields, bigint ino) besides its key */
 const STAT_OVERHEAD = 200;
 
 interface Listing {
   entries: DirEntry[];
+  /** lower listings: the names, to answer a lookup of a name that is not there */
+  names: Set<string> | null;
   /** upper listings: upperGen when read; -1 for lower listings */
   gen: number;
 }
@@ -94,15 +100,26 @@ export class LayerCache {
       const hit = this.listings.get(key);
       if (hit !== undefined) return hit.entries;
       const entries = read();
-      this.listings.set(key, { entries, gen: -1 });
+      this.listings.set(key, { entries, names: new Set(entries.map((e) => e.name)), gen: -1 });
       return entries;
     }
     if (this.changing > 0) return read();
     const hit = this.listings.get(key);
     if (hit !== undefined && hit.gen === this.upperGen) return hit.entries;
     const entries = read();
-    this.listings.set(key, { entries, gen: this.upperGen });
+    this.listings.set(key, { entries, names: null, gen: this.upperGen });
     return entries;
+  }
+
+  /**
+   * Is `name` known not to be in lower directory `dir` of `layer`? True only when that
+   * directory's listing is cached and lacks it; false when unknown. A tree walk lists a
+   * directory before it looks its names up, so most misses of a merged lookup (a name
+   * of the bottom layer is looked for in every layer above) cost no statx.
+   */
+  lowerLacks(layer: Layer, dir: string, name: string): boolean {
+    const l = this.listings.get(keyOf(layer, dir));
+    return l !== undefined && l.names !== null && !l.names.has(name);
   }
 
   /** statx of lower object `path` of `layer` (null: it does not exist), from the cache or `stat`. */

@@ -50,7 +50,7 @@ export class State {
   private tmpCounter = 0;
   readonly inodes: InodeTable;
   /** AUFS whiteouts and opaque markers of the lower directories met (aufs.ts) */
-  readonly aufs = new AufsIndex(AUFS_INDEX_DIRS);
+  readonly aufs: AufsIndex;
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;
   /** makes the whiteouts, all links of one inode (whiteout.ts) */
@@ -74,6 +74,7 @@ export class State {
   ) {
     this.inodes = new InodeTable(root);
     this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches });
+    this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
   }
 

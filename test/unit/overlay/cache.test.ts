@@ -19,6 +19,7 @@ t.test('lower listings and attributes are read once', async (t) => {
   t.same(ls(f.ov, 'd'), ['a', 'b']);
   put(l0, 'd/behind', 'x');
   t.same(ls(f.ov, 'd'), ['a', 'b'], 'listing of the lower dir is the cached one');
+  t.equal(f.ov.lookup(ctx, walk(f.ov, 'd'), 'behind'), null, 'a name the cached listing lacks is not looked for');
   const a = walk(f.ov, 'd/a');
   const mode = f.ov.getattr(ctx, a).mode;
   fs.chmodSync(path.join(l0, 'd/a'), 0o600);
@@ -92,6 +93,26 @@ t.test('copy-up shows in listings and attributes', async (t) => {
   t.equal(f.ov.getattr(ctx, g).mode & 0o7777, 0o600, 'chmod then getattr');
   await f.ov.setattr(ctx, g, { size: 0 });
   t.equal(f.ov.getattr(ctx, g).size, 0, 'truncate then getattr');
+});
+
+t.test('merged lookups answered from cached listings find names of every layer', async (t) => {
+  const f = await fixture(3, ([l0, l1, l2]) => {
+    put(l0 as string, 'm/top', '0');
+    put(l1 as string, 'm/mid', '11');
+    put(l2 as string, 'm/bottom', '222');
+    put(l2 as string, 'm/top', 'hidden');
+    put(l1 as string, 'm/.wh.gone', '');
+    put(l2 as string, 'm/gone', 'g');
+    put(l2 as string, 'm/sub/deep', 'd');
+  });
+  t.teardown(() => f.cleanup());
+  t.same(ls(f.ov, 'm'), ['bottom', 'mid', 'sub', 'top']);
+  t.equal(await readFile(f.ov, 'm/bottom'), '222');
+  t.equal(await readFile(f.ov, 'm/mid'), '11');
+  t.equal(await readFile(f.ov, 'm/top'), '0');
+  t.equal(f.ov.lookup(ctx, walk(f.ov, 'm'), 'gone'), null, 'AUFS whiteout still hides');
+  t.same(ls(f.ov, 'm/sub'), ['deep']);
+  t.equal(await readFile(f.ov, 'm/sub/deep'), 'd');
 });
 
 t.test('a directory larger than the byte bound still lists whole, every time', async (t) => {
