@@ -1,6 +1,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { ctx, fixture, ls, put, readFile, walk, writeFile, R } from './fixtures/helpers';
 
 const O = fs.constants;
@@ -135,4 +136,20 @@ t.test('a directory larger than the byte bound still lists whole, every time', a
   t.same(ls(f.ov, 'big'), want.filter((n) => n !== names[0]));
   // every name still resolves though most attributes were evicted
   for (const n of names.slice(1, 50)) t.equal(f.ov.getattr(ctx, walk(f.ov, `big/${n}`)).size, 0);
+});
+
+t.test('xattrs are listed once per node, and changes through the mount show', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    put(l0 as string, 'some', 's');
+    execFileSync('setfattr', ['-n', 'user.a', '-v', '1', path.join(l0 as string, 'some')]);
+  });
+  t.teardown(() => f.cleanup());
+  const some = walk(f.ov, 'some');
+  t.equal(f.ov.getxattr(ctx, some, 'security.selinux'), null, 'a name not listed');
+  t.equal(f.ov.getxattr(ctx, some, 'user.a')?.toString(), '1');
+  await f.ov.setxattr(ctx, some, 'user.b', Buffer.from('2'), 0);
+  t.equal(f.ov.getxattr(ctx, some, 'user.b')?.toString(), '2', 'set after listing');
+  await f.ov.removexattr(ctx, some, 'user.a');
+  t.equal(f.ov.getxattr(ctx, some, 'user.a'), null, 'removed after listing');
+  t.same(f.ov.listxattr(ctx, some).sort(), ['user.b']);
 });
