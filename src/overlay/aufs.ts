@@ -57,7 +57,8 @@ export class AufsIndex {
 
   /** `caches`: the listing is read through the listing cache, so a readdir that follows reuses it */
   constructor(max: number, private readonly caches: LayerCache) {
-    this.dirs = new LRUCache<string, AufsDir>({ max });
+    // counted with sizes of 1 rather than `max`, which allocates for `max` entries up front
+    this.dirs = new LRUCache<string, AufsDir>({ maxSize: max, sizeCalculation: () => 1 });
   }
 
   private get(layer: Layer, path: string, dirfd: number, name: string): AufsDir | null {

@@ -55,6 +55,8 @@ export const CACHE_LIMITS: CacheLimits = {
  * slot, and for a lower listing its slot in the name set)
  */
 const ENTRY_OVERHEAD = 96;
+/** approximate heap bytes of one listing besides its entries (objects, set, LRU slot) */
+const LISTING_OVERHEAD = 256;
 /** approximate heap bytes of one Stat (about twenty fields, bigint ino) besides its key */
 const STAT_OVERHEAD = 200;
 
@@ -79,18 +81,27 @@ export class LayerCache {
   private upperGen = 0;
   /** operations that may change the upper, in flight */
   private changing = 0;
+  private readonly maxListings: number;
+  private readonly maxStats: number;
 
   constructor(limits: CacheLimits) {
+    // bounded in count by hand (bounded()): an LRU given `max` allocates its index
+    // arrays for that many entries up front, which an idle mount would pay for
     this.listings = new LRUCache<string, Listing>({
-      max: limits.listings,
       maxSize: limits.listingBytes,
-      sizeCalculation: (l, k) => k.length + l.entries.reduce((n, e) => n + ENTRY_OVERHEAD + 2 * e.name.length, 0) + 1,
+      sizeCalculation: (l, k) => LISTING_OVERHEAD + 2 * k.length + l.entries.reduce((n, e) => n + ENTRY_OVERHEAD + 2 * e.name.length, 0),
     });
     this.stats = new LRUCache<string, StatSlot>({
-      max: limits.stats,
       maxSize: limits.statBytes,
       sizeCalculation: (_s, k) => STAT_OVERHEAD + 2 * k.length,
     });
+    this.maxListings = limits.listings;
+    this.maxStats = limits.stats;
+  }
+
+  /** Drops the least recently used entries beyond `max`. */
+  private static bounded<V extends object>(lru: LRUCache<string, V>, max: number): void {
+    while (lru.size > max) lru.pop();
   }
 
   /** The entries of directory `path` of `layer`, from the cache or from `read`. */
@@ -101,6 +112,7 @@ export class LayerCache {
       if (hit !== undefined) return hit.entries;
       const entries = read();
       this.listings.set(key, { entries, names: new Set(entries.map((e) => e.name)), gen: -1 });
+      LayerCache.bounded(this.listings, this.maxListings);
       return entries;
     }
     if (this.changing > 0) return read();
@@ -108,6 +120,7 @@ export class LayerCache {
     if (hit !== undefined && hit.gen === this.upperGen) return hit.entries;
     const entries = read();
     this.listings.set(key, { entries, names: null, gen: this.upperGen });
+    LayerCache.bounded(this.listings, this.maxListings);
     return entries;
   }
 
@@ -129,6 +142,7 @@ export class LayerCache {
     if (hit !== undefined) return hit.s;
     const s = stat();
     this.stats.set(key, { s });
+    LayerCache.bounded(this.stats, this.maxStats);
     return s;
   }
 

@@ -153,3 +153,23 @@ t.test('xattrs are listed once per node, and changes through the mount show', as
   t.equal(f.ov.getxattr(ctx, some, 'user.a'), null, 'removed after listing');
   t.same(f.ov.listxattr(ctx, some).sort(), ['user.b']);
 });
+
+t.test('the count bounds hold and evicted entries are read again', async (t) => {
+  const f = await fixture(2, ([l0, l1]) => {
+    for (let i = 0; i < 6; i++) {
+      put(l0 as string, `d${i}/a${i}`, 'x');
+      put(l1 as string, `d${i}/b${i}`, 'yy');
+    }
+  }, false, { caches: { listings: 2, stats: 3 } });
+  t.teardown(() => f.cleanup());
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 6; i++) {
+      t.same(ls(f.ov, `d${i}`), [`a${i}`, `b${i}`]);
+      t.equal(f.ov.getattr(ctx, walk(f.ov, `d${i}/b${i}`)).size, 2);
+    }
+  }
+  const sizes = f.ov.cacheSizes;
+  t.ok(sizes.listings <= 2, `listings within the count bound (${sizes.listings})`);
+  t.ok(sizes.stats <= 3, `stats within the count bound (${sizes.stats})`);
+  t.ok(sizes.listings > 0 && sizes.stats > 0);
+});
