@@ -15,7 +15,6 @@ import type { Attr, Entry } from './api';
 import type { Node } from './inodes';
 import type { State } from './state';
 import { idToInside } from './idmap';
-import { statAt } from './layers';
 
 /** Mode bits node:fs does not name. */
 export const S_ISUID = 0o4000;
@@ -49,8 +48,7 @@ export function getAttr(st: State, node: Node, s?: Stat): Attr {
   const attr = toAttr(st, node, s ?? st.stat(node));
   if (node.metacopy) {
     // the data, and so the blocks it takes, are in the lower file
-    const loc = st.locateLower(node);
-    attr.blocks = statAt(loc.dirfd, loc.name).blocks;
+    attr.blocks = st.lowerStat(node).blocks;
   }
   return attr;
 }

@@ -8,13 +8,16 @@
  * no layer has such entries. Lowers never change under a mount, so the first lookup in
  * a lower directory lists it once (getdents) and keeps what it found: the hidden names
  * (only for the rare directory that has any) and the opaque marker. The index is an
- * LRU bounded in entries; an evicted directory is simply listed again.
+ * LRU bounded in entries; an evicted directory is simply listed again. The listing is
+ * read through the listing cache (cache.ts): the readdir of a directory a lookup went
+ * through, and the lookups in a directory just listed, read it once between them.
  *
  * A directory that cannot be listed (no read permission for an unprivileged daemon)
  * falls back to the per-name checks, which need search permission only.
  */
 import { LRUCache } from 'lru-cache';
-import { native } from '../native';
+import { native, type DirEntry } from '../native';
+import type { LayerCache } from './cache';
 import { openDirAt, tryStatAt, type Layer } from './layers';
 import { AUFS_OPAQUE, AUFS_PREFIX } from './whiteout';
 
@@ -27,43 +30,48 @@ interface AufsDir {
 
 const NONE: AufsDir = { hidden: null, opaque: false };
 
-/** The AUFS entries of directory `name` in `dirfd` ('' = itself); null when it cannot be listed. */
-function scan(dirfd: number, name: string): AufsDir | null {
-  let fd: number;
+/** The raw entries of directory `name` in `dirfd` ('' = itself); throws when it cannot be listed. */
+function list(dirfd: number, name: string): DirEntry[] {
+  const fd = openDirAt(dirfd, name);
   try {
-    fd = openDirAt(dirfd, name);
-  } catch {
-    return null;
-  }
-  try {
-    let d = NONE;
-    for (const e of native.getdents(fd)) {
-      if (!e.name.startsWith(AUFS_PREFIX)) continue;
-      if (d === NONE) d = { hidden: null, opaque: false };
-      if (e.name === AUFS_OPAQUE) d.opaque = true;
-      else if (!e.name.startsWith(AUFS_PREFIX + AUFS_PREFIX)) (d.hidden ??= new Set()).add(e.name.slice(AUFS_PREFIX.length));
-    }
-    return d;
-  } catch {
-    return null;
+    return native.getdents(fd).filter((e) => e.name !== '.' && e.name !== '..');
   } finally {
     native.close(fd);
   }
 }
 
+/** The AUFS entries among a directory's entries. */
+function scan(entries: DirEntry[]): AufsDir {
+  let d = NONE;
+  for (const e of entries) {
+    if (!e.name.startsWith(AUFS_PREFIX)) continue;
+    if (d === NONE) d = { hidden: null, opaque: false };
+    if (e.name === AUFS_OPAQUE) d.opaque = true;
+    else if (!e.name.startsWith(AUFS_PREFIX + AUFS_PREFIX)) (d.hidden ??= new Set()).add(e.name.slice(AUFS_PREFIX.length));
+  }
+  return d;
+}
+
 export class AufsIndex {
   private readonly dirs: LRUCache<string, AufsDir>;
 
-  constructor(max: number) {
-    this.dirs = new LRUCache<string, AufsDir>({ max });
+  /** `caches`: the listing is read through the listing cache, so a readdir that follows reuses it */
+  constructor(max: number, private readonly caches: LayerCache) {
+    // counted with sizes of 1 rather than `max`, which allocates for `max` entries up front
+    this.dirs = new LRUCache<string, AufsDir>({ maxSize: max, sizeCalculation: () => 1 });
   }
 
   private get(layer: Layer, path: string, dirfd: number, name: string): AufsDir | null {
     const key = `${layer.index}\0${path}`;
     const hit = this.dirs.get(key);
     if (hit !== undefined) return hit;
-    const d = scan(dirfd, name);
-    if (d !== null) this.dirs.set(key, d);
+    let d: AufsDir;
+    try {
+      d = scan(this.caches.listing(layer, path, () => list(dirfd, name)));
+    } catch {
+      return null;
+    }
+    this.dirs.set(key, d);
     return d;
   }
 

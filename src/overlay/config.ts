@@ -2,6 +2,7 @@
  * What a mount is made of: the parsed, validated options the overlay is built from.
  * The CLI (and later the graph driver) produce it; `Overlay.open(config)` consumes it.
  */
+import type { CacheLimits } from './cache';
 
 /** One range of a uid/gid mapping: ids [inside, inside+count) are [host, host+count) on disk. */
 export interface IdMapRange {
@@ -39,4 +40,6 @@ export interface OverlayConfig {
    * such an upper then needs kernel overlayfs with metacopy=on. Default false.
    */
   metacopy?: boolean;
+  /** bounds of the listing and attribute caches (cache.ts), CACHE_LIMITS where absent */
+  caches?: Partial<CacheLimits>;
 }

@@ -139,6 +139,7 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Pro
   node.metacopy = meta;
   node.upperXwhiteouts = false;
   node.noXattrs = false;
+  node.xattrsListed = false;
   bestEffort('times of copied-up directory', () => {
     if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
   });

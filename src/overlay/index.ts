@@ -12,6 +12,7 @@
  *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
  *   acl.ts       default ACLs and umask at creation       durable.ts  fsync off the JS thread
  *   aufs.ts      AUFS marks, read once per lower dir      metacopy.ts metadata-only copy-up
+ *   cache.ts     layer listings, lower attributes (LRU)
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
@@ -20,6 +21,7 @@ import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
 } from './api';
 import { entryOf, getAttr, toAttr } from './attr';
+import type { LayerCache } from './cache';
 import type { OverlayConfig } from './config';
 import * as files from './files';
 import { nodeFor, resolve, type FoundLower } from './lookup';
@@ -54,6 +56,16 @@ export class Overlay implements FileSystemApi {
     this.st.invalidate = invalidate;
   }
 
+  /** Runs an operation that may change the upper (copy-up, names, marks): see cache.ts. */
+  private changing<T>(op: () => Promise<T>): Promise<T> {
+    return this.st.caches.changingUpper(op);
+  }
+
+  /** sizes of the listing and attribute caches (for tests and statistics) */
+  get cacheSizes(): LayerCache['sizes'] {
+    return this.st.caches.sizes;
+  }
+
   destroy(): void {
     closeState(this.st);
   }
@@ -79,7 +91,7 @@ export class Overlay implements FileSystemApi {
   }
 
   setattr(ctx: Ctx, node: NodeId, changes: SetattrChanges): Promise<Attr> {
-    return setattr(this.st, ctx, this.st.node(node), changes);
+    return this.changing(() => setattr(this.st, ctx, this.st.node(node), changes));
   }
 
   readlink(_ctx: Ctx, node: NodeId): string {
@@ -90,39 +102,41 @@ export class Overlay implements FileSystemApi {
   }
 
   mknod(ctx: Ctx, parent: NodeId, name: string, mode: number, rdevMajor: number, rdevMinor: number): Promise<Entry> {
-    return ns.mknod(this.st, ctx, this.st.node(parent), name, mode, rdevMajor, rdevMinor);
+    return this.changing(() => ns.mknod(this.st, ctx, this.st.node(parent), name, mode, rdevMajor, rdevMinor));
   }
 
   mkdir(ctx: Ctx, parent: NodeId, name: string, mode: number): Promise<Entry> {
-    return ns.mkdir(this.st, ctx, this.st.node(parent), name, mode);
+    return this.changing(() => ns.mkdir(this.st, ctx, this.st.node(parent), name, mode));
   }
 
   symlink(ctx: Ctx, parent: NodeId, name: string, target: string): Promise<Entry> {
-    return ns.symlink(this.st, ctx, this.st.node(parent), name, target);
+    return this.changing(() => ns.symlink(this.st, ctx, this.st.node(parent), name, target));
   }
 
   link(_ctx: Ctx, node: NodeId, newParent: NodeId, newName: string): Promise<Entry> {
-    return ns.link(this.st, this.st.node(node), this.st.node(newParent), newName);
+    return this.changing(() => ns.link(this.st, this.st.node(node), this.st.node(newParent), newName));
   }
 
   unlink(_ctx: Ctx, parent: NodeId, name: string): Promise<void> {
-    return ns.unlink(this.st, this.st.node(parent), name);
+    return this.changing(() => ns.unlink(this.st, this.st.node(parent), name));
   }
 
   rmdir(_ctx: Ctx, parent: NodeId, name: string): Promise<void> {
-    return ns.rmdir(this.st, this.st.node(parent), name);
+    return this.changing(() => ns.rmdir(this.st, this.st.node(parent), name));
   }
 
   rename(_ctx: Ctx, parent: NodeId, name: string, newParent: NodeId, newName: string, flags: RenameFlags): Promise<void> {
-    return rename(this.st, this.st.node(parent), name, this.st.node(newParent), newName, flags);
+    return this.changing(() => rename(this.st, this.st.node(parent), name, this.st.node(newParent), newName, flags));
   }
 
   open(ctx: Ctx, node: NodeId, flags: number): Promise<OpenResult> {
+    // an open for writing copies up
+    if (files.isWriteOpen(flags)) return this.changing(() => files.open(this.st, ctx, this.st.node(node), flags));
     return files.open(this.st, ctx, this.st.node(node), flags);
   }
 
   create(ctx: Ctx, parent: NodeId, name: string, mode: number, flags: number): Promise<{ entry: Entry; open: OpenResult }> {
-    return ns.create(this.st, ctx, this.st.node(parent), name, mode, flags);
+    return this.changing(() => ns.create(this.st, ctx, this.st.node(parent), name, mode, flags));
   }
 
   read(fh: number, offset: number, size: number): Promise<Buffer> {
@@ -184,7 +198,7 @@ export class Overlay implements FileSystemApi {
   }
 
   setxattr(_ctx: Ctx, node: NodeId, name: string, value: Buffer, flags: number): Promise<void> {
-    return xattr.setxattr(this.st, this.st.node(node), name, value, flags);
+    return this.changing(() => xattr.setxattr(this.st, this.st.node(node), name, value, flags));
   }
 
   getxattr(_ctx: Ctx, node: NodeId, name: string): Buffer | null {
@@ -196,7 +210,7 @@ export class Overlay implements FileSystemApi {
   }
 
   removexattr(_ctx: Ctx, node: NodeId, name: string): Promise<void> {
-    return xattr.removexattr(this.st, this.st.node(node), name);
+    return this.changing(() => xattr.removexattr(this.st, this.st.node(node), name));
   }
 
   access(_ctx: Ctx, node: NodeId, mask: number): void {

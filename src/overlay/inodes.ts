@@ -81,6 +81,8 @@ export class Node {
    * without a syscall; cleared when its xattrs may change (setxattr, copy-up)
    */
   noXattrs = false;
+  /** xattrs listed once since the last change (xattr.ts): a getxattr goes straight to the file */
+  xattrsListed = false;
   /** pending copy-up of this node (see copyup.ts) */
   copyUp: Promise<void> | null = null;
 

@@ -72,8 +72,11 @@ export class DirFds {
   private readonly cache: LRUCache<string, number>;
   private readonly below = new Map<string, Set<string>>();
   constructor(max: number) {
+    // bounded by a size of 1 per entry, not `max`: `max` allocates the LRU's index
+    // arrays for that many entries up front, which every idle mount would pay for
     this.cache = new LRUCache<string, number>({
-      max,
+      maxSize: max,
+      sizeCalculation: () => 1,
       dispose: (fd, key) => {
         this.unindex(key);
         try {

@@ -117,7 +117,8 @@ export function walkLowers(st: State, parent: Node, name: string, redirect: stri
     const fd = st.dirs.tryGet(layer, dirPath);
     if (fd === null) continue;
     if (st.aufs.hides(layer, dirPath, fd, base)) break;
-    const s = tryStatAt(fd, base);
+    if (st.caches.lowerLacks(layer, dirPath, base)) continue;
+    const s = st.caches.lowerStat(layer, joinPath(dirPath, base), () => tryStatAt(fd, base));
     if (!s) continue;
     if (isWhiteout(fd, base, s, xw)) break;
     const path = joinPath(dirPath, base);

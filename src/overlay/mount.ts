@@ -198,6 +198,7 @@ export function closeState(st: State): void {
     if (h.kind === 'file') native.close(h.fd);
   }
   st.dirs.clear();
+  st.caches.clear();
   for (const l of st.layers) native.close(l.rootFd);
   if (st.workFd >= 0) native.close(st.workFd);
 }

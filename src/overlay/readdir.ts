@@ -40,8 +40,12 @@ interface Source {
   xwhiteouts: boolean;
 }
 
-/** The raw entries of one layer directory (without '.' and '..'). */
+/** The raw entries of one layer directory (without '.' and '..'), through the cache (cache.ts). */
 export function listLayerDir(st: State, layer: Layer, path: string): DirEntry[] {
+  return st.caches.listing(layer, path, () => readLayerDir(st, layer, path));
+}
+
+function readLayerDir(st: State, layer: Layer, path: string): DirEntry[] {
   const fd = openDirAt(st.dirs.get(layer, dirnameOf(path)), basenameOf(path));
   try {
     return native.getdents(fd).filter((e) => e.name !== '.' && e.name !== '..');

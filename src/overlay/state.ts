@@ -8,9 +8,10 @@ import type { Stat } from '../native';
 import type { DirEntryOut, NodeId } from './api';
 import type { OverlayConfig } from './config';
 import { AufsIndex } from './aufs';
+import { CACHE_LIMITS, LayerCache } from './cache';
 import { InodeTable, Node } from './inodes';
 import { Whiteouts } from './whiteout';
-import { DirFds, basenameOf, dirnameOf, statAt, type Layer } from './layers';
+import { DirFds, basenameOf, dirnameOf, statAt, tryStatAt, type Layer } from './layers';
 
 /** lower directories whose AUFS entries are remembered (a few hundred bytes each at most) */
 const AUFS_INDEX_DIRS = 16384;
@@ -49,7 +50,9 @@ export class State {
   private tmpCounter = 0;
   readonly inodes: InodeTable;
   /** AUFS whiteouts and opaque markers of the lower directories met (aufs.ts) */
-  readonly aufs = new AufsIndex(AUFS_INDEX_DIRS);
+  readonly aufs: AufsIndex;
+  /** layer listings and lower attributes (cache.ts) */
+  readonly caches: LayerCache;
   /** makes the whiteouts, all links of one inode (whiteout.ts) */
   readonly whiteouts: Whiteouts;
   /** negotiated at init (files.ts adapts open flags to it) */
@@ -70,6 +73,8 @@ export class State {
     root: (id: NodeId) => Node,
   ) {
     this.inodes = new InodeTable(root);
+    this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches });
+    this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
   }
 
@@ -163,9 +168,22 @@ export class State {
     return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
   }
 
-  /** statx of the node's topmost real object */
+  /** statx of the node's topmost real object (a lower one from the cache, cache.ts) */
   stat(node: Node): Stat {
-    const loc = this.locate(node);
-    return statAt(loc.dirfd, loc.name);
+    if (node.upper) {
+      const loc = this.locate(node);
+      return statAt(loc.dirfd, loc.name);
+    }
+    return this.lowerStat(node);
+  }
+
+  /** statx of the node's top lower object (ENOENT when it has none) */
+  lowerStat(node: Node): Stat {
+    const ref = node.lowers[0] ?? fail(E.ENOENT);
+    const s = this.caches.lowerStat(ref.layer, ref.path, () => {
+      const loc = this.locateLower(node);
+      return tryStatAt(loc.dirfd, loc.name);
+    });
+    return s ?? fail(E.ENOENT);
   }
 }

@@ -45,8 +45,9 @@ function where(st: State, node: Node): { path: string; follow: boolean } {
 /**
  * The value, or null when absent (ENODATA). Most files have no xattrs a user can see,
  * yet `ls -l` asks for security.selinux on each one every time (the kernel does not
- * cache misses): after the first miss on a node, one listxattr tells whether it has
- * any; if not, the node remembers it (Node.noXattrs) and later reads cost no syscall.
+ * cache misses): the first read on a node lists its xattrs (one listxattr, where a
+ * getxattr then a listxattr on a miss took two); without any the node remembers it
+ * (Node.noXattrs) and later reads cost no syscall, and a name not listed is a miss.
  */
 export function getxattr(st: State, node: Node, name: string): Buffer | null {
   if (node.noXattrs) return null;
@@ -54,10 +55,18 @@ export function getxattr(st: State, node: Node, name: string): Buffer | null {
   if (name.startsWith(st.prefix)) disk = st.prefix + ESCAPE + name.slice(st.prefix.length);
   else if (isPrivateXattr(name)) return null;
   const { path, follow } = where(st, node);
+  if (!node.xattrsListed) {
+    node.xattrsListed = true;
+    const names = native.listxattr(path, follow);
+    if (visible(st, names).length === 0) {
+      node.noXattrs = true;
+      return null;
+    }
+    if (!names.includes(disk)) return null;
+  }
   const v = native.getxattrOrErrno(path, disk, follow);
   if (typeof v !== 'number') return v;
   if (v !== E.ENODATA) return fail(v);
-  if (visible(st, native.listxattr(path, follow)).length === 0) node.noXattrs = true;
   return null;
 }
 
@@ -74,6 +83,7 @@ export function listxattr(st: State, node: Node): string[] {
   const { path, follow } = where(st, node);
   const out = visible(st, native.listxattr(path, follow));
   node.noXattrs = out.length === 0;
+  node.xattrsListed = true;
   return out;
 }
 
