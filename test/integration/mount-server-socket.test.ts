@@ -172,6 +172,18 @@ t.test('the C client mounts through the daemon without starting Node.js', async 
   const latin = await run('/bin/sh', ['-c', `exec "$0" -o "lowerdir=$(printf 'l/\\377'),server=$1" M`, STRATAFS_BIN, sock], { cwd: home, env, timeoutMs: 30_000 });
   t.equal(latin.code, 2, 'an argument that is not UTF-8 exits 2');
   oneLine(latin, /not valid UTF-8: "lowerdir=l\/\\xff,/, 'its bytes arrive exactly');
+  // paths inside the daemon's own mounts would hang it (it must never access them)
+  fs.symlinkSync('../C0/merged', path.join(home, 'l', 'OWN'));
+  for (const [what, opts, mnt] of [
+    ['a lower that is a served mount', `lowerdir=C0/merged`, 'M'],
+    ['a lower inside one through a symlink', `lowerdir=l/A:l/OWN/sub`, 'M'],
+    ['an upper inside one', `lowerdir=l/A,upperdir=C1/merged/u,workdir=C1/merged/w`, 'M'],
+    ['a mountpoint inside one', `lowerdir=l/A`, 'C2/merged/tmp'],
+  ]) {
+    const own = await mount(`${opts},server=${sock}`, mnt);
+    t.equal(own.code, 1, `${what}: refused`);
+    oneLine(own, /lies inside \S+\/C[0-2]\/merged, a mount this stratafs process serves/, what);
+  }
   const viaEnv = await mount('lowerdir=l/A', 'M', { ...env, STRATAFS_SERVER: sock });
   t.equal(viaEnv.code, 0, `STRATAFS_SERVER instead of server= ${viaEnv.stderr}`);
   await runOk('umount', [path.join(home, 'M')]);
