@@ -5,13 +5,17 @@
  *
  *   npm run build && npm run bench:podman -- [--reps=N] [--scratch=DIR] [--stratafs=PATH]
  *
- * Each program gets its own podman store (storage.conf + containers.conf in a scratch
- * dir, selected with CONTAINERS_STORAGE_CONF / CONTAINERS_CONF) holding the same
- * imported busybox image. After one warm-up run per store, the repetitions alternate
- * the order of the two programs; the table shows median and best times and the ratio
- * of the medians. The target is a ratio of at most 1.5: what decides it is how soon the
+ * Three setups: stratafs with a daemon per mount (plain mount_program), stratafs
+ * through one running `stratafs daemon --socket SOCK` (the same mount_program plus
+ * `mountopt = "server=SOCK"`: the mount costs no Node.js start), and fuse-overlayfs.
+ * Each gets its own podman store (storage.conf + containers.conf in a scratch dir,
+ * selected with CONTAINERS_STORAGE_CONF / CONTAINERS_CONF) holding the same imported
+ * busybox image. After one warm-up run per store, the repetitions rotate the order of
+ * the programs; the table shows median and best times and the ratios of the medians to
+ * fuse-overlayfs. The target is a ratio of at most 1.5: what decides it is how soon the
  * mount program exits with the mount ready and its stderr released.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeFailure, mounts, ok, run, type ChildResult } from './lib/proc';
@@ -25,16 +29,24 @@ const USAGE = `usage: npm run bench:podman -- [OPTIONS]
   --reps=N         timed runs per mount program, alternated (default 10)
   --scratch=DIR    parent of the scratch directory (default /var/tmp)
   --stratafs=PATH  the stratafs executable (default bin/stratafs of this checkout)
-  --fuse-overlayfs=PATH  (default: found on PATH)`;
+  --fuse-overlayfs=PATH  (default: found on PATH)
+  --daemon=off     leave out stratafs through a running daemon (mountopt server=)`;
+
+interface Program {
+  name: string;
+  path: string;
+  /** a `stratafs daemon` serves the mounts: mountopt = "server=SOCKET" */
+  daemon?: boolean;
+}
 
 interface Options {
   reps: number;
   scratch: string;
-  programs: { name: string; path: string }[];
+  programs: Program[];
 }
 
 function parseArgs(argv: string[]): Options | undefined {
-  const o = { reps: 10, scratch: '/var/tmp', stratafs: path.join(repoRoot, 'bin', 'stratafs'), fuseOverlayfs: '' };
+  const o = { reps: 10, scratch: '/var/tmp', stratafs: path.join(repoRoot, 'bin', 'stratafs'), fuseOverlayfs: '', daemon: true };
   for (const arg of argv) {
     const [k, v = ''] = arg.split(/=(.*)/s);
     if (k === '--help') return undefined;
@@ -42,11 +54,14 @@ function parseArgs(argv: string[]): Options | undefined {
     else if (k === '--scratch' && v) o.scratch = v;
     else if (k === '--stratafs' && v) o.stratafs = path.resolve(v);
     else if (k === '--fuse-overlayfs' && v) o.fuseOverlayfs = path.resolve(v);
+    else if (k === '--daemon' && (v === 'on' || v === 'off')) o.daemon = v === 'on';
     else throw new Error(`bad option ${arg} (--help lists them)`);
   }
   const fuseOverlayfs = o.fuseOverlayfs || findOnPath('fuse-overlayfs');
   if (!fuseOverlayfs) throw new Error('fuse-overlayfs not found (apt-get install fuse-overlayfs)');
-  return { reps: o.reps, scratch: o.scratch, programs: [{ name: 'stratafs', path: o.stratafs }, { name: 'fuse-overlayfs', path: fuseOverlayfs }] };
+  const programs: Program[] = [{ name: 'stratafs', path: o.stratafs }, { name: 'fuse-overlayfs', path: fuseOverlayfs }];
+  if (o.daemon) programs.push({ name: 'stratafs (daemon)', path: o.stratafs, daemon: true });
+  return { reps: o.reps, scratch: o.scratch, programs };
 }
 
 function findOnPath(name: string): string {
@@ -58,12 +73,12 @@ function findOnPath(name: string): string {
 }
 
 /** A podman store using PROGRAM as mount_program; returns its environment. */
-function writeStore(dir: string, program: string): NodeJS.ProcessEnv {
+function writeStore(dir: string, program: string, mountopt?: string): NodeJS.ProcessEnv {
   for (const d of ['root', 'run', 'tmp', 'libpod']) fs.mkdirSync(path.join(dir, d), { recursive: true });
   const q = (s: string): string => JSON.stringify(s);
   const storage = path.join(dir, 'storage.conf');
   const containers = path.join(dir, 'containers.conf');
-  fs.writeFileSync(storage, `[storage]\ndriver = "overlay"\ngraphroot = ${q(path.join(dir, 'root'))}\nrunroot = ${q(path.join(dir, 'run'))}\n[storage.options.overlay]\nmount_program = ${q(program)}\n`);
+  fs.writeFileSync(storage, `[storage]\ndriver = "overlay"\ngraphroot = ${q(path.join(dir, 'root'))}\nrunroot = ${q(path.join(dir, 'run'))}\n[storage.options.overlay]\nmount_program = ${q(program)}\n${mountopt ? `mountopt = ${q(mountopt)}\n` : ''}`);
   // runc fails with these machines' default rlimits
   fs.writeFileSync(containers, `[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\ntmp_dir = ${q(path.join(dir, 'libpod'))}\n`);
   return { ...process.env, CONTAINERS_STORAGE_CONF: storage, CONTAINERS_CONF: containers, TMPDIR: path.join(dir, 'tmp') };
@@ -87,13 +102,40 @@ async function must(what: string, p: Promise<ChildResult>): Promise<ChildResult>
   return r;
 }
 
+/** `stratafs daemon --socket SOCK`, started from STRATAFS (bin/stratafs); resolves once it listens. */
+async function startDaemon(stratafs: string, sock: string): Promise<ChildProcess> {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const daemon = spawn(stratafs, ['daemon', '--socket', sock], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  daemon.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  for (let i = 0; i < 400 && !err.includes('listening'); i++) {
+    if (daemon.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!err.includes('listening')) {
+    daemon.kill('SIGTERM');
+    throw new Error(`stratafs daemon did not start: ${err.trim()}`);
+  }
+  return daemon;
+}
+
+/** Stops a daemon started here (by its PID): it unmounts what it still serves. */
+async function stopDaemon(daemon: ChildProcess): Promise<void> {
+  if (daemon.exitCode !== null || daemon.signalCode !== null) return;
+  const exited = new Promise((r) => daemon.once('exit', r));
+  daemon.kill('SIGTERM');
+  await exited;
+}
+
 const podman = (env: NodeJS.ProcessEnv, args: string[]): Promise<ChildResult> => run('podman', args, { env, timeoutMs: TIMEOUT_MS });
 
-async function cleanup(dir: string, envs: NodeJS.ProcessEnv[]): Promise<void> {
+async function cleanup(dir: string, envs: NodeJS.ProcessEnv[], daemon?: ChildProcess): Promise<void> {
   for (const env of envs) {
     await podman(env, ['rm', '--all', '--force', '--time', '0']);
     await podman(env, ['rmi', '--all', '--force']);
   }
+  if (daemon) await stopDaemon(daemon);
   for (const m of mounts().filter((e) => e.mountpoint.startsWith(`${dir}/`)).reverse()) {
     await run('umount', ['-l', m.mountpoint], { timeoutMs: 30_000 });
   }
@@ -111,8 +153,11 @@ async function main(argv: string[]): Promise<void> {
   // Short paths on purpose: with a store under a longer path (about 45 characters here)
   // podman 4.3 waits 20 s for every container's exit, whatever the mount program.
   const dir = fs.mkdtempSync(path.join(opts.scratch, 'sfpod-'));
-  const envs = opts.programs.map((_p, i) => writeStore(path.join(dir, String(i)), opts.programs[i].path));
+  const sock = path.join(dir, 'd.sock');
+  const envs = opts.programs.map((p, i) => writeStore(path.join(dir, String(i)), p.path, p.daemon ? `server=${sock}` : undefined));
+  let daemon: ChildProcess | undefined;
   try {
+    if (opts.programs.some((p) => p.daemon)) daemon = await startDaemon(opts.programs[0].path, sock);
     const tar = await rootfsTar(dir);
     const runArgs = ['run', '--rm', '--network', 'none', '--pull', 'never', IMAGE, 'true'];
     for (const [i, env] of envs.entries()) {
@@ -121,21 +166,27 @@ async function main(argv: string[]): Promise<void> {
     }
     const times: number[][] = opts.programs.map(() => []);
     for (let rep = 0; rep < opts.reps; rep++) {
-      const order = rep % 2 === 0 ? [0, 1] : [1, 0];
+      // rotate the order, so that no program always runs first or after the same one
+      const n = opts.programs.length;
+      const order = opts.programs.map((_p, k) => (k + rep) % n);
+      if (Math.floor(rep / n) % 2 === 1) order.reverse();
       for (const i of order) {
         const r = await must(`podman run (${opts.programs[i].name})`, podman(envs[i], runArgs));
         times[i].push(r.seconds);
       }
     }
     console.log(`podman run --rm --network none IMG true, ${opts.reps} runs each, alternated (seconds)`);
-    console.log(`${'mount_program'.padEnd(16)}${'median'.padStart(8)}${'best'.padStart(8)}`);
+    console.log(`${'mount_program'.padEnd(20)}${'median'.padStart(8)}${'best'.padStart(8)}`);
     for (const [i, p] of opts.programs.entries()) {
-      console.log(`${p.name.padEnd(16)}${(median(times[i]) ?? 0).toFixed(3).padStart(8)}${Math.min(...times[i]).toFixed(3).padStart(8)}`);
+      console.log(`${p.name.padEnd(20)}${(median(times[i]) ?? 0).toFixed(3).padStart(8)}${Math.min(...times[i]).toFixed(3).padStart(8)}`);
     }
-    const ratio = (median(times[0]) ?? 0) / (median(times[1]) ?? 1);
-    console.log(`stratafs / fuse-overlayfs = ${ratio.toFixed(2)} (target: at most ${TARGET_RATIO})`);
+    const base = median(times[1]) ?? 1;
+    for (const [i, p] of opts.programs.entries()) {
+      if (i === 1) continue;
+      console.log(`${p.name} / fuse-overlayfs = ${((median(times[i]) ?? 0) / base).toFixed(2)} (target: at most ${TARGET_RATIO})`);
+    }
   } finally {
-    await cleanup(dir, envs);
+    await cleanup(dir, envs, daemon);
   }
 }
 

@@ -23,6 +23,13 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"],
       "cflags!": ["-Wno-unused-parameter"],
       "libraries": ["-lpthread"]
+    },
+    {
+      "target_name": "stratafs-client",
+      "type": "executable",
+      "sources": ["src/client.c", "src/client_reply.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     }
   ]
 }

@@ -50,6 +50,8 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const opts = command.options;
+  // bin/stratafs without its C client: STRATAFS_SERVER asks a daemon, as server= does
+  if (channel && opts.server === undefined && process.env.STRATAFS_SERVER) opts.server = path.resolve(process.env.STRATAFS_SERVER);
   if (channel) process.chdir('/'); // hold no directory busy (paths are absolute by now)
   if (opts.server !== undefined) {
     // a running `stratafs daemon` serves it: nothing to detach

@@ -16,11 +16,13 @@
  * of this module only hand mountpoints to other processes.
  */
 import createDebug from 'debug';
+import { realpathSync } from 'node:fs';
 import { Overlay } from '../overlay';
 import type { OverlayConfig, IdMapRange } from '../overlay/config';
 import type { FuseSession } from '../fuse/bridge';
 import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
+import { checkOutsideServed } from './own-mounts';
 
 const log = createDebug('stratafs:server');
 
@@ -65,6 +67,14 @@ function sessionClass(): typeof FuseSession {
   return (require('../fuse/bridge') as typeof import('../fuse/bridge')).FuseSession;
 }
 
+function realpathOr(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
 export interface MountServerOptions {
   /** reader threads per mount (default 1) */
   readers?: number;
@@ -91,6 +101,8 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
 export class MountServer {
   /** mountpoint -> its mount, from the moment mount() starts until cleanup is done */
   private readonly mounts = new Map<string, ServedMount>();
+  /** mountpoint -> the same with symlinks resolved (taken before mounting) */
+  private readonly realTargets = new Map<string, string>();
   private readonly readers: number;
 
   constructor(opts: MountServerOptions = {}) {
@@ -107,6 +119,13 @@ export class MountServer {
     if (this.mounts.has(target)) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${target} is already served by this process`);
     }
+    const served = new Set([...this.mounts.keys(), ...this.realTargets.values()]);
+    for (const l of spec.lowerdirs) checkOutsideServed('lowerdir', l, served);
+    if (spec.upperdir !== undefined) checkOutsideServed('upperdir', spec.upperdir, served);
+    if (spec.workdir !== undefined) checkOutsideServed('workdir', spec.workdir, served);
+    checkOutsideServed('mountpoint', target, served);
+    // where the kernel will have it (symlinks resolved): never looked up again once mounted
+    this.realTargets.set(target, realpathOr(target));
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
     const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0 };
@@ -115,11 +134,15 @@ export class MountServer {
       const served = await this.start(spec, onMounted);
       this.mounts.set(target, served);
       void served.ended.then(() => {
-        if (this.mounts.get(target) === served) this.mounts.delete(target);
+        if (this.mounts.get(target) === served) {
+          this.mounts.delete(target);
+          this.realTargets.delete(target);
+        }
       });
       return served;
     } catch (e) {
       this.mounts.delete(target);
+      this.realTargets.delete(target);
       throw e;
     } finally {
       settle();

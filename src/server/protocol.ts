@@ -5,7 +5,13 @@
  *   {"op":"mount","spec":{MountSpec}}      -> {"ok":true,"notice"?:"..."}
  *   {"op":"unmount","mountpoint":"/abs"}   -> {"ok":true}
  *   {"op":"list"}                          -> {"ok":true,"mounts":[MountSpec...]}
- *   anything wrong                         -> {"ok":false,"error":"one line"}
+ *   {"op":"mount-argv","argv":[...],"cwd":"/abs"}
+ *                                          -> {"ok":true,"notice"?:"..."}
+ *   anything wrong                         -> {"ok":false,"error":"one line","usage"?:true}
+ *
+ * mount-argv carries a mount program's command line (`-o OPTIONS MOUNTPOINT`, as podman
+ * passes it) with one byte per string character; see argv.ts. `usage` marks a wrong
+ * command line (the client exits 2, as bin/stratafs does) as opposed to a failed mount.
  *
  * The socket is created mode 0600: whoever can connect can mount, so only root.
  */
@@ -15,11 +21,12 @@ import type { MountSpec } from './mount-server';
 export type Request =
   | { op: 'mount'; spec: MountSpec }
   | { op: 'unmount'; mountpoint: string }
-  | { op: 'list' };
+  | { op: 'list' }
+  | { op: 'mount-argv'; argv: string[]; cwd: string };
 
 export type Reply =
   | { ok: true; notice?: string; mounts?: MountSpec[] }
-  | { ok: false; error: string };
+  | { ok: false; error: string; usage?: true };
 
 const bad = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_SERVER', `bad request: ${msg}`);
 
@@ -68,6 +75,7 @@ export function parseSpec(v: unknown): MountSpec {
     timeout,
     passthrough: s.passthrough,
     acl: s.acl !== false,
+    metacopy: s.metacopy === true,
   };
 }
 
@@ -85,6 +93,10 @@ export function parseRequest(line: string): Request {
       if (!isAbs(r.mountpoint)) throw bad('mountpoint must be an absolute path');
       return { op: 'unmount', mountpoint: r.mountpoint };
     case 'list': return { op: 'list' };
+    case 'mount-argv':
+      if (!Array.isArray(r.argv) || !r.argv.every((a) => typeof a === 'string')) throw bad('argv must be a list of strings');
+      if (typeof r.cwd !== 'string') throw bad('cwd must be a string');
+      return { op: 'mount-argv', argv: r.argv as string[], cwd: r.cwd };
     default: throw bad(`unknown op ${JSON.stringify(r?.op)}`);
   }
 }

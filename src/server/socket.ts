@@ -8,6 +8,7 @@ import createDebug from 'debug';
 import { StratafsError } from '../errors';
 import { MountServer, type MountSpec } from './mount-server';
 import { parseRequest, type Reply, type Request } from './protocol';
+import { mountFromArgv } from './argv';
 
 const log = createDebug('stratafs:server:socket');
 const MAX_REQUEST = 1 << 20;
@@ -23,7 +24,18 @@ async function answer(mounts: MountServer, req: Request): Promise<Reply> {
       return { ok: true };
     case 'list':
       return { ok: true, mounts: mounts.list() };
+    case 'mount-argv': {
+      const m = await mounts.mount(mountFromArgv(req.argv, req.cwd));
+      return m.notice ? { ok: true, notice: m.notice } : { ok: true };
+    }
   }
+}
+
+/** The reply to a request that failed: one line; `usage` for a wrong command line. */
+function failure(e: unknown): Reply {
+  const error = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'STRATAFS_ERR_USAGE' || code === 'STRATAFS_ERR_OPTION' ? { ok: false, error, usage: true } : { ok: false, error };
 }
 
 export interface SocketServer {
@@ -64,10 +76,11 @@ export async function listenSocket(path: string, mounts = new MountServer()): Pr
       void (async () => {
         try {
           const req = parseRequest(buf.slice(0, nl));
-          log('%s %s', req.op, req.op === 'mount' ? req.spec.mountpoint : req.op === 'unmount' ? req.mountpoint : '');
+          log('%s %s', req.op, req.op === 'mount' ? req.spec.mountpoint : req.op === 'unmount' ? req.mountpoint : req.op === 'mount-argv' ? req.argv.join(' ') : '');
           reply(await answer(mounts, req));
         } catch (e) {
-          reply({ ok: false, error: (e as Error).message.split('\n')[0] });
+          log('failed: %s', (e as Error).message);
+          reply(failure(e));
         }
       })();
     });
