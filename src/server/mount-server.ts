@@ -21,6 +21,7 @@ import type { OverlayConfig, IdMapRange } from '../overlay/config';
 import type { FuseSession } from '../fuse/bridge';
 import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
+import { holdIdleRelease } from './idle-memory';
 
 const log = createDebug('stratafs:server');
 
@@ -147,7 +148,8 @@ export class MountServer {
       attrTimeout: spec.timeout,
       acl: spec.acl,
     });
-    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint));
+    const idle = holdIdleRelease();
+    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
     return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount };
   }
 
