@@ -126,6 +126,10 @@ async function main() {
     const pid = daemon.pid;
     for (let i = 0; i < 300 && !mounted(dirs['s-mnt']); i++) await sleep(100);
     if (!mounted(dirs['s-mnt'])) throw new Error(`stratafs did not mount: ${fs.readFileSync(daemonLog, 'utf8')}`);
+    // the kernel has the mount before the daemon serves it and installs its SIGUSR2
+    // handler (until then the signal would end it): wait for an answer through the mount
+    fs.statSync(join(dirs['s-mnt'], 'w0'));
+    await sleep(200);
     const stats = () => daemonStats(pid, daemonLog);
     const start = sample(pid);
     const startRegions = anonRegions(pid);
