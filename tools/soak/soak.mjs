@@ -168,14 +168,16 @@ async function main() {
     const dropped = Date.now();
     await sleep(5000);
     const afterDrop = sample(pid);
-    // then the daemon sits idle (the oracle's replay below does not touch it) for the
-    // settle period, and is sampled before it is asked for stats (which collect)
-    const settled = (async () => {
-      await sleep(Math.max(0, dropped + o.settle * 1000 - Date.now()));
+    // then the daemon sits idle for the settle period and is sampled before it is asked
+    // for stats (which collect); once more after the oracle's replay (which does not
+    // touch it), to see whether an idle daemon stays where it settled
+    const idleSample = async () => {
       const s = sample(pid);
       const regions = anonRegions(pid);
-      return { s, regions, stats: await stats() };
-    })();
+      return { s, regions, stats: await stats(), after: Math.round((Date.now() - dropped) / 1000) };
+    };
+    await sleep(Math.max(0, dropped + o.settle * 1000 - Date.now()));
+    const afterSettle = await idleSample();
 
     sh('mount', ['-t', 'overlay', 'overlay', '-o',
       `lowerdir=${lowers.join(':')},upperdir=${dirs['k-upper']},workdir=${dirs['k-work']},redirect_dir=on,index=off`, dirs['k-mnt']]);
@@ -188,7 +190,7 @@ async function main() {
     const outcomeDiffs = replays.reduce((n, r) => n + r.ndiffs, 0);
     const treeDiffs = compareTrees(sTree, kTree);
     const leaks = sTree.leaks.length;
-    const afterSettle = await settled;
+    const afterReplay = await idleSample();
 
     console.log(`ops: ${ops} (${Math.round(ops / (o.minutes * 60))}/s) by ${o.workers} workers`);
     console.log(`outcomes differing from kernel overlayfs: ${outcomeDiffs}`);
@@ -201,8 +203,10 @@ async function main() {
     console.log(`  peak: RSS ${peak.rssMiB} MiB, ${peak.fds} fds`);
     console.log(describe('end of run, after a walk of the tree', afterRun, afterRunStats, afterRunRegions));
     console.log(describe('5 s after drop_caches', afterDrop));
-    console.log(describe(`${o.settle} s after drop_caches, idle`, afterSettle.s, afterSettle.stats, afterSettle.regions));
-    console.log(`  then after the collection: RSS ${afterSettle.stats.rssMiB} MiB`);
+    for (const x of [afterSettle, afterReplay]) {
+      console.log(describe(`${x.after} s after drop_caches, idle`, x.s, x.stats, x.regions));
+      console.log(`  then after the collection: RSS ${x.stats.rssMiB} MiB`);
+    }
     failed = outcomeDiffs > 0 || treeDiffs.length > 0 || leaks > 0;
     console.log(failed ? 'soak: DIVERGED' : 'soak: no divergence');
   } catch (e) {
