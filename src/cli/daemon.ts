@@ -48,7 +48,9 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
     (globalThis as { gc?: () => void }).gc?.();
     const mem = process.memoryUsage();
     const mib = (n: number): number => Math.round(n / 104857.6) / 10;
-    process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: mounted.nodeCount(), rssMiB: mib(mem.rss), heapUsedMiB: mib(mem.heapUsed) })}
+    process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: mounted.nodeCount(), rssMiB: mib(mem.rss),
+      heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external),
+      arrayBuffersMiB: mib(mem.arrayBuffers) })}
 `);
   };
   process.on('SIGUSR2', onStats);

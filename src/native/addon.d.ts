@@ -204,6 +204,8 @@ export interface Addon {
   raiseNofileLimit(): number;
   /** detach from the controlling terminal: setsid(2) */
   setsid(): number;
+  /** give the free pages of malloc's arenas back to the system: malloc_trim(0) (glibc; false elsewhere) */
+  mallocTrim(): boolean;
 
   // ---- mounts ----
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;

@@ -18,7 +18,9 @@
  * (a lookup walk, a listing) may evict another entry. So a user takes an fd right
  * before it uses it, after any other walk, and never keeps it across an await. Entries
  * are dropped when a directory in the upper is renamed or removed (`invalidate`), so a
- * cached fd never points at a directory that moved.
+ * cached fd never points at a directory that moved, and closed once they have not been
+ * used for a while (`idleMs`), so an idle mount holds a handful of fds, not one per
+ * directory it ever walked.
  */
 import { constants as fsc } from 'node:fs';
 import { LRUCache } from 'lru-cache';
@@ -63,24 +65,56 @@ function openBeneath(dirfd: number, path: string): number {
     C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS);
 }
 
+/** An fd in the cache and the sweep tick it was last used in. */
+interface DirFd {
+  readonly fd: number;
+  tick: number;
+}
+
+export interface DirFdsOptions {
+  /**
+   * An entry not used for this long is closed (within half as long again): a periodic
+   * sweep on an unref'd timer, running only while the cache holds entries. 0 keeps
+   * entries until they are evicted or invalidated.
+   */
+  idleMs?: number;
+}
+
+/** How long a directory fd may sit unused in the cache (DirFdsOptions.idleMs). */
+export const DIR_FD_IDLE_MS = 30_000;
+
+/** Sweeps per idle period: an entry idle for SWEEP_TICKS sweeps is closed. */
+const SWEEP_TICKS = 2;
+
 /**
  * The directory-fd cache of all layers. `below` indexes the cached keys by every
  * ancestor directory, so invalidating a directory costs the entries under it, not a
  * scan of the whole cache.
+ *
+ * Expiry costs a hit one store: an entry remembers the sweep tick it was last used in.
+ * A sweep (every idleMs / SWEEP_TICKS) advances the tick and closes, from the least
+ * recently used end, the entries last used more than SWEEP_TICKS ticks ago; it stops at
+ * the first younger one, as the LRU order is the order of last use. Sweeps run between
+ * event-loop tasks, never while a caller holds an fd it just took.
  */
 export class DirFds {
-  private readonly cache: LRUCache<string, number>;
+  private readonly cache: LRUCache<string, DirFd>;
   private readonly below = new Map<string, Set<string>>();
-  constructor(max: number) {
-    // bounded by a size of 1 per entry, not `max`: `max` allocates the LRU's index
-    // arrays for that many entries up front, which every idle mount would pay for
-    this.cache = new LRUCache<string, number>({
+  private readonly sweepMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private tick = 0;
+  constructor(max: number, options: DirFdsOptions = {}) {
+    const idleMs = options.idleMs ?? DIR_FD_IDLE_MS;
+    this.sweepMs = idleMs > 0 ? Math.max(1, Math.ceil(idleMs / SWEEP_TICKS)) : 0;
+    this.cache = new LRUCache<string, DirFd>({
+      // bounded by a size of 1 per entry, not `max`: `max` allocates the LRU's index
+      // arrays for that many entries up front, which every idle mount would pay for
       maxSize: max,
       sizeCalculation: () => 1,
-      dispose: (fd, key) => {
+      dispose: (entry, key) => {
         this.unindex(key);
         try {
-          native.close(fd);
+          native.close(entry.fd);
         } catch {
           // already closed: nothing to do
         }
@@ -119,7 +153,10 @@ export class DirFds {
     if (path === '') return layer.rootFd;
     const key = `${layer.index}\0${path}`;
     const hit = this.cache.get(key);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      hit.tick = this.tick;
+      return hit.fd;
+    }
     let fd: number;
     try {
       fd = openBeneath(layer.rootFd, path);
@@ -132,8 +169,12 @@ export class DirFds {
         fail(toErrno(e2));
       }
     }
-    this.cache.set(key, fd);
+    this.cache.set(key, { fd, tick: this.tick });
     this.index(layer, path, key);
+    if (this.timer === undefined && this.sweepMs > 0) {
+      this.timer = setInterval(() => this.sweep(), this.sweepMs);
+      this.timer.unref();
+    }
     return fd;
   }
 
@@ -159,9 +200,39 @@ export class DirFds {
     for (const key of [...set]) this.cache.delete(key);
   }
 
+  /**
+   * One step of the expiry (the timer calls it; tests may too): advances the tick and
+   * closes the entries last used more than SWEEP_TICKS ticks ago. Returns how many it
+   * closed. The timer stops once the cache is empty; the next miss starts it again.
+   */
+  sweep(): number {
+    this.tick++;
+    const stale: string[] = [];
+    for (const entry of this.cache.rentries()) {
+      const [key, value] = entry as [string, DirFd];
+      if (this.tick - value.tick <= SWEEP_TICKS) break;
+      stale.push(key);
+    }
+    for (const key of stale) this.cache.delete(key);
+    if (this.cache.size === 0) this.stopTimer();
+    return stale.length;
+  }
+
+  /** Number of cached fds (the layer root fds are not counted). */
+  get size(): number {
+    return this.cache.size;
+  }
+
   clear(): void {
     this.cache.clear();
     this.below.clear();
+    this.stopTimer();
+  }
+
+  private stopTimer(): void {
+    if (this.timer === undefined) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
   }
 }
 

@@ -23,6 +23,7 @@ import type { FuseSession } from '../fuse/bridge';
 import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
+import { holdIdleRelease } from './idle-memory';
 
 const log = createDebug('stratafs:server');
 
@@ -170,7 +171,8 @@ export class MountServer {
       attrTimeout: spec.timeout,
       acl: spec.acl,
     });
-    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint));
+    const idle = holdIdleRelease();
+    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
     return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount };
   }
 

@@ -1,10 +1,11 @@
 // Soak: several workers doing mixed operations through one stratafs mount for N
 // minutes, the same operations replayed on kernel overlayfs (the oracle) over the same
 // lowers, outcomes and merged trees compared; the daemon's RSS and open fds sampled
-// throughout, and once more after the run, a cache drop (the kernel then FORGETs the
-// inodes it held) and a pause.
+// throughout, and once more after the run, right after a cache drop (the kernel then
+// FORGETs the inodes it held) and after an idle settle period (by then the daemon has
+// closed the directory fds it cached and given back what it can).
 //
-//   npm run soak -- [--minutes N] [--workers N] [--seed N] [--keep]
+//   npm run soak -- [--minutes N] [--workers N] [--seed N] [--settle SECONDS] [--keep]
 //
 // Exit status 0 when nothing diverged. Run as root (mounts, drop_caches). Everything
 // lives in /tmp/stratafs-soak-XXXXXX, unmounted and removed at the end (--keep leaves
@@ -13,6 +14,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join, resolve } from 'node:path';
 import { snapshot } from '../../test/differential/snapshot.mjs';
+import { anonRegions, daemonStats, describe, sample } from './memory.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 // the Node.js entry of the command (bin/stratafs.js where bin/stratafs is a shell launcher)
@@ -20,7 +22,7 @@ const BIN = ['stratafs.js', 'stratafs'].map((n) => join(ROOT, 'bin', n)).find((p
 const WORKER = join(import.meta.dirname, 'worker.mjs');
 
 function parse(argv) {
-  const o = { minutes: 1, workers: 4, seed: Date.now() % 1_000_000, keep: false };
+  const o = { minutes: 1, workers: 4, seed: Date.now() % 1_000_000, settle: 60, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => {
@@ -31,8 +33,9 @@ function parse(argv) {
     if (a === '--minutes') o.minutes = num();
     else if (a === '--workers') o.workers = Math.floor(num());
     else if (a === '--seed') o.seed = Math.floor(num());
+    else if (a === '--settle') o.settle = num();
     else if (a === '--keep') o.keep = true;
-    else throw new Error(`unknown argument ${a} (--minutes N, --workers N, --seed N, --keep)`);
+    else throw new Error(`unknown argument ${a} (--minutes N, --workers N, --seed N, --settle SECONDS, --keep)`);
   }
   return o;
 }
@@ -65,12 +68,6 @@ function makeLowers(root, workers) {
 
 function mounted(mnt) {
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === mnt);
-}
-
-function sample(pid) {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
-  return { rssMiB: Math.round(rss / 102.4) / 10, fds: fs.readdirSync(`/proc/${pid}/fd`).length };
 }
 
 function child(args) {
@@ -129,13 +126,13 @@ async function main() {
     const pid = daemon.pid;
     for (let i = 0; i < 300 && !mounted(dirs['s-mnt']); i++) await sleep(100);
     if (!mounted(dirs['s-mnt'])) throw new Error(`stratafs did not mount: ${fs.readFileSync(daemonLog, 'utf8')}`);
-    const stats = async () => {
-      process.kill(pid, 'SIGUSR2');
-      await sleep(500);
-      const lines = fs.readFileSync(daemonLog, 'utf8').split('\n').filter((l) => l.startsWith('stratafs: stats '));
-      return JSON.parse(lines.at(-1).slice('stratafs: stats '.length));
-    };
+    // the kernel has the mount before the daemon serves it and installs its SIGUSR2
+    // handler (until then the signal would end it): wait for an answer through the mount
+    fs.statSync(join(dirs['s-mnt'], 'w0'));
+    await sleep(200);
+    const stats = () => daemonStats(pid, daemonLog);
     const start = sample(pid);
+    const startRegions = anonRegions(pid);
     const startStats = await stats();
     let peak = { ...start };
     const t0 = Date.now();
@@ -145,7 +142,7 @@ async function main() {
         const s = sample(pid);
         peak = { rssMiB: Math.max(peak.rssMiB, s.rssMiB), fds: Math.max(peak.fds, s.fds) };
         const minute = Math.floor((Date.now() - t0) / 60_000);
-        if (minute >= 1 && perMinute.length < minute) perMinute.push(`${minute}:${s.rssMiB}/${s.fds}`);
+        if (minute >= 1 && perMinute.length < minute) perMinute.push(`${minute}:${s.rssMiB}/${s.anonMiB}/${s.fds}`);
       } catch {
         // the daemon is gone: reported below
       }
@@ -163,13 +160,24 @@ async function main() {
     // after the walk of the whole tree: the daemon's cache of directory fds (an LRU
     // bounded by the fd limit, layers.ts) then holds one per directory and layer
     const afterRun = sample(pid);
+    const afterRunRegions = anonRegions(pid);
     const afterRunStats = await stats();
     const nDirs = Object.values(sTree.entries).filter((e) => e.type === 'dir').length;
     // forget: drop the kernel's dentries and inodes, so it sends FORGET for every node
     fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+    const dropped = Date.now();
     await sleep(5000);
     const afterDrop = sample(pid);
-    const afterDropStats = await stats();
+    // then the daemon sits idle for the settle period and is sampled before it is asked
+    // for stats (which collect); once more after the oracle's replay (which does not
+    // touch it), to see whether an idle daemon stays where it settled
+    const idleSample = async () => {
+      const s = sample(pid);
+      const regions = anonRegions(pid);
+      return { s, regions, stats: await stats(), after: Math.round((Date.now() - dropped) / 1000) };
+    };
+    await sleep(Math.max(0, dropped + o.settle * 1000 - Date.now()));
+    const afterSettle = await idleSample();
 
     sh('mount', ['-t', 'overlay', 'overlay', '-o',
       `lowerdir=${lowers.join(':')},upperdir=${dirs['k-upper']},workdir=${dirs['k-work']},redirect_dir=on,index=off`, dirs['k-mnt']]);
@@ -182,17 +190,23 @@ async function main() {
     const outcomeDiffs = replays.reduce((n, r) => n + r.ndiffs, 0);
     const treeDiffs = compareTrees(sTree, kTree);
     const leaks = sTree.leaks.length;
+    const afterReplay = await idleSample();
 
     console.log(`ops: ${ops} (${Math.round(ops / (o.minutes * 60))}/s) by ${o.workers} workers`);
     console.log(`outcomes differing from kernel overlayfs: ${outcomeDiffs}`);
     for (const r of replays) for (const d of r.diffs.slice(0, 5)) console.log(`  ${r.dir} #${d.i} ${JSON.stringify(d.op)}: stratafs ${d.stratafs}, oracle ${d.oracle}`);
     console.log(`merged trees: ${Object.keys(sTree.entries).length} entries, ${treeDiffs.length} differences, ${leaks} private xattrs visible`);
     for (const d of treeDiffs.slice(0, 20)) console.log(`  ${d}`);
-    console.log(`daemon RSS MiB: start ${start.rssMiB}, peak ${peak.rssMiB}, end of run ${afterRun.rssMiB}, after drop_caches ${afterDrop.rssMiB}`);
-    if (perMinute.length > 0) console.log(`daemon RSS MiB/fds at each minute: ${perMinute.join(' ')}`);
-    const fmt = (x) => `${x.nodes} nodes, heap ${x.heapUsedMiB} MiB`;
-    console.log(`daemon inode table: start ${fmt(startStats)}, end of run ${fmt(afterRunStats)}, after drop_caches ${fmt(afterDropStats)}`);
-    console.log(`daemon open fds: start ${start.fds}, peak ${peak.fds}, end of run ${afterRun.fds}, after drop_caches ${afterDrop.fds} (${nDirs} directories in the merged tree)`);
+    console.log(`daemon (V8 figures after a full collection, asked for with SIGUSR2; ${nDirs} directories in the merged tree):`);
+    console.log(describe('start', start, startStats, startRegions));
+    if (perMinute.length > 0) console.log(`  each minute (RSS MiB/anon MiB/fds): ${perMinute.join(' ')}`);
+    console.log(`  peak: RSS ${peak.rssMiB} MiB, ${peak.fds} fds`);
+    console.log(describe('end of run, after a walk of the tree', afterRun, afterRunStats, afterRunRegions));
+    console.log(describe('5 s after drop_caches', afterDrop));
+    for (const x of [afterSettle, afterReplay]) {
+      console.log(describe(`${x.after} s after drop_caches, idle`, x.s, x.stats, x.regions));
+      console.log(`  then after the collection: RSS ${x.stats.rssMiB} MiB`);
+    }
     failed = outcomeDiffs > 0 || treeDiffs.length > 0 || leaks > 0;
     console.log(failed ? 'soak: DIVERGED' : 'soak: no divergence');
   } catch (e) {

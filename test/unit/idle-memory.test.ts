@@ -1,0 +1,102 @@
+// IdleRelease (src/server/idle-memory.ts): one collection + malloc_trim per burst of
+// work, only once the event loop is idle and RSS has grown; probes injected, so the
+// decisions are checked without waiting for timers.
+import t from 'tap';
+import { IdleRelease, holdIdleRelease, sharedIdleRelease } from '../../src/server/idle-memory';
+
+const MiB = 1024 * 1024;
+
+function harness(): { r: IdleRelease; calls: string[]; set: (u: number, rssMiB: number) => void; flush: () => void } {
+  let u = 0;
+  let rss = 50 * MiB;
+  const calls: string[] = [];
+  const queued: (() => void)[] = [];
+  const r = new IdleRelease({
+    utilization: () => u,
+    rssBytes: () => rss,
+    collect: () => calls.push('collect'),
+    trim: () => {
+      calls.push('trim');
+      rss = 55 * MiB; // what the release gave back
+    },
+    later: (f) => queued.push(f),
+  });
+  return {
+    r,
+    calls,
+    set: (nu, nrss) => {
+      u = nu;
+      rss = nrss * MiB;
+    },
+    flush: () => {
+      for (const f of queued.splice(0)) f();
+    },
+  };
+}
+
+t.test('a burst then an idle interval with grown RSS: collect, then trim later', async (t) => {
+  const h = harness();
+  h.set(0.5, 90);
+  t.equal(h.r.check(), false, 'busy: nothing');
+  h.set(0.3, 100);
+  t.equal(h.r.check(), false, 'still busy');
+  h.set(0.001, 100);
+  t.equal(h.r.check(), true, 'idle after work with 50 MiB more: release');
+  t.same(h.calls, ['collect'], 'the collection runs at once, the trim waits');
+  t.equal(h.r.check(), false, 'no second release while one is pending');
+  h.flush();
+  t.same(h.calls, ['collect', 'trim']);
+  t.equal(h.r.releases, 1);
+  h.set(0.001, 100);
+  t.equal(h.r.check(), false, 'idle again without work in between: nothing');
+  h.set(0.2, 70);
+  h.r.check();
+  h.set(0, 70);
+  t.equal(h.r.check(), true, 'the next burst: measured from what the last release left (55 MiB)');
+  h.flush();
+  t.equal(h.r.releases, 2);
+});
+
+t.test('no release while between busy and idle, nor when the burst left little', async (t) => {
+  const h = harness();
+  h.set(0.6, 100);
+  h.r.check();
+  h.set(0.03, 100);
+  t.equal(h.r.check(), false, 'light work (between the thresholds) is not idle');
+  h.set(0.005, 52);
+  t.equal(h.r.check(), false, 'idle, but RSS grew by 2 MiB only');
+  h.set(0.005, 100);
+  t.equal(h.r.check(), false, 'that burst is done with: growth alone does not start a release');
+  t.same(h.calls, []);
+  h.set(0.05, 100);
+  h.r.check();
+  h.set(0, 100);
+  t.equal(h.r.check(), true, 'a new burst does');
+});
+
+t.test('the real collection and malloc_trim run without --expose-gc and leave no global gc', async (t) => {
+  t.equal((globalThis as { gc?: unknown }).gc, undefined, 'tap runs without --expose-gc');
+  let u = 1;
+  let rss = 0;
+  const r = new IdleRelease({ utilization: () => u, rssBytes: () => rss, later: (f) => f() });
+  r.check();
+  u = 0;
+  rss = 100 * MiB;
+  t.equal(r.check(), true);
+  t.equal(r.releases, 1, 'collected and trimmed');
+  t.equal((globalThis as { gc?: unknown }).gc, undefined, 'gc not exposed to the program');
+});
+
+t.test('holdIdleRelease runs one shared releaser while any holder remains', async (t) => {
+  const a = holdIdleRelease();
+  const b = holdIdleRelease();
+  t.equal(sharedIdleRelease()?.running, true, 'running while held');
+  a();
+  a(); // a second call of the same release does not drop b's hold
+  t.equal(sharedIdleRelease()?.running, true, 'still held by b');
+  b();
+  t.equal(sharedIdleRelease()?.running, false, 'stopped with the last holder');
+  const c = holdIdleRelease();
+  t.equal(sharedIdleRelease()?.running, true, 'a new hold starts it again');
+  c();
+});
