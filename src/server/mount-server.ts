@@ -18,7 +18,8 @@
 import createDebug from 'debug';
 import { realpathSync } from 'node:fs';
 import { Overlay } from '../overlay';
-import type { OverlayConfig, IdMapRange } from '../overlay/config';
+import type { OverlayConfig } from '../overlay/config';
+import type { MountOptions } from '../cli/options';
 import type { FuseSession } from '../fuse/bridge';
 import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
@@ -27,25 +28,15 @@ import { holdIdleRelease } from './idle-memory';
 
 const log = createDebug('stratafs:server');
 
-/** What one mount is made of (the subset of the CLI's options that shapes a mount). */
-export interface MountSpec {
-  lowerdirs: string[];
-  upperdir?: string;
-  workdir?: string;
-  mountpoint: string;
-  readOnly: boolean;
-  volatile: boolean;
-  uidMap?: IdMapRange[];
-  gidMap?: IdMapRange[];
-  squashToUid?: number;
-  squashToGid?: number;
-  /** seconds the kernel may cache entries and attributes */
-  timeout: number;
-  passthrough: 'auto' | 'off';
-  acl: boolean;
-  /** metadata-only copy-up (kernel metacopy format); default off */
-  metacopy?: boolean;
-}
+/**
+ * What one mount is made of: the subset of the CLI's options that shapes a mount (the
+ * graph-driver plugin and the daemon's socket protocol build it without a command line;
+ * `metacopy` may be left out, meaning off).
+ */
+export type MountSpec = Pick<MountOptions,
+  'lowerdirs' | 'upperdir' | 'workdir' | 'mountpoint' | 'readOnly' | 'volatile' | 'uidMap' |
+  'gidMap' | 'squashToUid' | 'squashToGid' | 'timeout' | 'passthrough' | 'acl'> &
+  Partial<Pick<MountOptions, 'metacopy'>>;
 
 /** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
 export interface ServedMount {
