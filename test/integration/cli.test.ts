@@ -9,6 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { daemonsFor, waitFor } from '../lib/proc';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'stratafs');
 const DETACH_JS = path.resolve(__dirname, '..', '..', 'dist', 'src', 'cli', 'detach.js');
@@ -46,30 +47,6 @@ function isMounted(mnt: string): boolean {
 function mountType(mnt: string): string | undefined {
   const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === mnt);
   return line?.split(' ')[2];
-}
-
-/** pids of stratafs daemons serving `mnt` */
-function daemonsFor(mnt: string): number[] {
-  const pids: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) pids.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
 }
 
 function forceUnmount(mnt: string): void {

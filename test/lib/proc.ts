@@ -1,5 +1,6 @@
 // Child processes for tests: run a program, feed stdin, collect output, enforce a timeout.
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 
 export interface RunResult {
   /** Exit code, or null when killed by a signal (see `signal`). */
@@ -74,4 +75,29 @@ export function plainNode(args: readonly string[]): [string, string[]] {
 /** The same for an executable that starts Node.js itself (bin/stratafs, a shell launcher). */
 export function plainExec(args: readonly string[]): [string, string[]] {
   return ['env', ['-u', 'NODE_OPTIONS', ...args]];
+}
+
+/** pids of stratafs daemons serving `mnt` (found by their argv). */
+export function daemonsFor(mnt: string): number[] {
+  const pids: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) pids.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Polls `cond` until it holds or `ms` have passed; its last answer. */
+export async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return cond();
 }

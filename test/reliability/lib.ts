@@ -5,7 +5,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { STRATAFS_BIN } from '../lib/mounts';
-import { plainExec } from '../lib/proc';
+import { daemonsFor, plainExec, waitFor } from '../lib/proc';
+
+export { daemonsFor, waitFor };
 
 export interface Layers {
   root: string;
@@ -22,30 +24,6 @@ export function isMounted(mnt: string): boolean {
 /** A stale FUSE mount answers ENOTCONN ("Transport endpoint is not connected"). */
 export function isStale(mnt: string): boolean {
   return /not connected/.test(spawnSync('stat', [mnt], { encoding: 'utf8' }).stderr);
-}
-
-/** pids of stratafs daemons serving `mnt` (found by their argv). */
-export function daemonsFor(mnt: string): number[] {
-  const pids: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => /bin\/stratafs(\.js)?$/.test(a)) && argv.includes(mnt)) pids.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-export async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return cond();
 }
 
 export interface MountResult {
