@@ -19,7 +19,7 @@ import { copyUp } from './copyup';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
-import { openDirAt, procFdPath } from './layers';
+import { openDirAt, procFdPath } from '../layers/access';
 import type { FileHandle, State } from './state';
 import { toSafeNumber, type Int64 } from '../int64';
 
