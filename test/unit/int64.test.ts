@@ -2,7 +2,7 @@
 // the addon must carry sizes, offsets and lengths past 2^53 without rounding. These
 // tests fail if any step on that path turns a value into a double (Number(bigint)
 // rounds 2^53 + 1 to 2^53).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { add, fromBigInt, readI64, readU64, sub, toBigInt, toSafeNumber, writeI64, writeU64, type Int64 } from '../../src/int64';
@@ -23,7 +23,6 @@ function exact(tt: Test, got: Int64, v: bigint, what: string): void {
   tt.equal(typeof got, safe(v) ? 'number' : 'bigint', `${what}: ${safe(v) ? 'a number' : 'a bigint'}`);
   tt.equal(toBigInt(got), v, `${what}: exactly ${v}`);
 }
-type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 
 t.test('readU64/readI64 give numbers below 2^53 and exact bigints beyond', async (tt) => {
   const b = Buffer.alloc(8);
