@@ -5,7 +5,7 @@
  * node.
  *
  * The layer paths given in the configuration are trusted (they may be symlinks, e.g.
- * podman's `l/ID -> ../ID/diff`); everything *inside* a layer is not (layers.ts).
+ * podman's `l/ID -> ../ID/diff`); everything *inside* a layer is not (src/layers/access.ts).
  */
 import { constants as fsc, realpathSync } from 'node:fs';
 import { E, StratafsError, toErrno, errnoName } from '../errors';
@@ -13,7 +13,7 @@ import { C, native } from '../native';
 import type { OverlayConfig } from './config';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
-import { DirFds, procFdPath, statAt, type Layer } from './layers';
+import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
 import { State } from './state';
 
 const WORK = 'work';
