@@ -11,7 +11,7 @@
  *   The private directory lives as long as the server: libuv unlinks the bound name
  *   (inside it) on close, and that name must never be one somebody else could create.
  * - Every connection's peer is checked with SO_PEERCRED (the kernel's record of who
- *   called connect()): root, or the uid given as `allowUid`; anyone else is disconnected
+ *   called connect()): root, this process's own uid, or the uid given as `allowUid`; anyone else is disconnected
  *   before a byte is read. This holds even if the socket's mode were opened up.
  * - Limits: at most `maxConnections` at once (more are closed by the kernel-side accept
  *   as they come), requests of at most `maxRequestBytes` (the callers enforce it where
@@ -66,7 +66,11 @@ function socketFd(sock: net.Socket): number {
   return typeof fd === 'number' ? fd : -1;
 }
 
-/** Whether the peer of `sock` may talk to us: root or `access.allowUid`. Refused peers are destroyed. */
+/**
+ * Whether the peer of `sock` may talk to us: root, the uid this process runs as (a
+ * server started by an ordinary user serves that user), or `access.allowUid`. Refused
+ * peers are destroyed.
+ */
 export function admitPeer(sock: net.Socket, access: SocketAccess): boolean {
   const fd = socketFd(sock);
   let uid: number | undefined;
@@ -76,7 +80,7 @@ export function admitPeer(sock: net.Socket, access: SocketAccess): boolean {
   } catch (e) {
     log('peer credentials: %s', (e as Error).message);
   }
-  if (uid === 0 || (uid !== undefined && uid === access.allowUid)) return true;
+  if (uid !== undefined && (uid === 0 || uid === process.getuid?.() || uid === access.allowUid)) return true;
   log('refused a connection from uid %s (pid %d)', uid ?? 'unknown', pid);
   sock.destroy();
   return false;
