@@ -59,6 +59,9 @@ export interface FuseSessionOptions {
 
 const NO_REPLY = new Set<number>([Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT]);
 
+/** opcodes counted one by one; every opcode from OPCODE_SLOTS - 1 up shares the last slot */
+const OPCODE_SLOTS = 64;
+
 export class FuseSession extends EventEmitter {
   readonly devFd: number;
   readonly notify: Notifier;
@@ -74,6 +77,8 @@ export class FuseSession extends EventEmitter {
   private started: Promise<void> | undefined;
   /** log every request (only when the logger says it is enabled: DEBUG=stratafs:fuse) */
   private readonly trace: boolean;
+  /** requests read, by opcode (index: opcode; larger opcodes share the last slot) */
+  private readonly counts = new Float64Array(OPCODE_SLOTS);
 
   constructor(opts: FuseSessionOptions) {
     super();
@@ -100,6 +105,19 @@ export class FuseSession extends EventEmitter {
   /** what INIT settled on (undefined before INIT) */
   get negotiated(): Negotiated | undefined {
     return this.negotiatedState;
+  }
+
+  /**
+   * Requests read so far, by opcode name (only those seen), for the statistics line the
+   * daemon prints on SIGUSR2 and at exit with -d: the request mix of a workload.
+   */
+  requestCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let op = 0; op < OPCODE_SLOTS; op++) {
+      const n = this.counts[op] as number;
+      if (n > 0) out[op === OPCODE_SLOTS - 1 ? `OP_${op}+` : opcodeName(op)] = n;
+    }
+    return out;
   }
 
   /** the passthrough registry (exposed for diagnostics and tests) */
@@ -164,7 +182,11 @@ export class FuseSession extends EventEmitter {
   }
 
   private onBatch(requests: FuseRequest[]): void {
+    const counts = this.counts;
     for (const r of requests) {
+      // the opcode is the u32 at offset 4 of every frame; a frame too short is counted as 0
+      const op = r.buf.length >= 8 ? r.buf.readUInt32LE(4) : 0;
+      counts[op < OPCODE_SLOTS ? op : OPCODE_SLOTS - 1]++;
       this.handleRequest(r.fd, r.buf).catch((e: unknown) => this.log('request failed outside its handler: %s', e));
     }
   }
