@@ -25,6 +25,7 @@ import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
+import { privilege } from './privilege';
 
 const log = createDebug('stratafs:server');
 
@@ -75,12 +76,12 @@ export interface MountServerOptions {
 }
 
 export function overlayConfig(spec: MountSpec): OverlayConfig {
-  const root = process.getuid?.() === 0;
   return {
     lowerdirs: spec.lowerdirs,
     upperdir: spec.upperdir,
     workdir: spec.workdir,
-    xattrPrefix: root ? 'trusted.overlay.' : 'user.overlay.',
+    // trusted.* needs CAP_SYS_ADMIN over the host; the work dir probe has the last word
+    xattrPrefix: privilege().hostAdmin ? 'trusted.overlay.' : 'user.overlay.',
     volatile: spec.volatile,
     uidMap: spec.uidMap,
     gidMap: spec.gidMap,
@@ -160,7 +161,8 @@ export class MountServer {
       fs: overlay,
       readers: this.readers,
       passthrough: spec.passthrough,
-      isRoot: dev.privileged,
+      // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
+      isRoot: dev.privileged && privilege().hostAdmin,
       attrTimeout: spec.timeout,
       acl: spec.acl,
     });
