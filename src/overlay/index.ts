@@ -32,6 +32,7 @@ import { rename } from './rename';
 import { setattr } from './setattr';
 import type { State } from './state';
 import * as xattr from './xattr';
+import { processIsHostAdmin } from '../privilege';
 
 export type { OverlayConfig } from './config';
 
@@ -206,8 +207,8 @@ export class Overlay implements FileSystemApi {
     return xattr.getxattr(this.st, this.st.node(node), name);
   }
 
-  listxattr(_ctx: Ctx, node: NodeId): string[] {
-    return xattr.listxattr(this.st, this.st.node(node));
+  listxattr(ctx: Ctx, node: NodeId): string[] {
+    return xattr.listxattr(this.st, this.st.node(node), () => processIsHostAdmin(ctx.pid));
   }
 
   removexattr(_ctx: Ctx, node: NodeId, name: string): Promise<void> {

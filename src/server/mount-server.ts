@@ -25,7 +25,7 @@ import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
-import { privilege } from './privilege';
+import { privilege } from '../privilege';
 
 const log = createDebug('stratafs:server');
 
