@@ -80,7 +80,7 @@ enum key_id {
   K_RDEV_MINOR, K_SIZE, K_BLOCKS, K_BLKSIZE, K_ATIME_SEC, K_ATIME_NSEC, K_MTIME_SEC,
   K_MTIME_NSEC, K_CTIME_SEC, K_CTIME_NSEC,
   K_BSIZE, K_FRSIZE, K_BFREE, K_BAVAIL, K_FILES, K_FFREE, K_NAMEMAX,
-  K_NAME, K_TYPE, K_FD, K_BUF,
+  K_NAME, K_TYPE, K_FD, K_BUF, K_PID,
   K_COUNT
 };
 
@@ -113,5 +113,6 @@ bool register_fuse_poller(napi_env env, napi_value exports);
 bool register_fusermount(napi_env env, napi_value exports);
 bool register_mount(napi_env env, napi_value exports);
 bool register_process(napi_env env, napi_value exports);
+bool register_peercred(napi_env env, napi_value exports);
 
 #endif

@@ -207,6 +207,10 @@ export interface Addon {
   /** give the free pages of malloc's arenas back to the system: malloc_trim(0) (glibc; false elsewhere) */
   mallocTrim(): boolean;
 
+  // ---- sockets ----
+  /** the credentials of the peer of a connected unix socket: getsockopt(SO_PEERCRED) */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
+
   // ---- mounts ----
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
