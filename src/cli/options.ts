@@ -13,6 +13,7 @@
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
+import { applyFlagOption, DEFAULT_MOUNT_FLAGS, type MountFlags } from './mount-flags';
 
 export interface MountOptions {
   lowerdirs: string[];
@@ -22,6 +23,8 @@ export interface MountOptions {
   foreground: boolean;
   debug: boolean;
   readOnly: boolean;
+  /** nosuid, nodev, noexec, atime policy (mount-flags.ts; defaults there) */
+  flags: MountFlags;
   volatile: boolean;
   uidMap?: IdMapRange[];
   gidMap?: IdMapRange[];
@@ -118,8 +121,7 @@ export function parseIdMapping(name: string, value: string): IdMapRange[] {
 
 /** Options accepted for compatibility with mount(8)/fuse-overlayfs that change nothing here. */
 const NO_EFFECT = new Set([
-  'rw', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'atime', 'noatime', 'relatime',
-  'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
+  'rw', 'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
   'static_nlink', 'userxattr', 'redirect_dir', 'index', 'metacopy', 'xino', 'context',
   'fscontext', 'defcontext', 'rootcontext', 'fsync', 'auto_unmount', 'noauto', 'auto', 'user',
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
@@ -127,7 +129,7 @@ const NO_EFFECT = new Set([
 
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
-  'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
+  'upperdir' | 'workdir' | 'readOnly' | 'flags' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
   'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'ignored' | 'server'> & {
   lowerdir?: string;
   timeout?: number;
@@ -189,6 +191,7 @@ function applyOption(acc: Accum, opt: string): void {
       acc.ignored.push(opt);
       return;
     default:
+      if (value === undefined && applyFlagOption(acc.flags, name)) return;
       if (NO_EFFECT.has(name)) {
         acc.ignored.push(opt);
         return;
@@ -224,14 +227,17 @@ options (comma separated, -o may repeat):
   metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
-  accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
+  nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime
+                      the mount's flags, as mount(8) sets them (default suid,nodev,exec,noatime;
+                      without root always nosuid,nodev)
+  accepted with no effect: context=, xattr_permissions=0, rw, ...
 flags:
   -f                  stay in the foreground (default: detach once mounted)
   -d                  debug output to stderr (implies -f)
 unmount with: fusermount3 -u MOUNTPOINT  (or umount MOUNTPOINT)`;
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -273,6 +279,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
       foreground,
       debug,
       readOnly: acc.readOnly || acc.upperdir === undefined,
+      flags: acc.flags,
       volatile: acc.volatile,
       uidMap: acc.uidMap,
       gidMap: acc.gidMap,

@@ -44,6 +44,7 @@ export function specOf(o: MountOptions): MountSpec {
     workdir: o.workdir,
     mountpoint: o.mountpoint,
     readOnly: o.readOnly,
+    flags: o.flags,
     volatile: o.volatile,
     uidMap: o.uidMap,
     gidMap: o.gidMap,

@@ -26,18 +26,19 @@ import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
+import { DEFAULT_MOUNT_FLAGS } from '../cli/mount-flags';
 
 const log = createDebug('stratafs:server');
 
 /**
  * What one mount is made of: the subset of the CLI's options that shapes a mount (the
  * graph-driver plugin and the daemon's socket protocol build it without a command line;
- * `metacopy` may be left out, meaning off).
+ * `metacopy` may be left out, meaning off; `flags` too, meaning DEFAULT_MOUNT_FLAGS).
  */
 export type MountSpec = Pick<MountOptions,
   'lowerdirs' | 'upperdir' | 'workdir' | 'mountpoint' | 'readOnly' | 'volatile' | 'uidMap' |
   'gidMap' | 'squashToUid' | 'squashToGid' | 'timeout' | 'passthrough' | 'acl'> &
-  Partial<Pick<MountOptions, 'metacopy'>>;
+  Partial<Pick<MountOptions, 'metacopy' | 'flags'>>;
 
 /** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
 export interface ServedMount {
@@ -90,6 +91,7 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     entryTimeout: spec.timeout,
     attrTimeout: spec.timeout,
     metacopy: spec.metacopy ?? false,
+    noatime: (spec.flags ?? DEFAULT_MOUNT_FLAGS).atime === 'noatime',
   };
 }
 
@@ -149,7 +151,7 @@ export class MountServer {
     const overlay = await Overlay.open(overlayConfig(spec));
     let dev;
     try {
-      dev = mountFuse(spec.mountpoint, spec.readOnly);
+      dev = mountFuse(spec.mountpoint, spec.readOnly, spec.flags ?? DEFAULT_MOUNT_FLAGS);
     } catch (e) {
       overlay.destroy();
       throw e;

@@ -18,6 +18,7 @@
  */
 import { StratafsError } from '../errors';
 import type { MountSpec } from './mount-server';
+import { parseMountFlags } from '../cli/mount-flags';
 
 export type Request =
   | { op: 'mount'; spec: MountSpec }
@@ -77,6 +78,7 @@ export function parseSpec(v: unknown): MountSpec {
     passthrough: s.passthrough,
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
+    flags: parseMountFlags(s.flags),
   };
 }
 
