@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Readable } from 'node:stream';
 import createDebug from 'debug';
-import { ROUTES } from './routes';
+import { ByteJson, ROUTES } from './routes';
 import type { Driver } from './driver';
 import { StratafsError } from '../errors';
 
@@ -21,9 +21,11 @@ const MAX_JSON = 1 << 20;
 class BadRequest extends Error {}
 
 function reply(res: http.ServerResponse, status: number, body: object): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
+  const bytes = body instanceof ByteJson
+    ? Buffer.from(JSON.stringify(body.body), 'latin1')
+    : Buffer.from(JSON.stringify(body), 'utf8');
+  res.writeHead(status, { 'Content-Type': CONTENT_TYPE, 'Content-Length': bytes.length });
+  res.end(bytes);
 }
 
 async function readJson(req: Readable): Promise<Record<string, unknown>> {
