@@ -28,6 +28,7 @@
 import { constants as fsc } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Stat } from '../native';
+import { toSafeNumber } from '../int64';
 import { isDirStat, type FoundLower, type LayerStack, type LowerRef, type MergedDir, type Resolved } from '../layers';
 
 export enum ChangeKind {
@@ -96,7 +97,7 @@ class Walk {
       if (this.linked.has(key)) return;
       this.linked.add(key);
     }
-    this.size += st.size;
+    this.size += toSafeNumber(st.size, 'file size');
   }
 
   /** Compares directory `path` of the new view (`nw`) with the old view's (`old`). */

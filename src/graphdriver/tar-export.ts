@@ -25,6 +25,7 @@
 import * as fs from 'node:fs';
 import * as tar from 'tar-stream';
 import type { Stat } from '../native';
+import { toSafeNumber } from '../int64';
 import { AUFS_OPAQUE, AUFS_PREFIX, isDirStat, type FoundLower, type Layer, type LayerStack, type MergedDir, type Resolved } from '../layers';
 import { encodePax, paxHeaderBlock } from './pax';
 
@@ -188,7 +189,7 @@ class Exporter {
       if (st.nlink > 1) this.links.set(key, relName);
       // a metacopy file's data is in the lower that lookup found for it
       const data = r.metacopy ? (r.lowers[0] as FoundLower) : at;
-      await this.entry({ ...header, type: 'file', size: st.size }, data);
+      await this.entry({ ...header, type: 'file', size: toSafeNumber(st.size, 'file size') }, data);
     } else if (type === fsc.S_IFLNK) {
       await this.entry({ ...header, type: 'symlink', linkname: this.stack.readlink(at.layer, at.path) });
     } else if (type === fsc.S_IFCHR || type === fsc.S_IFBLK || type === fsc.S_IFIFO) {
