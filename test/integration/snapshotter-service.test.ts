@@ -171,7 +171,7 @@ t.test('the socket: private from the start, stale one replaced, live one refused
   t.ok(st.isSocket());
   t.equal(st.mode & 0o777, 0o600);
   t.equal(st.uid, 0);
-  const bindDirs = fs.readdirSync(dir).filter((n) => n.startsWith('.snap.sock.bind-'));
+  const bindDirs = fs.readdirSync(dir).filter((n) => n.startsWith('.snap.sock.bind'));
   t.equal(bindDirs.length, 1, 'bound inside a private directory');
   t.equal(fs.statSync(path.join(dir, bindDirs[0])).mode & 0o777, 0o700);
   // another user cannot connect
@@ -179,6 +179,15 @@ t.test('the socket: private from the start, stale one replaced, live one refused
   const probe = `require('net').connect(${JSON.stringify(address)}).on('connect',()=>{console.log('connected');process.exit(0)}).on('error',(e)=>{console.log(e.code);process.exit(0)})`;
   const r = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', '-u', 'NODE_OPTIONS', process.execPath, '-e', probe], { timeoutMs: 30_000 });
   t.equal(r.stdout.trim(), 'EACCES', 'nobody is refused by the socket mode');
+  // even with the mode opened up, another user's connection is closed unanswered (SO_PEERCRED)
+  fs.chmodSync(address, 0o666);
+  const grpcProbe = `const g=require(${JSON.stringify(require.resolve('@grpc/grpc-js'))});const c=new g.Client('unix:${address}',g.credentials.createInsecure());` +
+    `c.waitForReady(Date.now()+3000,(e)=>{console.log(e?'refused':'ready');process.exit(0)})`;
+  const r2 = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', '-u', 'NODE_OPTIONS', process.execPath, '-e', grpcProbe], { timeoutMs: 30_000 });
+  t.equal(r2.stdout.trim(), 'refused', `another uid gets no gRPC channel (${r2.stderr.trim()})`);
+  const rootProbe = await run('env', ['-u', 'NODE_OPTIONS', process.execPath, '-e', grpcProbe], { timeoutMs: 30_000 });
+  t.equal(rootProbe.stdout.trim(), 'ready', 'root does (the same probe)');
+  fs.chmodSync(address, 0o600);
   await t.rejects(startSnapshotter({ address, root: path.join(dir, 'root2') }), /in use/, 'a live socket is not taken over');
   // a refused root: not absolute, or with characters mount option lists cannot carry
   await t.rejects(startSnapshotter({ address: path.join(dir, 'o.sock'), root: path.join(dir, 'a,b') }), { code: 'STRATAFS_ERR_LAYER' });
