@@ -5,6 +5,11 @@
  * (len = total of all buffers). Data replies (READ, READLINK, GETXATTR) pass the data
  * buffer through untouched, so a read is written without a copy.
  * Pure: no I/O.
+ *
+ * Cheap per reply: fixed-size replies are carved from Node's shared allocation pool
+ * (Buffer.allocUnsafe, zeroed) rather than each getting an ArrayBuffer of its own, and
+ * 64-bit fields given as numbers are written as two 32-bit halves, exact for every
+ * safe integer (≤ 2^53); a bigint, or a number beyond that, takes the BigInt path.
  */
 import type { Attr, Entry, FsStat } from '../../overlay/api';
 import { Size } from './protocol';
@@ -36,8 +41,38 @@ export function decodeDev(dev: number): { major: number; minor: number } {
   return { major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0 };
 }
 
+const TWO32 = 2 ** 32;
+
+/** u64 at `at`: a bigint as is, a number exactly (two halves) when it is a safe integer */
+export function writeU64(b: Buffer, v: number | bigint, at: number): void {
+  if (typeof v === 'number' && v >= 0 && Number.isSafeInteger(v)) {
+    const lo = v % TWO32;
+    b.writeUInt32LE(lo, at);
+    b.writeUInt32LE((v - lo) / TWO32, at + 4);
+  } else {
+    // a bigint; or a number no u64 can hold exactly, which BigInt() refuses as before
+    b.writeBigUInt64LE(BigInt(v), at);
+  }
+}
+
+/** s64 at `at`, as writeU64 (times before 1970 are negative) */
+export function writeI64(b: Buffer, v: number | bigint, at: number): void {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) {
+    const hi = Math.floor(v / TWO32);
+    b.writeUInt32LE(v - hi * TWO32, at);
+    b.writeInt32LE(hi, at + 4);
+  } else {
+    b.writeBigInt64LE(BigInt(v), at);
+  }
+}
+
+/** `n` zeroed bytes; small ones share Node's allocation pool */
+function zeroed(n: number): Buffer {
+  return Buffer.allocUnsafe(n).fill(0);
+}
+
 function header(len: number, error: number, unique: bigint): Buffer {
-  const b = Buffer.alloc(Size.OUT_HEADER);
+  const b = zeroed(Size.OUT_HEADER);
   b.writeUInt32LE(len, 0);
   b.writeInt32LE(error, 4);
   b.writeBigUInt64LE(unique, 8);
@@ -46,7 +81,7 @@ function header(len: number, error: number, unique: bigint): Buffer {
 
 /** header immediately followed by `body` bytes in one buffer; returns both views */
 function frame(unique: bigint, bodyLen: number): { buf: Buffer; body: Buffer } {
-  const buf = Buffer.alloc(Size.OUT_HEADER + bodyLen);
+  const buf = zeroed(Size.OUT_HEADER + bodyLen);
   buf.writeUInt32LE(buf.length, 0);
   buf.writeBigUInt64LE(unique, 8);
   return { buf, body: buf.subarray(Size.OUT_HEADER) };
@@ -63,12 +98,12 @@ export function encodeEmpty(unique: bigint): Reply {
 
 /** writes fuse_attr (88 bytes) at `at` */
 export function writeAttr(b: Buffer, at: number, a: Attr): void {
-  b.writeBigUInt64LE(a.ino, at);
-  b.writeBigUInt64LE(BigInt(a.size), at + 8);
-  b.writeBigUInt64LE(BigInt(a.blocks), at + 16);
-  b.writeBigInt64LE(BigInt(a.atimeSec), at + 24);
-  b.writeBigInt64LE(BigInt(a.mtimeSec), at + 32);
-  b.writeBigInt64LE(BigInt(a.ctimeSec), at + 40);
+  writeU64(b, a.ino, at);
+  writeU64(b, a.size, at + 8);
+  writeU64(b, a.blocks, at + 16);
+  writeI64(b, a.atimeSec, at + 24);
+  writeI64(b, a.mtimeSec, at + 32);
+  writeI64(b, a.ctimeSec, at + 40);
   b.writeUInt32LE(a.atimeNsec, at + 48);
   b.writeUInt32LE(a.mtimeNsec, at + 52);
   b.writeUInt32LE(a.ctimeNsec, at + 56);
@@ -85,10 +120,10 @@ export function writeAttr(b: Buffer, at: number, a: Attr): void {
 export function writeEntry(b: Buffer, at: number, e: Entry): void {
   const [es, ens] = splitTimeout(e.entryTimeout);
   const [as, ans] = splitTimeout(e.attrTimeout);
-  b.writeBigUInt64LE(BigInt(e.nodeId), at);
-  b.writeBigUInt64LE(BigInt(e.generation), at + 8);
-  b.writeBigUInt64LE(es, at + 16);
-  b.writeBigUInt64LE(as, at + 24);
+  writeU64(b, e.nodeId, at);
+  writeU64(b, e.generation, at + 8);
+  writeU64(b, es, at + 16);
+  writeU64(b, as, at + 24);
   b.writeUInt32LE(ens, at + 32);
   b.writeUInt32LE(ans, at + 36);
   writeAttr(b, at + 40, e.attr);
@@ -125,7 +160,7 @@ export interface OpenOut {
 }
 
 function writeOpen(b: Buffer, at: number, o: OpenOut): void {
-  b.writeBigUInt64LE(BigInt(o.fh), at);
+  writeU64(b, o.fh, at);
   b.writeUInt32LE(o.openFlags >>> 0, at + 8);
   b.writeInt32LE(o.backingId, at + 12);
 }
@@ -153,11 +188,11 @@ export function encodeWrite(unique: bigint, size: number): Reply {
 
 export function encodeStatfs(unique: bigint, s: FsStat): Reply {
   const { buf, body } = frame(unique, Size.STATFS_OUT);
-  body.writeBigUInt64LE(BigInt(s.blocks), 0);
-  body.writeBigUInt64LE(BigInt(s.bfree), 8);
-  body.writeBigUInt64LE(BigInt(s.bavail), 16);
-  body.writeBigUInt64LE(BigInt(s.files), 24);
-  body.writeBigUInt64LE(BigInt(s.ffree), 32);
+  writeU64(body, s.blocks, 0);
+  writeU64(body, s.bfree, 8);
+  writeU64(body, s.bavail, 16);
+  writeU64(body, s.files, 24);
+  writeU64(body, s.ffree, 32);
   body.writeUInt32LE(s.bsize, 40);
   body.writeUInt32LE(s.namelen, 44);
   body.writeUInt32LE(s.frsize, 48);
@@ -190,7 +225,7 @@ export function xattrList(names: string[]): Buffer {
 
 export function encodeLseek(unique: bigint, offset: number): Reply {
   const { buf, body } = frame(unique, Size.LSEEK_OUT);
-  body.writeBigInt64LE(BigInt(offset), 0);
+  writeI64(body, offset, 0);
   return [buf];
 }
 
