@@ -17,6 +17,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
+import type { Int64 } from '../int64';
 import { C, native } from '../native';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
@@ -89,6 +90,9 @@ export class Overlay implements FileSystemApi {
     const h = fh === undefined ? undefined : this.st.handles.get(fh);
     // through the handle's own fd (works after unlink); not for a metacopy file's data fd
     if (h && h.kind === 'file' && (h.upper || !n.upper)) return toAttr(this.st, n, native.statx(h.fd, '', C.AT_EMPTY_PATH));
+    // an open directory without a name: what its upper directory was, with no links left
+    // (one only in a lower is still there, and answers below, as on kernel overlayfs)
+    if (n.removed && n.upper && n.type === fsc.S_IFDIR && n.opens > 0 && n.lastAttr) return { ...n.lastAttr, nlink: 0 };
     return getAttr(this.st, n);
   }
 
@@ -141,11 +145,11 @@ export class Overlay implements FileSystemApi {
     return this.changing(() => ns.create(this.st, ctx, this.st.node(parent), name, mode, flags));
   }
 
-  read(fh: number, offset: number, size: number): Promise<Buffer> {
+  read(fh: number, offset: Int64, size: number): Promise<Buffer> {
     return files.read(this.st, fh, offset, size);
   }
 
-  write(fh: number, offset: number, data: Buffer): Promise<number> {
+  write(fh: number, offset: Int64, data: Buffer): Promise<number> {
     return files.write(this.st, fh, offset, data);
   }
 
@@ -161,15 +165,15 @@ export class Overlay implements FileSystemApi {
     files.release(this.st, fh);
   }
 
-  fallocate(fh: number, mode: number, offset: number, length: number): void {
+  fallocate(fh: number, mode: number, offset: Int64, length: Int64): void {
     files.fallocate(this.st, fh, mode, offset, length);
   }
 
-  lseek(fh: number, offset: number, whence: number): number {
+  lseek(fh: number, offset: Int64, whence: number): Int64 {
     return files.lseek(this.st, fh, offset, whence);
   }
 
-  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
+  copyFileRange(fhIn: number, offIn: Int64, fhOut: number, offOut: Int64, length: Int64): Promise<number> {
     return files.copyFileRange(this.st, fhIn, offIn, fhOut, offOut, length);
   }
 

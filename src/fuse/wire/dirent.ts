@@ -8,7 +8,8 @@
  * many entries it took).
  */
 import type { DirEntryOut, Entry } from '../../overlay/api';
-import { writeEntry, writeU64, type Reply } from './encode';
+import { writeU64 } from '../../int64';
+import { writeEntry, type Reply } from './encode';
 import { constants as fsc } from 'node:fs';
 import { IFTODT_SHIFT, Size } from './protocol';
 

@@ -8,11 +8,12 @@
  *
  * Cheap per reply: fixed-size replies are carved from Node's shared allocation pool
  * (Buffer.allocUnsafe, zeroed) rather than each getting an ArrayBuffer of its own, and
- * 64-bit fields given as numbers are written as two 32-bit halves, exact for every
- * safe integer (≤ 2^53); a bigint, or a number beyond that, takes the BigInt path.
+ * 64-bit fields go through src/int64 (a safe-integer number as two 32-bit halves, a
+ * bigint as is: exact either way, no BigInt allocated for the common case).
  */
 import type { Attr, Entry, FsStat } from '../../overlay/api';
 import { Size } from './protocol';
+import { writeI64, writeU64, type Int64 } from '../../int64';
 
 export type Reply = Buffer[];
 
@@ -39,31 +40,6 @@ export function encodeDev(major: number, minor: number): number {
 
 export function decodeDev(dev: number): { major: number; minor: number } {
   return { major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0 };
-}
-
-const TWO32 = 2 ** 32;
-
-/** u64 at `at`: a bigint as is, a number exactly (two halves) when it is a safe integer */
-export function writeU64(b: Buffer, v: number | bigint, at: number): void {
-  if (typeof v === 'number' && v >= 0 && Number.isSafeInteger(v)) {
-    const lo = v % TWO32;
-    b.writeUInt32LE(lo, at);
-    b.writeUInt32LE((v - lo) / TWO32, at + 4);
-  } else {
-    // a bigint; or a number no u64 can hold exactly, which BigInt() refuses as before
-    b.writeBigUInt64LE(BigInt(v), at);
-  }
-}
-
-/** s64 at `at`, as writeU64 (times before 1970 are negative) */
-export function writeI64(b: Buffer, v: number | bigint, at: number): void {
-  if (typeof v === 'number' && Number.isSafeInteger(v)) {
-    const hi = Math.floor(v / TWO32);
-    b.writeUInt32LE(v - hi * TWO32, at);
-    b.writeInt32LE(hi, at + 4);
-  } else {
-    b.writeBigInt64LE(BigInt(v), at);
-  }
 }
 
 /** `n` zeroed bytes; small ones share Node's allocation pool */
@@ -223,7 +199,7 @@ export function xattrList(names: string[]): Buffer {
   return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
 }
 
-export function encodeLseek(unique: bigint, offset: number): Reply {
+export function encodeLseek(unique: bigint, offset: Int64): Reply {
   const { buf, body } = frame(unique, Size.LSEEK_OUT);
   writeI64(body, offset, 0);
   return [buf];
