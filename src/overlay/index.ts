@@ -19,7 +19,7 @@ import { E, fail } from '../errors';
 import { C, native } from '../native';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
-} from './api';
+} from '../fuse/api';
 import { entryOf, getAttr, toAttr } from './attr';
 import type { LayerCache } from './cache';
 import type { OverlayConfig } from './config';

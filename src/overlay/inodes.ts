@@ -29,7 +29,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { NodeId } from './api';
+import type { NodeId } from '../fuse/api';
 import type { Layer } from './layers';
 import { joinPath } from './layers';
 

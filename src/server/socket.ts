@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import createDebug from 'debug';
 import { StratafsError } from '../errors';
-import { MountServer, type MountSpec } from './mount-server';
+import { MountServer } from './mount-server';
+import type { MountSpec } from '../mount/spec';
 import { parseRequest, type Reply, type Request } from './protocol';
 import { mountFromArgv } from './argv';
 

@@ -8,7 +8,8 @@
  * the kernel — lookup counts, open handles — is taken back so nothing leaks.
  */
 import { constants as fsc } from 'node:fs';
-import type { Ctx, Entry, FileSystemApi, NodeId, OpenResult } from '../../overlay/api';
+import type { Ctx, Entry, FileSystemApi, NodeId, OpenResult } from '../api';
+import type { CacheTimeouts } from '../wire/types';
 import { fail, E } from '../../errors';
 import type { Request, RequestBody, RequestKind } from '../wire/decode';
 import {
@@ -23,10 +24,11 @@ import { killSuidgid, setattrChanges } from './setattr';
 
 export interface Core {
   fs: FileSystemApi;
-  /** seconds the kernel may cache attributes from GETATTR/SETATTR */
-  attrTimeout: number;
-  /** seconds the kernel may cache a name that does not exist (0: answer ENOENT) */
-  entryTimeout: number;
+  /**
+   * seconds the kernel may cache names (entries, and names that do not exist: 0 answers
+   * ENOENT) and attributes; the bridge alone decides them (FuseSessionOptions)
+   */
+  timeouts: CacheTimeouts;
   registry: PassthroughRegistry;
   killprivV2: boolean;
   /** DONT_MASK negotiated: creations carry the caller's umask for the filesystem to apply */
@@ -46,7 +48,7 @@ type SessionKinds = 'INIT' | 'INTERRUPT' | 'unknown';
 export type HandlerTable = { [K in Exclude<RequestKind, SessionKinds>]: Handler<K> };
 
 const entryOutcome = (core: Core, unique: bigint, e: Entry): Outcome => ({
-  reply: encodeEntry(unique, e),
+  reply: encodeEntry(unique, e, core.timeouts),
   undo: () => core.fs.forget(e.nodeId, 1),
 });
 
@@ -82,7 +84,7 @@ export const handlers: HandlerTable = {
   async LOOKUP(core, { header, body }, ctx) {
     const e = await core.fs.lookup(ctx, header.nodeId, body.name);
     if (e === null) {
-      return { reply: core.entryTimeout > 0 ? encodeNegativeEntry(header.unique, core.entryTimeout) : encodeError(header.unique, E.ENOENT) };
+      return { reply: core.timeouts.entry > 0 ? encodeNegativeEntry(header.unique, core.timeouts.entry) : encodeError(header.unique, E.ENOENT) };
     }
     return entryOutcome(core, header.unique, e);
   },
@@ -96,12 +98,12 @@ export const handlers: HandlerTable = {
   },
   async GETATTR(core, { header, body }, ctx) {
     const attr = await core.fs.getattr(ctx, header.nodeId, body.fh);
-    return { reply: encodeAttr(header.unique, attr, core.attrTimeout) };
+    return { reply: encodeAttr(header.unique, attr, core.timeouts.attr) };
   },
   async SETATTR(core, { header, body }, ctx) {
     const changes = await setattrChanges(core.fs, ctx, header.nodeId, body);
     const attr = await core.fs.setattr(ctx, header.nodeId, changes);
-    return { reply: encodeAttr(header.unique, attr, core.attrTimeout) };
+    return { reply: encodeAttr(header.unique, attr, core.timeouts.attr) };
   },
   async READLINK(core, { header }, ctx) {
     return { reply: encodeReadlink(header.unique, await core.fs.readlink(ctx, header.nodeId)) };
@@ -159,7 +161,7 @@ export const handlers: HandlerTable = {
       throw e;
     }
     return {
-      reply: encodeCreate(header.unique, entry, out),
+      reply: encodeCreate(header.unique, entry, core.timeouts, out),
       undo: async () => {
         core.registry.release(open.fh);
         core.fs.forget(entry.nodeId, 1);
@@ -240,7 +242,7 @@ export const handlers: HandlerTable = {
             core.log('readdirplus: lookup %d/%s failed: %s', header.nodeId, d.name, (e as Error).message);
           }
         }
-        w.addPlus(d, entry);
+        w.addPlus(d, entry, core.timeouts);
       }
     } catch (e) {
       for (const n of looked) core.fs.forget(n, 1);

@@ -6,7 +6,7 @@
  * buffer through untouched, so a read is written without a copy.
  * Pure: no I/O.
  */
-import type { Attr, Entry, FsStat } from '../../overlay/api';
+import type { Attr, CacheTimeouts, Entry, FsStat } from './types';
 import { Size } from './protocol';
 
 export type Reply = Buffer[];
@@ -82,9 +82,9 @@ export function writeAttr(b: Buffer, at: number, a: Attr): void {
 }
 
 /** writes fuse_entry_out (128 bytes) at `at` */
-export function writeEntry(b: Buffer, at: number, e: Entry): void {
-  const [es, ens] = splitTimeout(e.entryTimeout);
-  const [as, ans] = splitTimeout(e.attrTimeout);
+export function writeEntry(b: Buffer, at: number, e: Entry, t: CacheTimeouts): void {
+  const [es, ens] = splitTimeout(t.entry);
+  const [as, ans] = splitTimeout(t.attr);
   b.writeBigUInt64LE(BigInt(e.nodeId), at);
   b.writeBigUInt64LE(BigInt(e.generation), at + 8);
   b.writeBigUInt64LE(es, at + 16);
@@ -94,9 +94,9 @@ export function writeEntry(b: Buffer, at: number, e: Entry): void {
   writeAttr(b, at + 40, e.attr);
 }
 
-export function encodeEntry(unique: bigint, e: Entry): Reply {
+export function encodeEntry(unique: bigint, e: Entry, t: CacheTimeouts): Reply {
   const { buf, body } = frame(unique, Size.ENTRY_OUT);
-  writeEntry(body, 0, e);
+  writeEntry(body, 0, e, t);
   return [buf];
 }
 
@@ -137,9 +137,9 @@ export function encodeOpen(unique: bigint, o: OpenOut): Reply {
 }
 
 /** CREATE: fuse_entry_out followed by fuse_open_out */
-export function encodeCreate(unique: bigint, e: Entry, o: OpenOut): Reply {
+export function encodeCreate(unique: bigint, e: Entry, t: CacheTimeouts, o: OpenOut): Reply {
   const { buf, body } = frame(unique, Size.ENTRY_OUT + Size.OPEN_OUT);
-  writeEntry(body, 0, e);
+  writeEntry(body, 0, e, t);
   writeOpen(body, Size.ENTRY_OUT, o);
   return [buf];
 }

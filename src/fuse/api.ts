@@ -1,6 +1,8 @@
 /**
  * The API the FUSE bridge calls: a low-level, inode-numbered filesystem interface.
  * It knows nothing of FUSE frames; src/overlay implements it, src/fuse/bridge drives it.
+ * The values that go to the kernel as they are (attributes, entries, statfs, directory
+ * entries) are the wire's own types (wire/types.ts), re-exported here.
  *
  * Conventions
  * - `NodeId` is the FUSE node id: 1 is the root, others are handed out by the overlay.
@@ -10,11 +12,15 @@
  * - Names and symlink targets are byte strings (latin1; see src/native/addon.d.ts).
  * - Errors are thrown as FsError(errno) (src/errors.ts); any other throw becomes EIO.
  * - Results may be returned directly or as a Promise; the bridge awaits either.
+ * - How long the kernel may cache an entry or attributes is the bridge's decision (its
+ *   session options), not the filesystem's: an `Entry` carries no timeouts.
  * - `Ctx` is the calling process as the kernel reports it: new files belong to
  *   ctx.uid/ctx.gid (or the parent's group when the parent is setgid).
  */
 
-export type NodeId = number;
+import type { Attr, DirEntryOut, Entry, FsStat, NodeId } from './wire/types';
+
+export type { Attr, DirEntryOut, Entry, FsStat, NodeId } from './wire/types';
 export type Awaitable<T> = T | Promise<T>;
 
 export interface Ctx {
@@ -27,37 +33,6 @@ export interface Ctx {
    * Absent when the mode arrives with the umask already applied.
    */
   umask?: number;
-}
-
-/** Attributes as reported to the kernel. */
-export interface Attr {
-  /** st_ino reported to users (stable across copy-up) */
-  ino: bigint;
-  size: number;
-  blocks: number;
-  atimeSec: number;
-  atimeNsec: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  ctimeSec: number;
-  ctimeNsec: number;
-  /** type and permission bits (S_IFMT | 07777) */
-  mode: number;
-  nlink: number;
-  uid: number;
-  gid: number;
-  rdevMajor: number;
-  rdevMinor: number;
-  blksize: number;
-}
-
-export interface Entry {
-  nodeId: NodeId;
-  generation: number;
-  attr: Attr;
-  /** seconds the kernel may cache the name -> node mapping and the attributes */
-  entryTimeout: number;
-  attrTimeout: number;
 }
 
 export interface OpenResult {
@@ -85,28 +60,6 @@ export interface SetattrChanges {
   mtime?: { sec: number; nsec: number } | 'now';
   /** open file handle the change came through (ftruncate, fchmod ...) */
   fh?: number;
-}
-
-export interface DirEntryOut {
-  /** byte string */
-  name: string;
-  /** st_ino as readdir reports it */
-  ino: bigint;
-  /** file type bits (S_IFMT part of the mode) */
-  type: number;
-  /** cookie that continues the listing *after* this entry */
-  nextOffset: number;
-}
-
-export interface FsStat {
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-  bsize: number;
-  namelen: number;
-  frsize: number;
 }
 
 export interface RenameFlags {
