@@ -19,7 +19,7 @@ import { copyUp } from './copyup';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
-import { openDirAt, procFdPath } from './layers';
+import { openDirAt, procFdPath } from '../layers/access';
 import type { FileHandle, State } from './state';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;

@@ -3,16 +3,17 @@
  * FileSystemApi over the layers of an OverlayConfig. This file only composes the
  * modules; each concept lives in its own (see the header of each):
  *
- *   mount.ts     validation, layer roots, staging dir     layers.ts   safe resolution
- *   inodes.ts    node table, st_ino policy                whiteout.ts whiteout forms
- *   lookup.ts    the merged lookup                        readdir.ts  merged listings
+ *   mount.ts     validation, layer roots, staging dir     readdir.ts  merged listings
+ *   inodes.ts    node table, st_ino policy                lookup.ts   the merged lookup
  *   attr.ts      Stat -> Attr                             copyup.ts   copy-up
  *   namespace.ts create/mkdir/.../unlink/rmdir            rename.ts   rename
  *   setattr.ts   chmod/chown/truncate/utimens             xattr.ts    xattrs
  *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
  *   acl.ts       default ACLs and umask at creation       durable.ts  fsync off the JS thread
- *   aufs.ts      AUFS marks, read once per lower dir      metacopy.ts metadata-only copy-up
  *   cache.ts     layer listings, lower attributes (LRU)
+ *
+ * The on-disk format (safe fd-relative access, whiteouts, opaque dirs, AUFS marks,
+ * redirects, metacopy) is src/layers, shared with the graph driver.
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';

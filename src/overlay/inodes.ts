@@ -30,8 +30,8 @@ import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import type { NodeId } from '../fuse/api';
-import type { Layer } from './layers';
-import { joinPath } from './layers';
+import type { Layer } from '../layers/access';
+import { joinPath } from '../layers/access';
 
 export const ROOT_ID: NodeId = 1;
 

@@ -19,10 +19,10 @@ import { E, fail } from '../errors';
 import { C, native, type DirEntry } from '../native';
 import type { DirEntryOut } from '../fuse/api';
 import type { Node } from './inodes';
-import { basenameOf, dirnameOf, openDirAt, statAt, type Layer } from './layers';
+import { basenameOf, dirnameOf, openDirAt, statAt, type Layer } from '../layers/access';
 import type { DirHandle, State } from './state';
 import { resolve } from './lookup';
-import { AUFS_PREFIX, isWhiteout } from './whiteout';
+import { AUFS_PREFIX, isWhiteout } from '../layers/whiteout';
 
 const DT_TO_IF = new Map<number, number>([
   [C.DT_FIFO, fsc.S_IFIFO],

@@ -17,9 +17,9 @@ import { E, fail } from '../errors';
 import { native } from '../native';
 import type { Node } from './inodes';
 import { copyUp } from './copyup';
-import { xattrPath } from './layers';
+import { xattrPath } from '../layers/access';
 import type { State } from './state';
-import { isPrivateXattr } from './whiteout';
+import { isPrivateXattr } from '../layers/whiteout';
 
 const ESCAPE = 'overlay.';
 

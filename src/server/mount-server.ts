@@ -25,6 +25,7 @@ import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
+import { privilege } from '../mount/privilege';
 
 const log = createDebug('stratafs:server');
 
@@ -63,12 +64,12 @@ export interface MountServerOptions {
 }
 
 export function overlayConfig(spec: MountSpec): OverlayConfig {
-  const root = process.getuid?.() === 0;
   return {
     lowerdirs: spec.lowerdirs,
     upperdir: spec.upperdir,
     workdir: spec.workdir,
-    xattrPrefix: root ? 'trusted.overlay.' : 'user.overlay.',
+    // trusted.* needs CAP_SYS_ADMIN over the host; the work dir probe has the last word
+    xattrPrefix: privilege().hostAdmin ? 'trusted.overlay.' : 'user.overlay.',
     volatile: spec.volatile,
     uidMap: spec.uidMap,
     gidMap: spec.gidMap,
@@ -147,7 +148,8 @@ export class MountServer {
       fs: overlay,
       readers: this.readers,
       passthrough: spec.passthrough,
-      isRoot: dev.privileged,
+      // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
+      isRoot: dev.privileged && privilege().hostAdmin,
       // the kernel's cache timeouts are the bridge's business: the overlay never sees them
       attrTimeout: spec.timeout,
       entryTimeout: spec.timeout,
