@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants as fsc, readFileSync, realpathSync } from 'node:fs';
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
-import { privilege } from './privilege';
+import { privilege } from '../privilege';
 
 export const FS_NAME = 'stratafs';
 export const FS_TYPE = `fuse.${FS_NAME}`;

@@ -25,7 +25,7 @@ import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
-import { privilege } from '../mount/privilege';
+import { privilege } from '../privilege';
 
 const log = createDebug('stratafs:server');
 
@@ -38,6 +38,8 @@ export interface ServedMount {
   readonly notice?: string;
   /** nodes in the mount's inode table right now (statistics) */
   nodeCount(): number;
+  /** FUSE requests read so far, by opcode name (statistics: the workload's request mix) */
+  requestCounts(): Record<string, number>;
 }
 
 /**
@@ -110,7 +112,7 @@ export class MountServer {
     this.realTargets.set(target, realpathOr(target));
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
-    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0 };
+    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}) };
     this.mounts.set(target, placeholder);
     try {
       const served = await this.start(spec, onMounted);
@@ -157,7 +159,7 @@ export class MountServer {
     });
     const idle = holdIdleRelease();
     const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
-    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount };
+    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts() };
   }
 
   /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */

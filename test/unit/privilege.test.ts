@@ -1,7 +1,7 @@
-// Privilege by capability, not uid (src/mount/privilege.ts): the identity uid_map of the
+// Privilege by capability, not uid (src/server/privilege.ts): the identity uid_map of the
 // initial user namespace against rootless podman's, and CAP_SYS_ADMIN in CapEff.
 import t from 'tap';
-import { hasCapSysAdmin, isIdentityMap, privilege } from '../../src/mount/privilege';
+import { hasCapSysAdmin, isIdentityMap, privilege } from '../../src/privilege';
 
 t.test('uid_map: only the identity map is the initial namespace', async (t) => {
   t.ok(isIdentityMap('         0          0 4294967295\n'), 'the host map');

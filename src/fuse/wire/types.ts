@@ -4,6 +4,7 @@
  * (fuse_dirent). The filesystem API (src/fuse/api.ts) re-exports them: the filesystem
  * returns these, the encoders write them.
  */
+import type { Int64 } from '../../int64';
 
 /** The FUSE node id: 1 is the root, others are handed out by the filesystem. */
 export type NodeId = number;
@@ -12,8 +13,8 @@ export type NodeId = number;
 export interface Attr {
   /** st_ino reported to users (stable across copy-up) */
   ino: bigint;
-  size: number;
-  blocks: number;
+  size: Int64;
+  blocks: Int64;
   atimeSec: number;
   atimeNsec: number;
   mtimeSec: number;
@@ -54,11 +55,11 @@ export interface DirEntryOut {
 }
 
 export interface FsStat {
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
+  blocks: Int64;
+  bfree: Int64;
+  bavail: Int64;
+  files: Int64;
+  ffree: Int64;
   bsize: number;
   namelen: number;
   frsize: number;

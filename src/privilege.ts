@@ -62,3 +62,16 @@ export function privilege(): Privilege {
   cached = { initialUserNs, capSysAdmin, hostAdmin: initialUserNs && capSysAdmin };
   return cached;
 }
+
+/**
+ * Whether process PID holds CAP_SYS_ADMIN over the initial user namespace, as the kernel's
+ * capable(CAP_SYS_ADMIN) asks (e.g. before listing trusted.* names). False when it cannot
+ * be told (the process is gone, or its pid is not visible here: 0).
+ */
+export function processIsHostAdmin(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const status = read(`/proc/${pid}/status`);
+  if (!hasCapSysAdmin(status)) return false;
+  const map = read(`/proc/${pid}/uid_map`);
+  return map !== '' && isIdentityMap(map);
+}
