@@ -10,7 +10,8 @@ import tseslint from 'typescript-eslint';
 /** single modules at the bottom that import nothing of ours: errors, numbers, privilege */
 const LEAVES = ['src/errors', 'src/int64', 'src/privilege'];
 const LAYERS = {
-  'src/cli': ['src/graphdriver', 'src/server', 'src/mount', ...LEAVES],
+  'src/cli': ['src/graphdriver', 'src/snapshotter', 'src/server', 'src/mount', ...LEAVES],
+  'src/snapshotter': ['src/server', 'src/mount', 'src/layers', 'src/native', ...LEAVES],
   'src/graphdriver': ['src/server', 'src/mount', 'src/layers', 'src/native', ...LEAVES],
   'src/server': ['src/mount', 'src/overlay', 'src/fuse/bridge', 'src/fuse/api', 'src/native', ...LEAVES],
   'src/mount': ['src/overlay', 'src/native', ...LEAVES],

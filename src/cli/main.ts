@@ -8,9 +8,10 @@ import { StratafsError } from '../errors';
 import { parseArgs } from '../mount/options';
 import { daemonChannel, foregroundChannel } from './detach';
 
-export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] MOUNTPOINT
+export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] [SOURCE] MOUNTPOINT
        stratafs --version | --help
        stratafs graphdriver --help | stratafs daemon --help   (Docker plugin, one process for many mounts)
+       stratafs snapshotter --help                          (containerd proxy snapshotter)
 options (comma separated, -o may repeat):
   lowerdir=A:B        read-only layers, top first (required)
   upperdir=U          writable layer; without it the mount is read-only
@@ -44,9 +45,10 @@ function oneLine(e: unknown): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv[0] === 'graphdriver' || argv[0] === 'daemon') {
+  if (argv[0] === 'graphdriver' || argv[0] === 'daemon' || argv[0] === 'snapshotter') {
     try {
       if (argv[0] === 'daemon') await (await import('./server.js')).runDaemon(argv.slice(1));
+      else if (argv[0] === 'snapshotter') await (await import('./snapshotter.js')).runSnapshotter(argv.slice(1));
       else await (await import('./graphdriver.js')).runGraphdriver(argv.slice(1));
     } catch (e) {
       process.stderr.write(`stratafs ${argv[0]}: ${oneLine(e)}\n`);

@@ -208,7 +208,9 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     } else positional.push(arg);
   }
   if (positional.length === 0) throw usageError('no mountpoint given (see stratafs --help)');
-  if (positional.length > 1) throw usageError(`one mountpoint expected, got ${positional.length}: ${positional.join(' ')}`);
+  // `SOURCE MOUNTPOINT` is how mount(8) and mount.fuse3 call a filesystem's program (the
+  // containerd snapshotter's fuse3.stratafs mounts): the source names nothing here
+  if (positional.length > 2) throw usageError(`one mountpoint expected (or SOURCE MOUNTPOINT), got ${positional.length}: ${positional.join(' ')}`);
   const lowerdirs = acc.lowerdir === undefined ? [] : splitLayerList(acc.lowerdir);
   if (lowerdirs.some((l) => l === '')) throw optionError(`lowerdir has an empty entry: "${acc.lowerdir}"`);
   const abs = (p: string): string => path.resolve(cwd, p);
@@ -216,7 +218,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     lowerdirs: lowerdirs.map(abs),
     upperdir: acc.upperdir === undefined ? undefined : abs(acc.upperdir),
     workdir: acc.workdir === undefined ? undefined : abs(acc.workdir),
-    mountpoint: abs(positional[0]),
+    mountpoint: abs(positional[positional.length - 1]),
     readOnly: acc.readOnly,
     volatile: acc.volatile,
     uidMap: acc.uidMap,
