@@ -5,11 +5,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type * as http from 'node:http';
 import createDebug from 'debug';
 import { MountServer } from '../server/mount-server';
 import { Driver } from './driver';
-import { listen } from './http';
+import { listen, type PluginListener } from './http';
+import type { SocketAccess, SocketLimits } from '../server/guarded-socket';
 
 const log = createDebug('stratafs:graphdriver');
 
@@ -18,11 +18,14 @@ export interface PluginOptions {
   socket: string;
   /** a Home to initialise before dockerd calls Init (optional) */
   home?: string;
+  /** who besides root may connect, and the socket's limits */
+  access?: SocketAccess;
+  limits?: Partial<SocketLimits>;
 }
 
 export interface RunningPlugin {
   driver: Driver;
-  server: http.Server;
+  server: PluginListener;
   /** stops listening, unmounts everything, removes the socket */
   stop(): Promise<void>;
 }
@@ -49,19 +52,15 @@ export async function startPlugin(opts: PluginOptions): Promise<RunningPlugin> {
   });
   if (opts.home) driver.init(opts.home);
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true });
-  const server = await listen(opts.socket, driver);
+  const server = await listen(opts.socket, driver, { ...opts.access, limits: opts.limits });
   log('listening on %s', opts.socket);
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
       try {
-        await mounts.closeAll();
+        await server.close();
       } finally {
-        fs.rmSync(opts.socket, { force: true });
+        await mounts.closeAll();
       }
     })();
     return stopping;

@@ -14,9 +14,10 @@
 import { constants as fsc } from 'node:fs';
 import { C, native } from '../native';
 import { xattrPath } from './access';
+import type { Int64 } from '../int64';
 
 /** Gives the (empty) copy `name` in the work dir the lower file's size, without data blocks. */
-export function sizeOnly(workFd: number, name: string, size: number): void {
+export function sizeOnly(workFd: number, name: string, size: Int64): void {
   if (size === 0) return;
   const fd = native.openat(workFd, name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
   try {

@@ -17,6 +17,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
+import type { Int64 } from '../int64';
 import { C, native } from '../native';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
@@ -141,11 +142,11 @@ export class Overlay implements FileSystemApi {
     return this.changing(() => ns.create(this.st, ctx, this.st.node(parent), name, mode, flags));
   }
 
-  read(fh: number, offset: number, size: number): Promise<Buffer> {
+  read(fh: number, offset: Int64, size: number): Promise<Buffer> {
     return files.read(this.st, fh, offset, size);
   }
 
-  write(fh: number, offset: number, data: Buffer): Promise<number> {
+  write(fh: number, offset: Int64, data: Buffer): Promise<number> {
     return files.write(this.st, fh, offset, data);
   }
 
@@ -161,15 +162,15 @@ export class Overlay implements FileSystemApi {
     files.release(this.st, fh);
   }
 
-  fallocate(fh: number, mode: number, offset: number, length: number): void {
+  fallocate(fh: number, mode: number, offset: Int64, length: Int64): void {
     files.fallocate(this.st, fh, mode, offset, length);
   }
 
-  lseek(fh: number, offset: number, whence: number): number {
+  lseek(fh: number, offset: Int64, whence: number): Int64 {
     return files.lseek(this.st, fh, offset, whence);
   }
 
-  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
+  copyFileRange(fhIn: number, offIn: Int64, fhOut: number, offOut: Int64, length: Int64): Promise<number> {
     return files.copyFileRange(this.st, fhIn, offIn, fhOut, offOut, length);
   }
 

@@ -48,6 +48,8 @@ export interface ServedMount {
   readonly notice?: string;
   /** nodes in the mount's inode table right now (statistics) */
   nodeCount(): number;
+  /** FUSE requests read so far, by opcode name (statistics: the workload's request mix) */
+  requestCounts(): Record<string, number>;
 }
 
 /**
@@ -121,7 +123,7 @@ export class MountServer {
     this.realTargets.set(target, realpathOr(target));
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
-    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0 };
+    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}) };
     this.mounts.set(target, placeholder);
     try {
       const served = await this.start(spec, onMounted);
@@ -166,7 +168,7 @@ export class MountServer {
     });
     const idle = holdIdleRelease();
     const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
-    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount };
+    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts() };
   }
 
   /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */
