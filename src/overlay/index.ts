@@ -90,6 +90,9 @@ export class Overlay implements FileSystemApi {
     const h = fh === undefined ? undefined : this.st.handles.get(fh);
     // through the handle's own fd (works after unlink); not for a metacopy file's data fd
     if (h && h.kind === 'file' && (h.upper || !n.upper)) return toAttr(this.st, n, native.statx(h.fd, '', C.AT_EMPTY_PATH));
+    // an open directory without a name: what its upper directory was, with no links left
+    // (one only in a lower is still there, and answers below, as on kernel overlayfs)
+    if (n.removed && n.upper && n.type === fsc.S_IFDIR && n.opens > 0 && n.lastAttr) return { ...n.lastAttr, nlink: 0 };
     return getAttr(this.st, n);
   }
 
