@@ -2,11 +2,12 @@
  * The filesystems compared. Each repetition of a workload gets a fresh upper and work
  * dir and a fresh mount; "native" is the merged content as one plain directory.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Dataset } from './dataset';
 import type { TargetName } from './options';
-import { describeFailure, mountAt, ok, processesNaming, q, run, sleep, type ChildResult } from './proc';
+import { describeFailure, dropCachesScript, mountAt, ok, processesNaming, q, run, sleep, type ChildResult } from './proc';
 
 export interface RunDirs {
   base: string;
@@ -30,6 +31,27 @@ export interface Target {
   mountShell?(lowers: string[], upper: string, work: string, mnt: string): string;
   /** shell text that unmounts MNT */
   unmountShell?(mnt: string): string;
+  /** before the first mount of the run (in the run's scratch dir) */
+  setup?(scratch: string): Promise<void>;
+  /** after the last unmount of the run; returns notes */
+  teardown?(): Promise<string[]>;
+  /** memory of a process that outlives the mounts (the shared daemon), measured at the end */
+  memory?(): Promise<DaemonMemory | undefined>;
+}
+
+/** RSS of a long-lived daemon after the whole run, and again after the kernel dropped its caches */
+export interface DaemonMemory {
+  rssMiB: number;
+  rssAfterDropMiB: number;
+}
+
+function rssMiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const optionsOf = (lowers: string[], upper: string, work: string): string => `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work}`;
@@ -109,9 +131,69 @@ async function onPath(cmd: string): Promise<boolean> {
   return ok(r);
 }
 
+/**
+ * One `stratafs daemon --socket SOCK` serving every mount of the `stratafs-daemon`
+ * target: the launcher hands each mount to it (STRATAFS_SERVER), so a mount starts no
+ * Node.js, and the daemon's code stays warm from one workload to the next, as with
+ * podman's `mountopt = "server=SOCK"`.
+ */
+class SharedDaemon {
+  private child: ChildProcess | undefined;
+  socket = '';
+
+  constructor(private readonly entry: string) {}
+
+  async start(scratch: string): Promise<void> {
+    this.socket = path.join(scratch, 'stratafs-daemon.sock');
+    const child = spawn(process.execPath, [this.entry, 'daemon', '--socket', this.socket], { detached: true, stdio: 'ignore' });
+    this.child = child;
+    for (let i = 0; i < 300 && !fs.existsSync(this.socket); i++) {
+      if (child.exitCode !== null) break;
+      await sleep(50);
+    }
+    if (!fs.existsSync(this.socket)) throw new Error(`stratafs daemon: no socket at ${this.socket} after 15 s`);
+  }
+
+  /** SIGTERM (it unmounts what it still serves and exits), SIGKILL by pid after 10 s */
+  async stop(): Promise<string[]> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child?.pid || child.exitCode !== null) return [];
+    child.kill('SIGTERM');
+    for (let i = 0; i < 100 && child.exitCode === null && child.signalCode === null; i++) await sleep(100);
+    if (child.exitCode !== null || child.signalCode !== null) return [];
+    child.kill('SIGKILL');
+    return [`stratafs daemon ${child.pid} still running 10 s after SIGTERM: killed`];
+  }
+
+  env(): NodeJS.ProcessEnv {
+    return { ...process.env, STRATAFS_SERVER: this.socket };
+  }
+
+  /**
+   * Its RSS now (every mount of the run gone), then after sync + drop_caches (which
+   * makes the kernel forget the inodes it held, and with them the daemon's nodes) and
+   * a settle time in which the daemon, idle, gives memory back (src/server/idle-memory).
+   */
+  async memory(): Promise<DaemonMemory | undefined> {
+    const pid = this.child?.pid;
+    if (pid === undefined) return undefined;
+    await sleep(3000);
+    const before = rssMiB(pid);
+    const r = await run('/bin/sh', ['-c', dropCachesScript()], { timeoutMs: 120_000 });
+    if (!ok(r)) return undefined;
+    await sleep(5000);
+    const after = rssMiB(pid);
+    return before === undefined || after === undefined ? undefined : { rssMiB: before, rssAfterDropMiB: after };
+  }
+}
+
 export function makeTargets(repoRoot: string): Record<TargetName, Target> {
   const overlayRoot = (_ds: Dataset, dirs: RunDirs): string => dirs.mnt;
   const cli = path.join(repoRoot, 'bin', 'stratafs');
+  const built = (): Promise<string | undefined> =>
+    Promise.resolve(fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)');
+  const daemon = new SharedDaemon(path.join(repoRoot, 'bin', 'stratafs.js'));
   return {
     native: {
       name: 'native',
@@ -142,13 +224,26 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
     },
     stratafs: {
       name: 'stratafs',
-      unavailable: async () =>
-        fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)',
+      unavailable: built,
       root: overlayRoot,
       mount: (ds, dirs) =>
         mountWith('stratafs', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),
       mountShell: (lowers, upper, work, mnt) => `${q(cli)} -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
+      unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
+    },
+    'stratafs-daemon': {
+      name: 'stratafs-daemon',
+      unavailable: built,
+      root: overlayRoot,
+      setup: (scratch) => daemon.start(scratch),
+      teardown: () => daemon.stop(),
+      memory: () => daemon.memory(),
+      mount: (ds, dirs) =>
+        mountWith('stratafs (daemon)', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000, env: daemon.env() }), dirs.mnt),
+      unmount: (dirs) => unmountFuse(dirs.mnt),
+      mountShell: (lowers, upper, work, mnt) =>
+        `STRATAFS_SERVER=${q(daemon.socket)} ${q(cli)} -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
       unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
     },
   };

@@ -8,7 +8,8 @@ import {
   DirentWriter, direntSize, direntplusSize, encodeDev, decodeDev, splitTimeout, Opcode, Size,
   type Reply, type InitOut,
 } from '../../src/fuse/wire';
-import type { Attr, DirEntryOut, Entry } from '../../src/overlay/api';
+import type { Attr, DirEntryOut, Entry } from '../../src/fuse/api';
+import { writeI64, writeU64 } from '../../src/int64';
 
 type Field = [string, string, number | string];
 interface Frame {
@@ -53,6 +54,8 @@ const concat = (r: Reply): Buffer => Buffer.concat(r);
 function attrOf(a: Record<string, unknown>): Attr {
   return { ...(a as unknown as Attr), ino: BigInt(a.ino as string) };
 }
+const NO_CACHE = { entry: 0, attr: 0 };
+
 function entryOf(e: Record<string, unknown>): Entry {
   return { ...(e as unknown as Entry), attr: attrOf(e.attr as Record<string, unknown>) };
 }
@@ -61,7 +64,11 @@ function encodeFixture(f: Frame): Reply {
   const i = f.input as Record<string, never>;
   switch (f.encode) {
     case 'error': return encodeError(BigInt(i.unique), constants.errno[i.errno as keyof typeof constants.errno]);
-    case 'entry': return encodeEntry(BigInt(i.unique), entryOf(i.entry));
+    case 'entry': {
+      // the fixture's entry carries the timeouts the bridge passes alongside
+      const e = i.entry as { entryTimeout: number; attrTimeout: number };
+      return encodeEntry(BigInt(i.unique), entryOf(i.entry), { entry: e.entryTimeout, attr: e.attrTimeout });
+    }
     case 'attr': return encodeAttr(BigInt(i.unique), attrOf(i.attr), i.timeout);
     case 'open': return encodeOpen(BigInt(i.unique), i.open);
     case 'init': {
@@ -251,9 +258,9 @@ t.test('readdir size budget leaves what does not fit', async (t) => {
   t.equal(direntplusSize('a'), 128 + 32);
 
   const wp = new DirentWriter(6n, direntplusSize('.') + direntplusSize('x'));
-  t.ok(wp.addPlus({ name: '.', ino: 1n, type: 0o40000, nextOffset: 1 }, null));
-  t.notOk(wp.addPlus({ name: 'a-long-name-that-does-not-fit', ino: 2n, type: 0o100000, nextOffset: 2 }, null), 'too long for the rest');
-  t.ok(wp.addPlus({ name: 'x', ino: 2n, type: 0o100000, nextOffset: 2 }, null), 'exactly fills the budget');
+  t.ok(wp.addPlus({ name: '.', ino: 1n, type: 0o40000, nextOffset: 1 }, null, NO_CACHE));
+  t.notOk(wp.addPlus({ name: 'a-long-name-that-does-not-fit', ino: 2n, type: 0o100000, nextOffset: 2 }, null, NO_CACHE), 'too long for the rest');
+  t.ok(wp.addPlus({ name: 'x', ino: 2n, type: 0o100000, nextOffset: 2 }, null, NO_CACHE), 'exactly fills the budget');
   t.notOk(wp.fits(1), 'full');
   const plus = concat(wp.finish());
   t.equal(plus.readBigUInt64LE(Size.OUT_HEADER), 0n, 'node id 0 for "."');
@@ -278,7 +285,31 @@ t.test('small encoders', async (t) => {
   t.equal(concat(encodeError(1n, constants.errno.ENOSYS)).readInt32LE(4), -constants.errno.ENOSYS);
   const entry = frames.find((x) => x.encode === 'entry')!;
   const created = concat(encodeCreate(3n, entryOf((entry.input as Record<string, Record<string, unknown>>).entry),
-    { fh: 4, openFlags: 2, backingId: 0 }));
+    NO_CACHE, { fh: 4, openFlags: 2, backingId: 0 }));
   t.equal(created.length, Size.OUT_HEADER + Size.ENTRY_OUT + Size.OPEN_OUT);
   t.equal(created.readBigUInt64LE(Size.OUT_HEADER + Size.ENTRY_OUT), 4n, 'fh after entry_out');
+});
+
+t.test('64-bit reply fields are exact: numbers in two halves, negative times, bigints', async (t) => {
+  const u = (v: number | bigint): bigint => { const b = Buffer.alloc(8); writeU64(b, v, 0); return b.readBigUInt64LE(0); };
+  const i = (v: number | bigint): bigint => { const b = Buffer.alloc(8); writeI64(b, v, 0); return b.readBigInt64LE(0); };
+  for (const v of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 4096 * 2 ** 31 + 7, Number.MAX_SAFE_INTEGER]) {
+    t.equal(u(v), BigInt(v), `u64 ${v}`);
+    t.equal(i(v), BigInt(v), `s64 ${v}`);
+    t.equal(i(-v), BigInt(-v), `s64 -${v}`);
+  }
+  t.equal(u(2n ** 64n - 1n), 2n ** 64n - 1n, 'a bigint u64 is written as is');
+  t.equal(i(-(2n ** 63n)), -(2n ** 63n), 'a bigint s64 is written as is');
+  t.throws(() => u(2 ** 60), 'a number past 2^53 is refused, not rounded');
+  t.throws(() => i(-(2 ** 60)), 'a negative one too');
+  t.throws(() => u(-1), 'a negative u64 is refused');
+  t.throws(() => i(1.5), 'a fraction is refused');
+  // an attr reply with every 64-bit field past 32 bits reads back the same
+  const attr: Attr = {
+    ino: 2n ** 60n + 3n, size: 2 ** 40 + 5, blocks: 2 ** 33 + 1, atimeSec: -(2 ** 33) - 1, atimeNsec: 1, mtimeSec: 2 ** 34, mtimeNsec: 2,
+    ctimeSec: -1, ctimeNsec: 3, mode: 0o100644, nlink: 1, uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
+  };
+  const b = Buffer.concat(encodeAttr(9n, attr, 1)).subarray(Size.OUT_HEADER + 16);
+  t.same([b.readBigUInt64LE(0), b.readBigUInt64LE(8), b.readBigUInt64LE(16), b.readBigInt64LE(24), b.readBigInt64LE(32), b.readBigInt64LE(40)],
+    [attr.ino, BigInt(attr.size), BigInt(attr.blocks), BigInt(attr.atimeSec), BigInt(attr.mtimeSec), BigInt(attr.ctimeSec)]);
 });

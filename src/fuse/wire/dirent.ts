@@ -7,7 +7,8 @@
  * budget: an entry that does not fit is left for the next call (the writer reports how
  * many entries it took).
  */
-import type { DirEntryOut, Entry } from '../../overlay/api';
+import type { CacheTimeouts, DirEntryOut, Entry } from './types';
+import { writeU64 } from '../../int64';
 import { writeEntry, type Reply } from './encode';
 import { constants as fsc } from 'node:fs';
 import { IFTODT_SHIFT, Size } from './protocol';
@@ -30,7 +31,7 @@ export function dtype(typeBits: number): number {
 function writeDirent(b: Buffer, at: number, d: DirEntryOut): number {
   const namelen = Buffer.byteLength(d.name, 'latin1');
   b.writeBigUInt64LE(d.ino, at);
-  b.writeBigUInt64LE(BigInt(d.nextOffset), at + 8);
+  writeU64(b, d.nextOffset, at + 8);
   b.writeUInt32LE(namelen, at + 16);
   b.writeUInt32LE(dtype(d.type), at + 20);
   b.write(d.name, at + Size.DIRENT_BASE, namelen, 'latin1');
@@ -71,11 +72,11 @@ export class DirentWriter {
    * READDIRPLUS entry; `entry` null sends node id 0 (the kernel then only lists the
    * name: used for '.' and '..' and entries whose lookup failed).
    */
-  addPlus(d: DirEntryOut, entry: Entry | null): boolean {
+  addPlus(d: DirEntryOut, entry: Entry | null, t: CacheTimeouts): boolean {
     const size = direntplusSize(d.name);
     if (!this.fits(size)) return false;
     const at = Size.OUT_HEADER + this.used;
-    if (entry) writeEntry(this.buf, at, entry);
+    if (entry) writeEntry(this.buf, at, entry, t);
     // with no entry the 128 bytes stay zero: node id 0, no timeouts, empty attr
     writeDirent(this.buf, at + Size.ENTRY_OUT, d);
     this.used += size;

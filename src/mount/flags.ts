@@ -89,15 +89,15 @@ export function fusermountFlagOptions(flags: MountFlags, readOnly: boolean): str
   return opts;
 }
 
-/** Checks FLAGS from another process (the daemon's socket protocol). */
-export function parseMountFlags(v: unknown): MountFlags | undefined {
+/** Checks FLAGS (from another process: the daemon's socket protocol); a copy. */
+export function checkMountFlags(v: unknown): MountFlags | undefined {
   if (v === undefined) return undefined;
   const o = v as Record<string, unknown>;
   const bools = ['nodev', 'noexec', 'nodiratime'] as const;
   if (typeof v !== 'object' || v === null || !bools.every((k) => typeof o[k] === 'boolean') ||
       !(o.nosuid === undefined || typeof o.nosuid === 'boolean') ||
       !(o.atime === 'noatime' || o.atime === 'relatime' || o.atime === 'strictatime')) {
-    throw new StratafsError('STRATAFS_ERR_SERVER', 'bad request: flags must be {nosuid, nodev, noexec, nodiratime: boolean, atime: noatime|relatime|strictatime}');
+    throw new StratafsError('STRATAFS_ERR_OPTION', 'mount flags must be {nosuid, nodev, noexec, nodiratime: boolean, atime: noatime|relatime|strictatime}');
   }
   return { nosuid: o.nosuid as boolean | undefined, nodev: o.nodev as boolean, noexec: o.noexec as boolean, atime: o.atime, nodiratime: o.nodiratime as boolean };
 }

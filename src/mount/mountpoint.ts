@@ -3,7 +3,7 @@
  *
  * With CAP_SYS_ADMIN (root, or uid 0 of a user namespace such as rootless podman's):
  * open /dev/fuse and call mount(2) with the fd in the data string and the flags asked
- * for (mount-flags.ts; by default no MS_NOSUID: setuid programs inside a container
+ * for (flags.ts; by default no MS_NOSUID: setuid programs inside a container
  * rootfs must work). Where mount(2) is refused (EPERM: a
  * user namespace that does not own our mount namespace), and without the capability,
  * the fusermount3 handshake hands us the device fd, as libfuse does.
@@ -13,7 +13,7 @@ import { accessSync, constants as fsc, readFileSync, realpathSync } from 'node:f
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
 import { privilege } from '../privilege';
-import { fusermountFlagOptions, msFlags, type MountFlags } from './mount-flags';
+import { fusermountFlagOptions, msFlags, type MountFlags } from './flags';
 
 export const FS_NAME = 'stratafs';
 export const FS_TYPE = `fuse.${FS_NAME}`;
