@@ -22,7 +22,7 @@
  */
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
-import { tarError } from './beneath';
+import { tarError } from './tar-names';
 import type { PaxRecords } from './pax';
 
 const write = promisify(fs.write);
