@@ -18,8 +18,8 @@ options (comma separated, -o may repeat):
   workdir=W           scratch dir on the same filesystem as upperdir (required with upperdir)
   ro                  mount read-only even with an upperdir
   volatile            skip fsync/syncfs (faster; data may be lost on a crash)
-  uidmapping=I:H:N[:...], gidmapping=I:H:N[:...]
-                      show host ids H.. as I.. inside the mount
+  uidmapping=D:S:N[:...], gidmapping=D:S:N[:...]
+                      show ids D.. of the layers as S.. (fuse-overlayfs' meaning)
   squash_to_uid=N, squash_to_gid=N, squash_to_root
                       show every file as owned by N (or root)
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
@@ -27,7 +27,10 @@ options (comma separated, -o may repeat):
   metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
-  accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
+  nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime
+                      the mount's flags, as mount(8) sets them (default suid,nodev,exec,noatime;
+                      without root always nosuid,nodev)
+  accepted with no effect: context=, xattr_permissions=0, rw, ...
 flags:
   -f                  stay in the foreground (default: detach once mounted)
   -d                  debug output to stderr (implies -f)

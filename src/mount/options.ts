@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
 import { checkSpec, DEFAULT_TIMEOUT, type MountSpec } from './spec';
+import { applyFlagOption, DEFAULT_MOUNT_FLAGS, type MountFlags } from './flags';
 
 export { DEFAULT_TIMEOUT } from './spec';
 
@@ -86,18 +87,24 @@ function parseUint(name: string, value: string): number {
   return n;
 }
 
-/** `uidmapping=INSIDE:HOST:COUNT[:INSIDE:HOST:COUNT...]` (fuse-overlayfs syntax). */
+/**
+ * `uidmapping=DISK:SHOWN:COUNT[:DISK:SHOWN:COUNT...]`, as fuse-overlayfs reads it: ids
+ * [DISK, DISK+COUNT) stored in the layers appear as [SHOWN, SHOWN+COUNT) through the mount
+ * (`0:100000:65536` shows a layer's root-owned files as owned by 100000).
+ * containers-storage sends the list with a leading ':' (`:0:100000:65536`).
+ */
 export function parseIdMapping(name: string, value: string): IdMapRange[] {
-  const parts = value.split(':');
+  const parts = (value.startsWith(':') ? value.slice(1) : value).split(':');
   if (parts.length === 0 || parts.length % 3 !== 0) {
-    throw optionError(`option ${name} needs INSIDE:HOST:COUNT triples, got "${value}"`);
+    throw optionError(`option ${name} needs DISK:SHOWN:COUNT triples, got "${value}"`);
   }
   const ranges: IdMapRange[] = [];
   for (let i = 0; i < parts.length; i += 3) {
-    const inside = parseUint(name, parts[i]);
-    const host = parseUint(name, parts[i + 1]);
+    const host = parseUint(name, parts[i]);
+    const inside = parseUint(name, parts[i + 1]);
     const count = parseUint(name, parts[i + 2]);
     if (count === 0) throw optionError(`option ${name} has a range of length 0`);
+    if (host + count > 0x100000000 || inside + count > 0x100000000) throw optionError(`option ${name} has a range past the largest id: ${value}`);
     ranges.push({ inside, host, count });
   }
   return ranges;
@@ -105,8 +112,7 @@ export function parseIdMapping(name: string, value: string): IdMapRange[] {
 
 /** Options accepted for compatibility with mount(8)/fuse-overlayfs that change nothing here. */
 const NO_EFFECT = new Set([
-  'rw', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'atime', 'noatime', 'relatime',
-  'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
+  'rw', 'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
   'static_nlink', 'userxattr', 'redirect_dir', 'index', 'metacopy', 'xino', 'context',
   'fscontext', 'defcontext', 'rootcontext', 'fsync', 'auto_unmount', 'noauto', 'auto', 'user',
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
@@ -116,6 +122,7 @@ const NO_EFFECT = new Set([
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
   'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'ignored' | 'server'> & {
+  flags: MountFlags;
   lowerdir?: string;
   timeout?: number;
   seen: Set<string>;
@@ -176,6 +183,7 @@ function applyOption(acc: Accum, opt: string): void {
       acc.ignored.push(opt);
       return;
     default:
+      if (value === undefined && applyFlagOption(acc.flags, name)) return;
       if (NO_EFFECT.has(name)) {
         acc.ignored.push(opt);
         return;
@@ -185,7 +193,7 @@ function applyOption(acc: Accum, opt: string): void {
 }
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -229,6 +237,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     passthrough: acc.passthrough,
     acl: acc.acl,
     metacopy: acc.metacopy,
+    flags: acc.flags,
   });
   return {
     kind: 'mount',
