@@ -35,6 +35,11 @@ export interface MountOptions {
   acl: boolean;
   /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
   metacopy: boolean;
+  /**
+   * the kernel's writeback cache on the daemon data path (off by default: a write the
+   * upper filesystem cannot take must fail in write(), see README "Decisions")
+   */
+  writeback: 'on' | 'off';
   /** options recognised and deliberately without effect here (reported with -d) */
   ignored: string[];
   /** mount through the `stratafs daemon` listening on this socket */
@@ -128,7 +133,7 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'ignored' | 'server'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'ignored' | 'server'> & {
   lowerdir?: string;
   timeout?: number;
   seen: Set<string>;
@@ -182,6 +187,13 @@ function applyOption(acc: Accum, opt: string): void {
       acc.metacopy = v === 'on';
       return;
     }
+    case 'writeback': {
+      once();
+      const v = needValue();
+      if (v !== 'on' && v !== 'off') throw optionError(`option writeback takes on or off, got "${v}"`);
+      acc.writeback = v;
+      return;
+    }
     case 'xattr_permissions':
       if (value !== undefined && value !== '0') {
         throw optionError(`option xattr_permissions=${value} is not supported (stratafs stores real owners and modes)`);
@@ -221,6 +233,8 @@ options (comma separated, -o may repeat):
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
   metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
+  writeback=on|off    kernel writeback cache without passthrough (default off: a full
+                      upper then fails in write(); on loses such writes after close)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
@@ -230,7 +244,7 @@ flags:
 unmount with: fusermount3 -u MOUNTPOINT  (or umount MOUNTPOINT)`;
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, writeback: 'off', ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -279,6 +293,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
       passthrough: acc.passthrough,
       acl: acc.acl,
       metacopy: acc.metacopy,
+      writeback: acc.writeback,
       ignored: acc.ignored,
       server: acc.server === undefined ? undefined : abs(acc.server),
     },

@@ -53,6 +53,7 @@ export function specOf(o: MountOptions): MountSpec {
     passthrough: o.passthrough,
     acl: o.acl,
     metacopy: o.metacopy,
+    writeback: o.writeback,
   };
 }
 

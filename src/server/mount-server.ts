@@ -31,12 +31,12 @@ const log = createDebug('stratafs:server');
 /**
  * What one mount is made of: the subset of the CLI's options that shapes a mount (the
  * graph-driver plugin and the daemon's socket protocol build it without a command line;
- * `metacopy` may be left out, meaning off).
+ * `metacopy` and `writeback` may be left out, meaning off).
  */
 export type MountSpec = Pick<MountOptions,
   'lowerdirs' | 'upperdir' | 'workdir' | 'mountpoint' | 'readOnly' | 'volatile' | 'uidMap' |
   'gidMap' | 'squashToUid' | 'squashToGid' | 'timeout' | 'passthrough' | 'acl'> &
-  Partial<Pick<MountOptions, 'metacopy'>>;
+  Partial<Pick<MountOptions, 'metacopy' | 'writeback'>>;
 
 /** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
 export interface ServedMount {
@@ -158,6 +158,7 @@ export class MountServer {
       fs: overlay,
       readers: this.readers,
       passthrough: spec.passthrough,
+      writeback: spec.writeback ?? 'off',
       isRoot: dev.privileged,
       attrTimeout: spec.timeout,
       acl: spec.acl,

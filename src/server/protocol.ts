@@ -61,6 +61,7 @@ export function parseSpec(v: unknown): MountSpec {
   const timeout = s.timeout;
   if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) throw bad('timeout must be a number of seconds');
   if (s.passthrough !== 'auto' && s.passthrough !== 'off') throw bad('passthrough must be auto or off');
+  if (s.writeback !== undefined && s.writeback !== 'on' && s.writeback !== 'off') throw bad('writeback must be on or off');
   return {
     lowerdirs: s.lowerdirs as string[],
     upperdir: s.upperdir as string | undefined,
@@ -76,6 +77,7 @@ export function parseSpec(v: unknown): MountSpec {
     passthrough: s.passthrough,
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
+    writeback: s.writeback === 'on' ? 'on' : 'off',
   };
 }
 
