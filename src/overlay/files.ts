@@ -23,8 +23,14 @@ import { openDirAt, procFdPath } from './layers';
 import type { FileHandle, State } from './state';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
-/** flags that only make sense to the kernel's own open, not to ours */
-const STRIPPED = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY;
+/**
+ * Flags that only make sense to the kernel's own open, not to ours. O_DIRECT too: the
+ * kernel already keeps the caller's O_DIRECT I/O out of the mount's page cache and sends
+ * it to us as READ/WRITE requests, which we serve from Node buffers that are not
+ * aligned as O_DIRECT demands (EINVAL); what reaches the layer file goes through its
+ * page cache, as any buffered I/O of the daemon does (README "Decisions").
+ */
+const STRIPPED = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY | fsc.O_DIRECT;
 
 /** The flags to open the real file with, for the open(2) flags the caller used. */
 export function openFlagsFor(st: State, flags: number): number {
@@ -56,7 +62,19 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
     // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
     : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), openFlagsFor(st, flags) & ~C.O_NOFOLLOW, 0);
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData });
-  return { fh, backingFd: fd, keepCache: lowerData };
+  return fileOpenResult(st, fh, fd, flags, lowerData);
+}
+
+/**
+ * What an OPEN or CREATE of a file answers. With passthrough the kernel would do the I/O
+ * on our fd, which is opened without O_DIRECT (and shared with the node's other
+ * passthrough opens): an O_DIRECT open is served by the daemon instead, with DIRECT_IO so
+ * that it keeps out of the page cache and does not count as a cached open (which would
+ * end passthrough for the node).
+ */
+export function fileOpenResult(st: State, fh: number, fd: number, flags: number, keepCache: boolean): OpenResult {
+  if (st.passthrough && (flags & fsc.O_DIRECT) !== 0) return { fh, directIo: true };
+  return { fh, backingFd: fd, keepCache };
 }
 
 export function fileHandle(st: State, fh: number): FileHandle {
