@@ -4,8 +4,9 @@
  * - Opening a lower file read-only copies nothing: the handle reads the lower file
  *   (keepCache, it cannot change). Opening for write, or with O_TRUNC, copies up first
  *   (without data for O_TRUNC) and the handle is on the upper file.
- * - Every handle owns one fd, also offered as OpenResult.backingFd: the bridge decides
- *   whether to register it for passthrough. release closes it.
+ * - Every handle has one fd, also offered as OpenResult.backingFd: the bridge decides
+ *   whether to register it for passthrough. Read-only handles of a node share one fd
+ *   (handle-fds.ts: an fd storm must not fill the daemon's table); release gives it back.
  * - read/write go through the addon's worker-thread pread/pwrite.
  * - A handle opened on a lower file before someone else copied the file up keeps
  *   reading the lower version (as kernel overlayfs did before 4.19).
@@ -16,6 +17,7 @@ import { E, fail } from '../errors';
 import { C, native } from '../native';
 import type { Ctx, DirEntryOut, OpenResult } from './api';
 import { copyUp } from './copyup';
+import { acquireFd, releaseFd } from './handle-fds';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
@@ -55,13 +57,16 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
   }
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
-  const loc = lowerData ? st.locateLower(node) : st.locate(node);
-  const fd =
-    loc.name !== '' ? native.openat(loc.dirfd, loc.name, openFlagsFor(st, flags), 0)
-    : node.isRoot ? native.openat(loc.dirfd, '.', openFlagsFor(st, flags), 0)
-    // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
-    : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), openFlagsFor(st, flags) & ~C.O_NOFOLLOW, 0);
-  const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData });
+  const real = openFlagsFor(st, flags);
+  const shareKey = isWriteOpen(flags) ? undefined : `${node.id}:${lowerData ? 'lower' : 'upper'}:${real}`;
+  const fd = acquireFd(st, shareKey ?? null, () => {
+    const loc = lowerData ? st.locateLower(node) : st.locate(node);
+    return loc.name !== '' ? native.openat(loc.dirfd, loc.name, real, 0)
+      : node.isRoot ? native.openat(loc.dirfd, '.', real, 0)
+      // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
+      : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), real & ~C.O_NOFOLLOW, 0);
+  });
+  const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData, shareKey });
   return fileOpenResult(st, fh, fd, flags, lowerData);
 }
 
@@ -98,7 +103,7 @@ export function fsync(st: State, fh: number, datasync: boolean): Promise<void> {
 
 export function release(st: State, fh: number): void {
   const h = st.dropHandle(fh);
-  if (h && h.kind === 'file') native.close(h.fd);
+  if (h && h.kind === 'file') releaseFd(st, h.fd, h.shareKey);
 }
 
 export function fallocate(st: State, fh: number, mode: number, offset: number, length: number): void {
