@@ -17,7 +17,8 @@
         "src/fuse_poller.c",
         "src/fusermount.c",
         "src/mount.c",
-        "src/process.c"
+        "src/process.c",
+        "src/peercred.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"],

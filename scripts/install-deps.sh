@@ -8,7 +8,10 @@
 #                          chroot test's rootfs),
 #                          podman, buildah, runc, uidmap, debootstrap (the Debian rootfs
 #                          of the dpkg test), docker.io, fuse-overlayfs and fio (the
-#                          container tests, the benchmarks and their smoke test).
+#                          container tests, the benchmarks and their smoke test);
+#                          then containerd 1.7 and Docker 26 from Debian trixie, unpacked
+#                          into a private prefix (scripts/trixie-clients.sh) for the
+#                          snapshotter tests.
 set -euo pipefail
 
 need=()
@@ -26,7 +29,12 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
 command -v fio >/dev/null 2>&1 || need+=(fio)
 fi
-[ ${#need[@]} -eq 0 ] && exit 0
+trixie_clients() {
+  if [ "${1:-all}" != core ] && [ "$(id -u)" -eq 0 ]; then
+    bash "$(dirname "$0")/trixie-clients.sh" >/dev/null
+  fi
+}
+if [ ${#need[@]} -eq 0 ]; then trixie_clients "${1:-all}"; exit 0; fi
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "stratafs: missing packages: ${need[*]} (install them as root with apt-get)" >&2
@@ -35,3 +43,4 @@ fi
 echo "stratafs: installing ${need[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+trixie_clients "${1:-all}"

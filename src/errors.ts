@@ -55,7 +55,12 @@ export type StratafsErrorCode =
   | 'STRATAFS_ERR_ADDON'
   | 'STRATAFS_ERR_PLUGIN'
   | 'STRATAFS_ERR_TAR'
-  | 'STRATAFS_ERR_SERVER';
+  | 'STRATAFS_ERR_SERVER'
+  // containerd snapshotter requests, one per gRPC status containerd tells apart
+  | 'STRATAFS_ERR_SNAPSHOT_NOT_FOUND'
+  | 'STRATAFS_ERR_SNAPSHOT_EXISTS'
+  | 'STRATAFS_ERR_SNAPSHOT_STATE'
+  | 'STRATAFS_ERR_SNAPSHOT_ARGUMENT';
 
 export class StratafsError extends Error {
   readonly code: StratafsErrorCode;

@@ -2,6 +2,7 @@
  * Command line of the benchmark program (`npm run bench -- [OPTIONS]`).
  */
 import * as path from 'node:path';
+import { DEFAULT_ROOTFS_TAR } from './rootfs';
 
 export const TARGET_NAMES = ['native', 'kernel', 'fuse-overlayfs', 'stratafs'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
@@ -38,6 +39,8 @@ export interface BenchOptions {
   out: string;
   /** directory archived once and extracted by the untar workload */
   untarSource: string;
+  /** rootfs tarball split into the lowers of fresh-walk */
+  rootfs: string;
   /** seconds a single workload command may take before it is killed */
   timeoutSec: number;
   help: boolean;
@@ -58,6 +61,8 @@ export const USAGE = `usage: npm run bench -- [OPTIONS]
   --cache=DIR        where datasets are built once and kept (default SCRATCH/cache)
   --keep             keep the scratch directory
   --out=DIR          results directory (default benchmarks/results)
+  --rootfs=TAR       rootfs tarball walked by fresh-walk (default: the Debian minbase tarball
+                     the container tests make once, ${DEFAULT_ROOTFS_TAR})
   --untar-source=DIR directory archived for the untar workload (default /usr/include)
   --timeout=S        seconds before one workload command is killed (default 600)`;
 
@@ -90,6 +95,7 @@ export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
     keep: false,
     out: path.join(repoRoot, 'benchmarks', 'results'),
     untarSource: '/usr/include',
+    rootfs: DEFAULT_ROOTFS_TAR,
     timeoutSec: 600,
     help: false,
   };
@@ -124,6 +130,7 @@ export function parseOptions(argv: string[], repoRoot: string): BenchOptions {
       case 'scratch': o.scratch = path.resolve(v); break;
       case 'out': o.out = path.resolve(v); break;
       case 'untar-source': o.untarSource = path.resolve(v); break;
+      case 'rootfs': o.rootfs = path.resolve(v); break;
       case 'targets': targets = list(v); break;
       default:
         throw new Error(`unknown option --${name}`);

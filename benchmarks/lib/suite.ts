@@ -11,8 +11,9 @@ import type { BenchOptions, TargetName } from './options';
 import { canDropCaches, describeFailure, dropCachesScript, mountsUnder, ok, sh } from './proc';
 import type { RunResult, Sample, WorkloadResult } from './results';
 import { isInterrupted, withScratch } from './scratch';
+import { rootfsLayers } from './rootfs';
 import { makeTargets, type RunDirs, type Target } from './targets';
-import { WORKLOADS, type Workload } from './workloads';
+import { WORKLOADS, type OwnMounts, type Workload, type WorkloadContext } from './workloads';
 
 let runSeq = 0;
 
@@ -30,17 +31,19 @@ async function step(what: string, script: string, env: Record<string, string>, o
 }
 
 /** One workload on one target on a fresh mount: the timed command and its check. */
-async function runOne(t: Target, w: Workload, rep: number, ds: Dataset, o: BenchOptions): Promise<Sample> {
+async function runOne(t: Target, w: Workload, rep: number, ds: Dataset, o: BenchOptions, rootfs?: string[]): Promise<Sample> {
   const sample: Sample = { rep };
   const dirs = runDirs(ds.root, t.name, w);
-  const ctx = { ds, target: t.name };
+  const ctx: WorkloadContext = { ds, target: t.name, own: ownMounts(t, dirs, rootfs) };
   const env = { MNT: t.root(ds, dirs) };
   let mounted = false;
   try {
-    const m0 = process.hrtime.bigint();
-    await t.mount(ds, dirs);
-    mounted = true;
-    sample.mountSeconds = Number(process.hrtime.bigint() - m0) / 1e9;
+    if (!w.ownMounts) {
+      const m0 = process.hrtime.bigint();
+      await t.mount(ds, dirs);
+      mounted = true;
+      sample.mountSeconds = Number(process.hrtime.bigint() - m0) / 1e9;
+    }
     const prepare = w.prepare?.(ctx);
     if (prepare) await step('prepare', prepare, env, o);
     // dirty data of earlier steps must not be written back during the timed command
@@ -69,6 +72,15 @@ async function runOne(t: Target, w: Workload, rep: number, ds: Dataset, o: Bench
   return sample;
 }
 
+/** what a workload that mounts by itself needs of the target; undefined for native */
+function ownMounts(t: Target, dirs: RunDirs, rootfs?: string[]): OwnMounts | undefined {
+  const { mountShell, unmountShell } = t;
+  if (!mountShell || !unmountShell) return undefined;
+  const dir = path.join(dirs.base, 'own');
+  fs.mkdirSync(dir, { recursive: true });
+  return { dir, rootfs, mount: mountShell, unmount: unmountShell };
+}
+
 function rotate<T>(xs: T[], by: number): T[] {
   const k = xs.length === 0 ? 0 : by % xs.length;
   return [...xs.slice(k), ...xs.slice(0, k)];
@@ -84,7 +96,9 @@ async function chooseWorkloads(o: BenchOptions, skipped: Record<string, string>)
   const out: Workload[] = [];
   for (const w of chosen) {
     if (w.requires && !(await onPath(w.requires))) skipped[w.name] = `${w.requires} is not installed`;
-    else out.push(w);
+    else if (w.rootfs && !fs.existsSync(o.rootfs)) {
+      skipped[w.name] = `no rootfs tarball at ${o.rootfs} (the container tests make it; or --rootfs=TAR)`;
+    } else out.push(w);
   }
   return out;
 }
@@ -122,6 +136,7 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
   await withScratch(o, log, async (scratch) => {
     const ds = await buildDataset(scratch, o, log);
     result.dataset = { files: ds.files, bigMib: o.bigMib, fioMib: ds.fioSize / 2 ** 20 };
+    const rootfs = workloads.some((w) => w.rootfs) ? await rootfsLayers(o.cache, o.rootfs, log) : undefined;
     for (let rep = 0; rep < o.reps && !isInterrupted(); rep++) {
       for (const [wi, w] of workloads.entries()) {
         if (isInterrupted()) break;
@@ -129,7 +144,8 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
         const outputs = new Map<string, TargetName[]>();
         for (const t of rotate(targets, rep + wi)) {
           if (isInterrupted()) break;
-          const s = await runOne(t, w, rep, ds, o);
+          if (w.ownMounts && !t.mountShell) continue;
+          const s = await runOne(t, w, rep, ds, o, rootfs);
           (wr.samples[t.name] ??= []).push(s);
           const shown = s.error ? `ERROR ${s.error}` : `${(s.seconds as number).toFixed(3)} s`;
           log(`rep ${rep + 1}/${o.reps}  ${w.name.padEnd(14)} ${t.name.padEnd(15)} ${shown}${s.notes ? `  [${s.notes.join('; ')}]` : ''}`);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Dataset } from './dataset';
 import type { TargetName } from './options';
-import { describeFailure, mountAt, ok, processesNaming, run, sleep, type ChildResult } from './proc';
+import { describeFailure, mountAt, ok, processesNaming, q, run, sleep, type ChildResult } from './proc';
 
 export interface RunDirs {
   base: string;
@@ -23,10 +23,19 @@ export interface Target {
   root(ds: Dataset, dirs: RunDirs): string;
   mount(ds: Dataset, dirs: RunDirs): Promise<void>;
   unmount(dirs: RunDirs): Promise<string[]>;
+  /**
+   * Shell text that mounts LOWERS (top first) with UPPER and WORK at MNT and returns once
+   * the mount is ready, for workloads that time mounting itself (absent for native).
+   */
+  mountShell?(lowers: string[], upper: string, work: string, mnt: string): string;
+  /** shell text that unmounts MNT */
+  unmountShell?(mnt: string): string;
 }
 
+const optionsOf = (lowers: string[], upper: string, work: string): string => `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work}`;
+
 function overlayOptions(ds: Dataset, dirs: RunDirs): string {
-  return `lowerdir=${ds.lowers.join(':')},upperdir=${dirs.upper},workdir=${dirs.work}`;
+  return optionsOf(ds.lowers, dirs.upper, dirs.work);
 }
 
 async function mountWith(what: string, p: Promise<ChildResult>, mnt: string): Promise<void> {
@@ -118,6 +127,8 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
       mount: (ds, dirs) =>
         mountWith('mount -t overlay', run('mount', ['-t', 'overlay', 'overlay', '-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
       unmount: (dirs) => unmountKernel(dirs.mnt),
+      mountShell: (lowers, upper, work, mnt) => `mount -t overlay overlay -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
+      unmountShell: (mnt) => `umount ${q(mnt)}`,
     },
     'fuse-overlayfs': {
       name: 'fuse-overlayfs',
@@ -126,6 +137,8 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
       mount: (ds, dirs) =>
         mountWith('fuse-overlayfs', run('fuse-overlayfs', ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),
+      mountShell: (lowers, upper, work, mnt) => `fuse-overlayfs -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
+      unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
     },
     stratafs: {
       name: 'stratafs',
@@ -135,6 +148,8 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
       mount: (ds, dirs) =>
         mountWith('stratafs', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),
+      mountShell: (lowers, upper, work, mnt) => `${q(cli)} -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
+      unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
     },
   };
 }

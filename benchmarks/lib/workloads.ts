@@ -12,6 +12,20 @@ import { q } from './proc';
 export interface WorkloadContext {
   ds: Dataset;
   target: TargetName;
+  /** for `ownMounts` workloads: this run's scratch dir and the target's mount commands */
+  own?: OwnMounts;
+}
+
+/** What a workload that mounts by itself gets (see `ownMounts`). */
+export interface OwnMounts {
+  /** a fresh directory of this run, removed afterwards */
+  dir: string;
+  /** the lowers of the split Debian rootfs (top first); set for `rootfs` workloads */
+  rootfs?: string[];
+  /** shell text: mount LOWERS (top first) at MNT with UPPER and WORK; returns once ready */
+  mount(lowers: string[], upper: string, work: string, mnt: string): string;
+  /** shell text: unmount MNT */
+  unmount(mnt: string): string;
 }
 
 export interface Workload {
@@ -23,6 +37,13 @@ export interface Workload {
   diagnostic?: boolean;
   /** a program the workload needs; without it the workload is skipped */
   requires?: string;
+  /**
+   * the command mounts (and unmounts) by itself, through `own`, and so times start-up:
+   * the target is not mounted for it, and targets without mount commands (native) skip it
+   */
+  ownMounts?: boolean;
+  /** needs the split Debian rootfs (`--rootfs`); skipped with a note when there is none */
+  rootfs?: boolean;
   /** untimed, before the (optional) cache drop */
   prepare?(c: WorkloadContext): string | undefined;
   command(c: WorkloadContext): string;
@@ -50,6 +71,24 @@ function restoreNative(ds: Dataset, rel: string[]): string {
 }
 
 const nativeOnly = (c: WorkloadContext, script: string): string | undefined => (c.target === 'native' ? script : undefined);
+
+/** mount-cycle: mounts per run (the table shows the time of all of them) */
+export const MOUNT_CYCLES = 20;
+
+const ownOf = (c: WorkloadContext): OwnMounts => c.own ?? (() => { throw new Error(`target ${c.target} cannot mount by itself`); })();
+
+/** the upper, work and mount dirs of one own mount under DIR */
+function ownDirs(dir: string, name: string): { upper: string; work: string; mnt: string; make: string } {
+  const [upper, work, mnt] = ['upper', 'work', 'mnt'].map((d) => path.join(dir, name, d)) as [string, string, string];
+  return { upper, work, mnt, make: `mkdir -p ${q(upper)} ${q(work)} ${q(mnt)}` };
+}
+
+/** shell text unmounting what is still mounted of MNTS (after a failure) */
+function unmountLeft(o: OwnMounts, mnts: string[]): string {
+  return mnts.map((m) => `if mountpoint -q ${q(m)}; then ${o.unmount(m)}; fi`).join('\n');
+}
+
+const cycleDirs = (o: OwnMounts) => Array.from({ length: MOUNT_CYCLES }, (_, i) => ownDirs(o.dir, `cycle${i}`));
 
 export const WORKLOADS: Workload[] = [
   {
@@ -148,6 +187,34 @@ export const WORKLOADS: Workload[] = [
       ].join(' '),
     check: () => 'cksum < "$MNT/fio.bin"',
     cleanup: (c) => nativeOnly(c, `cp -a ${q(path.join(c.ds.lowers[1], 'fio.bin'))} ${q(path.join(c.ds.native, 'fio.bin'))}`),
+  },
+  {
+    name: 'mount-cycle',
+    description: `${MOUNT_CYCLES} × (mount over the 3 lowers, ls of the root, unmount): a mount's time to ready, start-up included`,
+    cold: false,
+    ownMounts: true,
+    prepare: (c) => cycleDirs(ownOf(c)).map((d) => d.make).join('\n'),
+    command: (c) => {
+      const o = ownOf(c);
+      return cycleDirs(o)
+        .map((d) => `${o.mount(c.ds.lowers, d.upper, d.work, d.mnt)} && ls ${q(d.mnt)} > /dev/null && ${o.unmount(d.mnt)} || exit 1`)
+        .join('\n');
+    },
+    cleanup: (c) => unmountLeft(ownOf(c), cycleDirs(ownOf(c)).map((d) => d.mnt)),
+  },
+  {
+    name: 'fresh-walk',
+    description: 'mount the Debian minbase rootfs split into 3 lowers, then find over it, caches dropped first: start-up and a cold walk',
+    cold: true,
+    ownMounts: true,
+    rootfs: true,
+    prepare: (c) => ownDirs(ownOf(c).dir, 'walk').make,
+    command: (c) => {
+      const o = ownOf(c);
+      const d = ownDirs(o.dir, 'walk');
+      return `${o.mount(o.rootfs ?? [], d.upper, d.work, d.mnt)} && cd ${q(d.mnt)} && find . | wc -l`;
+    },
+    cleanup: (c) => unmountLeft(ownOf(c), [ownDirs(ownOf(c).dir, 'walk').mnt]),
   },
   {
     name: 'lookup-miss',

@@ -16,7 +16,7 @@ const char *const key_names[K_COUNT] = {
   [K_CTIME_SEC] = "ctimeSec", [K_CTIME_NSEC] = "ctimeNsec",
   [K_BSIZE] = "bsize", [K_FRSIZE] = "frsize", [K_BFREE] = "bfree", [K_BAVAIL] = "bavail",
   [K_FILES] = "files", [K_FFREE] = "ffree", [K_NAMEMAX] = "namemax",
-  [K_NAME] = "name", [K_TYPE] = "type", [K_FD] = "fd", [K_BUF] = "buf",
+  [K_NAME] = "name", [K_TYPE] = "type", [K_FD] = "fd", [K_BUF] = "buf", [K_PID] = "pid",
 };
 
 bool set_key(napi_env env, napi_value obj, enum key_id id, napi_value value) {
@@ -58,7 +58,7 @@ static napi_value init(napi_env env, napi_value exports) {
     register_constants, register_fsops,      register_stat,       register_xattr,
     register_io,        register_copydata,   register_fuse_dev,   register_fuse_reader,
     register_fuse_poller,
-    register_fusermount, register_mount,     register_process,
+    register_fusermount, register_mount,     register_process,    register_peercred,
   };
   for (size_t i = 0; i < COUNT_OF(modules); i++) {
     if (!modules[i](env, exports)) return NULL;

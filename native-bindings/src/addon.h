@@ -47,8 +47,10 @@ void report_pending_exception(napi_env env);
 bool arg_i32(napi_env env, napi_value v, const char *what, int32_t *out);
 bool arg_u32(napi_env env, napi_value v, const char *what, uint32_t *out);
 bool arg_i64(napi_env env, napi_value v, const char *what, int64_t *out);
-/* a non-negative integer that fits in a double exactly */
+/* a non-negative Int64 (src/int64.ts): a safe integer number or a bigint up to 2^64-1 */
 bool arg_size(napi_env env, napi_value v, const char *what, uint64_t *out);
+/* a signed Int64 (an offset that may be negative): a safe integer number or a bigint */
+bool arg_off(napi_env env, napi_value v, const char *what, int64_t *out);
 bool arg_bool(napi_env env, napi_value v, const char *what, bool *out);
 /* a file descriptor (or AT_FDCWD); a bad one is left for the kernel to refuse (EBADF) */
 bool arg_fd(napi_env env, napi_value v, const char *what, int *out);
@@ -69,6 +71,8 @@ napi_value js_undefined(napi_env env);
 napi_value js_i32(napi_env env, int32_t v);
 napi_value js_u32(napi_env env, uint32_t v);
 napi_value js_i64(napi_env env, int64_t v);
+/* an exact Int64 (src/int64.ts): a number when it is a safe integer, else a bigint */
+napi_value js_int64(napi_env env, int64_t v);
 napi_value js_bigint_u64(napi_env env, uint64_t v);
 napi_value js_bytes(napi_env env, const char *s, size_t len);
 
@@ -80,7 +84,7 @@ enum key_id {
   K_RDEV_MINOR, K_SIZE, K_BLOCKS, K_BLKSIZE, K_ATIME_SEC, K_ATIME_NSEC, K_MTIME_SEC,
   K_MTIME_NSEC, K_CTIME_SEC, K_CTIME_NSEC,
   K_BSIZE, K_FRSIZE, K_BFREE, K_BAVAIL, K_FILES, K_FFREE, K_NAMEMAX,
-  K_NAME, K_TYPE, K_FD, K_BUF,
+  K_NAME, K_TYPE, K_FD, K_BUF, K_PID,
   K_COUNT
 };
 
@@ -113,5 +117,6 @@ bool register_fuse_poller(napi_env env, napi_value exports);
 bool register_fusermount(napi_env env, napi_value exports);
 bool register_mount(napi_env env, napi_value exports);
 bool register_process(napi_env env, napi_value exports);
+bool register_peercred(napi_env env, napi_value exports);
 
 #endif

@@ -46,7 +46,7 @@ static napi_value sync_rw(napi_env env, napi_callback_info info, bool write) {
   }
   ssize_t n = rw_full(fd, data, len, (off_t)off, write);
   if (n < 0) return throw_errno(env, errno, write ? "pwrite" : "pread", NULL);
-  return js_i64(env, n);
+  return js_int64(env, n);
 }
 
 static napi_value b_pread(napi_env env, napi_callback_info info) { return sync_rw(env, info, false); }
@@ -143,7 +143,7 @@ static void pwrite_run(struct job *j) {
 }
 
 static napi_value pwrite_result(napi_env env, struct job *j) {
-  return js_i64(env, ((struct rw_job *)j)->done);
+  return js_int64(env, ((struct rw_job *)j)->done);
 }
 
 static napi_value b_pwrite_async(napi_env env, napi_callback_info info) {
@@ -195,13 +195,13 @@ static napi_value b_lseek(napi_env env, napi_callback_info info) {
   int fd;
   int32_t whence;
   int64_t off;
-  if (!arg_fd(env, argv[0], "fd", &fd) || !arg_i64(env, argv[1], "offset", &off) ||
+  if (!arg_fd(env, argv[0], "fd", &fd) || !arg_off(env, argv[1], "offset", &off) ||
       !arg_i32(env, argv[2], "whence", &whence)) {
     return NULL;
   }
   off_t r = lseek(fd, (off_t)off, whence);
   if (r < 0) return throw_errno(env, errno, "lseek", NULL);
-  return js_i64(env, r);
+  return js_int64(env, r);
 }
 
 /* copyFileRange(fdIn, offIn, fdOut, offOut, length) -> bytes copied (one call) */
@@ -220,7 +220,7 @@ static napi_value b_copy_file_range(napi_env env, napi_callback_info info) {
     n = copy_file_range(fd_in, &in, fd_out, &out, (size_t)len, 0);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return throw_errno(env, errno, "copy_file_range", NULL);
-  return js_i64(env, n);
+  return js_int64(env, n);
 }
 
 /* copyFileRangeAsync(...): the same on the thread pool (a large range takes long) */
@@ -241,7 +241,7 @@ static void cfr_run(struct job *j) {
 }
 
 static napi_value cfr_result(napi_env env, struct job *j) {
-  return js_i64(env, ((struct cfr_job *)j)->done);
+  return js_int64(env, ((struct cfr_job *)j)->done);
 }
 
 static void cfr_cleanup(napi_env env, struct job *j) {

@@ -25,8 +25,8 @@ static napi_value stat_object(napi_env env, const struct statx *st) {
     js_bigint_u64(env, st->stx_ino), js_u32(env, st->stx_mode),
     js_u32(env, st->stx_nlink),      js_u32(env, st->stx_uid),
     js_u32(env, st->stx_gid),        js_u32(env, st->stx_rdev_major),
-    js_u32(env, st->stx_rdev_minor), js_i64(env, (int64_t)st->stx_size),
-    js_i64(env, (int64_t)st->stx_blocks), js_u32(env, st->stx_blksize),
+    js_u32(env, st->stx_rdev_minor), js_int64(env, (int64_t)st->stx_size),
+    js_int64(env, (int64_t)st->stx_blocks), js_u32(env, st->stx_blksize),
     js_i64(env, st->stx_atime.tv_sec), js_u32(env, st->stx_atime.tv_nsec),
     js_i64(env, st->stx_mtime.tv_sec), js_u32(env, st->stx_mtime.tv_nsec),
     js_i64(env, st->stx_ctime.tv_sec), js_u32(env, st->stx_ctime.tv_nsec),
@@ -71,9 +71,9 @@ static napi_value b_fstatfs(napi_env env, napi_callback_info info) {
   };
   const napi_value values[] = {
     js_i64(env, (int64_t)sf.f_bsize),  js_i64(env, (int64_t)sf.f_frsize),
-    js_i64(env, (int64_t)sf.f_blocks), js_i64(env, (int64_t)sf.f_bfree),
-    js_i64(env, (int64_t)sf.f_bavail), js_i64(env, (int64_t)sf.f_files),
-    js_i64(env, (int64_t)sf.f_ffree),  js_i64(env, (int64_t)sf.f_namelen),
+    js_int64(env, (int64_t)sf.f_blocks), js_int64(env, (int64_t)sf.f_bfree),
+    js_int64(env, (int64_t)sf.f_bavail), js_int64(env, (int64_t)sf.f_files),
+    js_int64(env, (int64_t)sf.f_ffree),  js_i64(env, (int64_t)sf.f_namelen),
   };
   return new_object(env, COUNT_OF(ids), ids, values);
 }

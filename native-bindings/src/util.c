@@ -88,13 +88,49 @@ bool arg_i64(napi_env env, napi_value v, const char *what, int64_t *out) {
   return true;
 }
 
+/*
+ * 64-bit file quantities arrive as an Int64 (src/int64.ts): a number that is a safe
+ * integer, or a bigint. A number outside the safe range was rounded somewhere: refuse
+ * it rather than pass a neighbouring value to the kernel.
+ */
+#define MAX_SAFE_INTEGER 9007199254740991.0
+
+static bool is_bigint(napi_env env, napi_value v) {
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) == napi_ok && t == napi_bigint;
+}
+
 bool arg_size(napi_env env, napi_value v, const char *what, uint64_t *out) {
+  if (is_bigint(env, v)) {
+    bool lossless = false;
+    if (napi_get_value_bigint_uint64(env, v, out, &lossless) != napi_ok || !lossless) {
+      return throw_type(env, what, "an integer in 0..2^64-1");
+    }
+    return true;
+  }
   double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > 9007199254740991.0 ||
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > MAX_SAFE_INTEGER ||
       d != floor(d)) {
-    return throw_type(env, what, "a non-negative integer");
+    return throw_type(env, what, "a non-negative safe integer or a bigint");
   }
   *out = (uint64_t)d;
+  return true;
+}
+
+bool arg_off(napi_env env, napi_value v, const char *what, int64_t *out) {
+  if (is_bigint(env, v)) {
+    bool lossless = false;
+    if (napi_get_value_bigint_int64(env, v, out, &lossless) != napi_ok || !lossless) {
+      return throw_type(env, what, "an integer in -2^63..2^63-1");
+    }
+    return true;
+  }
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(fabs(d) <= MAX_SAFE_INTEGER) ||
+      d != floor(d)) {
+    return throw_type(env, what, "a safe integer or a bigint");
+  }
+  *out = (int64_t)d;
   return true;
 }
 
@@ -194,6 +230,16 @@ napi_value js_u32(napi_env env, uint32_t i) {
 napi_value js_i64(napi_env env, int64_t i) {
   napi_value v = NULL;
   napi_create_int64(env, i, &v);
+  return v;
+}
+
+napi_value js_int64(napi_env env, int64_t i) {
+  napi_value v = NULL;
+  if (i <= (int64_t)MAX_SAFE_INTEGER && i >= -(int64_t)MAX_SAFE_INTEGER) {
+    napi_create_int64(env, i, &v);
+  } else {
+    napi_create_bigint_int64(env, i, &v);
+  }
   return v;
 }
 

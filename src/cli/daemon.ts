@@ -43,18 +43,21 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
     report.ready();
   });
   // SIGUSR2: one line of statistics on stderr (inode table size and heap, for leak hunting;
-  // after a full collection when node runs with --expose-gc)
+  // after a full collection when node runs with --expose-gc; the requests read so far by
+  // opcode, the request mix of a workload)
   const onStats = (): void => {
     (globalThis as { gc?: () => void }).gc?.();
     const mem = process.memoryUsage();
     const mib = (n: number): number => Math.round(n / 104857.6) / 10;
     process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: mounted.nodeCount(), rssMiB: mib(mem.rss),
       heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external),
-      arrayBuffersMiB: mib(mem.arrayBuffers) })}
+      arrayBuffersMiB: mib(mem.arrayBuffers), requests: mounted.requestCounts() })}
 `);
   };
   process.on('SIGUSR2', onStats);
   await mounted.ended;
+  // -d: the request mix of the whole mount, as fuse-overlayfs -d lets one count it
+  log('requests by opcode: %o', mounted.requestCounts());
   for (const sig of SIGNALS) process.off(sig, onSignal);
   process.off('SIGUSR2', onStats);
 }

@@ -4,8 +4,10 @@
 import createDebug from 'debug';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
+import type { SocketAccess, SocketLimits } from '../server/guarded-socket';
+import { LIMITS_USAGE, limitOption, uidOption } from './socket-options';
 
-export const GRAPHDRIVER_USAGE = `usage: stratafs graphdriver [--name NAME] [--socket PATH] [--home DIR] [-d]
+export const GRAPHDRIVER_USAGE = `usage: stratafs graphdriver [--name NAME] [--socket PATH] [--home DIR] [--allow-uid UID] [LIMITS] [-d]
 Serves Docker's graphdriver plugin protocol (dockerd 20.10 --experimental
 --storage-driver=NAME): layers live under the Home dockerd gives at Init, one
 directory per layer; every container's rootfs is a stratafs mount served by this
@@ -13,6 +15,9 @@ one process.
   --name NAME     plugin name; the socket is /run/docker/plugins/NAME.sock (default stratafs)
   --socket PATH   listen on PATH instead
   --home DIR      open this layer store at start (dockerd's Init sets it anyway)
+  --allow-uid UID also accept connections from this uid (root always may; every
+                  other peer is refused, checked with SO_PEERCRED on each connection)
+${LIMITS_USAGE}
   -d, --debug     log requests and mounts to stderr (DEBUG=stratafs:graphdriver:* also works)
   -h, --help      this text
 Stop it with SIGTERM or SIGINT: it unmounts its layers and removes the socket.`;
@@ -21,6 +26,8 @@ export interface GraphdriverArgs {
   socket: string;
   home?: string;
   debug: boolean;
+  access: SocketAccess;
+  limits: Partial<SocketLimits>;
 }
 
 const usage = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_USAGE', msg);
@@ -32,6 +39,8 @@ export function parseGraphdriverArgs(argv: string[]): GraphdriverArgs | 'help' {
   let socket: string | undefined;
   let home: string | undefined;
   let debug = false;
+  const access: SocketAccess = {};
+  const limits: Partial<SocketLimits> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -44,10 +53,11 @@ export function parseGraphdriverArgs(argv: string[]): GraphdriverArgs | 'help' {
     else if (a === '--name') name = value();
     else if (a === '--socket') socket = path.resolve(value());
     else if (a === '--home') home = path.resolve(value());
-    else throw usage(`unknown argument "${a}" (see stratafs graphdriver --help)`);
+    else if (a === '--allow-uid') access.allowUid = uidOption(value(), a, usage);
+    else if (!limitOption(a, value, limits)) throw usage(`unknown argument "${a}" (see stratafs graphdriver --help)`);
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw usage(`invalid plugin name "${name}"`);
-  return { socket: socket ?? path.join(PLUGIN_DIR, `${name}.sock`), home, debug };
+  return { socket: socket ?? path.join(PLUGIN_DIR, `${name}.sock`), home, debug, access, limits };
 }
 
 /** Runs the plugin until a signal ends it. Errors are thrown for main() to print. */
@@ -60,7 +70,7 @@ export async function runGraphdriver(argv: string[]): Promise<void> {
   if (process.getuid?.() !== 0) throw new StratafsError('STRATAFS_ERR_PLUGIN', 'stratafs graphdriver must run as root (it mounts and keeps overlay xattrs)');
   if (args.debug) createDebug.enable('stratafs:graphdriver*,stratafs:server');
   const { startPlugin } = await import('../graphdriver/plugin.js');
-  const plugin = await startPlugin({ socket: args.socket, home: args.home });
+  const plugin = await startPlugin({ socket: args.socket, home: args.home, access: args.access, limits: args.limits });
   process.stderr.write(`stratafs graphdriver: listening on ${args.socket}\n`);
   await new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {

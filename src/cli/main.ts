@@ -20,9 +20,10 @@ function oneLine(e: unknown): string {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv[0] === 'graphdriver' || argv[0] === 'daemon') {
+  if (argv[0] === 'graphdriver' || argv[0] === 'daemon' || argv[0] === 'snapshotter') {
     try {
       if (argv[0] === 'daemon') await (await import('./server.js')).runDaemon(argv.slice(1));
+      else if (argv[0] === 'snapshotter') await (await import('./snapshotter.js')).runSnapshotter(argv.slice(1));
       else await (await import('./graphdriver.js')).runGraphdriver(argv.slice(1));
     } catch (e) {
       process.stderr.write(`stratafs ${argv[0]}: ${oneLine(e)}\n`);

@@ -1,17 +1,21 @@
 /**
  * Putting a FUSE connection on a directory and taking it off again.
  *
- * As root: open /dev/fuse and call mount(2) with the fd in the data string (no
- * MS_NOSUID: setuid programs inside a container rootfs must work). Otherwise the
- * fusermount3 handshake hands us the device fd.
+ * With CAP_SYS_ADMIN (root, or uid 0 of a user namespace such as rootless podman's):
+ * open /dev/fuse and call mount(2) with the fd in the data string (no MS_NOSUID: setuid
+ * programs inside a container rootfs must work). Where mount(2) is refused (EPERM: a
+ * user namespace that does not own our mount namespace), and without the capability,
+ * the fusermount3 handshake hands us the device fd, as libfuse does.
  */
 import { execFile } from 'node:child_process';
-import { constants as fsc, readFileSync, realpathSync } from 'node:fs';
+import { accessSync, constants as fsc, readFileSync, realpathSync } from 'node:fs';
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
+import { privilege } from '../privilege';
 
 export const FS_NAME = 'stratafs';
 export const FS_TYPE = `fuse.${FS_NAME}`;
+const DEVICE = '/dev/fuse';
 
 export interface MountedDevice {
   devFd: number;
@@ -64,15 +68,42 @@ function mountedAt(dir: string): string | undefined {
   return found;
 }
 
-export function mountFuse(target: string, readOnly: boolean): MountedDevice {
-  const privileged = process.getuid?.() === 0;
+function viaFusermount(target: string, readOnly: boolean): MountedDevice {
+  // fusermount3 opens the device as the caller and only says why on its stderr
   try {
-    if (!privileged) {
-      const opts = [`fsname=${FS_NAME}`, `subtype=${FS_NAME}`, 'default_permissions', 'nodev'];
-      if (readOnly) opts.push('ro');
-      return { devFd: native.fusermount(target, opts.join(',')), privileged };
+    accessSync(DEVICE, fsc.R_OK | fsc.W_OK);
+  } catch (e) {
+    throw new StratafsError('STRATAFS_ERR_MOUNT', deviceError(e) ?? `${DEVICE}: ${(e as Error).message}`);
+  }
+  const opts = [`fsname=${FS_NAME}`, `subtype=${FS_NAME}`, 'default_permissions', 'nodev'];
+  if (readOnly) opts.push('ro');
+  return { devFd: native.fusermount(target, opts.join(',')), privileged: false };
+}
+
+/** /dev/fuse cannot be opened: say why in words a person can act on. */
+function deviceError(e: unknown): string | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== 'string') return undefined;
+  if (code === 'EACCES' || code === 'EPERM') {
+    return `${DEVICE} is not readable and writable by uid ${process.getuid?.() ?? '?'} (${code}); ` +
+      'mounting without root needs it at mode 0666, as distributions ship it';
+  }
+  if (code === 'ENOENT' || code === 'ENODEV' || code === 'ENXIO') {
+    return `${DEVICE} is missing (${code}); load the fuse module or give the container the device`;
+  }
+  return undefined;
+}
+
+export function mountFuse(target: string, readOnly: boolean): MountedDevice {
+  try {
+    if (!privilege().capSysAdmin) return viaFusermount(target, readOnly);
+    let devFd: number;
+    try {
+      devFd = native.fuseOpen();
+    } catch (e) {
+      const why = deviceError(e);
+      throw why === undefined ? e : new StratafsError('STRATAFS_ERR_MOUNT', why);
     }
-    const devFd = native.fuseOpen();
     // rootmode: the root's file type in octal, as the kernel parses it
     const ids = `user_id=${process.getuid?.() ?? 0},group_id=${process.getgid?.() ?? 0}`;
     const data = `fd=${devFd},rootmode=${fsc.S_IFDIR.toString(8)},${ids},allow_other,default_permissions`;
@@ -82,10 +113,13 @@ export function mountFuse(target: string, readOnly: boolean): MountedDevice {
       native.mount(FS_NAME, target, FS_TYPE, flags, data);
     } catch (e) {
       native.close(devFd);
+      // a user namespace that does not own this mount namespace: fusermount3 can
+      if (isNativeError(e) && e.code === 'EPERM' && !privilege().initialUserNs) return viaFusermount(target, readOnly);
       throw e;
     }
-    return { devFd, privileged };
+    return { devFd, privileged: true };
   } catch (e) {
+    if (e instanceof StratafsError) throw new StratafsError(e.code, `cannot mount on ${target}: ${e.message}`);
     throw new StratafsError('STRATAFS_ERR_MOUNT', `cannot mount on ${target}: ${(e as Error).message}`);
   }
 }

@@ -217,9 +217,10 @@ function applyOption(acc: Accum, opt: string): void {
  */
 export const DEFAULT_TIMEOUT = 86400;
 
-export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] MOUNTPOINT
+export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] [SOURCE] MOUNTPOINT
        stratafs --version | --help
        stratafs graphdriver --help | stratafs daemon --help   (Docker plugin, one process for many mounts)
+       stratafs snapshotter --help                          (containerd proxy snapshotter)
 options (comma separated, -o may repeat):
   lowerdir=A:B        read-only layers, top first (required)
   upperdir=U          writable layer; without it the mount is read-only
@@ -267,7 +268,9 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     } else positional.push(arg);
   }
   if (positional.length === 0) throw usageError('no mountpoint given (see stratafs --help)');
-  if (positional.length > 1) throw usageError(`one mountpoint expected, got ${positional.length}: ${positional.join(' ')}`);
+  // `SOURCE MOUNTPOINT` is how mount(8) and mount.fuse3 call a filesystem's program (the
+  // containerd snapshotter's fuse3.stratafs mounts): the source names nothing here
+  if (positional.length > 2) throw usageError(`one mountpoint expected (or SOURCE MOUNTPOINT), got ${positional.length}: ${positional.join(' ')}`);
   if (acc.lowerdir === undefined) throw optionError('lowerdir= is required');
   const lowerdirs = splitLayerList(acc.lowerdir);
   if (lowerdirs.some((l) => l === '')) throw optionError(`lowerdir has an empty entry: "${acc.lowerdir}"`);
@@ -280,7 +283,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
       lowerdirs: lowerdirs.map(abs),
       upperdir: acc.upperdir === undefined ? undefined : abs(acc.upperdir),
       workdir: acc.workdir === undefined ? undefined : abs(acc.workdir),
-      mountpoint: abs(positional[0]),
+      mountpoint: abs(positional[positional.length - 1]),
       foreground,
       debug,
       readOnly: acc.readOnly || acc.upperdir === undefined,

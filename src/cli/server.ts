@@ -6,20 +6,26 @@
 import createDebug from 'debug';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
+import type { SocketAccess, SocketLimits } from '../server/guarded-socket';
+import { LIMITS_USAGE, limitOption, uidOption } from './socket-options';
 
-export const DAEMON_USAGE = `usage: stratafs daemon --socket PATH [-d]
+export const DAEMON_USAGE = `usage: stratafs daemon --socket PATH [--allow-uid UID] [LIMITS] [-d]
        stratafs daemon --socket PATH --list | --unmount MOUNTPOINT
 Serves many stratafs mounts from one process. Mount through it with
   stratafs -o server=PATH,lowerdir=...,upperdir=...,workdir=... MOUNTPOINT
 (the command returns once the mount is ready; it fails with a clear error when no
 daemon listens on PATH). Unmount with umount / fusermount3 -u as usual.
-  --socket PATH   the unix socket (created mode 0600)
+  --socket PATH   the unix socket (mode 0600, never reachable by others even briefly)
+  --allow-uid UID also accept connections from this uid (root always may; every
+                  other peer is refused, checked with SO_PEERCRED on each connection)
+${LIMITS_USAGE}
   --list          print the mountpoints a running daemon serves
   --unmount MNT   ask a running daemon to unmount MNT
   -d, --debug     log to stderr
 Stop it with SIGTERM or SIGINT: it unmounts everything it serves.`;
 
-type Action = { kind: 'serve' | 'list'; socket: string; debug: boolean } | { kind: 'unmount'; socket: string; target: string };
+type Action = { kind: 'serve' | 'list'; socket: string; debug: boolean; access: SocketAccess; limits: Partial<SocketLimits> } |
+  { kind: 'unmount'; socket: string; target: string };
 
 const usage = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_USAGE', msg);
 
@@ -28,6 +34,8 @@ export function parseDaemonArgs(argv: string[]): Action | 'help' {
   let list = false;
   let target: string | undefined;
   let debug = false;
+  const access: SocketAccess = {};
+  const limits: Partial<SocketLimits> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -40,11 +48,12 @@ export function parseDaemonArgs(argv: string[]): Action | 'help' {
     else if (a === '--list') list = true;
     else if (a === '--unmount') target = path.resolve(value());
     else if (a === '-d' || a === '--debug') debug = true;
-    else throw usage(`unknown argument "${a}" (see stratafs daemon --help)`);
+    else if (a === '--allow-uid') access.allowUid = uidOption(value(), a, usage);
+    else if (!limitOption(a, value, limits)) throw usage(`unknown argument "${a}" (see stratafs daemon --help)`);
   }
   if (!socket) throw usage('stratafs daemon needs --socket PATH');
   if (target !== undefined) return { kind: 'unmount', socket, target };
-  return { kind: list ? 'list' : 'serve', socket, debug };
+  return { kind: list ? 'list' : 'serve', socket, debug, access, limits };
 }
 
 export async function runDaemon(argv: string[]): Promise<void> {
@@ -62,7 +71,7 @@ export async function runDaemon(argv: string[]): Promise<void> {
   }
   if (action.debug) createDebug.enable('stratafs:server*');
   process.chdir('/');
-  const server = await listenSocket(action.socket);
+  const server = await listenSocket(action.socket, { ...action.access, limits: action.limits });
   process.stderr.write(`stratafs daemon: listening on ${action.socket}\n`);
   await new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {

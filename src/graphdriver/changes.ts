@@ -16,6 +16,7 @@ import { native, C, isNativeError, type Stat } from '../native';
 import { bytes } from './beneath';
 import { hasMark, isWhiteout, markValue } from './marks';
 import { isDirStat, listMerged, resolveRedirect } from './merged';
+import { toSafeNumber } from '../int64';
 
 const fsc = fs.constants;
 
@@ -142,7 +143,7 @@ export function diffSize(diffDir: string): number {
       if (type === fsc.S_IFDIR) visit(path.join(dir, name));
       else if (type === fsc.S_IFREG && !(st.nlink > 1 && seen.has(st.ino))) {
         seen.add(st.ino);
-        size += st.size;
+        size += toSafeNumber(st.size, 'file size');
       }
     }
   };

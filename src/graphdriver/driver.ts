@@ -10,6 +10,7 @@
  * The driver reads and writes layer dirs directly, never through a merged dir it serves.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import createDebug from 'debug';
 import { MountServer } from '../server/mount-server';
@@ -25,10 +26,23 @@ export interface DriverOptions {
   /** progress of long ApplyDiff imports */
   onProgress?: (id: string, bytes: number, entries: number) => void;
   onImported?: (id: string, result: ImportResult) => void;
+  /** after each Init from dockerd, with the Home it set (to remember it across restarts) */
+  onInit?: (home: string) => void;
+}
+
+/** the real path of `p` if it exists, else `p` resolved */
+function canonical(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
 }
 
 export class Driver {
   private storeState: LayerStore | undefined;
+  /** set by dockerd's Init: the Home can no longer change */
+  private initialised = false;
   private readonly refs = new Map<string, number>();
   private readonly locks = new Map<string, Promise<unknown>>();
   readonly xattrPrefix = process.getuid?.() === 0 ? 'trusted.overlay.' : 'user.overlay.';
@@ -40,11 +54,34 @@ export class Driver {
     return this.storeState;
   }
 
-  init(home: string): void {
+  /**
+   * Opens the layer store at `home`. dockerd's Init (`from: 'init'`) fixes it for the
+   * life of the process: Init again with the same Home is fine (dockerd restarted), with
+   * another it is refused. A Home opened at start (`--home`, or the one remembered from
+   * the last Init: `from: 'start'`) may still be replaced by dockerd's first Init, as long
+   * as no layer of it is mounted.
+   */
+  init(home: string, from: 'init' | 'start' = 'init'): void {
     if (typeof home !== 'string' || !home.startsWith('/')) throw pluginError(`Init needs an absolute Home, got ${JSON.stringify(home)}`);
-    fs.mkdirSync(home, { recursive: true, mode: 0o700 });
-    this.storeState = new LayerStore(home);
-    log('home %s: %d layers', home, this.storeState.list().length);
+    const wanted = canonical(home);
+    const current = this.storeState?.home;
+    if (current !== undefined && current !== wanted) {
+      if (this.initialised) {
+        throw pluginError(`Init: this plugin serves Home ${current}; another Home (${wanted}) is refused (restart the plugin to change it)`);
+      }
+      if (this.server.size > 0 || this.refs.size > 0) {
+        throw pluginError(`Init: layers of ${current} are mounted; another Home (${wanted}) is refused`);
+      }
+    }
+    if (current !== wanted) {
+      fs.mkdirSync(wanted, { recursive: true, mode: 0o700 });
+      this.storeState = new LayerStore(canonical(wanted));
+      log('home %s: %d layers', wanted, this.storeState.list().length);
+    }
+    if (from === 'init') {
+      this.initialised = true;
+      this.opts.onInit?.(this.store.home);
+    }
   }
 
   private locked<T>(id: string, fn: () => Promise<T> | T): Promise<T> {

@@ -5,18 +5,17 @@
  * Errors: dockerd's plugin client reads any non-200 reply as `{"Err": "..."}`, so every
  * failure is one such object with status 500 (400 for a request that cannot be read).
  */
-import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { Readable } from 'node:stream';
 import createDebug from 'debug';
 import { ROUTES } from './routes';
 import type { Driver } from './driver';
 import { StratafsError } from '../errors';
+import { DEFAULT_LIMITS, RequestDeadline, admitPeer, listenGuarded, type SocketAccess, type SocketLimits } from '../server/guarded-socket';
 
 const log = createDebug('stratafs:graphdriver:http');
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
-/** JSON requests are small; a bigger body is refused */
-const MAX_JSON = 1 << 20;
 
 class BadRequest extends Error {}
 
@@ -26,13 +25,19 @@ function reply(res: http.ServerResponse, status: number, body: object): void {
   res.end(text);
 }
 
-async function readJson(req: Readable): Promise<Record<string, unknown>> {
+/** A JSON body of at most `limits.maxRequestBytes`, read within `limits.idleTimeoutMs`. */
+async function readJson(req: Readable, limits: SocketLimits): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_JSON) throw new BadRequest(`request body larger than ${MAX_JSON} bytes`);
-    chunks.push(c);
+  const timer = setTimeout(() => req.destroy(new BadRequest(`request body not sent within ${limits.idleTimeoutMs} ms`)), limits.idleTimeoutMs);
+  try {
+    for await (const c of req as AsyncIterable<Buffer>) {
+      size += c.length;
+      if (size > limits.maxRequestBytes) throw new BadRequest(`request body larger than ${limits.maxRequestBytes} bytes`);
+      chunks.push(c);
+    }
+  } finally {
+    clearTimeout(timer);
   }
   const text = Buffer.concat(chunks).toString('utf8').trim();
   if (text === '') return {};
@@ -47,7 +52,7 @@ async function readJson(req: Readable): Promise<Record<string, unknown>> {
   return v as Record<string, unknown>;
 }
 
-export function handler(driver: Driver): http.RequestListener {
+export function handler(driver: Driver, limits: SocketLimits = DEFAULT_LIMITS): http.RequestListener {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://plugin');
     const route = ROUTES[url.pathname];
@@ -76,13 +81,13 @@ export function handler(driver: Driver): http.RequestListener {
     void (async () => {
       switch (route.kind) {
         case 'json':
-          reply(res, 200, await route.handle(await readJson(req), driver));
+          reply(res, 200, await route.handle(await readJson(req, limits), driver));
           return;
         case 'tar-in':
           reply(res, 200, await route.handle(url.searchParams, req, driver));
           return;
         case 'tar-out': {
-          const tar = route.handle(await readJson(req), driver);
+          const tar = route.handle(await readJson(req, limits), driver);
           res.writeHead(200, { 'Content-Type': 'application/x-tar' });
           tar.on('error', (e) => {
             log('%s: stream failed: %s', url.pathname, e.message);
@@ -96,35 +101,53 @@ export function handler(driver: Driver): http.RequestListener {
   };
 }
 
+export interface ListenOptions extends SocketAccess {
+  limits?: Partial<SocketLimits>;
+}
+
+export interface PluginListener {
+  readonly http: http.Server;
+  /** stops accepting, drops every connection, removes the socket */
+  close(): Promise<void>;
+}
+
 /**
- * Listens on `socketPath` (a stale socket file left by a dead plugin is replaced; a live
- * one is an error). Resolves with the server once listening.
+ * Listens on `socketPath`, private from the start (guarded-socket.ts: a stale socket file
+ * left by a dead plugin is replaced, a live one is an error). Connections are accepted by
+ * a plain net.Server that checks the peer and hands them to the HTTP server. Each
+ * connection has the idle timeout to send a request's headers, from connecting or from
+ * its last reply; a JSON body has it too; ApplyDiff bodies and Diff replies stream as
+ * long as they take.
  */
-export async function listen(socketPath: string, driver: Driver): Promise<http.Server> {
-  if (fs.existsSync(socketPath)) {
-    const alive = await new Promise<boolean>((resolve) => {
-      const probe = http.request({ socketPath, path: '/Plugin.Activate', method: 'POST' }, (r) => {
-        r.resume();
-        resolve(true);
-      });
-      probe.on('error', () => resolve(false));
-      probe.end();
-    });
-    if (alive) throw new StratafsError('STRATAFS_ERR_PLUGIN', `${socketPath} is in use by a running plugin`);
-    fs.unlinkSync(socketPath);
-  }
-  const server = http.createServer(handler(driver));
-  // ApplyDiff bodies and Diff replies can take long: no request timeout
+export async function listen(socketPath: string, driver: Driver, opts: ListenOptions = {}): Promise<PluginListener> {
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const deadlines = new WeakMap<object, RequestDeadline>();
+  const server = http.createServer(handler(driver, limits));
   server.requestTimeout = 0;
   server.headersTimeout = 0;
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  server.keepAliveTimeout = 0;
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const deadline = deadlines.get(req.socket);
+    deadline?.clear();
+    res.on('finish', () => deadline?.arm());
   });
-  fs.chmodSync(socketPath, 0o600);
-  return server;
+  const front = net.createServer((sock) => {
+    if (!admitPeer(sock, opts)) return;
+    const deadline = new RequestDeadline(sock, limits.idleTimeoutMs);
+    deadlines.set(sock, deadline);
+    deadline.arm();
+    sock.on('close', () => deadline.clear());
+    server.emit('connection', sock);
+  });
+  front.maxConnections = limits.maxConnections;
+  const listener = await listenGuarded(front, socketPath,
+    () => new StratafsError('STRATAFS_ERR_PLUGIN', `${socketPath} is in use by a running plugin`));
+  return {
+    http: server,
+    close: async () => {
+      const closed = listener.close();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
 }

@@ -5,24 +5,28 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type * as http from 'node:http';
 import createDebug from 'debug';
 import { MountServer } from '../server/mount-server';
 import { Driver } from './driver';
-import { listen } from './http';
+import { listen, type PluginListener } from './http';
+import { homeFileFor, recallHome, rememberHome } from './home-memory';
+import type { SocketAccess, SocketLimits } from '../server/guarded-socket';
 
 const log = createDebug('stratafs:graphdriver');
 
 export interface PluginOptions {
   /** the socket dockerd connects to: /run/docker/plugins/NAME.sock */
   socket: string;
-  /** a Home to initialise before dockerd calls Init (optional) */
+  /** a Home to open before dockerd calls Init (optional; else the one of the last Init) */
   home?: string;
+  /** who besides root may connect, and the socket's limits */
+  access?: SocketAccess;
+  limits?: Partial<SocketLimits>;
 }
 
 export interface RunningPlugin {
   driver: Driver;
-  server: http.Server;
+  server: PluginListener;
   /** stops listening, unmounts everything, removes the socket */
   stop(): Promise<void>;
 }
@@ -42,26 +46,30 @@ function progress(): ((id: string, bytes: number, entries: number) => void) | un
 export async function startPlugin(opts: PluginOptions): Promise<RunningPlugin> {
   const mounts = new MountServer();
   const onProgress = progress();
+  const homeFile = homeFileFor(opts.socket);
   const driver = new Driver(mounts, {
     onProgress,
     onImported: onProgress && ((id, r) => process.stderr.write(
       `\rstratafs graphdriver: imported ${id.slice(0, 12)}: ${r.entries} entries, ${(r.size / 1048576).toFixed(1)} MiB\n`)),
+    onInit: (home) => rememberHome(homeFile, home),
   });
-  if (opts.home) driver.init(opts.home);
+  // dockerd sends Init only when it starts: a plugin restarted under it serves the Home
+  // of the last Init (home-memory.ts, written by onInit) unless --home says otherwise
+  const home = opts.home ?? recallHome(homeFile);
+  if (home) {
+    driver.init(home, 'start');
+    if (!opts.home) log('serving the Home of the last Init: %s', home);
+  }
   fs.mkdirSync(path.dirname(opts.socket), { recursive: true });
-  const server = await listen(opts.socket, driver);
+  const server = await listen(opts.socket, driver, { ...opts.access, limits: opts.limits });
   log('listening on %s', opts.socket);
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
       try {
-        await mounts.closeAll();
+        await server.close();
       } finally {
-        fs.rmSync(opts.socket, { force: true });
+        await mounts.closeAll();
       }
     })();
     return stopping;

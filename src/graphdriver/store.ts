@@ -5,6 +5,8 @@
  *   HOME/ID/work     overlay workdir, same filesystem as diff
  *   HOME/ID/merged   where Get mounts the layer over its parent chain
  *   HOME/ID/parent   the parent's ID (absent for a base layer)
+ *   HOME/ID/stratafs-layer   written at Create: this dir is a layer the driver made.
+ *                    Remove deletes nothing without it (Home may hold other things).
  *   HOME/.empty      the lone lower of a base layer's mount
  *
  * Everything is on disk, so a restarted plugin finds every layer as it was; mounts are
@@ -21,6 +23,8 @@ export const pluginError = (msg: string): StratafsError => new StratafsError('ST
 /** Docker's layer IDs are hex digests, `<hex>-init`, or names a person gave (tests). */
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 const MAX_CHAIN = 500;
+/** the file that marks a directory under Home as a layer this driver created */
+export const LAYER_MARK = 'stratafs-layer';
 
 export function checkId(id: unknown, what = 'ID'): string {
   if (typeof id !== 'string' || !ID_RE.test(id)) throw pluginError(`invalid layer ${what} ${JSON.stringify(id)}`);
@@ -72,6 +76,7 @@ export class LayerStore {
       fs.mkdirSync(tmp, { mode: 0o700 });
       for (const d of ['diff', 'work', 'merged']) fs.mkdirSync(path.join(tmp, d), { mode: 0o755 });
       if (parent !== undefined) fs.writeFileSync(path.join(tmp, 'parent'), parent);
+      fs.writeFileSync(path.join(tmp, LAYER_MARK), `${id}\n`, { mode: 0o600 });
       fs.renameSync(tmp, this.dir(id));
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });
@@ -109,11 +114,30 @@ export class LayerStore {
    */
   remove(id: string): void {
     const dir = this.dir(id);
-    if (!fs.existsSync(dir)) return;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    if (!st.isDirectory() || !this.marked(id)) {
+      throw pluginError(`${dir} is not a layer this driver created (no ${LAYER_MARK} file): not removed`);
+    }
     this.detach(id);
     const doomed = path.join(this.home, `.removing-${id}-${process.pid}-${Date.now()}`);
     fs.renameSync(dir, doomed);
     fs.rmSync(doomed, { recursive: true, force: true });
+  }
+
+  /** whether HOME/ID carries the mark Create writes (a regular file naming the ID) */
+  marked(id: string): boolean {
+    try {
+      const mark = path.join(this.dir(id), LAYER_MARK);
+      return fs.lstatSync(mark).isFile() && fs.readFileSync(mark, 'utf8').trim() === id;
+    } catch {
+      return false;
+    }
   }
 
   /**

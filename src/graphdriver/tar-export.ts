@@ -31,6 +31,7 @@ import { encodePax, paxHeaderBlock } from './pax';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './tar-import';
 import { isOverlayXattr, isWhiteout } from './marks';
 import { listMerged, resolveRedirect } from './merged';
+import { toSafeNumber } from '../int64';
 
 const fsc = fs.constants;
 
@@ -186,7 +187,7 @@ class Exporter {
         return;
       }
       if (st.nlink > 1) this.links.set(key, relName);
-      await this.entry({ ...header, type: 'file', size: st.size }, abs);
+      await this.entry({ ...header, type: 'file', size: toSafeNumber(st.size, 'file size') }, abs);
     } else if (type === fsc.S_IFLNK) {
       await this.entry({ ...header, type: 'symlink', linkname: native.readlinkat(C.AT_FDCWD, abs) });
     } else if (type === fsc.S_IFCHR || type === fsc.S_IFBLK || type === fsc.S_IFIFO) {

@@ -9,9 +9,14 @@
  *   napi_get_value_string_latin1). Names returned by the addon are byte strings too.
  * - Functions are synchronous unless they return a Promise; on failure they throw a
  *   NativeError carrying `errno` (positive Linux errno), `code` ('ENOENT') and `syscall`.
+ * - 64-bit file quantities (sizes, offsets, lengths, counts) are `Int64`s both ways: a
+ *   number when it is a safe integer, a bigint beyond (src/int64.ts). The addon refuses
+ *   a number that is not a safe integer instead of rounding it.
  * - Numbers that name kernel flags come from `constants` (taken from the C headers at
  *   build time), never written as literals in TypeScript.
  */
+
+import type { Int64 } from '../int64';
 
 export interface NativeError extends Error {
   errno: number;
@@ -19,7 +24,10 @@ export interface NativeError extends Error {
   syscall: string;
 }
 
-/** Result of statx(2). 64-bit identities are bigint; sizes fit in a double. */
+/**
+ * Result of statx(2). 64-bit identities are bigint; sizes and block counts are exact
+ * Int64s (a number when safe, a bigint beyond: src/int64.ts).
+ */
 export interface Stat {
   devMajor: number;
   devMinor: number;
@@ -30,8 +38,8 @@ export interface Stat {
   gid: number;
   rdevMajor: number;
   rdevMinor: number;
-  size: number;
-  blocks: number;
+  size: Int64;
+  blocks: Int64;
   blksize: number;
   atimeSec: number;
   atimeNsec: number;
@@ -44,11 +52,11 @@ export interface Stat {
 export interface StatFs {
   bsize: number;
   frsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
+  blocks: Int64;
+  bfree: Int64;
+  bavail: Int64;
+  files: Int64;
+  ffree: Int64;
   namemax: number;
 }
 
@@ -163,19 +171,19 @@ export interface Addon {
   /** all entries of an open directory fd (O_RDONLY|O_DIRECTORY), '.' and '..' included, from offset 0 */
   getdents(fd: number): DirEntry[];
   fstatfs(fd: number): StatFs;
-  ftruncate(fd: number, size: number): void;
+  ftruncate(fd: number, size: Int64): void;
   fsync(fd: number, datasync: boolean): void;
   syncfs(fd: number): void;
-  pread(fd: number, buf: Buffer, offset: number): number;
-  pwrite(fd: number, buf: Buffer, offset: number): number;
+  pread(fd: number, buf: Buffer, offset: Int64): number;
+  pwrite(fd: number, buf: Buffer, offset: Int64): number;
   /** async pread/pwrite on a worker thread (never blocks the JS thread) */
-  preadAsync(fd: number, length: number, offset: number): Promise<Buffer>;
-  pwriteAsync(fd: number, buf: Buffer, offset: number): Promise<number>;
-  fallocate(fd: number, mode: number, offset: number, length: number): void;
-  lseek(fd: number, offset: number, whence: number): number;
-  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
+  preadAsync(fd: number, length: number, offset: Int64): Promise<Buffer>;
+  pwriteAsync(fd: number, buf: Buffer, offset: Int64): Promise<number>;
+  fallocate(fd: number, mode: number, offset: Int64, length: Int64): void;
+  lseek(fd: number, offset: Int64, whence: number): Int64;
+  copyFileRange(fdIn: number, offIn: Int64, fdOut: number, offOut: Int64, length: Int64): Int64;
   /** copyFileRange on the thread pool */
-  copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<number>;
+  copyFileRangeAsync(fdIn: number, offIn: Int64, fdOut: number, offOut: Int64, length: Int64): Promise<Int64>;
   /** ioctl FICLONE: make dst share src's extents (throws EOPNOTSUPP/EXDEV/EINVAL where not supported) */
   ficlone(dstFd: number, srcFd: number): void;
   /**
@@ -183,7 +191,7 @@ export interface Addon {
    * else SEEK_DATA/SEEK_HOLE extents with copy_file_range (read/write fallback), so
    * holes stay holes; finally ftruncate(dst, size).
    */
-  copyData(srcFd: number, dstFd: number, size: number, sync?: boolean): Promise<void>;
+  copyData(srcFd: number, dstFd: number, size: Int64, sync?: boolean): Promise<void>;
 
   // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
   /** throws ENODATA when absent */
@@ -206,6 +214,10 @@ export interface Addon {
   setsid(): number;
   /** give the free pages of malloc's arenas back to the system: malloc_trim(0) (glibc; false elsewhere) */
   mallocTrim(): boolean;
+
+  // ---- sockets ----
+  /** the credentials of the peer of a connected unix socket: getsockopt(SO_PEERCRED) */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 
   // ---- mounts ----
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;

@@ -10,9 +10,13 @@
  * - Names and symlink targets are byte strings (latin1; see src/native/addon.d.ts).
  * - Errors are thrown as FsError(errno) (src/errors.ts); any other throw becomes EIO.
  * - Results may be returned directly or as a Promise; the bridge awaits either.
+ * - Sizes, offsets, lengths and block/inode counts are exact `Int64`s (src/int64.ts):
+ *   a number when it is a safe integer, a bigint beyond; never a rounded double.
  * - `Ctx` is the calling process as the kernel reports it: new files belong to
  *   ctx.uid/ctx.gid (or the parent's group when the parent is setgid).
  */
+
+import type { Int64 } from '../int64';
 
 export type NodeId = number;
 export type Awaitable<T> = T | Promise<T>;
@@ -33,8 +37,8 @@ export interface Ctx {
 export interface Attr {
   /** st_ino reported to users (stable across copy-up) */
   ino: bigint;
-  size: number;
-  blocks: number;
+  size: Int64;
+  blocks: Int64;
   atimeSec: number;
   atimeNsec: number;
   mtimeSec: number;
@@ -79,7 +83,7 @@ export interface SetattrChanges {
   mode?: number;
   uid?: number;
   gid?: number;
-  size?: number;
+  size?: Int64;
   /** 'now' = UTIME_NOW */
   atime?: { sec: number; nsec: number } | 'now';
   mtime?: { sec: number; nsec: number } | 'now';
@@ -99,11 +103,11 @@ export interface DirEntryOut {
 }
 
 export interface FsStat {
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
+  blocks: Int64;
+  bfree: Int64;
+  bavail: Int64;
+  files: Int64;
+  ffree: Int64;
   bsize: number;
   namelen: number;
   frsize: number;
@@ -153,15 +157,16 @@ export interface FileSystemApi {
   /** `flags` are the open(2) flags (O_ACCMODE, O_TRUNC, O_APPEND ...) */
   open(ctx: Ctx, node: NodeId, flags: number): Awaitable<OpenResult>;
   create(ctx: Ctx, parent: NodeId, name: string, mode: number, flags: number): Awaitable<{ entry: Entry; open: OpenResult }>;
-  read(fh: number, offset: number, size: number): Awaitable<Buffer>;
-  write(fh: number, offset: number, data: Buffer): Awaitable<number>;
+  read(fh: number, offset: Int64, size: number): Awaitable<Buffer>;
+  write(fh: number, offset: Int64, data: Buffer): Awaitable<number>;
   flush(fh: number): Awaitable<void>;
   fsync(fh: number, datasync: boolean): Awaitable<void>;
   /** the last close of `fh`; the overlay closes its fds (backingFd included) */
   release(fh: number): Awaitable<void>;
-  fallocate(fh: number, mode: number, offset: number, length: number): Awaitable<void>;
-  lseek(fh: number, offset: number, whence: number): Awaitable<number>;
-  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Awaitable<number>;
+  fallocate(fh: number, mode: number, offset: Int64, length: Int64): Awaitable<void>;
+  lseek(fh: number, offset: Int64, whence: number): Awaitable<Int64>;
+  /** bytes copied (one copy_file_range(2) call, so at most what the kernel allows per call) */
+  copyFileRange(fhIn: number, offIn: Int64, fhOut: number, offOut: Int64, length: Int64): Awaitable<number>;
 
   opendir(ctx: Ctx, node: NodeId): Awaitable<OpenResult>;
   /**

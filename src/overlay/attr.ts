@@ -50,6 +50,7 @@ export function getAttr(st: State, node: Node, s?: Stat): Attr {
     // the data, and so the blocks it takes, are in the lower file
     attr.blocks = st.lowerStat(node).blocks;
   }
+  if (node.type === fsc.S_IFDIR) node.lastAttr = attr;
   return attr;
 }
 

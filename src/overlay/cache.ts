@@ -25,7 +25,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
-import type { Layer } from './layers';
+import type { Layer } from '../layers/access';
 
 export interface CacheLimits {
   /** layer directory listings kept */

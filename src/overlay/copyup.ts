@@ -17,7 +17,7 @@
  * nlink: the kernel is told to drop the attributes it cached for them
  * (State.invalidate).
  *
- * Metacopy files (metadata only, data in a lower, see lookup.ts and metacopy.ts) are
+ * Metacopy files (metadata only, data in a lower, see lookup.ts and src/layers/metacopy.ts) are
  * written for a metadata-only change (CopyUpOptions.metaOnly) of a regular file when
  * the `metacopy` option is on, as kernel overlayfs with metacopy=on does; any other
  * copy-up of one (write, truncate, rename, link) gives it its data, in place as the
@@ -45,12 +45,12 @@ import { E, fail, toErrno } from '../errors';
 import { C, native, type Stat } from '../native';
 import { PERM_MASK } from './attr';
 import { statKey, type Node } from './inodes';
-import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPath } from './layers';
+import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPath } from '../layers/access';
 import type { State } from './state';
-import { isPrivateXattr, PRIVATE_PREFIXES } from './whiteout';
+import { isPrivateXattr, PRIVATE_PREFIXES } from '../layers/whiteout';
 import { syncFd } from './durable';
 import { fault } from './faults';
-import { markMetacopy, sizeOnly } from './metacopy';
+import { markMetacopy, sizeOnly } from '../layers/metacopy';
 
 const log = createDebug('stratafs:overlay');
 
@@ -59,7 +59,7 @@ export interface CopyUpOptions {
   data: boolean;
   /**
    * only metadata will change (chmod, chown, utimens, xattrs): with the `metacopy`
-   * option a regular file is copied up as a metacopy file (metacopy.ts)
+   * option a regular file is copied up as a metacopy file (src/layers/metacopy.ts)
    */
   metaOnly?: boolean;
 }

@@ -21,8 +21,9 @@ import { acquireFd, releaseFd } from './handle-fds';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
-import { openDirAt, procFdPath } from './layers';
+import { openDirAt, procFdPath } from '../layers/access';
 import type { FileHandle, State } from './state';
+import { toSafeNumber, type Int64 } from '../int64';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
 /**
@@ -87,11 +88,11 @@ export function fileHandle(st: State, fh: number): FileHandle {
   return h.kind === 'file' ? h : fail(E.EBADF);
 }
 
-export function read(st: State, fh: number, offset: number, size: number): Promise<Buffer> {
+export function read(st: State, fh: number, offset: Int64, size: number): Promise<Buffer> {
   return native.preadAsync(fileHandle(st, fh).fd, size, offset);
 }
 
-export function write(st: State, fh: number, offset: number, data: Buffer): Promise<number> {
+export function write(st: State, fh: number, offset: Int64, data: Buffer): Promise<number> {
   const h = fileHandle(st, fh);
   if (!h.upper) fail(E.EBADF);
   return native.pwriteAsync(h.fd, data, offset);
@@ -106,21 +107,22 @@ export function release(st: State, fh: number): void {
   if (h && h.kind === 'file') releaseFd(st, h.fd, h.shareKey);
 }
 
-export function fallocate(st: State, fh: number, mode: number, offset: number, length: number): void {
+export function fallocate(st: State, fh: number, mode: number, offset: Int64, length: Int64): void {
   const h = fileHandle(st, fh);
   if (!h.upper) fail(E.EBADF);
   native.fallocate(h.fd, mode, offset, length);
 }
 
-export function lseek(st: State, fh: number, offset: number, whence: number): number {
+export function lseek(st: State, fh: number, offset: Int64, whence: number): Int64 {
   return native.lseek(fileHandle(st, fh).fd, offset, whence);
 }
 
 /** On the thread pool: a large range would stall every other request on the JS thread. */
-export function copyFileRange(st: State, fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
+export async function copyFileRange(st: State, fhIn: number, offIn: Int64, fhOut: number, offOut: Int64, length: Int64): Promise<number> {
   const out = fileHandle(st, fhOut);
   if (!out.upper) fail(E.EBADF);
-  return native.copyFileRangeAsync(fileHandle(st, fhIn).fd, offIn, out.fd, offOut, length);
+  // one call copies at most what fits in an ssize_t and the kernel caps it far lower
+  return toSafeNumber(await native.copyFileRangeAsync(fileHandle(st, fhIn).fd, offIn, out.fd, offOut, length), 'bytes copied');
 }
 
 export function opendir(st: State, node: Node): OpenResult {

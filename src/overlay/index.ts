@@ -3,19 +3,21 @@
  * FileSystemApi over the layers of an OverlayConfig. This file only composes the
  * modules; each concept lives in its own (see the header of each):
  *
- *   mount.ts     validation, layer roots, staging dir     layers.ts   safe resolution
- *   inodes.ts    node table, st_ino policy                whiteout.ts whiteout forms
- *   lookup.ts    the merged lookup                        readdir.ts  merged listings
+ *   mount.ts     validation, layer roots, staging dir     readdir.ts  merged listings
+ *   inodes.ts    node table, st_ino policy                lookup.ts   the merged lookup
  *   attr.ts      Stat -> Attr                             copyup.ts   copy-up
  *   namespace.ts create/mkdir/.../unlink/rmdir            rename.ts   rename
  *   setattr.ts   chmod/chown/truncate/utimens             xattr.ts    xattrs
  *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
  *   acl.ts       default ACLs and umask at creation       durable.ts  fsync off the JS thread
- *   aufs.ts      AUFS marks, read once per lower dir      metacopy.ts metadata-only copy-up
  *   cache.ts     layer listings, lower attributes (LRU)
+ *
+ * The on-disk format (safe fd-relative access, whiteouts, opaque dirs, AUFS marks,
+ * redirects, metacopy) is src/layers, shared with the graph driver.
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
+import type { Int64 } from '../int64';
 import { C, native } from '../native';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
@@ -31,6 +33,7 @@ import { rename } from './rename';
 import { setattr } from './setattr';
 import type { State } from './state';
 import * as xattr from './xattr';
+import { processIsHostAdmin } from '../privilege';
 
 export type { OverlayConfig } from './config';
 
@@ -87,6 +90,9 @@ export class Overlay implements FileSystemApi {
     const h = fh === undefined ? undefined : this.st.handles.get(fh);
     // through the handle's own fd (works after unlink); not for a metacopy file's data fd
     if (h && h.kind === 'file' && (h.upper || !n.upper)) return toAttr(this.st, n, native.statx(h.fd, '', C.AT_EMPTY_PATH));
+    // an open directory without a name: what its upper directory was, with no links left
+    // (one only in a lower is still there, and answers below, as on kernel overlayfs)
+    if (n.removed && n.upper && n.type === fsc.S_IFDIR && n.opens > 0 && n.lastAttr) return { ...n.lastAttr, nlink: 0 };
     return getAttr(this.st, n);
   }
 
@@ -139,11 +145,11 @@ export class Overlay implements FileSystemApi {
     return this.changing(() => ns.create(this.st, ctx, this.st.node(parent), name, mode, flags));
   }
 
-  read(fh: number, offset: number, size: number): Promise<Buffer> {
+  read(fh: number, offset: Int64, size: number): Promise<Buffer> {
     return files.read(this.st, fh, offset, size);
   }
 
-  write(fh: number, offset: number, data: Buffer): Promise<number> {
+  write(fh: number, offset: Int64, data: Buffer): Promise<number> {
     return files.write(this.st, fh, offset, data);
   }
 
@@ -159,15 +165,15 @@ export class Overlay implements FileSystemApi {
     files.release(this.st, fh);
   }
 
-  fallocate(fh: number, mode: number, offset: number, length: number): void {
+  fallocate(fh: number, mode: number, offset: Int64, length: Int64): void {
     files.fallocate(this.st, fh, mode, offset, length);
   }
 
-  lseek(fh: number, offset: number, whence: number): number {
+  lseek(fh: number, offset: Int64, whence: number): Int64 {
     return files.lseek(this.st, fh, offset, whence);
   }
 
-  copyFileRange(fhIn: number, offIn: number, fhOut: number, offOut: number, length: number): Promise<number> {
+  copyFileRange(fhIn: number, offIn: Int64, fhOut: number, offOut: Int64, length: Int64): Promise<number> {
     return files.copyFileRange(this.st, fhIn, offIn, fhOut, offOut, length);
   }
 
@@ -205,8 +211,8 @@ export class Overlay implements FileSystemApi {
     return xattr.getxattr(this.st, this.st.node(node), name);
   }
 
-  listxattr(_ctx: Ctx, node: NodeId): string[] {
-    return xattr.listxattr(this.st, this.st.node(node));
+  listxattr(ctx: Ctx, node: NodeId): string[] {
+    return xattr.listxattr(this.st, this.st.node(node), () => processIsHostAdmin(ctx.pid));
   }
 
   removexattr(_ctx: Ctx, node: NodeId, name: string): Promise<void> {

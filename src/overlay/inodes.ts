@@ -29,9 +29,9 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { NodeId } from './api';
-import type { Layer } from './layers';
-import { joinPath } from './layers';
+import type { Attr, NodeId } from './api';
+import type { Layer } from '../layers/access';
+import { joinPath } from '../layers/access';
 
 export const ROOT_ID: NodeId = 1;
 
@@ -83,6 +83,12 @@ export class Node {
   noXattrs = false;
   /** xattrs listed once since the last change (xattr.ts): a getxattr goes straight to the file */
   xattrsListed = false;
+  /**
+   * directories: the attributes last reported, so that an open directory whose name
+   * went (rmdir, or a rename over it) still answers fstat, with nlink 0, as on kernel
+   * overlayfs (the kernel sends that GETATTR without a handle; the directory is gone)
+   */
+  lastAttr: Attr | undefined = undefined;
   /** pending copy-up of this node (see copyup.ts) */
   copyUp: Promise<void> | null = null;
 

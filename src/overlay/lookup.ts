@@ -3,7 +3,7 @@
  *
  * Rules (those of kernel overlayfs):
  * - The upper shadows the lowers; a lower shadows the lowers below it.
- * - A whiteout (any form, see whiteout.ts) hides the name in every layer below.
+ * - A whiteout (any form, see src/layers/whiteout.ts) hides the name in every layer below.
  * - A non-directory ends the search. Below a directory, a non-directory of the same
  *   name is not part of the result (a file under a dir is not merged): the merge stops.
  * - Directories found in several layers merge; an opaque directory stops the descent.
@@ -16,9 +16,9 @@ import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import { Node, statKey, type LowerRef } from './inodes';
-import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, type Layer } from './layers';
+import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, type Layer } from '../layers/access';
 import type { State } from './state';
-import { dirMarks, isAufsName, isWhiteout, readPrivateXattr } from './whiteout';
+import { dirMarks, isAufsName, isWhiteout, readPrivateXattr } from '../layers/whiteout';
 
 export interface FoundLower extends LowerRef {
   stat: Stat;

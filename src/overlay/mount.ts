@@ -5,7 +5,7 @@
  * node.
  *
  * The layer paths given in the configuration are trusted (they may be symlinks, e.g.
- * podman's `l/ID -> ../ID/diff`); everything *inside* a layer is not (layers.ts).
+ * podman's `l/ID -> ../ID/diff`); everything *inside* a layer is not (src/layers/access.ts).
  */
 import { constants as fsc, realpathSync } from 'node:fs';
 import { E, StratafsError, toErrno, errnoName } from '../errors';
@@ -13,7 +13,7 @@ import { C, native } from '../native';
 import type { OverlayConfig } from './config';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
-import { DirFds, procFdPath, statAt, type Layer } from './layers';
+import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
 import { releaseFd } from './handle-fds';
 import { State } from './state';
 
@@ -58,6 +58,35 @@ function inside(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);
 }
 
+type XattrPrefix = OverlayConfig['xattrPrefix'];
+
+function canSetXattr(fd: number, name: string): number {
+  try {
+    native.setxattr(procFdPath(fd), name, Buffer.from('y'), 0, true);
+    native.removexattr(procFdPath(fd), name, true);
+    return 0;
+  } catch (e) {
+    return toErrno(e);
+  }
+}
+
+/**
+ * The namespace of the overlay marks on this upper: the configured one when the work dir
+ * takes it; `trusted.*` refused for want of privilege (EPERM: uid 0 of a user namespace,
+ * as rootless podman runs us) falls back to `user.overlay.*`, as kernel overlayfs does
+ * with `userxattr`. Anything else is an error.
+ */
+function probeXattrs(config: OverlayConfig, wfd: number): XattrPrefix {
+  const first = canSetXattr(wfd, `${config.xattrPrefix}stratafs-probe`);
+  if (first === 0) return config.xattrPrefix;
+  if (first === E.EPERM && config.xattrPrefix === 'trusted.overlay.' && canSetXattr(wfd, 'user.overlay.stratafs-probe') === 0) {
+    return 'user.overlay.';
+  }
+  throw new StratafsError('STRATAFS_ERR_XATTR',
+    `${config.workdir as string}: cannot set ${config.xattrPrefix}* xattrs (${errnoName(first)}); ` +
+    'the upper filesystem must support them');
+}
+
 /** Empties the staging dir of what an earlier mount left behind. */
 function emptyWorkDir(workFd: number): void {
   const fd = native.openat(workFd, '.', fsc.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
@@ -96,7 +125,7 @@ function checkOverlap(config: OverlayConfig, upper: Layer, lowers: Layer[]): voi
   }
 }
 
-function openWork(config: OverlayConfig, upper: Layer): number {
+function openWork(config: OverlayConfig, upper: Layer): { workFd: number; prefix: XattrPrefix } {
   const workdir = config.workdir as string;
   const wfd = openRoot(workdir, 'workdir');
   try {
@@ -109,15 +138,7 @@ function openWork(config: OverlayConfig, upper: Layer): number {
     if (inside(rw, ru)) throw layerError(workdir, 'workdir must not be inside the upperdir');
     if (inside(ru, rw)) throw layerError(upper.path, 'upperdir must not be inside the workdir');
     // before anything is created: a refused upper is left as it was
-    const probe = `${config.xattrPrefix}stratafs-probe`;
-    try {
-      native.setxattr(procFdPath(wfd), probe, Buffer.from('y'), 0, true);
-      native.removexattr(procFdPath(wfd), probe, true);
-    } catch (e) {
-      throw new StratafsError('STRATAFS_ERR_XATTR',
-        `${workdir}: cannot set ${config.xattrPrefix}* xattrs (${errnoName(toErrno(e))}); ` +
-        `the upper filesystem must support them${config.xattrPrefix.startsWith('trusted.') ? ' and stratafs must run as root' : ''}`);
-    }
+    const prefix = probeXattrs(config, wfd);
     try {
       native.mkdirat(wfd, WORK, 0o700);
     } catch (e) {
@@ -135,7 +156,7 @@ function openWork(config: OverlayConfig, upper: Layer): number {
       native.close(workFd);
       throw e;
     }
-    return workFd;
+    return { workFd, prefix };
   } finally {
     native.close(wfd);
   }
@@ -160,12 +181,15 @@ export function openState(config: OverlayConfig): State {
     });
     let upper: Layer | null = null;
     let workFd = -1;
+    let prefix = config.xattrPrefix;
     if (config.upperdir !== undefined) {
       const fd = openRoot(config.upperdir, 'upperdir');
       opened.push(fd);
       upper = makeLayer(0, config.upperdir, fd, true);
       checkOverlap(config, upper, lowers);
-      workFd = openWork(config, upper);
+      const work = openWork(config, upper);
+      workFd = work.workFd;
+      prefix = work.prefix;
       opened.push(workFd);
     }
     process.umask(0);
@@ -182,7 +206,7 @@ export function openState(config: OverlayConfig): State {
       const shift = BigInt(64 - xinoBits);
       ino = (ino & ((1n << shift) - 1n)) | (BigInt(top.index) << shift);
     }
-    const st = new State(config, upper, lowers, dirs, workFd, xinoBits,
+    const st = new State(prefix === config.xattrPrefix ? config : { ...config, xattrPrefix: prefix }, upper, lowers, dirs, workFd, xinoBits,
       (id) => new Node(id, null, '', fsc.S_IFDIR, upper !== null, rootLowers, ino));
     st.inodes.root.key = `${top.index}:${rootStat.ino}`;
     return st;

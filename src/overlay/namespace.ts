@@ -28,11 +28,11 @@ import { entryOf, PERM_MASK, S_ISGID } from './attr';
 import { copyUp, removeTmp, removeTree, settleCopyUp } from './copyup';
 import { idToHost } from './idmap';
 import type { Node } from './inodes';
-import { procFdPath, tryStatAt } from './layers';
+import { procFdPath, tryStatAt } from '../layers/access';
 import { lookupNode, lowerHasName, resolve } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
-import { isAufsName, isWhiteout } from './whiteout';
+import { isAufsName, isWhiteout } from '../layers/whiteout';
 import { fileOpenResult, openFlagsFor } from './files';
 import { acquireFd, releaseFd } from './handle-fds';
 import { fault } from './faults';
@@ -231,7 +231,7 @@ export async function link(st: State, node: Node, newParent: Node, newName: stri
 export function removeName(st: State, parent: Node, name: string, node: Node): void {
   const upper = st.requireUpper();
   const isDir = node.type === fsc.S_IFDIR;
-  // before taking pfd: the walk opens dirs and so may evict cached fds (layers.ts)
+  // before taking pfd: the walk opens dirs and so may evict cached fds (src/layers/access.ts)
   const whiteout = lowerHasName(st, parent, name);
   const pfd = st.upperDirFd(parent);
   const work = st.workFd;

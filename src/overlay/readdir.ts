@@ -15,14 +15,13 @@
  * fresh snapshot. '.' and '..' are entries 0 and 1.
  */
 import { constants as fsc } from 'node:fs';
-import { E, fail } from '../errors';
 import { C, native, type DirEntry } from '../native';
 import type { DirEntryOut } from './api';
 import type { Node } from './inodes';
-import { basenameOf, dirnameOf, openDirAt, statAt, type Layer } from './layers';
+import { basenameOf, dirnameOf, openDirAt, statAt, type Layer } from '../layers/access';
 import type { DirHandle, State } from './state';
 import { resolve } from './lookup';
-import { AUFS_PREFIX, isWhiteout } from './whiteout';
+import { AUFS_PREFIX, isWhiteout } from '../layers/whiteout';
 
 const DT_TO_IF = new Map<number, number>([
   [C.DT_FIFO, fsc.S_IFIFO],
@@ -56,8 +55,9 @@ function readLayerDir(st: State, layer: Layer, path: string): DirEntry[] {
 
 /** The merged entries of directory node `node`, '.' and '..' excluded, offsets unset. */
 export function mergedEntries(st: State, node: Node): DirEntryOut[] {
-  // a removed directory lists nothing, as getdents on one fails (lowers included)
-  if (node.removed) fail(E.ENOENT);
+  // a removed directory (rmdir, or renamed over) still open lists nothing, as on kernel
+  // overlayfs, whatever its lowers still hold
+  if (node.removed) return [];
   const sources: Source[] = [];
   if (node.upper && st.upper) sources.push({ layer: st.upper, path: node.path(), xwhiteouts: node.upperXwhiteouts });
   for (const r of node.lowers) sources.push(r);

@@ -26,11 +26,11 @@ import { C, native } from '../native';
 import type { RenameFlags } from './api';
 import { copyUp, removeTree, settleCopyUp } from './copyup';
 import type { Node } from './inodes';
-import { basenameOf, dirnameOf, tryStatAt, xattrPath } from './layers';
+import { basenameOf, dirnameOf, tryStatAt, xattrPath } from '../layers/access';
 import { lookupNode, lowerHasName, tryLookupNode } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
-import { isAufsName, isWhiteout } from './whiteout';
+import { isAufsName, isWhiteout } from '../layers/whiteout';
 import { fault } from './faults';
 
 /** The redirect value for directory `node` once it is `newName` in `newParent`. */
@@ -104,7 +104,7 @@ async function move(st: State, node: Node, parent: Node, name: string, target: N
   fault('rename.after-mark');
   // a target only in the upper is judged by the upper filesystem's rename itself, as
   // the kernel does (a refused RENAME_WHITEOUT still updates the old parent's times there)
-  // after the walks above: they open dirs and so may evict cached fds (layers.ts)
+  // after the walks above: they open dirs and so may evict cached fds (src/layers/access.ts)
   const pfd = st.upperDirFd(parent);
   const npfd = st.upperDirFd(newParent);
   const work = st.workFd;

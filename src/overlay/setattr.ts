@@ -12,7 +12,7 @@ import { getAttr, PERM_MASK } from './attr';
 import { copyUp } from './copyup';
 import { idToHost } from './idmap';
 import type { Node } from './inodes';
-import { procFdPath, statAt } from './layers';
+import { procFdPath, statAt } from '../layers/access';
 import type { State } from './state';
 
 type TimeChange = SetattrChanges['atime'];

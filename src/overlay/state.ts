@@ -7,11 +7,11 @@ import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import type { DirEntryOut, NodeId } from './api';
 import type { OverlayConfig } from './config';
-import { AufsIndex } from './aufs';
+import { AufsIndex } from '../layers/aufs';
 import { CACHE_LIMITS, LayerCache } from './cache';
 import { InodeTable, Node } from './inodes';
-import { Whiteouts } from './whiteout';
-import { DirFds, basenameOf, dirnameOf, statAt, tryStatAt, type Layer } from './layers';
+import { Whiteouts } from '../layers/whiteout';
+import { DirFds, basenameOf, dirnameOf, statAt, tryStatAt, type Layer } from '../layers/access';
 
 /** lower directories whose AUFS entries are remembered (a few hundred bytes each at most) */
 const AUFS_INDEX_DIRS = 16384;
@@ -53,11 +53,11 @@ export class State {
   private nextFh = 1;
   private tmpCounter = 0;
   readonly inodes: InodeTable;
-  /** AUFS whiteouts and opaque markers of the lower directories met (aufs.ts) */
+  /** AUFS whiteouts and opaque markers of the lower directories met (src/layers/aufs.ts) */
   readonly aufs: AufsIndex;
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;
-  /** makes the whiteouts, all links of one inode (whiteout.ts) */
+  /** makes the whiteouts, all links of one inode (src/layers/whiteout.ts) */
   readonly whiteouts: Whiteouts;
   /** negotiated at init (files.ts adapts open flags to it) */
   passthrough = false;

@@ -12,16 +12,19 @@
  * `trusted.overlay.`, and the reverse) is also hidden and refused (EOPNOTSUPP) because
  * stratafs reads both when merging; the kernel passes it through. POSIX ACLs
  * (system.posix_acl_*) and every other name pass through. Changes copy up first.
+ * Reading and writing trusted.* by an unprivileged caller the kernel refuses before we
+ * are asked (xattr_permission); listing is ours to filter.
  */
 import { E, fail } from '../errors';
 import { native } from '../native';
 import type { Node } from './inodes';
 import { copyUp } from './copyup';
-import { xattrPath } from './layers';
+import { xattrPath } from '../layers/access';
 import type { State } from './state';
-import { isPrivateXattr } from './whiteout';
+import { isPrivateXattr } from '../layers/whiteout';
 
 const ESCAPE = 'overlay.';
+const TRUSTED = 'trusted.';
 
 /** The name stored on disk for a name the user gave; EOPNOTSUPP for the other private prefix. */
 function toDisk(st: State, name: string): string {
@@ -79,12 +82,22 @@ function visible(st: State, names: string[]): string[] {
   return out;
 }
 
-export function listxattr(st: State, node: Node): string[] {
+/**
+ * The names a caller may see. `trusted.*` names are listed only to callers holding
+ * CAP_SYS_ADMIN over the host, as the kernel's filesystems list them (the daemon reads
+ * them with its own privilege); `mayListTrusted` is asked only when there are some.
+ */
+export function listxattr(st: State, node: Node, mayListTrusted: () => boolean = () => true): string[] {
   const { path, follow } = where(st, node);
   const out = visible(st, native.listxattr(path, follow));
   node.noXattrs = out.length === 0;
   node.xattrsListed = true;
+  if (out.some(isTrusted) && !mayListTrusted()) return out.filter((n) => !isTrusted(n));
   return out;
+}
+
+function isTrusted(name: string): boolean {
+  return name.startsWith(TRUSTED);
 }
 
 export async function setxattr(st: State, node: Node, name: string, value: Buffer, flags: number): Promise<void> {

@@ -25,6 +25,7 @@ import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
+import { privilege } from '../privilege';
 
 const log = createDebug('stratafs:server');
 
@@ -47,6 +48,8 @@ export interface ServedMount {
   readonly notice?: string;
   /** nodes in the mount's inode table right now (statistics) */
   nodeCount(): number;
+  /** FUSE requests read so far, by opcode name (statistics: the workload's request mix) */
+  requestCounts(): Record<string, number>;
 }
 
 /**
@@ -73,12 +76,12 @@ export interface MountServerOptions {
 }
 
 export function overlayConfig(spec: MountSpec): OverlayConfig {
-  const root = process.getuid?.() === 0;
   return {
     lowerdirs: spec.lowerdirs,
     upperdir: spec.upperdir,
     workdir: spec.workdir,
-    xattrPrefix: root ? 'trusted.overlay.' : 'user.overlay.',
+    // trusted.* needs CAP_SYS_ADMIN over the host; the work dir probe has the last word
+    xattrPrefix: privilege().hostAdmin ? 'trusted.overlay.' : 'user.overlay.',
     volatile: spec.volatile,
     uidMap: spec.uidMap,
     gidMap: spec.gidMap,
@@ -120,7 +123,7 @@ export class MountServer {
     this.realTargets.set(target, realpathOr(target));
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
-    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0 };
+    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}) };
     this.mounts.set(target, placeholder);
     try {
       const served = await this.start(spec, onMounted);
@@ -159,13 +162,14 @@ export class MountServer {
       readers: this.readers,
       passthrough: spec.passthrough,
       writeback: spec.writeback ?? 'off',
-      isRoot: dev.privileged,
+      // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
+      isRoot: dev.privileged && privilege().hostAdmin,
       attrTimeout: spec.timeout,
       acl: spec.acl,
     });
     const idle = holdIdleRelease();
     const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
-    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount };
+    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts() };
   }
 
   /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */

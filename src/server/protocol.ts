@@ -13,7 +13,8 @@
  * passes it) with one byte per string character; see argv.ts. `usage` marks a wrong
  * command line (the client exits 2, as bin/stratafs does) as opposed to a failed mount.
  *
- * The socket is created mode 0600: whoever can connect can mount, so only root.
+ * Whoever can connect can mount, so the socket is root's alone (guarded-socket.ts: mode
+ * 0600 from the start, and the peer's credentials checked on every connection).
  */
 import { StratafsError } from '../errors';
 import type { MountSpec } from './mount-server';

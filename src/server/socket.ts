@@ -2,16 +2,15 @@
  * The unix-socket front of a MountServer (`stratafs daemon --socket PATH`), and the
  * client side used by `stratafs -o server=PATH,... MOUNTPOINT`. See protocol.ts.
  */
-import * as fs from 'node:fs';
 import * as net from 'node:net';
 import createDebug from 'debug';
 import { StratafsError } from '../errors';
 import { MountServer, type MountSpec } from './mount-server';
 import { parseRequest, type Reply, type Request } from './protocol';
 import { mountFromArgv } from './argv';
+import { DEFAULT_LIMITS, RequestDeadline, admitPeer, listenGuarded, type SocketAccess, type SocketLimits } from './guarded-socket';
 
 const log = createDebug('stratafs:server:socket');
-const MAX_REQUEST = 1 << 20;
 
 async function answer(mounts: MountServer, req: Request): Promise<Reply> {
   switch (req.op) {
@@ -44,38 +43,47 @@ export interface SocketServer {
   stop(): Promise<void>;
 }
 
-/** Listens on `path` (a stale socket is replaced, a live one is an error). */
-export async function listenSocket(path: string, mounts = new MountServer()): Promise<SocketServer> {
-  if (fs.existsSync(path)) {
-    const alive = await new Promise<boolean>((resolve) => {
-      const c = net.connect(path, () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.on('error', () => resolve(false));
-    });
-    if (alive) throw new StratafsError('STRATAFS_ERR_SERVER', `${path} is in use by a running stratafs daemon`);
-    fs.unlinkSync(path);
-  }
+export interface ListenOptions extends SocketAccess {
+  mounts?: MountServer;
+  limits?: Partial<SocketLimits>;
+}
+
+/**
+ * Listens on `path` (a stale socket is replaced, a live one is an error), private from the
+ * start, with limits (guarded-socket.ts). One request per connection: it must arrive whole
+ * within the idle timeout; the reply may take as long as the mount does.
+ */
+export async function listenSocket(path: string, opts: ListenOptions = {}): Promise<SocketServer> {
+  const mounts = opts.mounts ?? new MountServer();
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const server = net.createServer((conn) => {
-    let buf = '';
+    if (!admitPeer(conn, opts)) return;
+    const deadline = new RequestDeadline(conn, limits.idleTimeoutMs);
+    deadline.arm();
+    const chunks: Buffer[] = [];
+    let size = 0;
     const reply = (r: Reply): void => {
       conn.end(`${JSON.stringify(r)}\n`);
     };
-    conn.setEncoding('utf8');
     conn.on('error', (e) => log('connection: %s', e.message));
-    conn.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_REQUEST) {
-        reply({ ok: false, error: 'request too large' });
+    conn.on('close', () => deadline.clear());
+    const onData = (chunk: Buffer): void => {
+      const nl = chunk.indexOf(0x0a);
+      const take = nl < 0 ? chunk : chunk.subarray(0, nl);
+      size += take.length;
+      if (size > limits.maxRequestBytes) {
+        conn.off('data', onData);
+        deadline.clear();
+        reply({ ok: false, error: `request larger than ${limits.maxRequestBytes} bytes` });
         return;
       }
-      const nl = buf.indexOf('\n');
+      chunks.push(take);
       if (nl < 0) return;
-      conn.removeAllListeners('data');
+      conn.off('data', onData);
+      deadline.clear();
       void (async () => {
         try {
-          const req = parseRequest(buf.slice(0, nl));
+          const req = parseRequest(Buffer.concat(chunks).toString('utf8'));
           log('%s %s', req.op, req.op === 'mount' ? req.spec.mountpoint : req.op === 'unmount' ? req.mountpoint : req.op === 'mount-argv' ? req.argv.join(' ') : '');
           reply(await answer(mounts, req));
         } catch (e) {
@@ -83,25 +91,20 @@ export async function listenSocket(path: string, mounts = new MountServer()): Pr
           reply(failure(e));
         }
       })();
-    });
+    };
+    conn.on('data', onData);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  fs.chmodSync(path, 0o600);
+  server.maxConnections = limits.maxConnections;
+  const listener = await listenGuarded(server, path,
+    () => new StratafsError('STRATAFS_ERR_SERVER', `${path} is in use by a running stratafs daemon`));
   let stopping: Promise<void> | undefined;
   return {
     mounts,
     stop: () => (stopping ??= (async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
       try {
-        await mounts.closeAll();
+        await listener.close();
       } finally {
-        fs.rmSync(path, { force: true });
+        await mounts.closeAll();
       }
     })()),
   };

@@ -11,8 +11,9 @@
 // behaviour gives equal outcomes: no inode numbers, no atime/ctime, and an mtime only when
 // it was set on purpose (see `timeField` in snapshot.mjs).
 //
-// The system calls node:fs lacks (renameat2 flags, mknod, utimensat in ns) go to one
-// python3 co-process (syscalls.py serve), started on first use.
+// The system calls node:fs lacks (renameat2 flags, mknod, utimensat in ns) and the
+// multi-step probes (probes.py: 64-bit offsets, fds held across renames, other users)
+// go to one python3 co-process (syscalls.py serve), started on first use.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -86,6 +87,7 @@ class Syscalls {
       child.stdin.write(`${JSON.stringify({ call: name, args })}\n`);
     });
     if (reply.err) throw coded(reply.err);
+    return reply.value;
   }
 
   close() {
@@ -210,6 +212,10 @@ const OPS = {
     const rec = describe(p, fs.lstatSync(p, { bigint: true }));
     if (rec.type === 'file') rec.sha256 = rec.sha256.slice(0, 16);
     return rec;
+  },
+  /** A multi-step probe of probes.py (NAME, optional ARGS); its value is the outcome. */
+  probe(at, op) {
+    return syscalls.call('probe', { root: at(''), name: op.name, args: op.args });
   },
   /** Two names of one file must report one inode (hard links, after copy-up too). */
   sameinode(at, op) {

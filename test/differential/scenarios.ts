@@ -3,6 +3,7 @@
 // upper layer are compared. Ops that are expected to fail are part of the script on
 // purpose: the errno must be the kernel's.
 import type { Op } from '../lib/agent';
+import { POSIX_SCENARIOS } from './scenarios-posix';
 
 export interface Scenario {
   name: string;
@@ -517,4 +518,5 @@ export const SCENARIOS: Scenario[] = [
       { op: 'rename', from: 'play/f1', to: 'play/f9' },
     ],
   },
+  ...POSIX_SCENARIOS,
 ];

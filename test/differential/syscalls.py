@@ -2,7 +2,8 @@
 """System calls node:fs lacks, for the differential test agent.
 
 renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT), mknod of FIFOs and
-device nodes, and utimensat with nanosecond times and UTIME_OMIT. Python and ctypes
+device nodes, utimensat with nanosecond times and UTIME_OMIT, and the multi-step
+probes of probes.py. Python and ctypes
 keep the agent independent of the code under test (the stratafs addon has these too).
 
     syscalls.py serve                       JSON requests on stdin, one per line;
@@ -25,6 +26,10 @@ import json
 import os
 import stat
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import probes  # noqa: E402  (next to this file; -I leaves the script's directory off sys.path)
 
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -100,6 +105,7 @@ CALLS = {
     "renameat2": lambda a: renameat2(a["from"], a["to"], a.get("flags", [])),
     "mknod": lambda a: mknod(a["path"], a["kind"], a.get("mode", "644"), a.get("major", 0), a.get("minor", 0)),
     "utimens": lambda a: utimens(a["path"], a["atime"], a["mtime"], a.get("nofollow", False)),
+    "probe": lambda a: probes.probe(a["root"], a["name"], a.get("args")),
 }
 
 
@@ -111,8 +117,8 @@ def serve():
     for line in sys.stdin:
         req = json.loads(line)
         try:
-            CALLS[req["call"]](req["args"])
-            reply = {"ok": True}
+            value = CALLS[req["call"]](req["args"])
+            reply = {"ok": True} if value is None else {"ok": True, "value": value}
         except Exception as e:  # every failure becomes a reply, the loop goes on
             reply = {"err": code(e)}
         sys.stdout.write(json.dumps(reply) + "\n")

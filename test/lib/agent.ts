@@ -36,7 +36,9 @@ export type Op =
   | { op: 'readdir'; path: string }
   | { op: 'read'; path: string }
   | { op: 'stat'; path: string }
-  | { op: 'sameinode'; a: string; b: string };
+  | { op: 'sameinode'; a: string; b: string }
+  /** A multi-step probe of test/differential/probes.py; its JSON value is compared. */
+  | { op: 'probe'; name: string; args?: Record<string, unknown> };
 
 /** renameat2 flags: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT. */
 export type RenameFlag = 'noreplace' | 'exchange' | 'whiteout';

@@ -635,6 +635,29 @@ t.test('start: the default poll mode reads the device fd alone, on the JS thread
   t.same(tr.closed, [], 'nothing to close');
 });
 
+t.test('requests read are counted by opcode', async (t) => {
+  const fs = new FakeFs();
+  const tr = new FakeTransport();
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, isRoot: true, debug: () => undefined });
+  const done = s.start();
+  const rd = tr.readers!;
+  t.same(s.requestCounts(), {}, 'nothing read yet');
+  rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }]);
+  await s.ready();
+  rd.onBatch([
+    { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('foo')) },
+    { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('absent')) },
+    { fd: 3, buf: frame(Opcode.GETATTR, 7, Buffer.alloc(16)) },
+    { fd: 3, buf: frame(4000, 1, Buffer.alloc(0)) },
+    { fd: 3, buf: Buffer.alloc(3) },
+  ]);
+  await new Promise((r) => setImmediate(r));
+  t.same(s.requestCounts(), { INIT: 1, LOOKUP: 2, GETATTR: 1, 'OP_63+': 1, OP_0: 1 },
+    'by name; unknown large opcodes share one slot; a frame too short to hold one counts as 0');
+  rd.onEnd(3, 0);
+  await done;
+});
+
 t.test('importing the bridge does not load the addon', async (t) => {
   const keys = Object.keys(require.cache);
   t.ok(keys.some((k) => /src[\\/]fuse[\\/]bridge[\\/]session/.test(k)), 'the bridge is in the module cache');

@@ -77,6 +77,16 @@ t.test('option list splitting', async (t) => {
   t.same(splitLayerList('/a\\:b:/c'), ['/a:b', '/c']);
 });
 
+t.test('mount.fuse3 form: SOURCE MOUNTPOINT -o OPTIONS, with the options mount.fuse3 adds', async (t) => {
+  // what mount.fuse3 runs for containerd's fuse3.stratafs mounts (the source is ignored)
+  const c = parseArgs(['stratafs', '/run/m', '-o', 'lowerdir=/l2:/l1,upperdir=/u,workdir=/w,rw,dev,suid']);
+  if (c.kind !== 'mount') throw new Error('not a mount');
+  t.equal(c.options.mountpoint, '/run/m');
+  t.same(c.options.lowerdirs, ['/l2', '/l1']);
+  t.equal(c.options.upperdir, '/u');
+  t.equal(c.options.readOnly, false);
+});
+
 t.test('misuse gets one clear line', async (t) => {
   refused(t, [], /no mountpoint/, 'STRATAFS_ERR_USAGE');
   refused(t, ['/m'], /lowerdir= is required/, 'STRATAFS_ERR_OPTION');
@@ -85,7 +95,7 @@ t.test('misuse gets one clear line', async (t) => {
   refused(t, ['-o', 'lowerdir=/a,bogus=1', '/m'], /unknown option "bogus"/, 'STRATAFS_ERR_OPTION');
   refused(t, ['-o', 'lowerdir=/a', '-o', 'lowerdir=/b', '/m'], /lowerdir is given twice/, 'STRATAFS_ERR_OPTION');
   refused(t, ['-o', 'lowerdir=/a::/b', '/m'], /empty entry/, 'STRATAFS_ERR_OPTION');
-  refused(t, ['-o', 'lowerdir=/a', '/m', '/n'], /one mountpoint expected/, 'STRATAFS_ERR_USAGE');
+  refused(t, ['-o', 'lowerdir=/a', '/s', '/m', '/n'], /one mountpoint expected/, 'STRATAFS_ERR_USAGE');
   refused(t, ['-x', '/m'], /unknown flag "-x"/, 'STRATAFS_ERR_USAGE');
   refused(t, ['-o', 'lowerdir=/a,xattr_permissions=2', '/m'], /xattr_permissions=2 is not supported/, 'STRATAFS_ERR_OPTION');
   refused(t, ['-o', 'lowerdir=/a,timeout=x', '/m'], /timeout needs a number/, 'STRATAFS_ERR_OPTION');

@@ -3,12 +3,17 @@
  * to write (or null: FORGET and BATCH_FORGET are never answered). A handler may throw
  * anything: the session turns it into an error reply with toErrno().
  *
+ * A handler whose filesystem calls finish synchronously (lookups, getattr, readdir, xattr
+ * reads: answered from memory or by one syscall) returns its outcome synchronously too:
+ * no promise, no microtask, the reply is written before the next request is decoded.
+ * Only handlers that wait for the thread pool (copy-up, data, fsync) return a promise.
+ *
  * `undo` runs when the reply could not be delivered (the request was interrupted and
  * the kernel answered the write with ENOENT): whatever the reply would have handed to
  * the kernel — lookup counts, open handles — is taken back so nothing leaks.
  */
 import { constants as fsc } from 'node:fs';
-import type { Ctx, Entry, FileSystemApi, NodeId, OpenResult } from '../../overlay/api';
+import type { Awaitable, Ctx, DirEntryOut, Entry, FileSystemApi, NodeId, OpenResult } from '../../overlay/api';
 import { fail, E } from '../../errors';
 import type { Request, RequestBody, RequestKind } from '../wire/decode';
 import {
@@ -40,10 +45,22 @@ export interface Outcome {
 }
 
 type Body<K extends RequestKind> = Extract<RequestBody, { kind: K }>;
-type Handler<K extends RequestKind> = (core: Core, req: Request<Body<K>>, ctx: Ctx) => Promise<Outcome | null>;
+type Handler<K extends RequestKind> = (core: Core, req: Request<Body<K>>, ctx: Ctx) => Awaitable<Outcome | null>;
 /** handled by the session itself */
 type SessionKinds = 'INIT' | 'INTERRUPT' | 'unknown';
 export type HandlerTable = { [K in Exclude<RequestKind, SessionKinds>]: Handler<K> };
+
+/** a promise (or any thenable) rather than a value */
+export function isThenable<T>(v: Awaitable<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | null | undefined)?.then === 'function';
+}
+
+/** f(v) at once when v is a value, after it settles when it is a promise */
+function then<T, R>(v: Awaitable<T>, f: (x: T) => Awaitable<R>): Awaitable<R> {
+  return isThenable(v) ? v.then(f) : f(v);
+}
+
+const empty = (unique: bigint) => (): Outcome => ({ reply: encodeEmpty(unique) });
 
 const entryOutcome = (core: Core, unique: bigint, e: Entry): Outcome => ({
   reply: encodeEntry(unique, e),
@@ -78,33 +95,95 @@ async function openFile(core: Core, ctx: Ctx, node: NodeId, r: OpenResult, flags
   return out;
 }
 
-export const handlers: HandlerTable = {
-  async LOOKUP(core, { header, body }, ctx) {
-    const e = await core.fs.lookup(ctx, header.nodeId, body.name);
-    if (e === null) {
-      return { reply: core.entryTimeout > 0 ? encodeNegativeEntry(header.unique, core.entryTimeout) : encodeError(header.unique, E.ENOENT) };
+/**
+ * A READDIRPLUS reply: each listed name with its entry, looked up in turn. Synchronous
+ * while the lookups are; a lookup that returns a promise continues the fill after it.
+ * A reply that is not delivered (or a fill that fails) gives back the lookups made.
+ */
+class PlusReply {
+  private readonly looked: NodeId[] = [];
+
+  constructor(
+    private readonly core: Core,
+    private readonly ctx: Ctx,
+    private readonly dir: NodeId,
+    private readonly entries: DirEntryOut[],
+    private readonly w: DirentWriter,
+  ) {}
+
+  fill(from: number): Awaitable<Outcome> {
+    try {
+      for (let i = from; i < this.entries.length; i++) {
+        const d = this.entries[i] as DirEntryOut;
+        if (!this.w.fits(this.w.plusSize(d.name))) break;
+        if (d.name === '.' || d.name === '..') {
+          this.w.addPlus(d, null);
+          continue;
+        }
+        let found: Awaitable<Entry | null>;
+        try {
+          found = this.core.fs.lookup(this.ctx, this.dir, d.name);
+        } catch (e) {
+          this.missed(d, e);
+          continue;
+        }
+        if (isThenable(found)) {
+          return found.then((e) => this.add(d, e), (e: unknown) => this.missed(d, e)).then(() => this.fill(i + 1))
+            .catch((e: unknown) => this.fail(e));
+        }
+        this.add(d, found);
+      }
+    } catch (e) {
+      return this.fail(e);
     }
-    return entryOutcome(core, header.unique, e);
+    const looked = this.looked;
+    return { reply: this.w.finish(), undo: () => { for (const n of looked) this.core.fs.forget(n, 1); } };
+  }
+
+  private add(d: DirEntryOut, entry: Entry | null): void {
+    if (entry) this.looked.push(entry.nodeId);
+    this.w.addPlus(d, entry);
+  }
+
+  /** gone since readdir (or unreadable): list the name without an entry */
+  private missed(d: DirEntryOut, e: unknown): void {
+    this.core.log('readdirplus: lookup %d/%s failed: %s', this.dir, d.name, (e as Error).message);
+    this.w.addPlus(d, null);
+  }
+
+  private fail(e: unknown): never {
+    for (const n of this.looked.splice(0)) this.core.fs.forget(n, 1);
+    throw e;
+  }
+}
+
+export const handlers: HandlerTable = {
+  LOOKUP(core, { header, body }, ctx) {
+    return then(core.fs.lookup(ctx, header.nodeId, body.name), (e) => {
+      if (e === null) {
+        return { reply: core.entryTimeout > 0 ? encodeNegativeEntry(header.unique, core.entryTimeout) : encodeError(header.unique, E.ENOENT) };
+      }
+      return entryOutcome(core, header.unique, e);
+    });
   },
-  async FORGET(core, { header, body }) {
+  FORGET(core, { header, body }) {
     core.fs.forget(header.nodeId, body.nlookup);
     return null;
   },
-  async BATCH_FORGET(core, { body }) {
+  BATCH_FORGET(core, { body }) {
     for (const { nodeId, nlookup } of body.items) core.fs.forget(nodeId, nlookup);
     return null;
   },
-  async GETATTR(core, { header, body }, ctx) {
-    const attr = await core.fs.getattr(ctx, header.nodeId, body.fh);
-    return { reply: encodeAttr(header.unique, attr, core.attrTimeout) };
+  GETATTR(core, { header, body }, ctx) {
+    return then(core.fs.getattr(ctx, header.nodeId, body.fh), (attr) => ({ reply: encodeAttr(header.unique, attr, core.attrTimeout) }));
   },
   async SETATTR(core, { header, body }, ctx) {
     const changes = await setattrChanges(core.fs, ctx, header.nodeId, body);
     const attr = await core.fs.setattr(ctx, header.nodeId, changes);
     return { reply: encodeAttr(header.unique, attr, core.attrTimeout) };
   },
-  async READLINK(core, { header }, ctx) {
-    return { reply: encodeReadlink(header.unique, await core.fs.readlink(ctx, header.nodeId)) };
+  READLINK(core, { header }, ctx) {
+    return then(core.fs.readlink(ctx, header.nodeId), (target) => ({ reply: encodeReadlink(header.unique, target) }));
   },
   async SYMLINK(core, { header, body }, ctx) {
     return entryOutcome(core, header.unique, await core.fs.symlink(ctx, header.nodeId, body.name, body.target));
@@ -176,13 +255,12 @@ export const handlers: HandlerTable = {
     }
     return { reply: encodeWrite(header.unique, await core.fs.write(body.fh, body.offset, body.data)) };
   },
-  async STATFS(core, { header }, ctx) {
-    return { reply: encodeStatfs(header.unique, await core.fs.statfs(ctx, header.nodeId)) };
+  STATFS(core, { header }, ctx) {
+    return then(core.fs.statfs(ctx, header.nodeId), (st) => ({ reply: encodeStatfs(header.unique, st) }));
   },
-  async RELEASE(core, { header, body }) {
+  RELEASE(core, { header, body }) {
     core.registry.release(body.fh);
-    await core.fs.release(body.fh);
-    return { reply: encodeEmpty(header.unique) };
+    return then(core.fs.release(body.fh), empty(header.unique));
   },
   async FSYNC(core, { header, body }) {
     await core.fs.fsync(body.fh, body.datasync);
@@ -192,73 +270,57 @@ export const handlers: HandlerTable = {
     await core.fs.setxattr(ctx, header.nodeId, body.name, body.value, body.flags);
     return { reply: encodeEmpty(header.unique) };
   },
-  async GETXATTR(core, { header, body }, ctx) {
-    const value = await core.fs.getxattr(ctx, header.nodeId, body.name);
-    if (value === null) return { reply: encodeError(header.unique, E.ENODATA) };
-    if (body.size === 0) return { reply: encodeXattrSize(header.unique, value.length) };
-    if (value.length > body.size) fail(E.ERANGE);
-    return { reply: encodeData(header.unique, value) };
+  GETXATTR(core, { header, body }, ctx) {
+    return then(core.fs.getxattr(ctx, header.nodeId, body.name), (value) => {
+      if (value === null) return { reply: encodeError(header.unique, E.ENODATA) };
+      if (body.size === 0) return { reply: encodeXattrSize(header.unique, value.length) };
+      if (value.length > body.size) fail(E.ERANGE);
+      return { reply: encodeData(header.unique, value) };
+    });
   },
-  async LISTXATTR(core, { header, body }, ctx) {
-    const list = xattrList(await core.fs.listxattr(ctx, header.nodeId));
-    if (body.size === 0) return { reply: encodeXattrSize(header.unique, list.length) };
-    if (list.length > body.size) fail(E.ERANGE);
-    return { reply: encodeData(header.unique, list) };
+  LISTXATTR(core, { header, body }, ctx) {
+    return then(core.fs.listxattr(ctx, header.nodeId), (names) => {
+      const list = xattrList(names);
+      if (body.size === 0) return { reply: encodeXattrSize(header.unique, list.length) };
+      if (list.length > body.size) fail(E.ERANGE);
+      return { reply: encodeData(header.unique, list) };
+    });
   },
   async REMOVEXATTR(core, { header, body }, ctx) {
     await core.fs.removexattr(ctx, header.nodeId, body.name);
     return { reply: encodeEmpty(header.unique) };
   },
-  async FLUSH(core, { header, body }) {
-    await core.fs.flush(body.fh);
-    return { reply: encodeEmpty(header.unique) };
+  FLUSH(core, { header, body }) {
+    return then(core.fs.flush(body.fh), empty(header.unique));
   },
-  async OPENDIR(core, { header }, ctx) {
-    const r = await core.fs.opendir(ctx, header.nodeId);
-    return { reply: encodeOpen(header.unique, dirOpenOut(r)), undo: () => core.fs.releasedir(r.fh) };
+  OPENDIR(core, { header }, ctx) {
+    return then(core.fs.opendir(ctx, header.nodeId), (r) => ({
+      reply: encodeOpen(header.unique, dirOpenOut(r)),
+      undo: () => core.fs.releasedir(r.fh),
+    }));
   },
-  async READDIR(core, { header, body }) {
-    const entries = await core.fs.readdir(body.fh, body.offset);
-    const w = new DirentWriter(header.unique, body.size);
-    for (const d of entries) if (!w.add(d)) break;
-    return { reply: w.finish() };
+  READDIR(core, { header, body }) {
+    return then(core.fs.readdir(body.fh, body.offset), (entries) => {
+      const w = new DirentWriter(header.unique, body.size);
+      for (const d of entries) if (!w.add(d)) break;
+      return { reply: w.finish() };
+    });
   },
-  async READDIRPLUS(core, { header, body }, ctx) {
-    const entries = await core.fs.readdir(body.fh, body.offset);
-    const w = new DirentWriter(header.unique, body.size);
-    const looked: NodeId[] = [];
-    try {
-      for (const d of entries) {
-        if (!w.fits(w.plusSize(d.name))) break;
-        let entry: Entry | null = null;
-        if (d.name !== '.' && d.name !== '..') {
-          try {
-            entry = await core.fs.lookup(ctx, header.nodeId, d.name);
-            if (entry) looked.push(entry.nodeId);
-          } catch (e) {
-            // gone since readdir (or unreadable): list the name without an entry
-            core.log('readdirplus: lookup %d/%s failed: %s', header.nodeId, d.name, (e as Error).message);
-          }
-        }
-        w.addPlus(d, entry);
-      }
-    } catch (e) {
-      for (const n of looked) core.fs.forget(n, 1);
-      throw e;
-    }
-    return { reply: w.finish(), undo: () => { for (const n of looked) core.fs.forget(n, 1); } };
+  READDIRPLUS(core, { header, body }, ctx) {
+    return then(core.fs.readdir(body.fh, body.offset), (entries) => {
+      const plus = new PlusReply(core, ctx, header.nodeId, entries, new DirentWriter(header.unique, body.size));
+      return plus.fill(0);
+    });
   },
-  async RELEASEDIR(core, { header, body }) {
-    await core.fs.releasedir(body.fh);
-    return { reply: encodeEmpty(header.unique) };
+  RELEASEDIR(core, { header, body }) {
+    return then(core.fs.releasedir(body.fh), empty(header.unique));
   },
   async FSYNCDIR(core, { header, body }) {
     await core.fs.fsyncdir(body.fh, body.datasync);
     return { reply: encodeEmpty(header.unique) };
   },
-  async ACCESS(core, { header, body }, ctx) {
-    await core.fs.access(ctx, header.nodeId, body.mask);
-    return { reply: encodeEmpty(header.unique) };
+  ACCESS(core, { header, body }, ctx) {
+    return then(core.fs.access(ctx, header.nodeId, body.mask), empty(header.unique));
   },
   async DESTROY(core, { header }) {
     await core.fs.destroy();
@@ -268,8 +330,8 @@ export const handlers: HandlerTable = {
     await core.fs.fallocate(body.fh, body.mode, body.offset, body.length);
     return { reply: encodeEmpty(header.unique) };
   },
-  async LSEEK(core, { header, body }) {
-    return { reply: encodeLseek(header.unique, await core.fs.lseek(body.fh, body.offset, body.whence)) };
+  LSEEK(core, { header, body }) {
+    return then(core.fs.lseek(body.fh, body.offset, body.whence), (off) => ({ reply: encodeLseek(header.unique, off) }));
   },
   async COPY_FILE_RANGE(core, { header, body }) {
     if (body.flags !== 0n) fail(E.EINVAL);

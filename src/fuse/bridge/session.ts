@@ -20,10 +20,10 @@ import createDebug from 'debug';
 import type { Ctx, FileSystemApi } from '../../overlay/api';
 import type { FuseRequest } from '../../native/addon';
 import { E, errnoName, toErrno } from '../../errors';
-import { decode, type Request } from '../wire/decode';
+import { decode, type InHeader, type Request } from '../wire/decode';
 import { encodeError, encodeInit, type Reply } from '../wire/encode';
 import { Opcode, READ_BUFFER_SIZE, opcodeName, initFlagNames } from '../wire/protocol';
-import { handlers, type Core, type HandlerTable, type Outcome } from './dispatch';
+import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from './dispatch';
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
@@ -63,6 +63,9 @@ export interface FuseSessionOptions {
 
 const NO_REPLY = new Set<number>([Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT]);
 
+/** opcodes counted one by one; every opcode from OPCODE_SLOTS - 1 up shares the last slot */
+const OPCODE_SLOTS = 64;
+
 export class FuseSession extends EventEmitter {
   readonly devFd: number;
   readonly notify: Notifier;
@@ -78,6 +81,8 @@ export class FuseSession extends EventEmitter {
   private started: Promise<void> | undefined;
   /** log every request (only when the logger says it is enabled: DEBUG=stratafs:fuse) */
   private readonly trace: boolean;
+  /** requests read, by opcode (index: opcode; larger opcodes share the last slot) */
+  private readonly counts = new Float64Array(OPCODE_SLOTS);
 
   constructor(opts: FuseSessionOptions) {
     super();
@@ -104,6 +109,19 @@ export class FuseSession extends EventEmitter {
   /** what INIT settled on (undefined before INIT) */
   get negotiated(): Negotiated | undefined {
     return this.negotiatedState;
+  }
+
+  /**
+   * Requests read so far, by opcode name (only those seen), for the statistics line the
+   * daemon prints on SIGUSR2 and at exit with -d: the request mix of a workload.
+   */
+  requestCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let op = 0; op < OPCODE_SLOTS; op++) {
+      const n = this.counts[op] as number;
+      if (n > 0) out[op === OPCODE_SLOTS - 1 ? `OP_${op}+` : opcodeName(op)] = n;
+    }
+    return out;
   }
 
   /** the passthrough registry (exposed for diagnostics and tests) */
@@ -168,8 +186,18 @@ export class FuseSession extends EventEmitter {
   }
 
   private onBatch(requests: FuseRequest[]): void {
+    const counts = this.counts;
     for (const r of requests) {
-      this.handleRequest(r.fd, r.buf).catch((e: unknown) => this.log('request failed outside its handler: %s', e));
+      // the opcode is the u32 at offset 4 of every frame; a frame too short is counted as 0
+      const op = r.buf.length >= 8 ? r.buf.readUInt32LE(4) : 0;
+      counts[op < OPCODE_SLOTS ? op : OPCODE_SLOTS - 1]++;
+      const failed = (e: unknown): void => this.log('request failed outside its handler: %s', e);
+      try {
+        const p = this.dispatch(r.fd, r.buf);
+        if (p) p.catch(failed);
+      } catch (e) {
+        failed(e);
+      }
     }
   }
 
@@ -189,7 +217,20 @@ export class FuseSession extends EventEmitter {
    * Handles one request frame read from `fd`; resolves once its reply (if any) was
    * written. Never rejects.
    */
-  async handleRequest(fd: number, buf: Buffer): Promise<void> {
+  handleRequest(fd: number, buf: Buffer): Promise<void> {
+    try {
+      return Promise.resolve(this.dispatch(fd, buf));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Handles one request frame: synchronously when its handler finishes synchronously
+   * (the reply is written when this returns), else a promise of the written reply.
+   * Throws or rejects only on a bug outside the handler.
+   */
+  private dispatch(fd: number, buf: Buffer): void | Promise<void> {
     const res = decode(buf, { setxattrExt: this.negotiatedState?.setxattrExt ?? false });
     if (!res.ok) {
       const h = res.error.header;
@@ -200,14 +241,11 @@ export class FuseSession extends EventEmitter {
     const req = res.req;
     const { header, body } = req;
     if (body.kind === 'INIT') {
-      try {
-        await this.init(fd, req as Request<Extract<typeof body, { kind: 'INIT' }>>);
-      } catch (e) {
+      return this.init(fd, req as Request<Extract<typeof body, { kind: 'INIT' }>>).catch((e: unknown) => {
         // never leave the kernel waiting for the INIT reply: the mount would hang
         this.log('INIT failed: %s', (e as Error)?.message ?? e);
         this.send(fd, encodeError(header.unique, E.EPROTO));
-      }
-      return;
+      });
     }
     if (body.kind === 'INTERRUPT') {
       if (!this.inflight.has(body.target)) this.send(fd, encodeError(header.unique, E.EAGAIN));
@@ -228,25 +266,46 @@ export class FuseSession extends EventEmitter {
     if (this.trace) this.log('%s #%s node %d', body.kind, header.unique, header.nodeId);
     const ctx: Ctx = { uid: header.uid, gid: header.gid, pid: header.pid };
     const handler = handlers[body.kind] as HandlerTable['LOOKUP'];
-    this.inflight.add(header.unique);
-    let outcome: Outcome | null;
+    let outcome: Outcome | null | Promise<Outcome | null>;
     try {
-      outcome = await handler(core, req as Request<Extract<typeof body, { kind: 'LOOKUP' }>>, ctx);
+      outcome = handler(core, req as Request<Extract<typeof body, { kind: 'LOOKUP' }>>, ctx);
     } catch (e) {
-      const errno = toErrno(e);
-      if (errno === E.EIO || errno === E.ENOSYS) this.log('%s node %d: %s', body.kind, header.nodeId, (e as Error)?.stack ?? e);
-      this.inflight.delete(header.unique);
-      this.send(fd, encodeError(header.unique, errno));
+      this.failed(fd, header, body.kind, e);
       return;
     }
-    this.inflight.delete(header.unique);
+    if (!isThenable(outcome)) return this.reply(fd, body.kind, outcome);
+    // only a request still being handled can be interrupted (see the header)
+    const unique = header.unique;
+    this.inflight.add(unique);
+    return outcome.then(
+      (o) => {
+        this.inflight.delete(unique);
+        return this.reply(fd, body.kind, o);
+      },
+      (e: unknown) => {
+        this.inflight.delete(unique);
+        this.failed(fd, header, body.kind, e);
+      },
+    );
+  }
+
+  /** the handler failed: its error becomes the reply */
+  private failed(fd: number, header: InHeader, kind: string, e: unknown): void {
+    const errno = toErrno(e);
+    if (errno === E.EIO || errno === E.ENOSYS) this.log('%s node %d: %s', kind, header.nodeId, (e as Error)?.stack ?? e);
+    this.send(fd, encodeError(header.unique, errno));
+  }
+
+  /** writes the handler's reply; when the kernel does not take it, its undo runs */
+  private reply(fd: number, kind: string, outcome: Outcome | null): void | Promise<void> {
     if (!outcome) return;
-    if (!this.send(fd, outcome.reply) && outcome.undo) {
-      try {
-        await outcome.undo();
-      } catch (e) {
-        this.log('undo of %s failed: %s', body.kind, (e as Error).message);
-      }
+    if (this.send(fd, outcome.reply) || !outcome.undo) return;
+    const logUndo = (e: unknown): void => this.log('undo of %s failed: %s', kind, (e as Error).message);
+    try {
+      const r = outcome.undo();
+      if (isThenable(r)) return r.catch(logUndo);
+    } catch (e) {
+      logUndo(e);
     }
   }
 

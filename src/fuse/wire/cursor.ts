@@ -1,3 +1,5 @@
+import { readI64, readU64, type Int64 } from '../../int64';
+
 /**
  * A bounds-checked reader over one request body. Every read past the end throws
  * `Malformed`, which decode() turns into a decode error value; nothing else escapes.
@@ -47,7 +49,17 @@ export class Cursor {
     return Number(v);
   }
 
-  /** an i64 read as a number (times, lseek offsets) */
+  /** a u64 quantity of the file (size, offset, length), exact (src/int64.ts) */
+  u64x(what = 'u64'): Int64 {
+    return readU64(this.buf, this.need(8, what));
+  }
+
+  /** an i64 quantity of the file (an lseek offset), exact */
+  i64x(what = 'i64'): Int64 {
+    return readI64(this.buf, this.need(8, what));
+  }
+
+  /** an i64 read as a number (times) */
   i64n(what = 'i64'): number {
     return Number(this.buf.readBigInt64LE(this.need(8, what)));
   }

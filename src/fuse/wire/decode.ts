@@ -9,6 +9,7 @@
  */
 import { Cursor, Malformed } from './cursor';
 import { Opcode, Size, GETATTR_FH, FSYNC_FDATASYNC } from './protocol';
+import type { Int64 } from '../../int64';
 
 export interface InHeader {
   len: number;
@@ -26,7 +27,8 @@ export interface InHeader {
 export interface SetattrIn {
   valid: number;
   fh: number;
-  size: number;
+  /** exact (src/int64.ts): a truncate may ask for up to 2^63 − 1 */
+  size: Int64;
   lockOwner: bigint;
   atimeSec: number;
   mtimeSec: number;
@@ -56,10 +58,10 @@ export type RequestBody =
   | { kind: 'LINK'; oldNodeId: number; newName: string }
   | { kind: 'OPEN'; flags: number; openFlags: number }
   | { kind: 'OPENDIR'; flags: number; openFlags: number }
-  | { kind: 'READ'; fh: number; offset: number; size: number; readFlags: number; flags: number }
+  | { kind: 'READ'; fh: number; offset: Int64; size: number; readFlags: number; flags: number }
   | { kind: 'READDIR'; fh: number; offset: number; size: number }
   | { kind: 'READDIRPLUS'; fh: number; offset: number; size: number }
-  | { kind: 'WRITE'; fh: number; offset: number; writeFlags: number; flags: number; data: Buffer }
+  | { kind: 'WRITE'; fh: number; offset: Int64; writeFlags: number; flags: number; data: Buffer }
   | { kind: 'STATFS' }
   | { kind: 'RELEASE'; fh: number; flags: number; releaseFlags: number }
   | { kind: 'RELEASEDIR'; fh: number; flags: number; releaseFlags: number }
@@ -74,16 +76,16 @@ export type RequestBody =
   | { kind: 'CREATE'; name: string; flags: number; mode: number; umask: number; openFlags: number }
   | { kind: 'INTERRUPT'; target: bigint }
   | { kind: 'DESTROY' }
-  | { kind: 'FALLOCATE'; fh: number; offset: number; length: number; mode: number }
-  | { kind: 'LSEEK'; fh: number; offset: number; whence: number }
+  | { kind: 'FALLOCATE'; fh: number; offset: Int64; length: Int64; mode: number }
+  | { kind: 'LSEEK'; fh: number; offset: Int64; whence: number }
   | {
       kind: 'COPY_FILE_RANGE';
       fhIn: number;
-      offIn: number;
+      offIn: Int64;
       nodeIdOut: number;
       fhOut: number;
-      offOut: number;
-      len: number;
+      offOut: Int64;
+      len: Int64;
       flags: bigint;
     }
   | { kind: 'unknown' };
@@ -163,7 +165,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
       const valid = c.u32('valid');
       c.skip(4);
       const fh = c.u64n('fh');
-      const size = c.u64n('size');
+      const size = c.u64x('size');
       const lockOwner = c.u64('lock_owner');
       const atimeSec = c.i64n('atime');
       const mtimeSec = c.i64n('mtime');
@@ -228,18 +230,26 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
     case Opcode.READDIR:
     case Opcode.READDIRPLUS: {
       const fh = c.u64n('fh');
+      if (op === Opcode.READ) {
+        const offset = c.u64x('offset');
+        const size = c.u32('size');
+        const readFlags = c.u32('read_flags');
+        c.skip(8, 'lock_owner');
+        const flags = c.u32('flags');
+        c.skip(4);
+        return { kind: 'READ', fh, offset, size, readFlags, flags };
+      }
+      // a directory offset is a cookie stratafs handed out (a small number)
       const offset = c.u64n('offset');
       const size = c.u32('size');
-      const readFlags = c.u32('read_flags');
+      c.skip(4, 'read_flags');
       c.skip(8, 'lock_owner');
-      const flags = c.u32('flags');
-      c.skip(4);
-      if (op === Opcode.READ) return { kind: 'READ', fh, offset, size, readFlags, flags };
+      c.skip(8, 'flags');
       return { kind: op === Opcode.READDIR ? 'READDIR' : 'READDIRPLUS', fh, offset, size };
     }
     case Opcode.WRITE: {
       const fh = c.u64n('fh');
-      const offset = c.u64n('offset');
+      const offset = c.u64x('offset');
       const size = c.u32('size');
       const writeFlags = c.u32('write_flags');
       c.skip(8, 'lock_owner');
@@ -311,26 +321,26 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
       return { kind: 'DESTROY' };
     case Opcode.FALLOCATE: {
       const fh = c.u64n('fh');
-      const offset = c.u64n('offset');
-      const length = c.u64n('length');
+      const offset = c.u64x('offset');
+      const length = c.u64x('length');
       const mode = c.u32('mode');
       c.skip(4);
       return { kind: 'FALLOCATE', fh, offset, length, mode };
     }
     case Opcode.LSEEK: {
       const fh = c.u64n('fh');
-      const offset = c.i64n('offset');
+      const offset = c.i64x('offset');
       const whence = c.u32('whence');
       c.skip(4);
       return { kind: 'LSEEK', fh, offset, whence };
     }
     case Opcode.COPY_FILE_RANGE: {
       const fhIn = c.u64n('fh_in');
-      const offIn = c.u64n('off_in');
+      const offIn = c.u64x('off_in');
       const nodeIdOut = c.u64n('nodeid_out');
       const fhOut = c.u64n('fh_out');
-      const offOut = c.u64n('off_out');
-      const len = Number(c.u64('len')); // the kernel clamps to its own limits; a double is enough
+      const offOut = c.u64x('off_out');
+      const len = c.u64x('len');
       const flags = c.u64('flags');
       return { kind: 'COPY_FILE_RANGE', fhIn, offIn, nodeIdOut, fhOut, offOut, len, flags };
     }

@@ -8,6 +8,7 @@
  */
 import type { Attr, Entry, FsStat } from '../../overlay/api';
 import { Size } from './protocol';
+import { writeI64, writeU64, type Int64 } from '../../int64';
 
 export type Reply = Buffer[];
 
@@ -64,8 +65,8 @@ export function encodeEmpty(unique: bigint): Reply {
 /** writes fuse_attr (88 bytes) at `at` */
 export function writeAttr(b: Buffer, at: number, a: Attr): void {
   b.writeBigUInt64LE(a.ino, at);
-  b.writeBigUInt64LE(BigInt(a.size), at + 8);
-  b.writeBigUInt64LE(BigInt(a.blocks), at + 16);
+  writeU64(b, a.size, at + 8);
+  writeU64(b, a.blocks, at + 16);
   b.writeBigInt64LE(BigInt(a.atimeSec), at + 24);
   b.writeBigInt64LE(BigInt(a.mtimeSec), at + 32);
   b.writeBigInt64LE(BigInt(a.ctimeSec), at + 40);
@@ -153,11 +154,11 @@ export function encodeWrite(unique: bigint, size: number): Reply {
 
 export function encodeStatfs(unique: bigint, s: FsStat): Reply {
   const { buf, body } = frame(unique, Size.STATFS_OUT);
-  body.writeBigUInt64LE(BigInt(s.blocks), 0);
-  body.writeBigUInt64LE(BigInt(s.bfree), 8);
-  body.writeBigUInt64LE(BigInt(s.bavail), 16);
-  body.writeBigUInt64LE(BigInt(s.files), 24);
-  body.writeBigUInt64LE(BigInt(s.ffree), 32);
+  writeU64(body, s.blocks, 0);
+  writeU64(body, s.bfree, 8);
+  writeU64(body, s.bavail, 16);
+  writeU64(body, s.files, 24);
+  writeU64(body, s.ffree, 32);
   body.writeUInt32LE(s.bsize, 40);
   body.writeUInt32LE(s.namelen, 44);
   body.writeUInt32LE(s.frsize, 48);
@@ -188,9 +189,9 @@ export function xattrList(names: string[]): Buffer {
   return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
 }
 
-export function encodeLseek(unique: bigint, offset: number): Reply {
+export function encodeLseek(unique: bigint, offset: Int64): Reply {
   const { buf, body } = frame(unique, Size.LSEEK_OUT);
-  body.writeBigInt64LE(BigInt(offset), 0);
+  writeI64(body, offset, 0);
   return [buf];
 }
 

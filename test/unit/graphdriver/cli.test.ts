@@ -9,10 +9,16 @@ import { parseRequest } from '../../../src/server/protocol';
 import { parseArgs } from '../../../src/cli/options';
 
 t.test('stratafs graphdriver arguments', async (t) => {
-  t.same(parseGraphdriverArgs([]), { socket: '/run/docker/plugins/stratafs.sock', home: undefined, debug: false });
-  t.same(parseGraphdriverArgs(['--name', 'sfs2', '-d']), { socket: '/run/docker/plugins/sfs2.sock', home: undefined, debug: true });
+  const none = { access: {}, limits: {} };
+  t.same(parseGraphdriverArgs([]), { socket: '/run/docker/plugins/stratafs.sock', home: undefined, debug: false, ...none });
+  t.same(parseGraphdriverArgs(['--name', 'sfs2', '-d']), { socket: '/run/docker/plugins/sfs2.sock', home: undefined, debug: true, ...none });
   t.same(parseGraphdriverArgs(['--socket', '/tmp/x.sock', '--home', '/var/lib/x']),
-    { socket: '/tmp/x.sock', home: '/var/lib/x', debug: false });
+    { socket: '/tmp/x.sock', home: '/var/lib/x', debug: false, ...none });
+  t.same(parseGraphdriverArgs(['--allow-uid', '1000', '--max-connections', '9', '--max-request-bytes', '4096', '--idle-timeout', '5']),
+    { socket: '/run/docker/plugins/stratafs.sock', home: undefined, debug: false, access: { allowUid: 1000 },
+      limits: { maxConnections: 9, maxRequestBytes: 4096, idleTimeoutMs: 5000 } });
+  t.throws(() => parseGraphdriverArgs(['--max-connections', '0']), { code: 'STRATAFS_ERR_USAGE', message: /--max-connections must be a positive integer/ });
+  t.throws(() => parseGraphdriverArgs(['--allow-uid', 'bob']), { code: 'STRATAFS_ERR_USAGE', message: /--allow-uid must be a uid/ });
   t.equal(parseGraphdriverArgs(['--help']), 'help');
   t.throws(() => parseGraphdriverArgs(['--name', '../evil']), { code: 'STRATAFS_ERR_USAGE', message: /invalid plugin name/ });
   t.throws(() => parseGraphdriverArgs(['--name']), { message: /--name needs a value/ });
@@ -20,8 +26,11 @@ t.test('stratafs graphdriver arguments', async (t) => {
 });
 
 t.test('stratafs daemon arguments', async (t) => {
-  t.same(parseDaemonArgs(['--socket', '/run/s.sock']), { kind: 'serve', socket: '/run/s.sock', debug: false });
-  t.same(parseDaemonArgs(['--socket', '/run/s.sock', '--list']), { kind: 'list', socket: '/run/s.sock', debug: false });
+  t.same(parseDaemonArgs(['--socket', '/run/s.sock']), { kind: 'serve', socket: '/run/s.sock', debug: false, access: {}, limits: {} });
+  t.same(parseDaemonArgs(['--socket', '/run/s.sock', '--list']), { kind: 'list', socket: '/run/s.sock', debug: false, access: {}, limits: {} });
+  t.same(parseDaemonArgs(['--socket', '/run/s.sock', '--allow-uid', '0', '--idle-timeout', '2']),
+    { kind: 'serve', socket: '/run/s.sock', debug: false, access: { allowUid: 0 }, limits: { idleTimeoutMs: 2000 } });
+  t.throws(() => parseDaemonArgs(['--socket', '/s', '--max-request-bytes', '-1']), { message: /--max-request-bytes must be a positive integer/ });
   t.same(parseDaemonArgs(['--socket', '/run/s.sock', '--unmount', '/mnt/a']), { kind: 'unmount', socket: '/run/s.sock', target: '/mnt/a' });
   t.throws(() => parseDaemonArgs([]), { message: /needs --socket/ });
   t.equal(parseDaemonArgs(['-h']), 'help');

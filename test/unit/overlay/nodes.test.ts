@@ -89,7 +89,10 @@ t.test('a removed directory is never taken for the layer root', async (t) => {
     const { fh } = f.ov.opendir(ctx, d);
     await f.ov.rmdir(ctx, 1, name);
     t.throws(() => look(f.ov, d, 'x'), withErrno(E.ENOENT), `${name}: lookup in it`);
-    t.throws(() => f.ov.readdir(fh, 0), withErrno(E.ENOENT), `${name}: listing it`);
+    // nothing of the layer root, nor of its lowers: only '.' and '..' (kernel overlayfs
+    // lists nothing for an open directory renamed over; after rmdir the kernel answers
+    // ENOENT itself)
+    t.same(f.ov.readdir(fh, 0).map((e) => e.name), ['.', '..'], `${name}: listing it shows nothing`);
     await t.rejects(Promise.resolve().then(() => f.ov.mkdir(ctx, d, 'new', 0o755)), withErrno(E.ENOENT), `${name}: mkdir in it`);
     await t.rejects(Promise.resolve().then(() => f.ov.create(ctx, d, 'x', 0o644, O.O_RDWR)), withErrno(E.ENOENT), `${name}: create in it`);
     f.ov.releasedir(fh);

@@ -9,17 +9,25 @@
  * a lower directory lists it once (getdents) and keeps what it found: the hidden names
  * (only for the rare directory that has any) and the opaque marker. The index is an
  * LRU bounded in entries; an evicted directory is simply listed again. The listing is
- * read through the listing cache (cache.ts): the readdir of a directory a lookup went
- * through, and the lookups in a directory just listed, read it once between them.
+ * read through a ListingSource (the overlay's listing cache, src/overlay/cache.ts): the
+ * readdir of a directory a lookup went through, and the lookups in a directory just
+ * listed, read it once between them.
  *
  * A directory that cannot be listed (no read permission for an unprivileged daemon)
  * falls back to the per-name checks, which need search permission only.
  */
 import { LRUCache } from 'lru-cache';
 import { native, type DirEntry } from '../native';
-import type { LayerCache } from './cache';
-import { openDirAt, tryStatAt, type Layer } from './layers';
+import { openDirAt, tryStatAt, type Layer } from './access';
 import { AUFS_OPAQUE, AUFS_PREFIX } from './whiteout';
+
+/**
+ * Where the index reads listings through: the overlay's listing cache (so a lookup and
+ * a readdir of one directory list it once between them), or a plain read.
+ */
+export interface ListingSource {
+  listing(layer: Layer, path: string, read: () => DirEntry[]): DirEntry[];
+}
 
 interface AufsDir {
   /** names hidden by `.wh.<name>` entries, null when there are none */
@@ -56,7 +64,7 @@ export class AufsIndex {
   private readonly dirs: LRUCache<string, AufsDir>;
 
   /** `caches`: the listing is read through the listing cache, so a readdir that follows reuses it */
-  constructor(max: number, private readonly caches: LayerCache) {
+  constructor(max: number, private readonly caches: ListingSource) {
     // counted with sizes of 1 rather than `max`, which allocates for `max` entries up front
     this.dirs = new LRUCache<string, AufsDir>({ maxSize: max, sizeCalculation: () => 1 });
   }

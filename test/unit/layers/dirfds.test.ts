@@ -1,9 +1,9 @@
-// The layer directory-fd cache (layers.ts DirFds): entries left unused are closed by
+// The layer directory-fd cache (src/layers/access.ts DirFds): entries left unused are closed by
 // the sweep, entries in use stay, the timer does it on its own and stops when empty.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DirFds, type Layer } from '../../../src/overlay/layers';
+import { DirFds, type Layer } from '../../../src/layers/access';
 import { C, native } from '../../../src/native';
 import { tempDir, type Teardown } from '../../lib/tmp';
 

@@ -19,7 +19,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, toErrno } from '../errors';
 import { native, type Stat } from '../native';
-import { tryGetXattr, xattrPath } from './layers';
+import { tryGetXattr, xattrPath } from './access';
 
 export const AUFS_PREFIX = '.wh.';
 export const AUFS_OPAQUE = '.wh..wh..opq';
@@ -140,7 +140,7 @@ export class Whiteouts {
 
 /**
  * Is `attr` one of the private overlay xattrs (any prefix)? Escaped user attributes
- * (`<prefix>overlay.*`, see xattr.ts) are user data, not private.
+ * (`<prefix>overlay.*`, see src/overlay/xattr.ts) are user data, not private.
  */
 export function isPrivateXattr(attr: string): boolean {
   return PRIVATE_PREFIXES.some((p) => attr.startsWith(p) && !attr.startsWith(`${p}overlay.`));
