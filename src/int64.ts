@@ -100,5 +100,12 @@ export function writeU64(buf: Buffer, v: Int64, at: number): void {
 
 /** Writes V as a signed 64-bit little-endian field at AT (RangeError outside −2^63..2^63−1). */
 export function writeI64(buf: Buffer, v: Int64, at: number): void {
-  buf.writeBigInt64LE(toBigInt(v), at);
+  if (typeof v === 'number' && Number.isSafeInteger(v)) {
+    // two's complement in two halves: hi = floor(v / 2^32), lo = the rest (0..2^32−1)
+    const hi = Math.floor(v / 0x100000000);
+    buf.writeUInt32LE(v - hi * 0x100000000, at);
+    buf.writeInt32LE(hi, at + 4);
+  } else {
+    buf.writeBigInt64LE(toBigInt(v), at);
+  }
 }

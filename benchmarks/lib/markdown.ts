@@ -21,15 +21,20 @@ export function runLine(r: RunResult): string {
 
 export function markdownTable(r: RunResult): string {
   const out: string[] = [];
-  out.push(row(['workload', ...r.targets.map((t) => `${t} (s)`), 'stratafs / fuse-overlayfs', 'stratafs / kernel']));
-  out.push(row(['---', ...r.targets.map(() => '---:'), '---:', '---:']));
+  const daemon = r.targets.includes('stratafs-daemon');
+  out.push(row(['workload', ...r.targets.map((t) => `${t} (s)`), 'stratafs / fuse-overlayfs', 'stratafs / kernel', ...(daemon ? ['stratafs-daemon / fuse-overlayfs'] : [])]));
+  out.push(row(['---', ...r.targets.map(() => '---:'), '---:', '---:', ...(daemon ? ['---:'] : [])]));
   r.workloads.forEach((w, i) => {
     const failed = (t: string): boolean => (w.samples[t as keyof typeof w.samples] ?? []).some((s) => s.seconds === undefined);
     const vsFuse = r.ratios[i]?.stratafsVsFuseOverlayfs;
     const mark = !w.diagnostic && vsFuse !== undefined && vsFuse >= GOALS.vsFuseOverlayfs ? ' ✗' : '';
-    out.push(row([w.diagnostic ? `(\`${w.name}\`)` : `\`${w.name}\``, ...r.targets.map((t) => (failed(t) ? 'FAIL' : fmt(w.median[t]))), `${fmt(vsFuse, 2)}${mark}`, fmt(r.ratios[i]?.stratafsVsKernel, 2)]));
+    const d = r.ratios[i]?.daemonVsFuseOverlayfs;
+    const dMark = !w.diagnostic && d !== undefined && d >= GOALS.vsFuseOverlayfs ? ' ✗' : '';
+    out.push(row([w.diagnostic ? `(\`${w.name}\`)` : `\`${w.name}\``, ...r.targets.map((t) => (failed(t) ? 'FAIL' : fmt(w.median[t]))), `${fmt(vsFuse, 2)}${mark}`,
+      fmt(r.ratios[i]?.stratafsVsKernel, 2), ...(daemon ? [`${fmt(d, 2)}${dMark}`] : [])]));
   });
-  out.push(row(['geomean', ...r.targets.map((t) => fmt(r.geomean.median[t])), fmt(r.geomean.stratafsVsFuseOverlayfs, 2), fmt(r.geomean.stratafsVsKernel, 2)]));
+  out.push(row(['geomean', ...r.targets.map((t) => fmt(r.geomean.median[t])), fmt(r.geomean.stratafsVsFuseOverlayfs, 2), fmt(r.geomean.stratafsVsKernel, 2),
+    ...(daemon ? [fmt(r.geomean.daemonVsFuseOverlayfs, 2)] : [])]));
   return out.join('\n');
 }
 
@@ -44,6 +49,16 @@ export function goalLines(r: RunResult): string[] {
       slower.length === 0
         ? `- stratafs faster than fuse-overlayfs on every workload (${withBoth.length} of ${withBoth.length}): **met**`
         : `- stratafs faster than fuse-overlayfs on ${withBoth.length - slower.length} of ${withBoth.length} workloads: **not met** (${names})`,
+    );
+  }
+  const withDaemon = r.ratios.filter((x) => !x.diagnostic && x.daemonVsFuseOverlayfs !== undefined);
+  const dSlower = withDaemon.filter((x) => (x.daemonVsFuseOverlayfs as number) >= GOALS.vsFuseOverlayfs);
+  if (withDaemon.length > 0) {
+    const names = dSlower.map((x) => `\`${x.name}\` ${fmt(x.daemonVsFuseOverlayfs, 2)}×`).join(', ');
+    lines.push(
+      dSlower.length === 0
+        ? `- stratafs-daemon faster than fuse-overlayfs on every workload (${withDaemon.length} of ${withDaemon.length}): **met**`
+        : `- stratafs-daemon faster than fuse-overlayfs on ${withDaemon.length - dSlower.length} of ${withDaemon.length} workloads: **not met** (${names})`,
     );
   }
   const g = r.geomean.stratafsVsKernel;

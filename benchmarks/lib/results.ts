@@ -40,8 +40,8 @@ export interface RunResult {
   /** targets and workloads that could not run here, with the reason */
   skipped: Record<string, string>;
   workloads: WorkloadResult[];
-  ratios: { name: string; diagnostic?: boolean; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number }[];
-  geomean: { median: Partial<Record<TargetName, number>>; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number };
+  ratios: { name: string; diagnostic?: boolean; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number; daemonVsFuseOverlayfs?: number }[];
+  geomean: { median: Partial<Record<TargetName, number>>; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number; daemonVsFuseOverlayfs?: number };
   mountMedian: Partial<Record<TargetName, number>>;
 }
 
@@ -59,6 +59,7 @@ export function summarise(r: RunResult): void {
     diagnostic: w.diagnostic,
     stratafsVsFuseOverlayfs: ratio(w.median.stratafs, w.median['fuse-overlayfs']),
     stratafsVsKernel: ratio(w.median.stratafs, w.median.kernel),
+    daemonVsFuseOverlayfs: ratio(w.median['stratafs-daemon'], w.median['fuse-overlayfs']),
   }));
   // the geometric mean of each target over the workloads every target finished
   const complete = r.workloads.filter((w) => !w.diagnostic && r.targets.every((t) => w.median[t] !== undefined));
@@ -69,6 +70,7 @@ export function summarise(r: RunResult): void {
   const goals = r.ratios.filter((x) => !x.diagnostic);
   r.geomean.stratafsVsFuseOverlayfs = geomean(goals.map((x) => x.stratafsVsFuseOverlayfs).filter((x): x is number => x !== undefined));
   r.geomean.stratafsVsKernel = geomean(goals.map((x) => x.stratafsVsKernel).filter((x): x is number => x !== undefined));
+  r.geomean.daemonVsFuseOverlayfs = geomean(goals.map((x) => x.daemonVsFuseOverlayfs).filter((x): x is number => x !== undefined));
   for (const t of r.targets) {
     const ms = r.workloads.flatMap((w) => (w.samples[t] ?? []).map((s) => s.mountSeconds)).filter((x): x is number => x !== undefined);
     const m = median(ms);

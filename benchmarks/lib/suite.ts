@@ -134,7 +134,19 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
     mountMedian: {},
   };
   await withScratch(o, log, async (scratch) => {
+    try {
+      await runAll(scratch);
+    } finally {
+      for (const t of targets) {
+        for (const note of (await t.teardown?.()) ?? []) log(`${t.name}: ${note}`);
+      }
+    }
+  });
+  return result;
+
+  async function runAll(scratch: string): Promise<void> {
     const ds = await buildDataset(scratch, o, log);
+    for (const t of targets) await t.setup?.(scratch);
     result.dataset = { files: ds.files, bigMib: o.bigMib, fioMib: ds.fioSize / 2 ** 20 };
     const rootfs = workloads.some((w) => w.rootfs) ? await rootfsLayers(o.cache, o.rootfs, log) : undefined;
     for (let rep = 0; rep < o.reps && !isInterrupted(); rep++) {
@@ -158,6 +170,5 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
         }
       }
     }
-  });
-  return result;
+  }
 }

@@ -10,6 +10,7 @@ const COLOURS: Record<TargetName, string> = {
   kernel: '#4a7bd0',
   'fuse-overlayfs': '#e0913a',
   stratafs: '#3a9e5c',
+  'stratafs-daemon': '#8a5cc0',
 };
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

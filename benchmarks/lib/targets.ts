@@ -2,6 +2,7 @@
  * The filesystems compared. Each repetition of a workload gets a fresh upper and work
  * dir and a fresh mount; "native" is the merged content as one plain directory.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Dataset } from './dataset';
@@ -30,6 +31,10 @@ export interface Target {
   mountShell?(lowers: string[], upper: string, work: string, mnt: string): string;
   /** shell text that unmounts MNT */
   unmountShell?(mnt: string): string;
+  /** before the first mount of the run (in the run's scratch dir) */
+  setup?(scratch: string): Promise<void>;
+  /** after the last unmount of the run; returns notes */
+  teardown?(): Promise<string[]>;
 }
 
 const optionsOf = (lowers: string[], upper: string, work: string): string => `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work}`;
@@ -109,9 +114,52 @@ async function onPath(cmd: string): Promise<boolean> {
   return ok(r);
 }
 
+/**
+ * One `stratafs daemon --socket SOCK` serving every mount of the `stratafs-daemon`
+ * target: the launcher hands each mount to it (STRATAFS_SERVER), so a mount starts no
+ * Node.js, and the daemon's code stays warm from one workload to the next, as with
+ * podman's `mountopt = "server=SOCK"`.
+ */
+class SharedDaemon {
+  private child: ChildProcess | undefined;
+  socket = '';
+
+  constructor(private readonly entry: string) {}
+
+  async start(scratch: string): Promise<void> {
+    this.socket = path.join(scratch, 'stratafs-daemon.sock');
+    const child = spawn(process.execPath, [this.entry, 'daemon', '--socket', this.socket], { detached: true, stdio: 'ignore' });
+    this.child = child;
+    for (let i = 0; i < 300 && !fs.existsSync(this.socket); i++) {
+      if (child.exitCode !== null) break;
+      await sleep(50);
+    }
+    if (!fs.existsSync(this.socket)) throw new Error(`stratafs daemon: no socket at ${this.socket} after 15 s`);
+  }
+
+  /** SIGTERM (it unmounts what it still serves and exits), SIGKILL by pid after 10 s */
+  async stop(): Promise<string[]> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child?.pid || child.exitCode !== null) return [];
+    child.kill('SIGTERM');
+    for (let i = 0; i < 100 && child.exitCode === null && child.signalCode === null; i++) await sleep(100);
+    if (child.exitCode !== null || child.signalCode !== null) return [];
+    child.kill('SIGKILL');
+    return [`stratafs daemon ${child.pid} still running 10 s after SIGTERM: killed`];
+  }
+
+  env(): NodeJS.ProcessEnv {
+    return { ...process.env, STRATAFS_SERVER: this.socket };
+  }
+}
+
 export function makeTargets(repoRoot: string): Record<TargetName, Target> {
   const overlayRoot = (_ds: Dataset, dirs: RunDirs): string => dirs.mnt;
   const cli = path.join(repoRoot, 'bin', 'stratafs');
+  const built = (): Promise<string | undefined> =>
+    Promise.resolve(fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)');
+  const daemon = new SharedDaemon(path.join(repoRoot, 'bin', 'stratafs.js'));
   return {
     native: {
       name: 'native',
@@ -142,13 +190,25 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
     },
     stratafs: {
       name: 'stratafs',
-      unavailable: async () =>
-        fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)',
+      unavailable: built,
       root: overlayRoot,
       mount: (ds, dirs) =>
         mountWith('stratafs', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),
       mountShell: (lowers, upper, work, mnt) => `${q(cli)} -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
+      unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
+    },
+    'stratafs-daemon': {
+      name: 'stratafs-daemon',
+      unavailable: built,
+      root: overlayRoot,
+      setup: (scratch) => daemon.start(scratch),
+      teardown: () => daemon.stop(),
+      mount: (ds, dirs) =>
+        mountWith('stratafs (daemon)', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000, env: daemon.env() }), dirs.mnt),
+      unmount: (dirs) => unmountFuse(dirs.mnt),
+      mountShell: (lowers, upper, work, mnt) =>
+        `STRATAFS_SERVER=${q(daemon.socket)} ${q(cli)} -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
       unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
     },
   };

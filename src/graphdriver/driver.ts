@@ -26,6 +26,8 @@ export interface DriverOptions {
   /** progress of long ApplyDiff imports */
   onProgress?: (id: string, bytes: number, entries: number) => void;
   onImported?: (id: string, result: ImportResult) => void;
+  /** something an import skipped (an xattr the filesystem refused) */
+  onWarning?: (id: string, message: string) => void;
   /** after each Init from dockerd, with the Home it set (to remember it across restarts) */
   onInit?: (home: string) => void;
 }
@@ -221,6 +223,7 @@ export class Driver {
       const result = await importTar(body, this.store.diff(id), {
         xattrPrefix: this.xattrPrefix,
         onProgress: this.opts.onProgress && ((b, e) => this.opts.onProgress?.(id, b, e)),
+        onWarning: (m) => this.opts.onWarning?.(id, m),
       });
       this.opts.onImported?.(id, result);
       log('applydiff %s: %d entries, %d bytes', id, result.entries, result.size);

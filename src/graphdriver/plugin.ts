@@ -52,6 +52,7 @@ export async function startPlugin(opts: PluginOptions): Promise<RunningPlugin> {
     onImported: onProgress && ((id, r) => process.stderr.write(
       `\rstratafs graphdriver: imported ${id.slice(0, 12)}: ${r.entries} entries, ${(r.size / 1048576).toFixed(1)} MiB\n`)),
     onInit: (home) => rememberHome(homeFile, home),
+    onWarning: (id, msg) => process.stderr.write(`stratafs graphdriver: warning: layer ${id.slice(0, 12)}: ${msg}\n`),
   });
   // dockerd sends Init only when it starts: a plugin restarted under it serves the Home
   // of the last Init (home-memory.ts, written by onInit) unless --home says otherwise

@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import createDebug from 'debug';
-import { native, C } from '../native';
+import { native, C, isNativeError } from '../native';
 import { LayerRoot, components, procPath, removeAt, statAt, shown, tarError } from './beneath';
 import { isOverlayXattr } from './marks';
 import { PaxTap, type PaxRecords } from './pax';
@@ -39,6 +39,8 @@ export interface ImportOptions {
   xattrPrefix: string;
   /** called now and then with the bytes and entries done so far */
   onProgress?: (bytes: number, entries: number) => void;
+  /** an xattr of the tar that could not be set and was skipped (see applyMetadata) */
+  onWarning?: (message: string) => void;
 }
 
 export interface ImportResult {
@@ -169,7 +171,7 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
           continue;
       }
       entry.resume();
-      applyMetadata(parent, base, h, pax, mode, opts.xattrPrefix);
+      applyMetadata(parent, base, h, pax, mode, opts);
       const atime = paxTime(text(pax, 'atime'), h.mtime);
       const mtime = paxTime(text(pax, 'mtime'), h.mtime);
       if (isDir) dirTimes.push({ parts, atime, mtime });
@@ -193,7 +195,15 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
   return { size, entries };
 }
 
-function applyMetadata(parent: number, base: string, h: Header, pax: PaxRecords, mode: number, prefix: string): void {
+/**
+ * xattrs the filesystem will not take, skipped with a warning as Docker's own drivers do
+ * (moby's pkg/archive skips ENOTSUP and EPERM and fails on anything else): a namespace
+ * the filesystem lacks, or `user.*` on a symlink or device (EPERM).
+ */
+const SKIPPED_XATTR_ERRORS = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EPERM']);
+
+function applyMetadata(parent: number, base: string, h: Header, pax: PaxRecords, mode: number, opts: ImportOptions): void {
+  const prefix = opts.xattrPrefix;
   const uid = Number(text(pax, 'uid') ?? h.uid ?? 0);
   const gid = Number(text(pax, 'gid') ?? h.gid ?? 0);
   if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid) || uid < 0 || gid < 0) {
@@ -204,7 +214,14 @@ function applyMetadata(parent: number, base: string, h: Header, pax: PaxRecords,
     if (!key.startsWith(XATTR)) continue;
     const xname = key.slice(XATTR.length);
     if (xname === '' || isOverlayXattr(xname, prefix)) continue;
-    native.setxattr(procPath(parent, base), xname, value, 0, false);
+    try {
+      native.setxattr(procPath(parent, base), xname, value, 0, false);
+    } catch (e) {
+      if (!isNativeError(e) || !SKIPPED_XATTR_ERRORS.has(e.code)) throw e;
+      const msg = `skipped xattr ${shown(xname)} of "${shown(base)}": ${e.code} (the layer filesystem does not take it)`;
+      log('%s', msg);
+      opts.onWarning?.(msg);
+    }
   }
   // after chown, which clears setuid/setgid; symlinks have no mode of their own
   if (h.type !== 'symlink') native.fchmodat(parent, base, mode);

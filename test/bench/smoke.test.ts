@@ -15,7 +15,7 @@ import { tempDir } from '../lib/tmp';
 import { tagErrors } from './xml';
 
 const RUN = path.join(REPO_ROOT, 'dist', 'benchmarks', 'run.js');
-const TARGETS = ['native', 'kernel', 'fuse-overlayfs', 'stratafs'];
+const TARGETS = ['native', 'kernel', 'fuse-overlayfs', 'stratafs', 'stratafs-daemon'];
 
 interface Sample {
   seconds?: number;
@@ -112,6 +112,7 @@ t.test('workloads on every target: table, JSON, SVG, markdown', async (t) => {
     t.ok(ratio.stratafsVsFuseOverlayfs > 0 && ratio.stratafsVsKernel > 0, `${w.name}: both ratios`);
   }
   t.ok(json.geomean.stratafsVsKernel > 0, 'geomean ratio');
+  t.ok(json.geomean.daemonVsFuseOverlayfs > 0, 'geomean ratio of the shared daemon');
   const walk = json.workloads.find((w: { name: string }) => w.name === 'fresh-walk');
   t.equal(walk?.samples.stratafs?.[0]?.output, '19', 'fresh-walk: find saw the whole split rootfs (19 entries)');
 
@@ -124,6 +125,7 @@ t.test('workloads on every target: table, JSON, SVG, markdown', async (t) => {
   const rows = md.split('\n').filter((l) => l.startsWith('|'));
   t.equal(rows.length, 2 + WORKLOADS.length + 1, 'markdown: header, rule, a row per workload, geomean');
   t.ok(rows.every((l) => l.split('|').length === rows[0].split('|').length), 'markdown rows have equal columns');
+  t.match(md, /stratafs-daemon faster than fuse-overlayfs on \d+ of \d+ workloads|stratafs-daemon faster than fuse-overlayfs on every workload/);
   t.match(md, /geometric mean stratafs \/ kernel overlayfs [\d.]+ \(goal ≤ 1\.5\): \*\*(met|not met)\*\*/);
   await noMountsUnder(t, dir);
 

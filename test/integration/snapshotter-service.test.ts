@@ -181,11 +181,11 @@ t.test('the socket: private from the start, stale one replaced, live one refused
   t.equal(r.stdout.trim(), 'EACCES', 'nobody is refused by the socket mode');
   // even with the mode opened up, another user's connection is closed unanswered (SO_PEERCRED)
   fs.chmodSync(address, 0o666);
-  const grpcProbe = `const g=require(${JSON.stringify(require.resolve('@grpc/grpc-js'))});const c=new g.Client('unix:${address}',g.credentials.createInsecure());` +
-    `c.waitForReady(Date.now()+3000,(e)=>{console.log(e?'refused':'ready');process.exit(0)})`;
-  const r2 = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', '-u', 'NODE_OPTIONS', process.execPath, '-e', grpcProbe], { timeoutMs: 30_000 });
+  const probeFor = (ms: number): string => `const g=require(${JSON.stringify(require.resolve('@grpc/grpc-js'))});const c=new g.Client('unix:${address}',g.credentials.createInsecure());` +
+    `c.waitForReady(Date.now()+${ms},(e)=>{console.log(e?'refused':'ready');process.exit(0)})`;
+  const r2 = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', '-u', 'NODE_OPTIONS', process.execPath, '-e', probeFor(3000)], { timeoutMs: 30_000 });
   t.equal(r2.stdout.trim(), 'refused', `another uid gets no gRPC channel (${r2.stderr.trim()})`);
-  const rootProbe = await run('env', ['-u', 'NODE_OPTIONS', process.execPath, '-e', grpcProbe], { timeoutMs: 30_000 });
+  const rootProbe = await run('env', ['-u', 'NODE_OPTIONS', process.execPath, '-e', probeFor(20_000)], { timeoutMs: 30_000 });
   t.equal(rootProbe.stdout.trim(), 'ready', 'root does (the same probe)');
   fs.chmodSync(address, 0o600);
   await t.rejects(startSnapshotter({ address, root: path.join(dir, 'root2') }), /in use/, 'a live socket is not taken over');

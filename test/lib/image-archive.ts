@@ -14,12 +14,25 @@ import { tarDir } from './rootfs';
 export async function dockerArchive(dir: string, tag: string, layers: readonly string[]): Promise<string> {
   const content = join(dir, 'archive');
   await mkdir(content, { recursive: true });
+  const tars: string[] = [];
+  for (const [i, layer] of layers.entries()) tars.push(await tarDir(layer, join(content, `layer${i}.tar`)));
+  return dockerArchiveOfTars(dir, tag, tars);
+}
+
+/**
+ * The same from layer tars (uncompressed, bottom first), e.g. a diff containerd made:
+ * copied into DIR/archive, then DIR/image.tar as above.
+ */
+export async function dockerArchiveOfTars(dir: string, tag: string, tars: readonly string[]): Promise<string> {
+  const content = join(dir, 'archive');
+  await mkdir(content, { recursive: true });
   const names: string[] = [];
   const diffIds: string[] = [];
-  for (const [i, layer] of layers.entries()) {
+  for (const [i, tar] of tars.entries()) {
     const name = `layer${i}.tar`;
-    await tarDir(layer, join(content, name));
-    diffIds.push(`sha256:${createHash('sha256').update(await readFile(join(content, name))).digest('hex')}`);
+    const data = await readFile(tar);
+    if (tar !== join(content, name)) await writeFile(join(content, name), data);
+    diffIds.push(`sha256:${createHash('sha256').update(data).digest('hex')}`);
     names.push(name);
   }
   const config = {
@@ -27,7 +40,7 @@ export async function dockerArchive(dir: string, tag: string, layers: readonly s
     os: 'linux',
     config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] },
     rootfs: { type: 'layers', diff_ids: diffIds },
-    history: layers.map(() => ({ created_by: 'stratafs test layer' })),
+    history: tars.map(() => ({ created_by: 'stratafs test layer' })),
   };
   const configJson = JSON.stringify(config);
   const configName = `${createHash('sha256').update(configJson).digest('hex')}.json`;

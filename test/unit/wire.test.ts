@@ -9,6 +9,7 @@ import {
   type Reply, type InitOut,
 } from '../../src/fuse/wire';
 import type { Attr, DirEntryOut, Entry } from '../../src/overlay/api';
+import { writeI64, writeU64 } from '../../src/int64';
 
 type Field = [string, string, number | string];
 interface Frame {
@@ -281,4 +282,28 @@ t.test('small encoders', async (t) => {
     { fh: 4, openFlags: 2, backingId: 0 }));
   t.equal(created.length, Size.OUT_HEADER + Size.ENTRY_OUT + Size.OPEN_OUT);
   t.equal(created.readBigUInt64LE(Size.OUT_HEADER + Size.ENTRY_OUT), 4n, 'fh after entry_out');
+});
+
+t.test('64-bit reply fields are exact: numbers in two halves, negative times, bigints', async (t) => {
+  const u = (v: number | bigint): bigint => { const b = Buffer.alloc(8); writeU64(b, v, 0); return b.readBigUInt64LE(0); };
+  const i = (v: number | bigint): bigint => { const b = Buffer.alloc(8); writeI64(b, v, 0); return b.readBigInt64LE(0); };
+  for (const v of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 4096 * 2 ** 31 + 7, Number.MAX_SAFE_INTEGER]) {
+    t.equal(u(v), BigInt(v), `u64 ${v}`);
+    t.equal(i(v), BigInt(v), `s64 ${v}`);
+    t.equal(i(-v), BigInt(-v), `s64 -${v}`);
+  }
+  t.equal(u(2n ** 64n - 1n), 2n ** 64n - 1n, 'a bigint u64 is written as is');
+  t.equal(i(-(2n ** 63n)), -(2n ** 63n), 'a bigint s64 is written as is');
+  t.throws(() => u(2 ** 60), 'a number past 2^53 is refused, not rounded');
+  t.throws(() => i(-(2 ** 60)), 'a negative one too');
+  t.throws(() => u(-1), 'a negative u64 is refused');
+  t.throws(() => i(1.5), 'a fraction is refused');
+  // an attr reply with every 64-bit field past 32 bits reads back the same
+  const attr: Attr = {
+    ino: 2n ** 60n + 3n, size: 2 ** 40 + 5, blocks: 2 ** 33 + 1, atimeSec: -(2 ** 33) - 1, atimeNsec: 1, mtimeSec: 2 ** 34, mtimeNsec: 2,
+    ctimeSec: -1, ctimeNsec: 3, mode: 0o100644, nlink: 1, uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
+  };
+  const b = Buffer.concat(encodeAttr(9n, attr, 1)).subarray(Size.OUT_HEADER + 16);
+  t.same([b.readBigUInt64LE(0), b.readBigUInt64LE(8), b.readBigUInt64LE(16), b.readBigInt64LE(24), b.readBigInt64LE(32), b.readBigInt64LE(40)],
+    [attr.ino, BigInt(attr.size), BigInt(attr.blocks), BigInt(attr.atimeSec), BigInt(attr.mtimeSec), BigInt(attr.ctimeSec)]);
 });

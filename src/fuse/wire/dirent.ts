@@ -8,6 +8,7 @@
  * many entries it took).
  */
 import type { DirEntryOut, Entry } from '../../overlay/api';
+import { writeU64 } from '../../int64';
 import { writeEntry, type Reply } from './encode';
 import { constants as fsc } from 'node:fs';
 import { IFTODT_SHIFT, Size } from './protocol';
@@ -30,7 +31,7 @@ export function dtype(typeBits: number): number {
 function writeDirent(b: Buffer, at: number, d: DirEntryOut): number {
   const namelen = Buffer.byteLength(d.name, 'latin1');
   b.writeBigUInt64LE(d.ino, at);
-  b.writeBigUInt64LE(BigInt(d.nextOffset), at + 8);
+  writeU64(b, d.nextOffset, at + 8);
   b.writeUInt32LE(namelen, at + 16);
   b.writeUInt32LE(dtype(d.type), at + 20);
   b.write(d.name, at + Size.DIRENT_BASE, namelen, 'latin1');

@@ -5,6 +5,11 @@
  * (len = total of all buffers). Data replies (READ, READLINK, GETXATTR) pass the data
  * buffer through untouched, so a read is written without a copy.
  * Pure: no I/O.
+ *
+ * Cheap per reply: fixed-size replies are carved from Node's shared allocation pool
+ * (Buffer.allocUnsafe, zeroed) rather than each getting an ArrayBuffer of its own, and
+ * 64-bit fields go through src/int64 (a safe-integer number as two 32-bit halves, a
+ * bigint as is: exact either way, no BigInt allocated for the common case).
  */
 import type { Attr, Entry, FsStat } from '../../overlay/api';
 import { Size } from './protocol';
@@ -37,8 +42,13 @@ export function decodeDev(dev: number): { major: number; minor: number } {
   return { major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0 };
 }
 
+/** `n` zeroed bytes; small ones share Node's allocation pool */
+function zeroed(n: number): Buffer {
+  return Buffer.allocUnsafe(n).fill(0);
+}
+
 function header(len: number, error: number, unique: bigint): Buffer {
-  const b = Buffer.alloc(Size.OUT_HEADER);
+  const b = zeroed(Size.OUT_HEADER);
   b.writeUInt32LE(len, 0);
   b.writeInt32LE(error, 4);
   b.writeBigUInt64LE(unique, 8);
@@ -47,7 +57,7 @@ function header(len: number, error: number, unique: bigint): Buffer {
 
 /** header immediately followed by `body` bytes in one buffer; returns both views */
 function frame(unique: bigint, bodyLen: number): { buf: Buffer; body: Buffer } {
-  const buf = Buffer.alloc(Size.OUT_HEADER + bodyLen);
+  const buf = zeroed(Size.OUT_HEADER + bodyLen);
   buf.writeUInt32LE(buf.length, 0);
   buf.writeBigUInt64LE(unique, 8);
   return { buf, body: buf.subarray(Size.OUT_HEADER) };
@@ -64,12 +74,12 @@ export function encodeEmpty(unique: bigint): Reply {
 
 /** writes fuse_attr (88 bytes) at `at` */
 export function writeAttr(b: Buffer, at: number, a: Attr): void {
-  b.writeBigUInt64LE(a.ino, at);
+  writeU64(b, a.ino, at);
   writeU64(b, a.size, at + 8);
   writeU64(b, a.blocks, at + 16);
-  b.writeBigInt64LE(BigInt(a.atimeSec), at + 24);
-  b.writeBigInt64LE(BigInt(a.mtimeSec), at + 32);
-  b.writeBigInt64LE(BigInt(a.ctimeSec), at + 40);
+  writeI64(b, a.atimeSec, at + 24);
+  writeI64(b, a.mtimeSec, at + 32);
+  writeI64(b, a.ctimeSec, at + 40);
   b.writeUInt32LE(a.atimeNsec, at + 48);
   b.writeUInt32LE(a.mtimeNsec, at + 52);
   b.writeUInt32LE(a.ctimeNsec, at + 56);
@@ -86,10 +96,10 @@ export function writeAttr(b: Buffer, at: number, a: Attr): void {
 export function writeEntry(b: Buffer, at: number, e: Entry): void {
   const [es, ens] = splitTimeout(e.entryTimeout);
   const [as, ans] = splitTimeout(e.attrTimeout);
-  b.writeBigUInt64LE(BigInt(e.nodeId), at);
-  b.writeBigUInt64LE(BigInt(e.generation), at + 8);
-  b.writeBigUInt64LE(es, at + 16);
-  b.writeBigUInt64LE(as, at + 24);
+  writeU64(b, e.nodeId, at);
+  writeU64(b, e.generation, at + 8);
+  writeU64(b, es, at + 16);
+  writeU64(b, as, at + 24);
   b.writeUInt32LE(ens, at + 32);
   b.writeUInt32LE(ans, at + 36);
   writeAttr(b, at + 40, e.attr);
@@ -126,7 +136,7 @@ export interface OpenOut {
 }
 
 function writeOpen(b: Buffer, at: number, o: OpenOut): void {
-  b.writeBigUInt64LE(BigInt(o.fh), at);
+  writeU64(b, o.fh, at);
   b.writeUInt32LE(o.openFlags >>> 0, at + 8);
   b.writeInt32LE(o.backingId, at + 12);
 }
