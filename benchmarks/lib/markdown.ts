@@ -5,7 +5,7 @@
 import type { RunResult } from './results';
 
 /** Goals of the project for one run (README, "Performance"). */
-export const GOALS = { vsFuseOverlayfs: 1.0, geomeanVsKernel: 1.5, pageCacheGrowth: 1.2 } as const;
+export const GOALS = { vsFuseOverlayfs: 1.0, geomeanVsKernel: 1.5, pageCacheGrowth: 1.2, daemonRssMiB: 64 } as const;
 
 const fmt = (x: number | undefined, digits = 3): string => (x === undefined ? '–' : x.toFixed(digits));
 
@@ -64,6 +64,11 @@ export function goalLines(r: RunResult): string[] {
   const g = r.geomean.stratafsVsKernel;
   if (g !== undefined) {
     lines.push(`- geometric mean stratafs / kernel overlayfs ${fmt(g, 2)} (goal ≤ ${GOALS.geomeanVsKernel}): **${g <= GOALS.geomeanVsKernel ? 'met' : 'not met'}**`);
+  }
+  const mem = r.daemonMemory;
+  if (mem) {
+    const met = mem.rssMiB <= GOALS.daemonRssMiB && mem.rssAfterDropMiB <= GOALS.daemonRssMiB;
+    lines.push(`- stratafs-daemon RSS after the whole run ${mem.rssMiB} MiB, after drop_caches ${mem.rssAfterDropMiB} MiB (goal ≤ ${GOALS.daemonRssMiB}): **${met ? 'met' : 'not met'}**`);
   }
   for (const w of r.workloads) for (const m of w.mismatches) lines.push(`- outputs differ in \`${w.name}\`, ${m}`);
   return lines;

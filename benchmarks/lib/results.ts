@@ -43,6 +43,8 @@ export interface RunResult {
   ratios: { name: string; diagnostic?: boolean; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number; daemonVsFuseOverlayfs?: number }[];
   geomean: { median: Partial<Record<TargetName, number>>; stratafsVsFuseOverlayfs?: number; stratafsVsKernel?: number; daemonVsFuseOverlayfs?: number };
   mountMedian: Partial<Record<TargetName, number>>;
+  /** RSS (MiB) of the shared daemon after the run, and after drop_caches */
+  daemonMemory?: { rssMiB: number; rssAfterDropMiB: number };
 }
 
 export function summarise(r: RunResult): void {

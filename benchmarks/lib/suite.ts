@@ -136,6 +136,13 @@ export async function runSuite(o: BenchOptions, repoRoot: string, log: (s: strin
   await withScratch(o, log, async (scratch) => {
     try {
       await runAll(scratch);
+      for (const t of targets) {
+        const m = await t.memory?.();
+        if (m) {
+          result.daemonMemory = m;
+          log(`${t.name}: RSS ${m.rssMiB} MiB after the run, ${m.rssAfterDropMiB} MiB after drop_caches`);
+        }
+      }
     } finally {
       for (const t of targets) {
         for (const note of (await t.teardown?.()) ?? []) log(`${t.name}: ${note}`);

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Dataset } from './dataset';
 import type { TargetName } from './options';
-import { describeFailure, mountAt, ok, processesNaming, q, run, sleep, type ChildResult } from './proc';
+import { describeFailure, dropCachesScript, mountAt, ok, processesNaming, q, run, sleep, type ChildResult } from './proc';
 
 export interface RunDirs {
   base: string;
@@ -35,6 +35,23 @@ export interface Target {
   setup?(scratch: string): Promise<void>;
   /** after the last unmount of the run; returns notes */
   teardown?(): Promise<string[]>;
+  /** memory of a process that outlives the mounts (the shared daemon), measured at the end */
+  memory?(): Promise<DaemonMemory | undefined>;
+}
+
+/** RSS of a long-lived daemon after the whole run, and again after the kernel dropped its caches */
+export interface DaemonMemory {
+  rssMiB: number;
+  rssAfterDropMiB: number;
+}
+
+function rssMiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const optionsOf = (lowers: string[], upper: string, work: string): string => `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work}`;
@@ -152,6 +169,23 @@ class SharedDaemon {
   env(): NodeJS.ProcessEnv {
     return { ...process.env, STRATAFS_SERVER: this.socket };
   }
+
+  /**
+   * Its RSS now (every mount of the run gone), then after sync + drop_caches (which
+   * makes the kernel forget the inodes it held, and with them the daemon's nodes) and
+   * a settle time in which the daemon, idle, gives memory back (src/server/idle-memory).
+   */
+  async memory(): Promise<DaemonMemory | undefined> {
+    const pid = this.child?.pid;
+    if (pid === undefined) return undefined;
+    await sleep(3000);
+    const before = rssMiB(pid);
+    const r = await run('/bin/sh', ['-c', dropCachesScript()], { timeoutMs: 120_000 });
+    if (!ok(r)) return undefined;
+    await sleep(5000);
+    const after = rssMiB(pid);
+    return before === undefined || after === undefined ? undefined : { rssMiB: before, rssAfterDropMiB: after };
+  }
 }
 
 export function makeTargets(repoRoot: string): Record<TargetName, Target> {
@@ -204,6 +238,7 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
       root: overlayRoot,
       setup: (scratch) => daemon.start(scratch),
       teardown: () => daemon.stop(),
+      memory: () => daemon.memory(),
       mount: (ds, dirs) =>
         mountWith('stratafs (daemon)', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000, env: daemon.env() }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),

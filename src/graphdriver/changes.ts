@@ -1,24 +1,35 @@
 /**
- * Changes and DiffSize of a layer, read from its diff dir against its parent chain
- * (the lower diff dirs, top first).
+ * Changes and DiffSize of a layer: the merged view of the layer over its parent chain
+ * ("new") compared with the view of the chain alone ("old"), as Docker's naive diff
+ * compares two trees (what `docker diff` shows with overlay2):
  *
- * - a whiteout is a delete (kind 2);
- * - a name that exists in the chain is a modify (kind 0), except a directory whose
- *   mode, size and mtime are the same as below (it is only there to hold changes);
- * - anything else is an add (kind 1);
- * - an opaque directory deletes every name of the chain's directory it does not hold;
- * - the parent directory of an add or delete is reported modified (once);
- * - a directory renamed from a lower (redirect) is added with everything it holds.
+ * - a name only in the new view is added (kind 1), and so is all it holds;
+ * - a name only in the old view is deleted (kind 2), itself only;
+ * - a name in both is modified (kind 0) when its mode (type included), owner, group or
+ *   device number differ, or, for a non-directory, its size or mtime (equal seconds
+ *   with either nanosecond part 0 count as equal: tars carry whole seconds), or its
+ *   `security.capability`; a directory's own size and mtime do not count;
+ * - a directory with a change anywhere below it is listed modified (once, before its
+ *   contents) even if it is itself unchanged: `C /usr`, `C /usr/share`, `A /usr/share/x`;
+ * - a directory renamed from a lower (a redirect) is a new name: it is added with its
+ *   whole merged contents, read as the mount reads it.
+ *
+ * Both views are read through src/layers (LayerStack): fd-relative, never following a
+ * symlink, by the mount's own merge rules; names and paths are byte strings. Only
+ * directories the layer touched are compared: one without an upper part and with the
+ * same lower parts in both views is the same tree.
+ *
+ * DiffSize is the size of what the changes add or modify (non-directories, hard links
+ * counted once), which is what Diff exports.
+ *
+ * A walk yields to the event loop every BATCH entries, so the mounts the process serves
+ * keep answering while a big layer is compared.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { native, C, isNativeError, type Stat } from '../native';
-import { bytes } from './beneath';
-import { hasMark, isWhiteout, markValue } from './marks';
-import { isDirStat, listMerged, resolveRedirect } from './merged';
+import { constants as fsc } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import type { Stat } from '../native';
 import { toSafeNumber } from '../int64';
-
-const fsc = fs.constants;
+import { isDirStat, type FoundLower, type LayerStack, type LowerRef, type MergedDir, type Resolved } from '../layers';
 
 export enum ChangeKind {
   Modify = 0,
@@ -27,126 +38,128 @@ export enum ChangeKind {
 }
 
 export interface Change {
+  /** absolute path in the layer, a byte string */
   Path: string;
   Kind: ChangeKind;
 }
 
-function lstat(file: string): Stat | undefined {
-  try {
-    return native.statx(C.AT_FDCWD, bytes(file), C.AT_SYMLINK_NOFOLLOW);
-  } catch (e) {
-    if (isNativeError(e) && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return undefined;
-    throw e;
-  }
+export interface ChangesResult {
+  changes: Change[];
+  /** bytes of the non-directories added or modified */
+  size: number;
 }
 
-/** What the chain shows at `rel`: the first layer holding it, unless a whiteout hides it. */
-function inChain(lowers: string[], rel: string): Stat | undefined {
-  for (const l of lowers) {
-    const st = lstat(path.join(l, rel));
-    if (!st) continue;
-    return isWhiteout(st) ? undefined : st;
-  }
-  return undefined;
+/** entries handled between two turns of the event loop */
+const BATCH = 256;
+
+const byBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(b, 'latin1'));
+const childPath = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`);
+const topStat = (r: Resolved): Stat => r.upper ?? (r.lowers[0] as FoundLower).stat;
+
+/** Whole seconds equal, and nanoseconds equal or either of them 0. */
+const sameTime = (a: Stat, b: Stat): boolean =>
+  a.mtimeSec === b.mtimeSec && (a.mtimeNsec === b.mtimeNsec || a.mtimeNsec === 0 || b.mtimeNsec === 0);
+
+function statDifferent(o: Stat, n: Stat): boolean {
+  if (o.mode !== n.mode || o.uid !== n.uid || o.gid !== n.gid) return true;
+  if (o.rdevMajor !== n.rdevMajor || o.rdevMinor !== n.rdevMinor) return true;
+  return !isDirStat(n) && (!sameTime(o, n) || o.size !== n.size);
 }
 
-/** names of the chain's directory at `rel` (merged, whiteouts applied) */
-function chainNames(lowers: string[], rel: string, prefix: string): Set<string> {
-  const seen = new Set<string>();
-  const hidden = new Set<string>();
-  for (const l of lowers) {
-    const dir = path.join(l, rel);
-    let names: string[];
-    try {
-      names = fs.readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const n of names) {
-      if (seen.has(n) || hidden.has(n)) continue;
-      const st = lstat(path.join(dir, n));
-      if (st && isWhiteout(st)) hidden.add(n);
-      else seen.add(n);
-    }
-    if (hasMark(dir, prefix, 'opaque')) break;
+const sameRefs = (a: readonly LowerRef[], b: readonly LowerRef[]): boolean =>
+  a.length === b.length && a.every((r, i) => r.layer === b[i]?.layer && r.path === b[i]?.path);
+
+class Walk {
+  readonly changes: Change[] = [];
+  size = 0;
+  private readonly linked = new Set<string>();
+  private handled = 0;
+
+  constructor(private readonly stack: LayerStack) {}
+
+  private async pace(): Promise<void> {
+    if (++this.handled % BATCH === 0) await nextTurn();
   }
-  return seen;
-}
 
-const sameDir = (a: Stat, b: Stat): boolean =>
-  a.mode === b.mode && a.size === b.size && a.mtimeSec === b.mtimeSec && a.mtimeNsec === b.mtimeNsec;
+  /** Where the object `r` (named `name` in `dir`) is: its upper, else its top lower. */
+  private where(dir: MergedDir, name: string, r: Resolved): { layer: LowerRef['layer']; path: string } {
+    if (r.upper && dir.upper) return { layer: dir.upper.layer, path: dir.upper.path === '' ? name : `${dir.upper.path}/${name}` };
+    const l = r.lowers[0] as LowerRef;
+    return { layer: l.layer, path: l.path };
+  }
 
-export function changes(diffDir: string, lowers: string[], prefix: string): Change[] {
-  const out: Change[] = [];
-  const changedDirs = new Set<string>();
-  const parentChanged = (rel: string): void => {
-    const parent = path.posix.dirname(rel);
-    if (parent === '/' || changedDirs.has(parent)) return;
-    changedDirs.add(parent);
-    out.push({ Path: parent, Kind: ChangeKind.Modify });
-  };
-  const visit = (rel: string): void => {
-    const dir = path.join(diffDir, rel);
-    const names = fs.readdirSync(dir).sort();
-    if (rel !== '/' && hasMark(dir, prefix, 'opaque')) {
-      for (const gone of chainNames(lowers, rel, prefix)) {
-        if (!names.includes(gone)) out.push({ Path: path.posix.join(rel, gone), Kind: ChangeKind.Delete });
-      }
+  private count(dir: MergedDir, name: string, r: Resolved): void {
+    const st = topStat(r);
+    if ((st.mode & fsc.S_IFMT) === fsc.S_IFDIR) return;
+    if (st.nlink > 1) {
+      const { layer } = this.where(dir, name, r);
+      const key = `${layer.devMajor}:${layer.devMinor}:${st.ino}`;
+      if (this.linked.has(key)) return;
+      this.linked.add(key);
     }
+    this.size += toSafeNumber(st.size, 'file size');
+  }
+
+  /** Compares directory `path` of the new view (`nw`) with the old view's (`old`). */
+  async dir(path: string, nw: MergedDir, old: MergedDir): Promise<void> {
+    if (nw.upper === null && sameRefs(nw.lowers, old.lowers)) return;
+    const names = [...new Set([...this.stack.names(nw), ...this.stack.names(old)])].sort(byBytes);
     for (const name of names) {
-      const r = path.posix.join(rel, name);
-      const st = lstat(path.join(diffDir, r));
-      if (!st) continue;
-      const below = inChain(lowers, r);
-      const isDir = (st.mode & fsc.S_IFMT) === fsc.S_IFDIR;
-      if (isWhiteout(st)) {
-        if (!below) continue; // hides nothing
-        out.push({ Path: r, Kind: ChangeKind.Delete });
-        parentChanged(r);
+      await this.pace();
+      const n = this.stack.lookup(nw, name);
+      const o = this.stack.lookup(old, name);
+      const p = childPath(path, name);
+      if (n === null) {
+        if (o !== null) this.changes.push({ Path: p, Kind: ChangeKind.Delete });
         continue;
       }
-      let recorded = true;
-      if (!below) {
-        out.push({ Path: r, Kind: ChangeKind.Add });
-        parentChanged(r);
-      } else if (!(isDir && (below.mode & fsc.S_IFMT) === fsc.S_IFDIR && sameDir(st, below))) {
-        out.push({ Path: r, Kind: ChangeKind.Modify });
-      } else recorded = false;
-      if (!isDir) continue;
-      if (recorded) changedDirs.add(r);
-      const redirect = markValue(path.join(diffDir, r), prefix, 'redirect');
-      if (redirect === undefined) visit(r);
-      else addedTree(r, path.join(diffDir, r), resolveRedirect(path.posix.dirname(r).slice(1), redirect));
+      if (o === null) {
+        await this.added(p, nw, name, n);
+        continue;
+      }
+      const at = this.changes.length;
+      const modified = this.modified(nw, old, name, n, o);
+      if (modified) {
+        this.changes.push({ Path: p, Kind: ChangeKind.Modify });
+        this.count(nw, name, n);
+      }
+      if (!isDirStat(topStat(n))) continue;
+      const child = this.stack.child(nw, name, n);
+      if (isDirStat(topStat(o))) await this.dir(p, child, this.stack.child(old, name, o));
+      else await this.addedBelow(p, child);
+      if (!modified && this.changes.length > at) this.changes.splice(at, 0, { Path: p, Kind: ChangeKind.Modify });
     }
-  };
-  /** a directory renamed from a lower: all it holds is new at this path */
-  const addedTree = (rel: string, upperAbs: string | undefined, lowerRel: string | undefined): void => {
-    for (const e of listMerged(lowers, prefix, upperAbs, lowerRel)) {
-      const r = path.posix.join(rel, e.name);
-      out.push({ Path: r, Kind: ChangeKind.Add });
-      if (isDirStat(e.st)) addedTree(r, e.upper ? e.abs : undefined, e.lowerRel);
+  }
+
+  private modified(nw: MergedDir, old: MergedDir, name: string, n: Resolved, o: Resolved): boolean {
+    const a = this.where(nw, name, n);
+    const b = this.where(old, name, o);
+    if (a.layer === b.layer && a.path === b.path) return false; // the same object
+    if (statDifferent(topStat(o), topStat(n))) return true;
+    const capA = this.stack.capability(a.layer, a.path);
+    const capB = this.stack.capability(b.layer, b.path);
+    return capA === null ? capB !== null : capB === null || !capA.equals(capB);
+  }
+
+  /** `name` of `dir` (resolved as `r`) is new: it and all it holds are added. */
+  private async added(path: string, dir: MergedDir, name: string, r: Resolved): Promise<void> {
+    this.changes.push({ Path: path, Kind: ChangeKind.Add });
+    this.count(dir, name, r);
+    if (isDirStat(topStat(r))) await this.addedBelow(path, this.stack.child(dir, name, r));
+  }
+
+  private async addedBelow(path: string, dir: MergedDir): Promise<void> {
+    for (const name of this.stack.names(dir)) {
+      await this.pace();
+      const r = this.stack.lookup(dir, name);
+      if (r !== null) await this.added(childPath(path, name), dir, name, r);
     }
-  };
-  visit('/');
-  return out;
+  }
 }
 
-/** Bytes of file data in the layer's diff dir (hard-linked files counted once). */
-export function diffSize(diffDir: string): number {
-  let size = 0;
-  const seen = new Set<bigint>();
-  const visit = (dir: string): void => {
-    for (const name of fs.readdirSync(dir)) {
-      const st = lstat(path.join(dir, name));
-      if (!st) continue;
-      const type = st.mode & fsc.S_IFMT;
-      if (type === fsc.S_IFDIR) visit(path.join(dir, name));
-      else if (type === fsc.S_IFREG && !(st.nlink > 1 && seen.has(st.ino))) {
-        seen.add(st.ino);
-        size += toSafeNumber(st.size, 'file size');
-      }
-    }
-  };
-  visit(diffDir);
-  return size;
+/** The changes of the layer `stack.upper` against its lowers, and their size. */
+export async function changes(stack: LayerStack): Promise<ChangesResult> {
+  const walk = new Walk(stack);
+  await walk.dir('/', stack.root(true), stack.root(false));
+  return { changes: walk.changes, size: walk.size };
 }

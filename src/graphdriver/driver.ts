@@ -18,7 +18,8 @@ import { DEFAULT_TIMEOUT } from '../cli/options';
 import { LayerStore, checkId, pluginError } from './store';
 import { importTar, type ImportResult } from './tar-import';
 import { exportTar } from './tar-export';
-import { changes, diffSize, type Change } from './changes';
+import { changes, type ChangesResult } from './changes';
+import { LayerStack } from '../layers';
 
 const log = createDebug('stratafs:graphdriver:driver');
 
@@ -200,20 +201,33 @@ export class Driver {
     await this.server.closeAll();
   }
 
-  diff(id: string): Readable {
-    this.store.need(checkId(id));
-    return exportTar(this.store.diff(id), this.xattrPrefix, this.store.lowers(id)) as unknown as Readable;
-  }
-
-  changes(id: string): Change[] {
+  /** The layer over its parent chain, opened for one walk (src/layers). */
+  private stack(id: string): LayerStack {
     const store = this.store;
     store.need(checkId(id));
-    return changes(store.diff(id), store.lowers(id), this.xattrPrefix);
+    return LayerStack.open(store.diff(id), store.lowers(id), this.xattrPrefix);
   }
 
-  diffSize(id: string): number {
-    this.store.need(checkId(id));
-    return diffSize(this.store.diff(id));
+  diff(id: string): Readable {
+    return exportTar(this.stack(id)) as unknown as Readable;
+  }
+
+  private async compare(id: string): Promise<ChangesResult> {
+    const stack = this.stack(id);
+    try {
+      return await changes(stack);
+    } finally {
+      stack.close();
+    }
+  }
+
+  async changes(id: string): Promise<ChangesResult['changes']> {
+    return (await this.compare(id)).changes;
+  }
+
+  /** What Diff exports, in bytes of file data (Docker's ChangesSize). */
+  async diffSize(id: string): Promise<number> {
+    return (await this.compare(id)).size;
   }
 
   applyDiff(id: string, body: Readable): Promise<number> {

@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
 import createDebug from 'debug';
-import { ROUTES } from './routes';
+import { ByteJson, ROUTES } from './routes';
 import type { Driver } from './driver';
 import { StratafsError } from '../errors';
 import { DEFAULT_LIMITS, RequestDeadline, admitPeer, listenGuarded, type SocketAccess, type SocketLimits } from '../server/guarded-socket';
@@ -20,9 +20,11 @@ const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
 class BadRequest extends Error {}
 
 function reply(res: http.ServerResponse, status: number, body: object): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
+  const bytes = body instanceof ByteJson
+    ? Buffer.from(JSON.stringify(body.body), 'latin1')
+    : Buffer.from(JSON.stringify(body), 'utf8');
+  res.writeHead(status, { 'Content-Type': CONTENT_TYPE, 'Content-Length': bytes.length });
+  res.end(bytes);
 }
 
 /** A JSON body of at most `limits.maxRequestBytes`, read within `limits.idleTimeoutMs`. */

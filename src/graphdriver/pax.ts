@@ -18,7 +18,7 @@
  * Keys here are byte strings (latin1: one JS char per byte), values Buffers.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { tarError } from './beneath';
+import { tarError } from './tar-names';
 
 export type PaxRecords = Map<string, Buffer>;
 

@@ -11,7 +11,6 @@
  */
 import type { Readable } from 'node:stream';
 import type { Driver } from './driver';
-import type { Change } from './changes';
 import { pluginError } from './store';
 
 export interface InitRequest { Home: string; Opts?: string[] | null; UIDMaps?: unknown; GIDMaps?: unknown }
@@ -21,6 +20,15 @@ export interface GetRequest { ID: string; MountLabel?: string }
 export interface DiffRequest { ID: string; Parent?: string }
 
 type Empty = Record<string, never>;
+
+/**
+ * A reply whose strings are byte strings (each char one byte): written as the bytes
+ * themselves, so a name that is not UTF-8 reaches dockerd exactly as it is on disk (Go
+ * keeps a string's bytes; a UTF-8 re-encoding would name another file).
+ */
+export class ByteJson {
+  constructor(readonly body: object) {}
+}
 
 export type Route =
   | { kind: 'json'; handle: (body: Record<string, unknown>, driver: Driver) => Promise<object> | object }
@@ -89,7 +97,8 @@ export const ROUTES: Record<string, Route> = {
     return {};
   }),
   '/GraphDriver.Diff': { kind: 'tar-out', handle: (b, d) => d.diff(diffReq(b).ID) },
-  '/GraphDriver.Changes': json(diffReq, (r, d): { Changes: Change[] } => ({ Changes: d.changes(r.ID) })),
+  // paths are byte strings: the reply carries them as raw bytes (http.ts, ByteJson)
+  '/GraphDriver.Changes': json(diffReq, async (r, d) => new ByteJson({ Changes: await d.changes(r.ID) })),
   '/GraphDriver.ApplyDiff': {
     kind: 'tar-in',
     handle: async (q, body, d) => {
@@ -98,5 +107,5 @@ export const ROUTES: Record<string, Route> = {
       return { Size: await d.applyDiff(id, body) };
     },
   },
-  '/GraphDriver.DiffSize': json(diffReq, (r, d) => ({ Size: d.diffSize(r.ID) })),
+  '/GraphDriver.DiffSize': json(diffReq, async (r, d) => ({ Size: await d.diffSize(r.ID) })),
 };

@@ -1,37 +1,33 @@
 /**
  * Diff: the upper (diff dir) of a layer as a tar, whiteouts converted back to the
- * OCI/Docker form: a 0/0 character device NAME becomes an empty regular file `.wh.NAME`
- * (mode 0600), an opaque directory is followed by an empty `DIR/.wh..wh..opq`.
+ * OCI/Docker form: a whiteout NAME becomes an empty regular file `.wh.NAME` (mode 0600),
+ * an opaque directory is followed by an empty `DIR/.wh..wh..opq`.
  *
  * A directory renamed from a lower (`<prefix>redirect` in the upper) holds only what
  * changed; the rest of its contents is still in the lowers, at the redirect's path. A tar
  * has no redirects, so such a directory is exported opaque with its whole merged
- * contents (upper over the lowers at the redirect, whiteouts applied), the way a copy
- * would have made it.
+ * contents, the way a copy would have made it. A metacopy file goes out with its data
+ * from the lower that holds it.
  *
- * Read straight from layer dirs (never through a mount this process serves). Entries
- * come depth first in byte order of names, each directory before its contents; hard
- * links become link entries to the first name seen. Private overlay xattrs are not
- * exported; the others go into PAX SCHILY.xattr.* records.
+ * Everything is read through src/layers (LayerStack): fd-relative from the layer roots,
+ * never following a symlink, the merged parts by the mount's own lookup and listing
+ * rules; never through a mount this process serves. Entries come depth first in byte
+ * order of names, each directory before its contents; hard links become link entries
+ * to the first name seen. Private overlay xattrs are not exported; the others (escaped
+ * ones under the name the mount shows) go into PAX SCHILY.xattr.* records.
  *
  * Names, link targets and xattr values are bytes (latin1 strings / Buffers here), written
  * as they are on disk. The tar library writes PAX records as UTF-8 text, so whenever an
  * entry needs one (xattrs, a name or link target that is not short ASCII, a large id),
  * the exporter writes the single `x` header itself (pax.ts) and gives the library a plain
- * ustar header whose fields the PAX records override. Directories renamed from a lower
- * are read through merged.ts, which works on UTF-8 names.
+ * ustar header whose fields the PAX records override.
  */
 import * as fs from 'node:fs';
-import { constants as osc } from 'node:os';
-import * as path from 'node:path';
 import * as tar from 'tar-stream';
-import { native, C, isNativeError, type Stat } from '../native';
-import { bytes, shown } from './beneath';
-import { encodePax, paxHeaderBlock } from './pax';
-import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './tar-import';
-import { isOverlayXattr, isWhiteout } from './marks';
-import { listMerged, resolveRedirect } from './merged';
+import type { Stat } from '../native';
 import { toSafeNumber } from '../int64';
+import { AUFS_OPAQUE, AUFS_PREFIX, isDirStat, type FoundLower, type Layer, type LayerStack, type MergedDir, type Resolved } from '../layers';
+import { encodePax, paxHeaderBlock } from './pax';
 
 const fsc = fs.constants;
 
@@ -40,19 +36,13 @@ type PackHeader = Partial<tar.Header> & { name: string };
 /** An entry's header, names as byte strings, with the xattrs to export. */
 type Entry = PackHeader & { xattrs?: Map<string, Buffer> };
 
-// paths below are byte strings
-const lstat = (abs: string): Stat => native.statx(C.AT_FDCWD, abs, C.AT_SYMLINK_NOFOLLOW);
-const isDir = (st: Stat): boolean => (st.mode & fsc.S_IFMT) === fsc.S_IFDIR;
-const byBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(b, 'latin1'));
+/** An object in one layer. */
+interface At {
+  layer: Layer;
+  path: string;
+}
+
 const join = (rel: string, name: string): string => (rel === '' ? name : `${rel}/${name}`);
-const readdir = (dir: string): string[] => fs.readdirSync(Buffer.from(dir, 'latin1'), { encoding: 'latin1' });
-/** mark values read straight by byte path (marks.ts takes UTF-8 paths) */
-const mark = (abs: string, prefix: string, name: 'opaque' | 'redirect'): string | undefined => {
-  const v = native.getxattrOrErrno(abs, `${prefix}${name}`, false);
-  if (typeof v !== 'number') return v.toString('latin1');
-  if (v === osc.errno.ENODATA || v === osc.errno.EOPNOTSUPP) return undefined;
-  throw new Error(`reading ${prefix}${name} of ${shown(abs)}: errno ${v}`);
-};
 
 /** ustar fields the tar library writes as they are: printable ASCII that fits */
 const USTAR_ID_MAX = 0o7777777;
@@ -60,27 +50,23 @@ const plain = (s: string | undefined, max: number): boolean => s === undefined |
 /** the ustar stand-in for a name carried in a PAX record */
 const standIn = (s: string, max: number): string => s.replace(/[^\x20-\x7e]/g, '_').slice(-max);
 
-function xattrs(file: string, prefix: string): Map<string, Buffer> | undefined {
-  let names: string[];
-  try {
-    names = native.listxattr(file, false);
-  } catch (e) {
-    if (isNativeError(e) && (e.code === 'ENOTSUP' || e.code === 'EOPNOTSUPP')) return undefined;
-    throw e;
-  }
-  const out = new Map<string, Buffer>();
-  for (const n of names.sort(byBytes)) {
-    if (!isOverlayXattr(n, prefix)) out.set(n, native.getxattr(file, n, false));
-  }
-  return out.size > 0 ? out : undefined;
-}
-
-/** Writes the tar of `diffDir` (over `lowers`, top first) to a pack stream; the stream ends when done. */
-export function exportTar(diffDir: string, xattrPrefix: string, lowers: string[] = []): tar.Pack {
+/**
+ * Writes the tar of `stack`'s upper over its lowers to a pack stream; the stream ends
+ * when done. The stack is closed when the export ends, whichever way.
+ */
+export function exportTar(stack: LayerStack): tar.Pack {
   const pack = tar.pack();
-  void new Exporter(pack, xattrPrefix, lowers).upper(bytes(diffDir), '').then(
-    () => pack.finalize(),
-    (e: Error) => pack.destroy(e),
+  const root = stack.root();
+  const walk = root.upper === null ? Promise.resolve() : new Exporter(pack, stack).upper('', root);
+  void walk.then(
+    () => {
+      stack.close();
+      pack.finalize();
+    },
+    (e: Error) => {
+      stack.close();
+      pack.destroy(e);
+    },
   );
   return pack;
 }
@@ -89,10 +75,10 @@ class Exporter {
   /** dev:ino of files with several links -> the name exported first */
   private readonly links = new Map<string, string>();
 
-  constructor(private readonly pack: tar.Pack, private readonly prefix: string, private readonly lowers: string[]) {}
+  constructor(private readonly pack: tar.Pack, private readonly stack: LayerStack) {}
 
-  /** One entry (file data from `file`, if given), preceded by its PAX header when it needs one. */
-  private async entry(e: Entry, file?: string): Promise<void> {
+  /** One entry (file data from `data`, if given), preceded by its PAX header when it needs one. */
+  private async entry(e: Entry, data?: At): Promise<void> {
     const { xattrs: xa, ...header } = e;
     const records: [string, Buffer][] = [];
     if (!plain(header.name, 100)) {
@@ -119,7 +105,7 @@ class Exporter {
       this.pack.push(paxHeaderBlock(body.length, Math.floor((header.mtime?.getTime() ?? 0) / 1000)));
       this.pack.push(Buffer.concat([body, Buffer.alloc((512 - (body.length % 512)) % 512)]));
     }
-    if (file !== undefined) await fileEntry(this.pack, header, file);
+    if (data !== undefined) await fileEntry(this.pack, header, this.stack.openRead(data.layer, data.path));
     else {
       await new Promise<void>((resolve, reject) => {
         this.pack.entry(header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
@@ -127,69 +113,85 @@ class Exporter {
     }
   }
 
-  /** The upper's own entries below `rel`: whiteouts and opaque marks become tar entries. */
-  async upper(root: string, rel: string): Promise<void> {
-    for (const name of readdir(path.join(root, rel)).sort(byBytes)) {
-      const relName = join(rel, name);
-      const abs = path.join(root, relName);
-      const st = lstat(abs);
-      if (isWhiteout(st)) {
-        await this.entry({ ...common(st), name: join(rel, `${WHITEOUT_PREFIX}${name}`), type: 'file', mode: 0o600, size: 0 });
-      } else if (!isDir(st)) {
-        await this.nonDir(relName, abs, st);
-      } else {
-        const redirect = mark(abs, this.prefix, 'redirect');
-        const opaque = redirect !== undefined || mark(abs, this.prefix, 'opaque') === 'y';
-        await this.dir(relName, abs, st, opaque);
-        if (redirect !== undefined) await this.merged(relName, abs, resolveRedirect(shown(path.posix.dirname(relName)), redirect));
-        else await this.upper(root, relName);
-      }
-    }
+  /** Where the object `r`, named `name` in `dir`, is: its upper, else its top lower. */
+  private where(dir: MergedDir, name: string, r: Resolved): At {
+    if (r.upper && dir.upper) return { layer: dir.upper.layer, path: join(dir.upper.path, name) };
+    const l = r.lowers[0] as FoundLower;
+    return { layer: l.layer, path: l.path };
   }
 
-  /**
-   * Everything a merged view shows below `rel`: `upperAbs` (if any) over the lowers'
-   * dirs at `lowerRel` (if any). No whiteouts are written: an ancestor is opaque.
-   * merged.ts speaks UTF-8 names; they are turned back into bytes here.
-   */
-  private async merged(rel: string, upperAbs: string | undefined, lowerRel: string | undefined): Promise<void> {
-    for (const e of listMerged(this.lowers, this.prefix, upperAbs === undefined ? undefined : shown(upperAbs), lowerRel)) {
-      const relName = join(rel, bytes(e.name));
-      const abs = bytes(e.abs);
-      if (!isDir(e.st)) {
-        await this.nonDir(relName, abs, e.st);
+  /** The upper's own entries of `dir` (at `rel`): whiteouts and opaque marks become tar entries. */
+  async upper(rel: string, dir: MergedDir): Promise<void> {
+    if (dir.upper === null) return;
+    for (const e of this.stack.upperEntries(dir.upper)) {
+      const relName = join(rel, e.name);
+      if (e.whiteout) {
+        await this.entry({ ...common(e.stat), name: join(rel, `${AUFS_PREFIX}${e.name}`), type: 'file', mode: 0o600, size: 0 });
         continue;
       }
-      await this.dir(relName, abs, e.st, false);
-      await this.merged(relName, e.upper ? abs : undefined, e.lowerRel);
+      const r = this.stack.lookup(dir, e.name);
+      if (r === null) continue;
+      if (!isDirStat(e.stat)) {
+        await this.nonDir(relName, dir, e.name, r);
+        continue;
+      }
+      const child = this.stack.child(dir, e.name, r);
+      await this.dir(relName, this.where(dir, e.name, r), e.stat, e.opaque || e.redirect);
+      if (e.redirect) await this.merged(relName, child);
+      else await this.upper(relName, child);
     }
   }
 
-  private async dir(relName: string, abs: string, st: Stat, opaque: boolean): Promise<void> {
-    const header: Entry = { ...common(st), name: relName, xattrs: xattrs(abs, this.prefix), type: 'directory' };
+  /** Everything the merged directory `dir` shows (it goes out opaque: no whiteouts). */
+  private async merged(rel: string, dir: MergedDir): Promise<void> {
+    for (const name of this.stack.names(dir)) {
+      const r = this.stack.lookup(dir, name);
+      if (r === null) continue;
+      const relName = join(rel, name);
+      const st = r.upper ?? (r.lowers[0] as FoundLower).stat;
+      if (!isDirStat(st)) {
+        await this.nonDir(relName, dir, name, r);
+        continue;
+      }
+      await this.dir(relName, this.where(dir, name, r), st, false);
+      await this.merged(relName, this.stack.child(dir, name, r));
+    }
+  }
+
+  private async dir(relName: string, at: At, st: Stat, opaque: boolean): Promise<void> {
+    const header: Entry = { ...common(st), name: relName, xattrs: this.xattrs(at), type: 'directory' };
     await this.entry(header);
     if (opaque) {
       await this.entry({
-        name: `${relName}/${OPAQUE_MARKER}`, type: 'file', size: 0, mode: st.mode & 0o777,
+        name: `${relName}/${AUFS_OPAQUE}`, type: 'file', size: 0, mode: st.mode & 0o777,
         uid: st.uid, gid: st.gid, mtime: header.mtime,
       });
     }
   }
 
-  private async nonDir(relName: string, abs: string, st: Stat): Promise<void> {
+  private xattrs(at: At): Map<string, Buffer> | undefined {
+    const x = this.stack.xattrs(at.layer, at.path);
+    return x.size > 0 ? x : undefined;
+  }
+
+  private async nonDir(relName: string, dir: MergedDir, name: string, r: Resolved): Promise<void> {
+    const at = this.where(dir, name, r);
+    const st = r.upper ?? (r.lowers[0] as FoundLower).stat;
     const type = st.mode & fsc.S_IFMT;
-    const header: Entry = { ...common(st), name: relName, xattrs: xattrs(abs, this.prefix) };
+    const header: Entry = { ...common(st), name: relName, xattrs: this.xattrs(at) };
     if (type === fsc.S_IFREG) {
-      const key = `${st.devMajor}:${st.devMinor}:${st.ino}`;
+      const key = `${at.layer.devMajor}:${at.layer.devMinor}:${st.ino}`;
       const first = st.nlink > 1 ? this.links.get(key) : undefined;
       if (first !== undefined) {
         await this.entry({ ...header, type: 'link', linkname: first, size: 0 });
         return;
       }
       if (st.nlink > 1) this.links.set(key, relName);
-      await this.entry({ ...header, type: 'file', size: toSafeNumber(st.size, 'file size') }, abs);
+      // a metacopy file's data is in the lower that lookup found for it
+      const data = r.metacopy ? (r.lowers[0] as FoundLower) : at;
+      await this.entry({ ...header, type: 'file', size: toSafeNumber(st.size, 'file size') }, data);
     } else if (type === fsc.S_IFLNK) {
-      await this.entry({ ...header, type: 'symlink', linkname: native.readlinkat(C.AT_FDCWD, abs) });
+      await this.entry({ ...header, type: 'symlink', linkname: this.stack.readlink(at.layer, at.path) });
     } else if (type === fsc.S_IFCHR || type === fsc.S_IFBLK || type === fsc.S_IFIFO) {
       const kind = type === fsc.S_IFCHR ? 'character-device' : type === fsc.S_IFBLK ? 'block-device' : 'fifo';
       await this.entry({ ...header, type: kind, devmajor: st.rdevMajor, devminor: st.rdevMinor });
@@ -208,11 +210,11 @@ function common(st: Stat): PackHeader {
   };
 }
 
-/** A file entry with its data read from `file` (a byte-string path). */
-function fileEntry(pack: tar.Pack, header: PackHeader, file: string): Promise<void> {
+/** A file entry with its data read from the open fd `fd` (closed when done). */
+function fileEntry(pack: tar.Pack, header: PackHeader, fd: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    const src = fs.createReadStream(Buffer.from(file, 'latin1'));
+    const src = fs.createReadStream('', { fd, autoClose: true });
     src.on('error', (e) => {
       sink.destroy(e);
       reject(e);

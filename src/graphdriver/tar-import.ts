@@ -8,8 +8,8 @@
  * - Ownership, modes (setuid bits included), mtimes, xattrs (PAX SCHILY.xattr.*), hard
  *   links, device nodes, fifos and symlinks are kept. Private overlay xattrs in the tar
  *   are dropped: a layer must not forge redirects or opaque marks any other way.
- * - Every path is resolved beneath the layer root (beneath.ts): `..` names and writes
- *   through symlinks that leave the layer are refused with an error.
+ * - Every path is resolved beneath the layer root (src/layers/writer.ts): `..` names
+ *   and writes through symlinks that leave the layer are refused with an error.
  * - Directory times are set once all entries are in (writing into a dir changes them).
  *
  * Names and xattrs are byte exact: member names are read as latin1 byte strings, and PAX
@@ -23,16 +23,16 @@ import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import createDebug from 'debug';
 import { native, C, isNativeError } from '../native';
-import { LayerRoot, components, procPath, removeAt, statAt, shown, tarError } from './beneath';
-import { isOverlayXattr } from './marks';
+import { LayerWriter, procFdPath, removeAt, setOpaque, tryStatAt, whiteoutAt, isOverlayNamespace, AUFS_OPAQUE, AUFS_PREFIX } from '../layers';
+import { components, shown, tarError } from './tar-names';
 import { PaxTap, type PaxRecords } from './pax';
 
 const log = createDebug('stratafs:graphdriver:tar');
 const write = promisify(fs.write);
 const fsc = fs.constants;
 
-export const WHITEOUT_PREFIX = '.wh.';
-export const OPAQUE_MARKER = '.wh..wh..opq';
+export const WHITEOUT_PREFIX = AUFS_PREFIX;
+export const OPAQUE_MARKER = AUFS_OPAQUE;
 
 export interface ImportOptions {
   /** xattr namespace of the overlay marks ('trusted.overlay.' as root) */
@@ -76,7 +76,7 @@ function paxTime(value: string | undefined, fallback: Date | undefined): Times {
 const PERM_BITS = 0o7777;
 
 export async function importTar(input: Readable, layerDir: string, opts: ImportOptions): Promise<ImportResult> {
-  const root = new LayerRoot(layerDir);
+  const root = new LayerWriter(layerDir, { error: tarError });
   const extract = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
   const dirTimes: { parts: string[]; atime: Times; mtime: Times }[] = [];
   let size = 0;
@@ -101,7 +101,7 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
       const parentParts = parts.slice(0, -1);
       const parent = root.dir(parentParts);
       if (base === OPAQUE_MARKER) {
-        native.setxattr(procPath(parent), `${opts.xattrPrefix}opaque`, Buffer.from('y'), 0, true);
+        setOpaque(parent, opts.xattrPrefix);
         entry.resume();
         continue;
       }
@@ -111,11 +111,10 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
         const victim = base.slice(WHITEOUT_PREFIX.length);
         if (victim === '' || victim === '.' || victim === '..') throw tarError(`bad whiteout "${shown(name)}"`);
         root.forget([...parentParts, victim]);
-        removeAt(parent, victim);
-        native.mknodat(parent, victim, fsc.S_IFCHR, 0, 0);
+        whiteoutAt(parent, victim);
         continue;
       }
-      const existing = statAt(parent, base);
+      const existing = tryStatAt(parent, base);
       const isDir = h.type === 'directory';
       if (existing && !(isDir && (existing.mode & fsc.S_IFMT) === fsc.S_IFDIR)) {
         root.forget(parts);
@@ -203,7 +202,6 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
 const SKIPPED_XATTR_ERRORS = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EPERM']);
 
 function applyMetadata(parent: number, base: string, h: Header, pax: PaxRecords, mode: number, opts: ImportOptions): void {
-  const prefix = opts.xattrPrefix;
   const uid = Number(text(pax, 'uid') ?? h.uid ?? 0);
   const gid = Number(text(pax, 'gid') ?? h.gid ?? 0);
   if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid) || uid < 0 || gid < 0) {
@@ -213,9 +211,9 @@ function applyMetadata(parent: number, base: string, h: Header, pax: PaxRecords,
   for (const [key, value] of pax) {
     if (!key.startsWith(XATTR)) continue;
     const xname = key.slice(XATTR.length);
-    if (xname === '' || isOverlayXattr(xname, prefix)) continue;
+    if (xname === '' || isOverlayNamespace(xname)) continue;
     try {
-      native.setxattr(procPath(parent, base), xname, value, 0, false);
+      native.setxattr(procFdPath(parent, base), xname, value, 0, false);
     } catch (e) {
       if (!isNativeError(e) || !SKIPPED_XATTR_ERRORS.has(e.code)) throw e;
       const msg = `skipped xattr ${shown(xname)} of "${shown(base)}": ${e.code} (the layer filesystem does not take it)`;

@@ -40,7 +40,20 @@
  *
  * Modules: access.ts (layer roots, the dir-fd cache, *at helpers), whiteout.ts (whiteout
  * and opaque forms, private xattrs), aufs.ts (AUFS marks, indexed per lower directory),
+ * merge.ts (the lookup rules: whiteouts, opaque dirs, redirects, metacopy; the mount's
+ * and everyone's), stack.ts (LayerStack: a merged view read outside a mount, for Diff,
+ * Changes and exports), writer.ts (LayerWriter: writing into a layer, for imports),
  * metacopy.ts (writing metacopy files).
+ *
+ * Reading a merged view offline:
+ *
+ *   const stack = LayerStack.open(upperDir, [lower1, lower2], 'trusted.overlay.');
+ *   const root = stack.root();                      // upper over the lowers
+ *   for (const name of stack.names(root)) {         // byte order, whiteouts applied
+ *     const r = stack.lookup(root, name);           // the mount's lookup of it
+ *     if (r && isDirStat(r.upper ?? r.lowers[0].stat)) stack.child(root, name, r);
+ *   }
+ *   stack.close();
  */
 export {
   type Layer, type DirFdsOptions, DirFds, DIR_FD_IDLE_MS,
@@ -49,6 +62,13 @@ export {
 export {
   AUFS_PREFIX, AUFS_OPAQUE, PRIVATE_PREFIXES, type DirMarks,
   isAufsName, isCharWhiteout, readPrivateXattr, isWhiteout, dirMarks, makeWhiteout, Whiteouts, isPrivateXattr,
+  XATTR_ESCAPE, visibleXattrName, isOverlayNamespace,
 } from './whiteout';
 export { AufsIndex, type ListingSource } from './aufs';
 export { sizeOnly, markMetacopy } from './metacopy';
+export {
+  type LowerRef, type FoundLower, type LowerStats, type MergeSource, type UpperDir, type Resolved,
+  isDirStat, resolveName, walkLowers,
+} from './merge';
+export { LayerStack, type MergedDir, type UpperEntry } from './stack';
+export { LayerWriter, type LayerWriterOptions, removeAt, whiteoutAt, setOpaque } from './writer';

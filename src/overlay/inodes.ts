@@ -32,17 +32,12 @@ import type { Stat } from '../native';
 import type { Attr, NodeId } from './api';
 import type { Layer } from '../layers/access';
 import { joinPath } from '../layers/access';
+import type { LowerRef } from '../layers/merge';
 
 export const ROOT_ID: NodeId = 1;
 
 /** Where a node exists in one lower layer. */
-export interface LowerRef {
-  layer: Layer;
-  /** layer path of the object ('' = root) */
-  path: string;
-  /** for directories: holds xattr whiteouts */
-  xwhiteouts: boolean;
-}
+export type { LowerRef };
 
 export interface Alias {
   parent: Node;

@@ -21,9 +21,9 @@ import type { Node } from './inodes';
 import { copyUp } from './copyup';
 import { xattrPath } from '../layers/access';
 import type { State } from './state';
-import { isPrivateXattr } from '../layers/whiteout';
+import { isPrivateXattr, visibleXattrName, XATTR_ESCAPE } from '../layers/whiteout';
 
-const ESCAPE = 'overlay.';
+const ESCAPE = XATTR_ESCAPE;
 const TRUSTED = 'trusted.';
 
 /** The name stored on disk for a name the user gave; EOPNOTSUPP for the other private prefix. */
@@ -35,9 +35,7 @@ function toDisk(st: State, name: string): string {
 
 /** The name shown for a name on disk, or null when it is private. */
 function fromDisk(st: State, name: string): string | null {
-  const escaped = st.prefix + ESCAPE;
-  if (name.startsWith(escaped)) return st.prefix + name.slice(escaped.length);
-  return isPrivateXattr(name) ? null : name;
+  return visibleXattrName(st.prefix, name);
 }
 
 function where(st: State, node: Node): { path: string; follow: boolean } {

@@ -126,6 +126,8 @@ t.test('workloads on every target: table, JSON, SVG, markdown', async (t) => {
   t.equal(rows.length, 2 + WORKLOADS.length + 1, 'markdown: header, rule, a row per workload, geomean');
   t.ok(rows.every((l) => l.split('|').length === rows[0].split('|').length), 'markdown rows have equal columns');
   t.match(md, /stratafs-daemon faster than fuse-overlayfs on \d+ of \d+ workloads|stratafs-daemon faster than fuse-overlayfs on every workload/);
+  t.match(md, /stratafs-daemon RSS after the whole run [\d.]+ MiB, after drop_caches [\d.]+ MiB \(goal ≤ 64\): \*\*(met|not met)\*\*/);
+  t.ok(json.daemonMemory?.rssMiB > 0 && json.daemonMemory?.rssAfterDropMiB > 0, 'shared daemon RSS measured twice');
   t.match(md, /geometric mean stratafs \/ kernel overlayfs [\d.]+ \(goal ≤ 1\.5\): \*\*(met|not met)\*\*/);
   await noMountsUnder(t, dir);
 

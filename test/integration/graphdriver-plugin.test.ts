@@ -6,31 +6,13 @@
  * the mounts only through child processes.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tempDir, type Teardown } from '../lib/tmp';
-import { plainExec, run, runOk } from '../lib/proc';
-import { mountTable, STRATAFS_BIN } from '../lib/mounts';
+import { run, runOk } from '../lib/proc';
+import { mountTable } from '../lib/mounts';
 import { makeTar } from '../unit/graphdriver/tarlib';
-import { call, post } from '../unit/graphdriver/pluginlib';
-
-async function startPlugin(t: Teardown, sock: string): Promise<ChildProcess> {
-  const [cmd, args] = plainExec([STRATAFS_BIN, 'graphdriver', '--socket', sock]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    return new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
-  });
-  for (let i = 0; i < 200 && !stderr.includes('listening'); i++) {
-    if (child.exitCode !== null) throw new Error(`plugin exited: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  if (!stderr.includes('listening')) throw new Error(`plugin did not start: ${stderr}`);
-  return child;
-}
+import { call, post, startPlugin } from '../unit/graphdriver/pluginlib';
 
 const cat = (file: string): Promise<string> => runOk('cat', [file], { timeoutMs: 20_000 });
 

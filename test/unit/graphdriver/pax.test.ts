@@ -7,13 +7,17 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { importTar } from '../../../src/graphdriver/tar-import';
-import { exportTar } from '../../../src/graphdriver/tar-export';
+import { exportTar as exportStack } from '../../../src/graphdriver/tar-export';
+import { LayerStack } from '../../../src/layers';
 import { native } from '../../../src/native';
 import { tempDir } from '../../lib/tmp';
 import { paxRecord, paxRecords, rawHeaders, rawTar, readTar, streamOf, type RawHeader } from './tarlib';
 
 const PREFIX = 'trusted.overlay.';
 const opts = { xattrPrefix: PREFIX };
+/** Diff of the layer `upper` over `lowers` (top first) */
+const exportTar = (upper: string, prefix: string, lowers: string[] = []): ReturnType<typeof exportStack> =>
+  exportStack(LayerStack.open(upper, lowers, prefix));
 
 /** VFS_CAP_REVISION_2 with the effective bit, cap_setuid and cap_net_raw permitted (`setcap cap_setuid,cap_net_raw+ep`): bytes above 0x7f */
 const CAP = Buffer.from('0100000280200000000000000000000000000000', 'hex');

@@ -1,5 +1,9 @@
 // Talking to the graph-driver plugin over its unix socket, as dockerd does.
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
+import { plainExec } from '../../lib/proc';
+import { STRATAFS_BIN } from '../../lib/mounts';
+import type { Teardown } from '../../lib/tmp';
 
 export interface Reply {
   status: number;
@@ -27,4 +31,25 @@ export function post(socketPath: string, endpoint: string, body?: string | Buffe
 export async function call(socketPath: string, endpoint: string, req: unknown = {}): Promise<{ status: number; reply: Record<string, unknown> }> {
   const r = await post(socketPath, `/GraphDriver.${endpoint}`, JSON.stringify(req));
   return { status: r.status, reply: r.json() };
+}
+
+/**
+ * `stratafs graphdriver --socket SOCK` as its own process, stopped (SIGTERM) when the
+ * test ends; resolves once it listens.
+ */
+export async function startPlugin(t: Teardown, sock: string): Promise<ChildProcess> {
+  const [cmd, args] = plainExec([STRATAFS_BIN, 'graphdriver', '--socket', sock]);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    return new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+  });
+  for (let i = 0; i < 200 && !stderr.includes('listening'); i++) {
+    if (child.exitCode !== null) throw new Error(`plugin exited: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!stderr.includes('listening')) throw new Error(`plugin did not start: ${stderr}`);
+  return child;
 }

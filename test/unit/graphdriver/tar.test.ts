@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { importTar } from '../../../src/graphdriver/tar-import';
-import { exportTar } from '../../../src/graphdriver/tar-export';
+import { exportTar as exportStack } from '../../../src/graphdriver/tar-export';
+import { LayerStack } from '../../../src/layers';
 import { changes } from '../../../src/graphdriver/changes';
 import { native } from '../../../src/native';
 import { tempDir } from '../../lib/tmp';
@@ -15,6 +16,9 @@ import { makeTar, readTar, streamOf, type Member } from './tarlib';
 
 const PREFIX = 'trusted.overlay.';
 const opts = { xattrPrefix: PREFIX };
+/** Diff of the layer `upper` over `lowers` (top first) */
+const exportTar = (upper: string, prefix: string, lowers: string[] = []): ReturnType<typeof exportStack> =>
+  exportStack(LayerStack.open(upper, lowers, prefix));
 
 function xattr(file: string, name: string): string | undefined {
   try {
@@ -182,6 +186,8 @@ t.test('export: a directory renamed from a lower goes out opaque with its whole 
   const got = members.map((m) => `${m.header.name}${m.data.length ? `=${m.data}` : ''}`);
   t.same(got.map((n) => n.replace(/\/$/, '')), ['.wh.a', 'b', 'b/.wh..wh..opq', 'b/n=n', 'b/sub', 'b/sub/w=w', 'b/sub/z=z', 'b/x=x1'],
     'the renamed dir, opaque, with upper over lowers (top lower wins, whiteouts applied)');
-  const kinds = changes(upper, [lower1, lower2], PREFIX).map((c) => `${c.Kind} ${c.Path}`).sort();
+  const stack = LayerStack.open(upper, [lower1, lower2], PREFIX);
+  const kinds = (await changes(stack)).changes.map((c) => `${c.Kind} ${c.Path}`).sort();
+  stack.close();
   t.same(kinds, ['1 /b', '1 /b/n', '1 /b/sub', '1 /b/sub/w', '1 /b/sub/z', '1 /b/x', '2 /a'], 'Changes: the renamed dir and all it holds are added, the old name deleted');
 });

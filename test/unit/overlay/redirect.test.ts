@@ -173,3 +173,40 @@ t.test('metacopy files written by kernel overlayfs (metacopy=on)', async (t) => 
   t.equal(xattr(path.join(f.upper, 'm2'), 'trusted.overlay.metacopy'), null, 'metacopy mark dropped');
   t.equal(fs.statSync(path.join(f.upper, 'm2')).uid, 5);
 });
+
+t.test('an absolute redirect is walked as the kernel walks it: no symlink followed, a non-directory or opaque dir on the way ends it', async (t) => {
+  // three shapes, each an upper dir `c` redirected to /a/b over three lowers (l0 on top):
+  //   s: l1 holds `a` as a symlink to a host dir that has b/secret; l2 holds a/b/low
+  //   o: l0's `a` is opaque; l1 holds a/b/low
+  //   m: l1 lacks `a`; l2 holds a/b/more (a missing component skips the layer)
+  const f = await fixture(3, ([l0, l1, l2], upper) => {
+    const host = path.join(path.dirname(upper), 'host');
+    put(host, 'b/secret', 'host');
+    for (const s of ['s', 'o', 'm']) put(l0 as string, `${s}/a/b/real`, 'real');
+    fs.mkdirSync(path.join(l1 as string, 's'));
+    fs.symlinkSync(host, path.join(l1 as string, 's', 'a'));
+    put(l2 as string, 's/a/b/low', 'low');
+    execFileSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', path.join(l0 as string, 'o', 'a')]);
+    put(l1 as string, 'o/a/b/low', 'low');
+    put(l2 as string, 'm/a/b/more', 'more');
+    for (const s of ['s', 'o', 'm']) {
+      fs.mkdirSync(path.join(upper, s, 'c'), { recursive: true });
+      execFileSync('setfattr', ['-n', 'trusted.overlay.redirect', '-v', `/${s}/a/b`, path.join(upper, s, 'c')]);
+    }
+  });
+  const mnt = path.join(f.dir, 'mnt');
+  fs.mkdirSync(mnt);
+  let mounted = false;
+  t.teardown(() => {
+    if (mounted) execFileSync('umount', [mnt]);
+    f.cleanup();
+  });
+  const ours = ['s', 'o', 'm'].map((s) => ls(f.ov, `${s}/c`).join(','));
+  t.same(ours, ['real', 'real', 'more,real'], 'what stratafs shows in each c');
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o',
+    `lowerdir=${f.lowers.join(':')},upperdir=${f.upper},workdir=${f.work},redirect_dir=on`, mnt]);
+  mounted = true;
+  t.same(['s', 'o', 'm'].map((s) => fs.readdirSync(path.join(mnt, s, 'c')).sort().join(',')), ours, 'kernel overlayfs shows the same');
+  execFileSync('umount', [mnt]);
+  mounted = false;
+});

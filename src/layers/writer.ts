@@ -1,45 +1,42 @@
 /**
- * Writing into a layer directory without ever leaving it.
+ * Writing into a layer directory without ever leaving it (the graph driver's ApplyDiff,
+ * and any other writer of a layer outside a mount).
  *
- * Tar entry names come from whoever built the image. Every directory is opened from the
- * layer's root fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): a `..`
- * component, an absolute symlink or a relative one that climbs out of the layer fails
- * (EXDEV) instead of reaching the host. The last component is then created or changed
- * with *at() calls on that directory fd, none of which follow a final symlink.
+ * Names come from whoever built the image. Every directory is opened from the layer's
+ * root fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): a `..` component, an
+ * absolute symlink or a relative one that climbs out of the layer fails (EXDEV) instead
+ * of reaching the host. The last component is then created or changed with *at() calls
+ * on that directory fd, none of which follow a final symlink.
  *
- * Names here are byte strings (see src/native/addon.d.ts): each JS char is one byte.
+ * Names here are byte strings (index.ts): each JS char is one byte.
  */
 import { constants as fsc } from 'node:fs';
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
+import { procFdPath, tryStatAt } from './access';
+import { makeWhiteout } from './whiteout';
 
 const BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS;
 const DIR_PATH = C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC;
 
-export const tarError = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_TAR', msg);
-
-/** Turns a UTF-8 JS string into a byte string. */
-export const bytes = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
 /** A byte string shown to a person. */
-export const shown = (b: string): string => Buffer.from(b, 'latin1').toString('utf8');
+const shown = (b: string): string => Buffer.from(b, 'latin1').toString('utf8');
 
-/**
- * Splits an archive member name into its components: leading `/` and `./` go, `.` and
- * empty components are dropped, `..` is refused. [] is the root itself.
- */
-export function components(name: string): string[] {
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw tarError(`tar entry "${shown(name)}" leaves the layer (..)`);
-  return parts;
+export interface LayerWriterOptions {
+  /** the error for a path that is refused (leaves the layer, not a directory); default STRATAFS_ERR_LAYER */
+  error?: (message: string) => Error;
 }
 
-export class LayerRoot {
+export class LayerWriter {
   readonly fd: number;
   /** directories opened so far, by relative path (closed by close()) */
   private readonly dirs = new Map<string, number>();
+  private readonly error: (message: string) => Error;
 
-  constructor(readonly root: string) {
-    this.fd = native.openat(C.AT_FDCWD, bytes(root), DIR_PATH, 0);
+  /** `root`: the layer directory, a host path as a JS string */
+  constructor(readonly root: string, opts: LayerWriterOptions = {}) {
+    this.error = opts.error ?? ((m) => new StratafsError('STRATAFS_ERR_LAYER', m));
+    this.fd = native.openat(C.AT_FDCWD, Buffer.from(root, 'utf8').toString('latin1'), DIR_PATH, 0);
   }
 
   /**
@@ -65,9 +62,9 @@ export class LayerRoot {
         }
         fd = native.openat2(this.fd, rel, DIR_PATH, 0, BENEATH);
       } else if (e.code === 'EXDEV' || e.code === 'ELOOP') {
-        throw tarError(`"${shown(rel)}" resolves through a symlink that leaves the layer`);
+        throw this.error(`"${shown(rel)}" resolves through a symlink that leaves the layer`);
       } else if (e.code === 'ENOTDIR') {
-        throw tarError(`"${shown(rel)}" is not a directory in the layer`);
+        throw this.error(`"${shown(rel)}" is not a directory in the layer`);
       } else throw e;
     }
     this.dirs.set(rel, fd);
@@ -92,19 +89,9 @@ export class LayerRoot {
   }
 }
 
-/** lstat of NAME in the directory fd, or undefined when absent. */
-export function statAt(dirFd: number, name: string): ReturnType<typeof native.statx> | undefined {
-  try {
-    return native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW);
-  } catch (e) {
-    if (isNativeError(e) && e.code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
-
 /** Removes NAME from the directory fd, a whole tree if it is a directory. Never follows symlinks. */
 export function removeAt(dirFd: number, name: string): void {
-  const st = statAt(dirFd, name);
+  const st = tryStatAt(dirFd, name);
   if (!st) return;
   if ((st.mode & fsc.S_IFMT) !== fsc.S_IFDIR) {
     native.unlinkat(dirFd, name, 0);
@@ -122,6 +109,13 @@ export function removeAt(dirFd: number, name: string): void {
   native.unlinkat(dirFd, name, C.AT_REMOVEDIR);
 }
 
-/** The magic-link path of NAME inside an O_PATH directory fd (for the *xattr calls). */
-export const procPath = (dirFd: number, name?: string): string =>
-  name === undefined ? `/proc/self/fd/${dirFd}` : `/proc/self/fd/${dirFd}/${name}`;
+/** Replaces whatever `name` is in the directory fd by a whiteout (overlay style). */
+export function whiteoutAt(dirFd: number, name: string): void {
+  removeAt(dirFd, name);
+  makeWhiteout(dirFd, name);
+}
+
+/** Marks the directory fd (O_PATH) opaque: the layers below contribute nothing to it. */
+export function setOpaque(dirFd: number, prefix: string): void {
+  native.setxattr(procFdPath(dirFd), `${prefix}opaque`, Buffer.from('y'), 0, true);
+}
