@@ -6,10 +6,8 @@
  */
 import createDebug from 'debug';
 import { MountServer } from '../server/mount-server';
-import type { MountOptions } from './options';
+import type { MountOptions } from '../mount/options';
 import type { ReadyChannel } from './detach';
-
-export { overlayConfig } from '../server/mount-server';
 
 const log = createDebug('stratafs:daemon');
 

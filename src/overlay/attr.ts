@@ -11,7 +11,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import type { Stat } from '../native';
-import type { Attr, Entry } from './api';
+import type { Attr, Entry } from '../fuse/api';
 import type { Node } from './inodes';
 import type { State } from './state';
 import { idToInside } from './idmap';
@@ -62,7 +62,5 @@ export function entryOf(st: State, node: Node, s?: Stat): Entry {
     nodeId: node.id,
     generation: 0,
     attr,
-    entryTimeout: st.config.entryTimeout,
-    attrTimeout: st.config.attrTimeout,
   };
 }

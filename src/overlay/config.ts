@@ -31,9 +31,6 @@ export interface OverlayConfig {
   /** every file appears owned by this uid/gid (and new files are created so) */
   squashToUid?: number;
   squashToGid?: number;
-  /** seconds the kernel may cache entries and attributes */
-  entryTimeout: number;
-  attrTimeout: number;
   /**
    * chmod, chown, utimens and xattr changes of a lower regular file copy up its
    * metadata only, in kernel overlayfs' metacopy format (data on the first write);

@@ -15,7 +15,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import { C, native } from '../native';
-import type { Ctx, DirEntryOut, OpenResult } from './api';
+import type { Ctx, DirEntryOut, OpenResult } from '../fuse/api';
 import { copyUp } from './copyup';
 import { acquireFd, releaseFd } from './handle-fds';
 import type { Node } from './inodes';

@@ -23,7 +23,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import { C, native } from '../native';
-import type { Ctx, Entry, OpenResult } from './api';
+import type { Ctx, Entry, OpenResult } from '../fuse/api';
 import { entryOf, PERM_MASK, S_ISGID } from './attr';
 import { copyUp, removeTmp, removeTree, settleCopyUp } from './copyup';
 import { idToHost } from './idmap';

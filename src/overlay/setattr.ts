@@ -7,7 +7,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import { C, native } from '../native';
-import type { Attr, Ctx, SetattrChanges } from './api';
+import type { Attr, Ctx, SetattrChanges } from '../fuse/api';
 import { getAttr, PERM_MASK } from './attr';
 import { copyUp } from './copyup';
 import { idToHost } from './idmap';

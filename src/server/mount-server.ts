@@ -19,25 +19,15 @@ import createDebug from 'debug';
 import { realpathSync } from 'node:fs';
 import { Overlay } from '../overlay';
 import type { OverlayConfig } from '../overlay/config';
-import type { MountOptions } from '../cli/options';
 import type { FuseSession } from '../fuse/bridge';
-import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
+import { mountFuse, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
+import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
 
 const log = createDebug('stratafs:server');
-
-/**
- * What one mount is made of: the subset of the CLI's options that shapes a mount (the
- * graph-driver plugin and the daemon's socket protocol build it without a command line;
- * `metacopy` and `writeback` may be left out, meaning off).
- */
-export type MountSpec = Pick<MountOptions,
-  'lowerdirs' | 'upperdir' | 'workdir' | 'mountpoint' | 'readOnly' | 'volatile' | 'uidMap' |
-  'gidMap' | 'squashToUid' | 'squashToGid' | 'timeout' | 'passthrough' | 'acl'> &
-  Partial<Pick<MountOptions, 'metacopy' | 'writeback'>>;
 
 /** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
 export interface ServedMount {
@@ -87,9 +77,7 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     gidMap: spec.gidMap,
     squashToUid: spec.squashToUid,
     squashToGid: spec.squashToGid,
-    entryTimeout: spec.timeout,
-    attrTimeout: spec.timeout,
-    metacopy: spec.metacopy ?? false,
+    metacopy: spec.metacopy,
   };
 }
 
@@ -109,7 +97,8 @@ export class MountServer {
    * called as soon as the kernel has the mount (with the notice, if any), before the
    * session starts: what is checked before mounting is all that can fail.
    */
-  async mount(spec: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
+  async mount(asked: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
+    const spec = checkSpec(asked);
     const target = spec.mountpoint;
     if (this.mounts.has(target)) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${target} is already served by this process`);
@@ -164,7 +153,9 @@ export class MountServer {
       writeback: spec.writeback ?? 'off',
       // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
       isRoot: dev.privileged && privilege().hostAdmin,
+      // the kernel's cache timeouts are the bridge's business: the overlay never sees them
       attrTimeout: spec.timeout,
+      entryTimeout: spec.timeout,
       acl: spec.acl,
     });
     const idle = holdIdleRelease();

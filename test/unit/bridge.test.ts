@@ -7,7 +7,7 @@ import {
 } from '../../src/fuse/wire/protocol';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, OpenResult, SetattrChanges,
-} from '../../src/overlay/api';
+} from '../../src/fuse/api';
 
 const E = constants.errno;
 
@@ -67,7 +67,7 @@ class FakeFs implements FileSystemApi {
   }
   private entry(nodeId: number): Entry {
     this.lookups.set(nodeId, (this.lookups.get(nodeId) ?? 0) + 1);
-    return { nodeId, generation: 0, attr: attr(nodeId, this.modes.get(nodeId)), entryTimeout: 1, attrTimeout: 1 };
+    return { nodeId, generation: 0, attr: attr(nodeId, this.modes.get(nodeId)) };
   }
   init(o: { passthrough: boolean; writebackCache: boolean }): void { this.rec('init', o); }
   destroy(): void { this.rec('destroy'); }
@@ -284,6 +284,21 @@ t.test('LOOKUP of a name that is not there: a negative entry the kernel caches',
   await s0.handleRequest(3, initFrame(45, ALL_OFFERED));
   await s0.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('absent')));
   t.equal(errorOf(tr0.last()), -E.ENOENT);
+});
+
+t.test('the kernel cache timeouts are the bridge\'s: entries, READDIRPLUS and attributes carry its own', async (t) => {
+  const fs = new FakeFs();
+  const tr = new FakeTransport();
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, entryTimeout: 3, attrTimeout: 7, debug: () => undefined });
+  await s.handleRequest(3, initFrame(45, ALL_OFFERED));
+  await s.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('foo')));
+  let w = tr.last();
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER), 7n, 'an entry');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 16), 3n, 'entry_valid: the session\'s entry timeout');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 24), 7n, 'attr_valid: the session\'s attribute timeout');
+  await s.handleRequest(3, frame(Opcode.GETATTR, 7, Buffer.alloc(16)));
+  w = tr.last();
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER), 7n, 'GETATTR attr_valid');
 });
 
 /** a second session over the same fakes, already past INIT */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseArgs, splitOptionList, splitLayerList, parseIdMapping } from '../../src/cli/options';
+import { parseArgs, splitOptionList, splitLayerList, parseIdMapping } from '../../src/mount/options';
 import { StratafsError } from '../../src/errors';
 
 function mount(argv: string[], cwd = '/srv') {

@@ -17,7 +17,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import type { Ctx, FileSystemApi } from '../../overlay/api';
+import type { Ctx, FileSystemApi } from '../api';
 import type { FuseRequest } from '../../native/addon';
 import { E, errnoName, toErrno } from '../../errors';
 import { decode, type InHeader, type Request } from '../wire/decode';
@@ -52,9 +52,12 @@ export interface FuseSessionOptions {
   acl?: boolean;
   /** CAP_SYS_ADMIN available (needed for passthrough) */
   isRoot?: boolean;
-  /** seconds the kernel may cache attributes returned by GETATTR/SETATTR (default 1) */
+  /**
+   * Seconds the kernel may cache attributes (GETATTR/SETATTR and every entry; default 1).
+   * The bridge alone decides the kernel's cache timeouts: the filesystem returns none.
+   */
   attrTimeout?: number;
-  /** seconds the kernel may cache the absence of a name (default: attrTimeout) */
+  /** seconds the kernel may cache a name, or its absence (default: attrTimeout) */
   entryTimeout?: number;
   debug?: Logger;
   /** device operations; defaults to the native addon (loaded on first use) */
@@ -332,8 +335,10 @@ export class FuseSession extends EventEmitter {
     const reply = encodeInit(header.unique, decision.out);
     const core: Core = {
       fs: this.fs,
-      attrTimeout: this.opts.attrTimeout ?? 1,
-      entryTimeout: this.opts.entryTimeout ?? this.opts.attrTimeout ?? 1,
+      timeouts: {
+        attr: this.opts.attrTimeout ?? 1,
+        entry: this.opts.entryTimeout ?? this.opts.attrTimeout ?? 1,
+      },
       registry: this.registry,
       killprivV2: n.killprivV2,
       dontMask: n.dontMask,

@@ -8,7 +8,7 @@
  *   when the caller lacks CAP_FSETID).
  */
 import { constants as fsc } from 'node:fs';
-import type { Ctx, FileSystemApi, NodeId, SetattrChanges } from '../../overlay/api';
+import type { Ctx, FileSystemApi, NodeId, SetattrChanges } from '../api';
 import type { SetattrIn } from '../wire/decode';
 import { FATTR } from '../wire/protocol';
 

@@ -1,6 +1,7 @@
 /**
- * Command line of `stratafs`: the same argv as fuse-overlayfs, so container tools can
- * use it as their mount program.
+ * Command line of `stratafs` as a mount program: the same argv as fuse-overlayfs, so
+ * container tools can use it as their mount program. The CLI parses it, and so does a
+ * running daemon for the `mount-argv` request of the C client (src/server/argv.ts).
  *
  *   stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] MOUNTPOINT
  *
@@ -13,33 +14,14 @@
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
+import { checkSpec, DEFAULT_TIMEOUT, type MountSpec } from './spec';
 
-export interface MountOptions {
-  lowerdirs: string[];
-  upperdir?: string;
-  workdir?: string;
-  mountpoint: string;
+export { DEFAULT_TIMEOUT } from './spec';
+
+/** A mount as the command line asks for it: the spec, and how the program should run. */
+export interface MountOptions extends MountSpec {
   foreground: boolean;
   debug: boolean;
-  readOnly: boolean;
-  volatile: boolean;
-  uidMap?: IdMapRange[];
-  gidMap?: IdMapRange[];
-  squashToUid?: number;
-  squashToGid?: number;
-  /** seconds the kernel may cache entries and attributes */
-  timeout: number;
-  /** 'auto' uses FUSE passthrough when running as root and the kernel offers it */
-  passthrough: 'auto' | 'off';
-  /** the kernel enforces POSIX ACLs (off with `noacl`) */
-  acl: boolean;
-  /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
-  metacopy: boolean;
-  /**
-   * the kernel's writeback cache on the daemon data path (off by default: a write the
-   * upper filesystem cannot take must fail in write(), see README "Decisions")
-   */
-  writeback: 'on' | 'off';
   /** options recognised and deliberately without effect here (reported with -d) */
   ignored: string[];
   /** mount through the `stratafs daemon` listening on this socket */
@@ -209,41 +191,6 @@ function applyOption(acc: Accum, opt: string): void {
   }
 }
 
-/**
- * Seconds the kernel may cache names and attributes. stratafs is the only writer of the
- * upper layer and the lowers are read-only, so what the kernel caches stays true unless
- * a layer is changed behind the mount (unsupported, as with kernel overlayfs); where
- * stratafs itself changes something the kernel did not ask for, it invalidates.
- */
-export const DEFAULT_TIMEOUT = 86400;
-
-export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] [SOURCE] MOUNTPOINT
-       stratafs --version | --help
-       stratafs graphdriver --help | stratafs daemon --help   (Docker plugin, one process for many mounts)
-       stratafs snapshotter --help                          (containerd proxy snapshotter)
-options (comma separated, -o may repeat):
-  lowerdir=A:B        read-only layers, top first (required)
-  upperdir=U          writable layer; without it the mount is read-only
-  workdir=W           scratch dir on the same filesystem as upperdir (required with upperdir)
-  ro                  mount read-only even with an upperdir
-  volatile            skip fsync/syncfs (faster; data may be lost on a crash)
-  uidmapping=I:H:N[:...], gidmapping=I:H:N[:...]
-                      show host ids H.. as I.. inside the mount
-  squash_to_uid=N, squash_to_gid=N, squash_to_root
-                      show every file as owned by N (or root)
-  timeout=S           seconds the kernel may cache names and attributes (default 86400)
-  passthrough=auto|off  kernel passthrough of file data when root (default auto)
-  metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
-  writeback=on|off    kernel writeback cache without passthrough (default off: a full
-                      upper then fails in write(); on loses such writes after close)
-  noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
-  server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
-  accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
-flags:
-  -f                  stay in the foreground (default: detach once mounted)
-  -d                  debug output to stderr (implies -f)
-unmount with: fusermount3 -u MOUNTPOINT  (or umount MOUNTPOINT)`;
-
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
   const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, writeback: 'off', ignored: [], seen: new Set() };
   let foreground = false;
@@ -271,32 +218,32 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
   // `SOURCE MOUNTPOINT` is how mount(8) and mount.fuse3 call a filesystem's program (the
   // containerd snapshotter's fuse3.stratafs mounts): the source names nothing here
   if (positional.length > 2) throw usageError(`one mountpoint expected (or SOURCE MOUNTPOINT), got ${positional.length}: ${positional.join(' ')}`);
-  if (acc.lowerdir === undefined) throw optionError('lowerdir= is required');
-  const lowerdirs = splitLayerList(acc.lowerdir);
+  const lowerdirs = acc.lowerdir === undefined ? [] : splitLayerList(acc.lowerdir);
   if (lowerdirs.some((l) => l === '')) throw optionError(`lowerdir has an empty entry: "${acc.lowerdir}"`);
-  if (acc.upperdir !== undefined && acc.workdir === undefined) throw optionError('upperdir= needs workdir= too');
-  if (acc.workdir !== undefined && acc.upperdir === undefined) throw optionError('workdir= given without upperdir=');
   const abs = (p: string): string => path.resolve(cwd, p);
+  const spec = checkSpec({
+    lowerdirs: lowerdirs.map(abs),
+    upperdir: acc.upperdir === undefined ? undefined : abs(acc.upperdir),
+    workdir: acc.workdir === undefined ? undefined : abs(acc.workdir),
+    mountpoint: abs(positional[positional.length - 1]),
+    readOnly: acc.readOnly,
+    volatile: acc.volatile,
+    uidMap: acc.uidMap,
+    gidMap: acc.gidMap,
+    squashToUid: acc.squashToUid,
+    squashToGid: acc.squashToGid,
+    timeout: acc.timeout ?? DEFAULT_TIMEOUT,
+    passthrough: acc.passthrough,
+    acl: acc.acl,
+    metacopy: acc.metacopy,
+    writeback: acc.writeback,
+  });
   return {
     kind: 'mount',
     options: {
-      lowerdirs: lowerdirs.map(abs),
-      upperdir: acc.upperdir === undefined ? undefined : abs(acc.upperdir),
-      workdir: acc.workdir === undefined ? undefined : abs(acc.workdir),
-      mountpoint: abs(positional[positional.length - 1]),
+      ...spec,
       foreground,
       debug,
-      readOnly: acc.readOnly || acc.upperdir === undefined,
-      volatile: acc.volatile,
-      uidMap: acc.uidMap,
-      gidMap: acc.gidMap,
-      squashToUid: acc.squashToUid,
-      squashToGid: acc.squashToGid,
-      timeout: acc.timeout ?? DEFAULT_TIMEOUT,
-      passthrough: acc.passthrough,
-      acl: acc.acl,
-      metacopy: acc.metacopy,
-      writeback: acc.writeback,
       ignored: acc.ignored,
       server: acc.server === undefined ? undefined : abs(acc.server),
     },
