@@ -18,8 +18,8 @@ options (comma separated, -o may repeat):
   workdir=W           scratch dir on the same filesystem as upperdir (required with upperdir)
   ro                  mount read-only even with an upperdir
   volatile            skip fsync/syncfs (faster; data may be lost on a crash)
-  uidmapping=I:H:N[:...], gidmapping=I:H:N[:...]
-                      show host ids H.. as I.. inside the mount
+  uidmapping=D:S:N[:...], gidmapping=D:S:N[:...]
+                      show ids D.. of the layers as S.. (fuse-overlayfs' meaning)
   squash_to_uid=N, squash_to_gid=N, squash_to_root
                       show every file as owned by N (or root)
   timeout=S           seconds the kernel may cache names and attributes (default 86400)

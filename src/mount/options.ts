@@ -86,18 +86,24 @@ function parseUint(name: string, value: string): number {
   return n;
 }
 
-/** `uidmapping=INSIDE:HOST:COUNT[:INSIDE:HOST:COUNT...]` (fuse-overlayfs syntax). */
+/**
+ * `uidmapping=DISK:SHOWN:COUNT[:DISK:SHOWN:COUNT...]`, as fuse-overlayfs reads it: ids
+ * [DISK, DISK+COUNT) stored in the layers appear as [SHOWN, SHOWN+COUNT) through the mount
+ * (`0:100000:65536` shows a layer's root-owned files as owned by 100000).
+ * containers-storage sends the list with a leading ':' (`:0:100000:65536`).
+ */
 export function parseIdMapping(name: string, value: string): IdMapRange[] {
-  const parts = value.split(':');
+  const parts = (value.startsWith(':') ? value.slice(1) : value).split(':');
   if (parts.length === 0 || parts.length % 3 !== 0) {
-    throw optionError(`option ${name} needs INSIDE:HOST:COUNT triples, got "${value}"`);
+    throw optionError(`option ${name} needs DISK:SHOWN:COUNT triples, got "${value}"`);
   }
   const ranges: IdMapRange[] = [];
   for (let i = 0; i < parts.length; i += 3) {
-    const inside = parseUint(name, parts[i]);
-    const host = parseUint(name, parts[i + 1]);
+    const host = parseUint(name, parts[i]);
+    const inside = parseUint(name, parts[i + 1]);
     const count = parseUint(name, parts[i + 2]);
     if (count === 0) throw optionError(`option ${name} has a range of length 0`);
+    if (host + count > 0x100000000 || inside + count > 0x100000000) throw optionError(`option ${name} has a range past the largest id: ${value}`);
     ranges.push({ inside, host, count });
   }
   return ranges;

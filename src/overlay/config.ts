@@ -4,7 +4,10 @@
  */
 import type { CacheLimits } from './cache';
 
-/** One range of a uid/gid mapping: ids [inside, inside+count) are [host, host+count) on disk. */
+/**
+ * One range of a uid/gid mapping: ids [host, host+count) stored in the layers appear as
+ * [inside, inside+count) through the mount (`uidmapping=HOST:INSIDE:COUNT`, options.ts).
+ */
 export interface IdMapRange {
   inside: number;
   host: number;

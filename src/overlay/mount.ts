@@ -11,6 +11,7 @@ import { constants as fsc, realpathSync } from 'node:fs';
 import { E, StratafsError, toErrno, errnoName } from '../errors';
 import { C, native } from '../native';
 import type { OverlayConfig } from './config';
+import { onIdmappedMount } from './idmap';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
@@ -49,9 +50,9 @@ function openRoot(path: string, what: string): number {
   return fd;
 }
 
-function makeLayer(index: number, path: string, rootFd: number, upper: boolean): Layer {
+function makeLayer(index: number, path: string, rootFd: number, upper: boolean, idShifted = false): Layer {
   const s = statAt(rootFd, '');
-  return { index, path, rootFd, devMajor: s.devMajor, devMinor: s.devMinor, upper };
+  return { index, path, rootFd, devMajor: s.devMajor, devMinor: s.devMinor, upper, idShifted };
 }
 
 function inside(child: string, parent: string): boolean {
@@ -174,10 +175,11 @@ export function openState(config: OverlayConfig): State {
   try {
     // every check before the work dir is created or emptied: a refused mount changes nothing
     const base = config.upperdir !== undefined ? 1 : 0;
+    const mapped = config.uidMap !== undefined || config.gidMap !== undefined;
     const lowers = config.lowerdirs.map((p, i) => {
       const fd = openRoot(p, 'lowerdir');
       opened.push(fd);
-      return makeLayer(base + i, p, fd, false);
+      return makeLayer(base + i, p, fd, false, mapped && onIdmappedMount(p));
     });
     let upper: Layer | null = null;
     let workFd = -1;

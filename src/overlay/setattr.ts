@@ -29,13 +29,16 @@ export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChang
   st.requireUpper();
   if (!changes) return emptySetattr(st, node);
   if (ch.size !== undefined && node.type === fsc.S_IFDIR) fail(E.EISDIR);
+  // an id outside the mapping fails (EINVAL) before anything is copied up
+  const newUid = ch.uid === undefined ? undefined : idToHost(st.config, 'uid', ch.uid);
+  const newGid = ch.gid === undefined ? undefined : idToHost(st.config, 'gid', ch.gid);
   await copyUp(st, node, { data: ch.size !== 0, metaOnly: ch.size === undefined });
   const loc = st.locate(node);
   const { dirfd, name } = loc;
-  if (ch.uid !== undefined || ch.gid !== undefined) {
+  if (newUid !== undefined || newGid !== undefined) {
     const cur = statAt(dirfd, name);
-    const uid = ch.uid === undefined ? cur.uid : idToHost(st.config, 'uid', ch.uid);
-    const gid = ch.gid === undefined ? cur.gid : idToHost(st.config, 'gid', ch.gid);
+    const uid = newUid ?? cur.uid;
+    const gid = newGid ?? cur.gid;
     native.fchownat(dirfd, name, uid, gid, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
   }
   if (ch.mode !== undefined) {
