@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
+import { checkMountFlags, type MountFlags } from './flags';
 
 export interface MountSpec {
   /** read-only layers, top first (absolute paths) */
@@ -36,6 +37,8 @@ export interface MountSpec {
    * upper cannot take must fail in write(), README "Decisions")
    */
   writeback?: 'on' | 'off';
+  /** nosuid, nodev, noexec, atime policy (flags.ts); absent: DEFAULT_MOUNT_FLAGS */
+  flags?: MountFlags;
 }
 
 /**
@@ -100,5 +103,6 @@ export function checkSpec(s: MountSpec): MountSpec {
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
     writeback: s.writeback === 'on' ? 'on' : 'off',
+    flags: checkMountFlags(s.flags),
   };
 }

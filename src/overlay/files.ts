@@ -14,7 +14,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
-import { C, native } from '../native';
+import { C, isNativeError, native } from '../native';
 import type { Ctx, DirEntryOut, OpenResult } from '../fuse/api';
 import { copyUp } from './copyup';
 import { acquireFd, releaseFd } from './handle-fds';
@@ -38,6 +38,8 @@ const STRIPPED = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY | fsc.O_DIRECT;
 /** The flags to open the real file with, for the open(2) flags the caller used. */
 export function openFlagsFor(st: State, flags: number): number {
   let f = (flags & ~STRIPPED) | C.O_NOFOLLOW | C.O_CLOEXEC;
+  // a noatime mount: reads through our fd (or its passthrough) leave the upper's atime
+  if (st.config.noatime) f |= C.O_NOATIME;
   if (st.writebackCache) {
     // the kernel may read back pages of a write-only file and positions writes itself
     if ((f & ACCMODE) === fsc.O_WRONLY) f = (f & ~ACCMODE) | fsc.O_RDWR;
@@ -58,14 +60,23 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
   }
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
-  const real = openFlagsFor(st, flags);
-  const shareKey = isWriteOpen(flags) ? undefined : `${node.id}:${lowerData ? 'lower' : 'upper'}:${real}`;
+  const how = openFlagsFor(st, flags);
+  const shareKey = isWriteOpen(flags) ? undefined : `${node.id}:${lowerData ? 'lower' : 'upper'}:${how}`;
   const fd = acquireFd(st, shareKey ?? null, () => {
     const loc = lowerData ? st.locateLower(node) : st.locate(node);
-    return loc.name !== '' ? native.openat(loc.dirfd, loc.name, real, 0)
-      : node.isRoot ? native.openat(loc.dirfd, '.', real, 0)
+    const openIt = (f: number): number =>
+      loc.name !== '' ? native.openat(loc.dirfd, loc.name, f, 0)
+      : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)
       // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
-      : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), real & ~C.O_NOFOLLOW, 0);
+      : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), f & ~C.O_NOFOLLOW, 0);
+    try {
+      return openIt(how);
+    } catch (e) {
+      // O_NOATIME needs the file's owner or CAP_FOWNER (an unprivileged daemon, a file of
+      // someone else): open it without, as the kernel would still read it
+      if (!(isNativeError(e) && e.code === 'EPERM' && (how & C.O_NOATIME) !== 0)) throw e;
+      return openIt(how & ~C.O_NOATIME);
+    }
   });
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData, shareKey });
   return fileOpenResult(st, fh, fd, flags, lowerData);
