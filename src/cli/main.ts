@@ -5,8 +5,36 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
-import { parseArgs, USAGE } from './options';
+import { parseArgs } from '../mount/options';
 import { daemonChannel, foregroundChannel } from './detach';
+
+export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] [SOURCE] MOUNTPOINT
+       stratafs --version | --help
+       stratafs graphdriver --help | stratafs daemon --help   (Docker plugin, one process for many mounts)
+       stratafs snapshotter --help                          (containerd proxy snapshotter)
+options (comma separated, -o may repeat):
+  lowerdir=A:B        read-only layers, top first (required)
+  upperdir=U          writable layer; without it the mount is read-only
+  workdir=W           scratch dir on the same filesystem as upperdir (required with upperdir)
+  ro                  mount read-only even with an upperdir
+  volatile            skip fsync/syncfs (faster; data may be lost on a crash)
+  uidmapping=D:S:N[:...], gidmapping=D:S:N[:...]
+                      show ids D.. of the layers as S.. (fuse-overlayfs' meaning)
+  squash_to_uid=N, squash_to_gid=N, squash_to_root
+                      show every file as owned by N (or root)
+  timeout=S           seconds the kernel may cache names and attributes (default 86400)
+  passthrough=auto|off  kernel passthrough of file data when root (default auto)
+  metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
+  noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
+  server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
+  nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime
+                      the mount's flags, as mount(8) sets them (default suid,nodev,exec,noatime;
+                      without root always nosuid,nodev)
+  accepted with no effect: context=, xattr_permissions=0, rw, ...
+flags:
+  -f                  stay in the foreground (default: detach once mounted)
+  -d                  debug output to stderr (implies -f)
+unmount with: fusermount3 -u MOUNTPOINT  (or umount MOUNTPOINT)`;
 
 export function version(): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };

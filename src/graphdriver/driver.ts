@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import createDebug from 'debug';
 import { MountServer } from '../server/mount-server';
-import { DEFAULT_TIMEOUT } from '../cli/options';
+import { DEFAULT_TIMEOUT } from '../mount/spec';
 import { LayerStore, checkId, pluginError } from './store';
 import { importTar, type ImportResult } from './tar-import';
 import { exportTar } from './tar-export';
@@ -145,6 +145,7 @@ export class Driver {
         timeout: DEFAULT_TIMEOUT,
         passthrough: 'auto',
         acl: true,
+        metacopy: false,
       });
       this.refs.set(id, 1);
       log('get %s: mounted %s over %d layers', id, merged, lowers.length);

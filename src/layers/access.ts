@@ -37,6 +37,12 @@ export interface Layer {
   readonly devMajor: number;
   readonly devMinor: number;
   readonly upper: boolean;
+  /**
+   * reached through an idmapped mount (containers-storage hands lowers so to a mount
+   * program for `--uidmap` containers): its ids are already the ids to show, the
+   * uid/gid mapping of the mount does not apply to them (overlay/idmap.ts)
+   */
+  readonly idShifted?: boolean;
 }
 
 export function joinPath(dir: string, name: string): string {

@@ -76,10 +76,6 @@ export interface FuseRequest {
   buf: Buffer;
 }
 
-export interface ReaderHandle {
-  readonly _brand: 'ReaderHandle';
-}
-
 export interface PollerHandle {
   readonly _brand: 'PollerHandle';
 }
@@ -125,6 +121,15 @@ export interface NativeConstants {
   MS_NOSUID: number;
   MS_RDONLY: number;
   MS_NOATIME: number;
+  MS_NOEXEC: number;
+  MS_NODIRATIME: number;
+  MS_RELATIME: number;
+  MS_STRICTATIME: number;
+  O_NOATIME: number;
+  OPEN_TREE_CLONE: number;
+  OPEN_TREE_CLOEXEC: number;
+  MOUNT_ATTR_NOATIME: number;
+  MOUNT_ATTR__ATIME: number;
   MNT_DETACH: number;
   MNT_FORCE: number;
   XATTR_SIZE_MAX: number;
@@ -222,6 +227,10 @@ export interface Addon {
   // ---- mounts ----
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
+  /** open_tree(2): with OPEN_TREE_CLONE a detached copy of the mount at path (never attached anywhere) */
+  openTree(dirfd: number, path: string, flags: number): number;
+  /** mount_setattr(2) with struct mount_attr { attr_set, attr_clr } */
+  mountSetattr(dirfd: number, path: string, flags: number, attrSet: number, attrClr: number): void;
 
   // ---- the FUSE device ----
   /** open("/dev/fuse", O_RDWR | O_CLOEXEC) */
@@ -238,22 +247,11 @@ export interface Addon {
   /** FUSE_DEV_IOC_BACKING_CLOSE */
   fuseBackingClose(devFd: number, backingId: number): void;
   /**
-   * Starts one reader thread per fd. Each thread reads requests (up to `bufSize` bytes)
-   * and queues them; the JS callback is invoked with every queued request at once (one
-   * call per burst). When a reader ends (ENODEV: the connection was aborted or
-   * unmounted) `onEnd` is called once per fd with that fd and the errno (0 = clean).
-   * EINTR/EAGAIN/ENOENT are retried inside the thread.
-   */
-  fuseStartReaders(fds: number[], bufSize: number,
-    onBatch: (requests: FuseRequest[]) => void,
-    onEnd: (fd: number, errno: number) => void): ReaderHandle;
-  /** stops the threads (used after the connection is gone) and releases the callback */
-  fuseStopReaders(handle: ReaderHandle): void;
-  /**
-   * Reads the fds on the JS thread instead: each fd is made non-blocking and polled by
-   * the event loop; when requests are queued they are read until EAGAIN (at most 256)
-   * and passed to `onBatch` in one call. `onEnd` as for fuseStartReaders. Saves the
-   * thread hand-off of fuseStartReaders on every request.
+   * Reads the fds on the JS thread: each fd is made non-blocking and polled by the event
+   * loop; when requests are queued they are read (each up to `bufSize` bytes) until
+   * EAGAIN (at most 256) and passed to `onBatch` in one call. When a reader ends
+   * (ENODEV: the connection was aborted or unmounted) `onEnd` is called once per fd
+   * with that fd and the errno (0 = clean). EINTR/ENOENT are retried.
    */
   fuseStartPoller(fds: number[], bufSize: number,
     onBatch: (requests: FuseRequest[]) => void,

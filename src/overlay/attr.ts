@@ -11,10 +11,10 @@
  */
 import { constants as fsc } from 'node:fs';
 import type { Stat } from '../native';
-import type { Attr, Entry } from './api';
+import type { Attr, Entry } from '../fuse/api';
 import type { Node } from './inodes';
 import type { State } from './state';
-import { idToInside } from './idmap';
+import { shownId } from './idmap';
 
 /** Mode bits node:fs does not name. */
 export const S_ISUID = 0o4000;
@@ -23,6 +23,7 @@ export const PERM_MASK = 0o7777;
 
 export function toAttr(st: State, node: Node, s: Stat): Attr {
   const dir = (s.mode & fsc.S_IFMT) === fsc.S_IFDIR;
+  const shifted = !node.upper && node.lowers[0]?.layer.idShifted === true;
   return {
     ino: node.ino,
     size: s.size,
@@ -35,8 +36,8 @@ export function toAttr(st: State, node: Node, s: Stat): Attr {
     ctimeNsec: s.ctimeNsec,
     mode: s.mode,
     nlink: dir && node.merged ? 1 : s.nlink,
-    uid: idToInside(st.config, 'uid', s.uid),
-    gid: idToInside(st.config, 'gid', s.gid),
+    uid: shownId(st.config, 'uid', s.uid, shifted),
+    gid: shownId(st.config, 'gid', s.gid, shifted),
     rdevMajor: s.rdevMajor,
     rdevMinor: s.rdevMinor,
     blksize: s.blksize,
@@ -62,7 +63,5 @@ export function entryOf(st: State, node: Node, s?: Stat): Entry {
     nodeId: node.id,
     generation: 0,
     attr,
-    entryTimeout: st.config.entryTimeout,
-    attrTimeout: st.config.attrTimeout,
   };
 }

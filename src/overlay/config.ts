@@ -4,7 +4,10 @@
  */
 import type { CacheLimits } from './cache';
 
-/** One range of a uid/gid mapping: ids [inside, inside+count) are [host, host+count) on disk. */
+/**
+ * One range of a uid/gid mapping: ids [host, host+count) stored in the layers appear as
+ * [inside, inside+count) through the mount (`uidmapping=HOST:INSIDE:COUNT`, options.ts).
+ */
 export interface IdMapRange {
   inside: number;
   host: number;
@@ -31,15 +34,17 @@ export interface OverlayConfig {
   /** every file appears owned by this uid/gid (and new files are created so) */
   squashToUid?: number;
   squashToGid?: number;
-  /** seconds the kernel may cache entries and attributes */
-  entryTimeout: number;
-  attrTimeout: number;
   /**
    * chmod, chown, utimens and xattr changes of a lower regular file copy up its
    * metadata only, in kernel overlayfs' metacopy format (data on the first write);
    * such an upper then needs kernel overlayfs with metacopy=on. Default false.
    */
   metacopy?: boolean;
+  /**
+   * the mount is noatime: files are opened O_NOATIME (where the kernel allows: owner or
+   * CAP_FOWNER), so the daemon's and passthrough's reads leave the upper's atimes alone
+   */
+  noatime?: boolean;
   /** bounds of the listing and attribute caches (cache.ts), CACHE_LIMITS where absent */
   caches?: Partial<CacheLimits>;
 }

@@ -44,6 +44,7 @@ import createDebug from 'debug';
 import { E, fail, toErrno } from '../errors';
 import { C, native, type Stat } from '../native';
 import { PERM_MASK } from './attr';
+import { copiedId } from './idmap';
 import { statKey, type Node } from './inodes';
 import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPath } from '../layers/access';
 import type { State } from './state';
@@ -119,7 +120,8 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Pro
   let pfd: number;
   let pst: Stat;
   try {
-    native.fchownat(work, tmp, s.uid, s.gid, C.AT_SYMLINK_NOFOLLOW);
+    const shifted = src.layer.idShifted === true;
+    native.fchownat(work, tmp, copiedId(st.config, 'uid', s.uid, shifted), copiedId(st.config, 'gid', s.gid, shifted), C.AT_SYMLINK_NOFOLLOW);
     if (type !== fsc.S_IFLNK) native.fchmodat(work, tmp, s.mode & PERM_MASK);
     copyXattrs(xattrPath(st.dirs.get(src.layer, dirnameOf(src.path)), srcName), xattrPath(work, tmp));
     if (type === fsc.S_IFDIR || meta) setRedirectIfMoved(st, node, parent, tmp);

@@ -1,13 +1,18 @@
 /**
  * uid/gid translation between the mount (inside) and the layers (host).
  *
- * uidMap/gidMap ranges say ids [inside, inside+count) are [host, host+count) on disk.
- * Without a map ids pass unchanged. A host id outside every range shows as the
- * overflow id (65534, as the kernel shows unmapped ids); an inside id outside every
- * range cannot be stored (EINVAL, like chown in a user namespace).
+ * uidMap/gidMap ranges say ids [host, host+count) on disk appear as [inside,
+ * inside+count) through the mount. Without a map ids pass unchanged. A host id outside
+ * every range shows as the overflow id (65534, as the kernel shows unmapped ids); a
+ * chown to an inside id outside every range is refused (EINVAL, like chown in a user
+ * namespace); an object made by such a caller is stored as the overflow id.
+ * A lower reached through an idmapped mount already shows shifted ids (containers-storage
+ * hands such lowers together with the mapping for `podman run --uidmap`): its ids are
+ * shown as they are and translated back to disk ids on copy-up (`shifted`).
  * squashToUid/squashToGid: every file appears owned by that id, and new files are
  * created owned by it on disk.
  */
+import { readFileSync, realpathSync } from 'node:fs';
 import { E, fail } from '../errors';
 import type { IdMapRange, OverlayConfig } from './config';
 
@@ -45,4 +50,62 @@ export function idToHost(config: OverlayConfig, kind: Kind, inside: number): num
     if (inside >= r.inside && inside < r.inside + r.count) return r.host + (inside - r.inside);
   }
   return fail(E.EINVAL);
+}
+
+/**
+ * The owner stored for an object created by caller id `inside`. A creator outside the
+ * mapping (host root creating in a `--uidmap` container's rootfs, as podman does with
+ * /etc/mtab before its lchown) cannot be refused: the object is stored as owned by the
+ * overflow id, as fuse-overlayfs does. (chown to such an id stays EINVAL.)
+ */
+export function creatorToHost(config: OverlayConfig, kind: Kind, inside: number): number {
+  const squash = squashOf(config, kind);
+  if (squash !== undefined) return squash;
+  const map = mapOf(config, kind);
+  if (!map || map.length === 0) return inside;
+  for (const r of map) {
+    if (inside >= r.inside && inside < r.inside + r.count) return r.host + (inside - r.inside);
+  }
+  return OVERFLOW_ID;
+}
+
+/** id shown for `id` read from a layer; `shifted`: the layer is on an idmapped mount */
+export function shownId(config: OverlayConfig, kind: Kind, id: number, shifted: boolean): number {
+  if (!shifted) return idToInside(config, kind, id);
+  return squashOf(config, kind) ?? id;
+}
+
+/** id to store in the upper for `id` read from a layer (copy-up) */
+export function copiedId(config: OverlayConfig, kind: Kind, id: number, shifted: boolean): number {
+  return shifted ? creatorToHost(config, kind, id) : id;
+}
+
+/**
+ * Whether `dir` lies on an idmapped mount of our mount namespace: the mount whose mount
+ * point is the longest prefix of its real path (the last one listed when stacked) has
+ * `idmapped` among its per-mount options. False when it cannot be told.
+ */
+export function onIdmappedMount(dir: string): boolean {
+  let real: string;
+  let text: string;
+  try {
+    real = realpathSync(dir);
+    text = readFileSync('/proc/self/mountinfo', 'latin1');
+  } catch {
+    return false;
+  }
+  let best = '';
+  let idmapped = false;
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 6) continue;
+    // mountinfo escapes space, tab, newline and backslash as \ooo
+    const at = f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const under = at === '/' || real === at || real.startsWith(`${at}/`);
+    if (under && at.length >= best.length) {
+      best = at;
+      idmapped = f[5].split(',').includes('idmapped');
+    }
+  }
+  return idmapped;
 }

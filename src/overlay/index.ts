@@ -21,7 +21,7 @@ import type { Int64 } from '../int64';
 import { C, native } from '../native';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
-} from './api';
+} from '../fuse/api';
 import { entryOf, getAttr, toAttr } from './attr';
 import type { LayerCache } from './cache';
 import type { OverlayConfig } from './config';

@@ -29,7 +29,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { Attr, NodeId } from './api';
+import type { Attr, NodeId } from '../fuse/api';
 import type { Layer } from '../layers/access';
 import { joinPath } from '../layers/access';
 import type { LowerRef } from '../layers/merge';

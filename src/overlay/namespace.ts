@@ -23,10 +23,10 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import { C, native } from '../native';
-import type { Ctx, Entry, OpenResult } from './api';
+import type { Ctx, Entry, OpenResult } from '../fuse/api';
 import { entryOf, PERM_MASK, S_ISGID } from './attr';
 import { copyUp, removeTmp, removeTree, settleCopyUp } from './copyup';
-import { idToHost } from './idmap';
+import { creatorToHost } from './idmap';
 import type { Node } from './inodes';
 import { procFdPath, tryStatAt } from '../layers/access';
 import { lookupNode, lowerHasName, resolve } from './lookup';
@@ -71,8 +71,8 @@ async function prepare(st: State, ctx: Ctx, parent: Node, name: string): Promise
   const ps = st.stat(parent);
   const sgid = (ps.mode & S_ISGID) !== 0;
   return {
-    uid: idToHost(st.config, 'uid', ctx.uid),
-    gid: sgid ? ps.gid : idToHost(st.config, 'gid', ctx.gid),
+    uid: creatorToHost(st.config, 'uid', ctx.uid),
+    gid: sgid ? ps.gid : creatorToHost(st.config, 'gid', ctx.gid),
     sgid,
   };
 }

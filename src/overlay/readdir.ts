@@ -16,7 +16,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { C, native, type DirEntry } from '../native';
-import type { DirEntryOut } from './api';
+import type { DirEntryOut } from '../fuse/api';
 import type { Node } from './inodes';
 import { basenameOf, dirnameOf, openDirAt, statAt, type Layer } from '../layers/access';
 import type { DirHandle, State } from './state';

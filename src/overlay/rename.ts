@@ -23,7 +23,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail, toErrno } from '../errors';
 import { C, native } from '../native';
-import type { RenameFlags } from './api';
+import type { RenameFlags } from '../fuse/api';
 import { copyUp, removeTree, settleCopyUp } from './copyup';
 import type { Node } from './inodes';
 import { basenameOf, dirnameOf, tryStatAt, xattrPath } from '../layers/access';

@@ -5,7 +5,7 @@
  */
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { DirEntryOut, NodeId } from './api';
+import type { DirEntryOut, NodeId } from '../fuse/api';
 import type { OverlayConfig } from './config';
 import { AufsIndex } from '../layers/aufs';
 import { CACHE_LIMITS, LayerCache } from './cache';

@@ -8,13 +8,12 @@
  * becomes the string the CLI would have seen; anything else is refused (a path that is
  * not UTF-8 cannot be named through Node's fs without changing it).
  *
- * The argv is parsed by the CLI's own parser, relative paths against the caller's cwd
+ * The argv is parsed by the CLI's own parser (src/mount/options.ts), relative paths against the caller's cwd
  * (podman runs its mount program in the storage home with `l/ID` lowerdir entries).
  */
 import { StratafsError } from '../errors';
-import { parseArgs } from '../cli/options';
-import type { MountOptions } from '../cli/options';
-import type { MountSpec } from './mount-server';
+import { parseArgs } from '../mount/options';
+import { checkSpec, type MountSpec } from '../mount/spec';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -36,26 +35,6 @@ export function decodeBytes(s: string, what: string): string {
   }
 }
 
-/** The fields of the CLI's options that make a mount. */
-export function specOf(o: MountOptions): MountSpec {
-  return {
-    lowerdirs: o.lowerdirs,
-    upperdir: o.upperdir,
-    workdir: o.workdir,
-    mountpoint: o.mountpoint,
-    readOnly: o.readOnly,
-    volatile: o.volatile,
-    uidMap: o.uidMap,
-    gidMap: o.gidMap,
-    squashToUid: o.squashToUid,
-    squashToGid: o.squashToGid,
-    timeout: o.timeout,
-    passthrough: o.passthrough,
-    acl: o.acl,
-    metacopy: o.metacopy,
-  };
-}
-
 /**
  * The mount an argv asks for. Errors in the command line are STRATAFS_ERR_USAGE or
  * STRATAFS_ERR_OPTION (the caller exits 2); an argv that is not a mount (--help,
@@ -69,5 +48,5 @@ export function mountFromArgv(argv: string[], cwd: string): MountSpec {
   if (command.kind !== 'mount') throw usage(`--${command.kind} is not a mount request (run stratafs --${command.kind} without server=)`);
   const o = command.options;
   if (o.foreground || o.debug) throw usage('-f and -d keep a mount in the foreground: not with server= (run the daemon with -d instead)');
-  return specOf(o);
+  return checkSpec(o);
 }

@@ -9,8 +9,8 @@
  * mounting and one for cleaning up.
  *
  * What an extra mount costs: one overlay state (inode table, open layer dir fds), one
- * session and `readers` reader threads with their request buffers. The addon, the code
- * and the event loop are shared. Servers of many mounts use one reader per mount.
+ * session and its device poller with a request buffer. The addon, the code and the
+ * event loop are shared.
  *
  * The process that serves a mount must never access it (DESIGN.md, pitfalls): callers
  * of this module only hand mountpoints to other processes.
@@ -19,25 +19,16 @@ import createDebug from 'debug';
 import { realpathSync } from 'node:fs';
 import { Overlay } from '../overlay';
 import type { OverlayConfig } from '../overlay/config';
-import type { MountOptions } from '../cli/options';
 import type { FuseSession } from '../fuse/bridge';
-import { mountFuse, prepareMountpoint, unmountFuse } from '../cli/mountpoint';
+import { mountFuse, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
+import { DEFAULT_MOUNT_FLAGS } from '../mount/flags';
+import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
 import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
 
 const log = createDebug('stratafs:server');
-
-/**
- * What one mount is made of: the subset of the CLI's options that shapes a mount (the
- * graph-driver plugin and the daemon's socket protocol build it without a command line;
- * `metacopy` may be left out, meaning off).
- */
-export type MountSpec = Pick<MountOptions,
-  'lowerdirs' | 'upperdir' | 'workdir' | 'mountpoint' | 'readOnly' | 'volatile' | 'uidMap' |
-  'gidMap' | 'squashToUid' | 'squashToGid' | 'timeout' | 'passthrough' | 'acl'> &
-  Partial<Pick<MountOptions, 'metacopy'>>;
 
 /** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
 export interface ServedMount {
@@ -70,11 +61,6 @@ function realpathOr(p: string): string {
   }
 }
 
-export interface MountServerOptions {
-  /** reader threads per mount (default 1) */
-  readers?: number;
-}
-
 export function overlayConfig(spec: MountSpec): OverlayConfig {
   return {
     lowerdirs: spec.lowerdirs,
@@ -87,9 +73,8 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     gidMap: spec.gidMap,
     squashToUid: spec.squashToUid,
     squashToGid: spec.squashToGid,
-    entryTimeout: spec.timeout,
-    attrTimeout: spec.timeout,
-    metacopy: spec.metacopy ?? false,
+    metacopy: spec.metacopy,
+    noatime: (spec.flags ?? DEFAULT_MOUNT_FLAGS).atime === 'noatime',
   };
 }
 
@@ -98,18 +83,14 @@ export class MountServer {
   private readonly mounts = new Map<string, ServedMount>();
   /** mountpoint -> the same with symlinks resolved (taken before mounting) */
   private readonly realTargets = new Map<string, string>();
-  private readonly readers: number;
-
-  constructor(opts: MountServerOptions = {}) {
-    this.readers = opts.readers ?? 1;
-  }
 
   /**
    * Mounts and starts serving; resolves once the mount is ready to use. `onMounted` is
    * called as soon as the kernel has the mount (with the notice, if any), before the
    * session starts: what is checked before mounting is all that can fail.
    */
-  async mount(spec: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
+  async mount(asked: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
+    const spec = checkSpec(asked);
     const target = spec.mountpoint;
     if (this.mounts.has(target)) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${target} is already served by this process`);
@@ -149,7 +130,7 @@ export class MountServer {
     const overlay = await Overlay.open(overlayConfig(spec));
     let dev;
     try {
-      dev = mountFuse(spec.mountpoint, spec.readOnly);
+      dev = mountFuse(spec.mountpoint, spec.readOnly, spec.flags ?? DEFAULT_MOUNT_FLAGS);
     } catch (e) {
       overlay.destroy();
       throw e;
@@ -159,11 +140,12 @@ export class MountServer {
     const session = new (sessionClass())({
       devFd: dev.devFd,
       fs: overlay,
-      readers: this.readers,
       passthrough: spec.passthrough,
       // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
       isRoot: dev.privileged && privilege().hostAdmin,
+      // the kernel's cache timeouts are the bridge's business: the overlay never sees them
       attrTimeout: spec.timeout,
+      entryTimeout: spec.timeout,
       acl: spec.acl,
     });
     const idle = holdIdleRelease();

@@ -17,7 +17,7 @@
  * 0600 from the start, and the peer's credentials checked on every connection).
  */
 import { StratafsError } from '../errors';
-import type { MountSpec } from './mount-server';
+import { checkSpec, DEFAULT_TIMEOUT, type MountSpec } from '../mount/spec';
 
 export type Request =
   | { op: 'mount'; spec: MountSpec }
@@ -31,6 +31,7 @@ export type Reply =
 
 const bad = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_SERVER', `bad request: ${msg}`);
 
+const isPath = (v: unknown): v is string => typeof v === 'string';
 const isAbs = (v: unknown): v is string => typeof v === 'string' && v.startsWith('/') && !v.includes('\0');
 
 function ranges(v: unknown, field: string): MountSpec['uidMap'] {
@@ -49,35 +50,36 @@ function optUint(v: unknown, field: string): number | undefined {
   return v as number;
 }
 
-/** Checks a mount spec field by field (it comes from another process). */
+/**
+ * A mount spec from another process: the JSON types field by field here, the rules of
+ * every mount (src/mount/spec.ts) after that; fields left out take the command line's
+ * defaults.
+ */
 export function parseSpec(v: unknown): MountSpec {
   if (typeof v !== 'object' || v === null) throw bad('spec must be an object');
   const s = v as Record<string, unknown>;
-  if (!Array.isArray(s.lowerdirs) || s.lowerdirs.length === 0 || !s.lowerdirs.every(isAbs)) {
-    throw bad('lowerdirs must be a non-empty list of absolute paths');
-  }
-  if (!isAbs(s.mountpoint)) throw bad('mountpoint must be an absolute path');
-  if ((s.upperdir === undefined) !== (s.workdir === undefined)) throw bad('upperdir and workdir go together');
-  if (s.upperdir !== undefined && !(isAbs(s.upperdir) && isAbs(s.workdir))) throw bad('upperdir and workdir must be absolute paths');
-  const timeout = s.timeout;
-  if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) throw bad('timeout must be a number of seconds');
-  if (s.passthrough !== 'auto' && s.passthrough !== 'off') throw bad('passthrough must be auto or off');
-  return {
+  if (!Array.isArray(s.lowerdirs) || !s.lowerdirs.every(isPath)) throw bad('lowerdirs must be a list of paths');
+  if (!isPath(s.mountpoint)) throw bad('mountpoint must be a path');
+  for (const f of ['upperdir', 'workdir'] as const) if (s[f] !== undefined && !isPath(s[f])) throw bad(`${f} must be a path`);
+  if (s.timeout !== undefined && typeof s.timeout !== 'number') throw bad('timeout must be a number of seconds');
+  if (s.passthrough !== undefined && typeof s.passthrough !== 'string') throw bad('passthrough must be auto or off');
+  return checkSpec({
     lowerdirs: s.lowerdirs as string[],
     upperdir: s.upperdir as string | undefined,
     workdir: s.workdir as string | undefined,
     mountpoint: s.mountpoint,
-    readOnly: s.readOnly === true || s.upperdir === undefined,
+    readOnly: s.readOnly === true,
     volatile: s.volatile === true,
     uidMap: ranges(s.uidMap, 'uidMap'),
     gidMap: ranges(s.gidMap, 'gidMap'),
     squashToUid: optUint(s.squashToUid, 'squashToUid'),
     squashToGid: optUint(s.squashToGid, 'squashToGid'),
-    timeout,
-    passthrough: s.passthrough,
+    timeout: (s.timeout as number | undefined) ?? DEFAULT_TIMEOUT,
+    passthrough: (s.passthrough ?? 'auto') as MountSpec['passthrough'],
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
-  };
+    flags: s.flags as MountSpec['flags'],
+  });
 }
 
 export function parseRequest(line: string): Request {

@@ -5,7 +5,8 @@
 import * as net from 'node:net';
 import createDebug from 'debug';
 import { StratafsError } from '../errors';
-import { MountServer, type MountSpec } from './mount-server';
+import { MountServer } from './mount-server';
+import type { MountSpec } from '../mount/spec';
 import { parseRequest, type Reply, type Request } from './protocol';
 import { mountFromArgv } from './argv';
 import { DEFAULT_LIMITS, RequestDeadline, admitPeer, listenGuarded, type SocketAccess, type SocketLimits } from './guarded-socket';

@@ -7,7 +7,8 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { MountServer, type MountSpec } from '../../src/server/mount-server';
+import { MountServer } from '../../src/server/mount-server';
+import type { MountSpec } from '../../src/mount/spec';
 import { tempDir } from '../lib/tmp';
 import { run, runOk } from '../lib/proc';
 import { mountTable } from '../lib/mounts';
@@ -21,6 +22,7 @@ function spec(base: string, name: string, lower: string): MountSpec {
     mountpoint: path.join(base, name, 'mnt'),
     readOnly: false,
     volatile: false,
+    metacopy: false,
     timeout: 1,
     passthrough: 'auto',
     acl: true,

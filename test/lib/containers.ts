@@ -11,6 +11,8 @@ import { tempDir, type Teardown } from './tmp';
 
 /** runc fails to start containers with these VMs' huge default limits (DESIGN.md, Clients). */
 export const CONTAINER_ULIMITS = ['nofile=1024:1024', 'nproc=1024:1024'];
+/** mountProgram for a store on kernel overlayfs (no mount_program) */
+export const KERNEL_DRIVER = '';
 /** One podman or buildah command: pulls nothing, so a minute is plenty. */
 const TOOL_TIMEOUT_MS = 120_000;
 export const HOST_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -33,7 +35,7 @@ export interface ContainerStore {
 }
 
 export interface StoreOptions {
-  /** mount_program of the overlay driver (default: this worktree's stratafs). */
+  /** mount_program of the overlay driver (default: this worktree's stratafs; KERNEL_DRIVER: none). */
   mountProgram?: string;
   /** temp dir name prefix (default "podman"). */
   prefix?: string;
@@ -56,8 +58,8 @@ export async function writeStoreConfig(dir: string, mountProgram: string): Promi
       'driver = "overlay"',
       `graphroot = ${toml(graphroot)}`,
       `runroot = ${toml(join(dir, 'run'))}`,
-      '[storage.options.overlay]',
-      `mount_program = ${toml(mountProgram)}`,
+      // no mount program: the kernel's overlayfs (the reference)
+      ...(mountProgram === KERNEL_DRIVER ? [] : ['[storage.options.overlay]', `mount_program = ${toml(mountProgram)}`]),
       '',
     ].join('\n'),
   );

@@ -146,3 +146,15 @@ export async function mountStratafs(spec: StratafsSpec): Promise<Mounted> {
   }
   return { mnt: spec.mnt, target: 'stratafs', options, unmount };
 }
+
+/** `fuse-overlayfs -o LAYERS[,OPTIONS] MNT` (the reference for its own options; it detaches). */
+export async function mountFuseOverlayfs(spec: OverlaySpec): Promise<Omit<Mounted, 'target'>> {
+  const options = [...layerOptions(spec), ...(spec.options ?? [])].join(',');
+  const unmount = makeUnmount(spec.mnt, true);
+  const r = await run('fuse-overlayfs', ['-o', options, spec.mnt], { timeoutMs: STRATAFS_MOUNT_TIMEOUT_MS });
+  if (r.code !== 0 || !(await isMounted(spec.mnt))) {
+    await unmount().catch(() => undefined);
+    throw new Error(`fuse-overlayfs -o ${options} ${spec.mnt}: exit ${r.code ?? r.signal}: ${r.stderr.trim()}`);
+  }
+  return { mnt: spec.mnt, options, unmount };
+}

@@ -50,7 +50,7 @@ t.test('option misuse', async (t) => {
     [['-o', `${lu},timeout=1,timeout=2`, l.mnt], /option timeout is given twice/],
     [['-o', `${lu},passthrough=off,passthrough=auto`, l.mnt], /option passthrough is given twice/],
     [['-o', `${lu},timeout=soon`, l.mnt], /timeout needs a number/],
-    [['-o', `${lu},uidmapping=0:1000`, l.mnt], /INSIDE:HOST:COUNT/],
+    [['-o', `${lu},uidmapping=0:1000`, l.mnt], /DISK:SHOWN:COUNT/],
     [['-o', `${lu},context="unbalanced`, l.mnt], /unbalanced quote/],
     [['-o', `lowerdir=${l.lower}::${l.lower}`, l.mnt], /empty entry/],
     [['-o', `lowerdir=${l.lower},upperdir=${l.upper}`, l.mnt], /needs workdir/],

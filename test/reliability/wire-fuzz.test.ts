@@ -58,7 +58,7 @@ t.test(`${FRAMES} random and truncated frames: one reply each, no throw, no hang
   fs.symlinkSync('a', `${root}/lower/l`);
   const overlay = await Overlay.open({
     lowerdirs: [`${root}/lower`], upperdir: `${root}/upper`, workdir: `${root}/work`,
-    xattrPrefix: 'trusted.overlay.', volatile: true, entryTimeout: 1, attrTimeout: 1,
+    xattrPrefix: 'trusted.overlay.', volatile: true,
   });
   t.teardown(() => overlay.destroy());
   const written: Written[] = [];

@@ -7,7 +7,7 @@ import {
 } from '../../src/fuse/wire/protocol';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, OpenResult, SetattrChanges,
-} from '../../src/overlay/api';
+} from '../../src/fuse/api';
 
 const E = constants.errno;
 
@@ -44,10 +44,10 @@ const ALL_OFFERED = Object.values(InitFlag).reduce((a, b) => a | b, 0n) & ~InitF
 
 // ---- fakes --------------------------------------------------------------------------
 
-function attr(ino: number, mode = 0o100644): Attr {
+function attr(ino: number, mode = 0o100644, gid = 0): Attr {
   return {
     ino: BigInt(ino), size: 0, blocks: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0,
-    ctimeNsec: 0, mode, nlink: 1, uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
+    ctimeNsec: 0, mode, nlink: 1, uid: 0, gid, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
   };
 }
 
@@ -57,6 +57,7 @@ class FakeFs implements FileSystemApi {
   nodes = new Map<string, number>([['a', 10], ['b', 11], ['c', 12], ['foo', 7]]);
   dir: DirEntryOut[] = [];
   modes = new Map<number, number>();
+  gids = new Map<number, number>();
   opens: OpenResult[] = [];
   nextFh = 1;
   private rec(name: string, ...args: unknown[]): void {
@@ -67,7 +68,7 @@ class FakeFs implements FileSystemApi {
   }
   private entry(nodeId: number): Entry {
     this.lookups.set(nodeId, (this.lookups.get(nodeId) ?? 0) + 1);
-    return { nodeId, generation: 0, attr: attr(nodeId, this.modes.get(nodeId)), entryTimeout: 1, attrTimeout: 1 };
+    return { nodeId, generation: 0, attr: attr(nodeId, this.modes.get(nodeId)) };
   }
   init(o: { passthrough: boolean; writebackCache: boolean }): void { this.rec('init', o); }
   destroy(): void { this.rec('destroy'); }
@@ -82,7 +83,7 @@ class FakeFs implements FileSystemApi {
     this.rec('forget', node, n);
     this.lookups.set(node, (this.lookups.get(node) ?? 0) - n);
   }
-  getattr(_c: Ctx, node: number): Attr { this.rec('getattr', node); return attr(node, this.modes.get(node)); }
+  getattr(_c: Ctx, node: number): Attr { this.rec('getattr', node); return attr(node, this.modes.get(node), this.gids.get(node)); }
   setattr(_c: Ctx, node: number, ch: SetattrChanges): Attr { this.rec('setattr', node, ch); return attr(node, ch.mode); }
   readlink(): string { return 'target'; }
   mknod(_c: Ctx, _p: number, name: string): Entry { return this.entry(this.nodes.get(name) ?? 20); }
@@ -133,8 +134,7 @@ class FakeTransport implements FuseTransport {
   backingCloses: number[] = [];
   keys = new Map<number, string>();
   nextBacking = 1;
-  clones = 0;
-  readers: { fds: number[]; bufSize: number; onBatch: (r: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void; mode?: string } | null = null;
+  readers: { fds: number[]; bufSize: number; onBatch: (r: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void } | null = null;
   stopped = false;
   closed: number[] = [];
   writev(fd: number, bufs: Buffer[]): number {
@@ -147,9 +147,8 @@ class FakeTransport implements FuseTransport {
     this.written.push({ fd, buf });
     return buf.length;
   }
-  clone(devFd: number): number { this.clones++; return devFd + 100 + this.clones; }
-  startReaders(fds: number[], bufSize: number, onBatch: (r: { fd: number; buf: Buffer }[]) => void, onEnd: (fd: number, e: number) => void, mode?: string): unknown {
-    this.readers = { fds, bufSize, onBatch, onEnd, mode };
+  startReaders(fds: number[], bufSize: number, onBatch: (r: { fd: number; buf: Buffer }[]) => void, onEnd: (fd: number, e: number) => void): unknown {
+    this.readers = { fds, bufSize, onBatch, onEnd };
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
@@ -167,7 +166,7 @@ async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; off
   const tr = new FakeTransport();
   const logs: string[] = [];
   const s = new FuseSession({
-    devFd: 3, fs, readers: 2, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true, acl: opts.acl,
+    devFd: 3, fs, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true, acl: opts.acl,
     transport: tr, debug: (fmt: string) => void logs.push(fmt),
   });
   await s.handleRequest(3, initFrame(opts.minor ?? 45, opts.offered ?? ALL_OFFERED));
@@ -279,6 +278,21 @@ t.test('LOOKUP of a name that is not there: a negative entry the kernel caches',
   await s0.handleRequest(3, initFrame(45, ALL_OFFERED));
   await s0.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('absent')));
   t.equal(errorOf(tr0.last()), -E.ENOENT);
+});
+
+t.test('the kernel cache timeouts are the bridge\'s: entries, READDIRPLUS and attributes carry its own', async (t) => {
+  const fs = new FakeFs();
+  const tr = new FakeTransport();
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, entryTimeout: 3, attrTimeout: 7, debug: () => undefined });
+  await s.handleRequest(3, initFrame(45, ALL_OFFERED));
+  await s.handleRequest(3, frame(Opcode.LOOKUP, 1, cstr('foo')));
+  let w = tr.last();
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER), 7n, 'an entry');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 16), 3n, 'entry_valid: the session\'s entry timeout');
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER + 24), 7n, 'attr_valid: the session\'s attribute timeout');
+  await s.handleRequest(3, frame(Opcode.GETATTR, 7, Buffer.alloc(16)));
+  w = tr.last();
+  t.equal(w.buf.readBigUInt64LE(Size.OUT_HEADER), 7n, 'GETATTR attr_valid');
 });
 
 /** a second session over the same fakes, already past INIT */
@@ -425,8 +439,12 @@ t.test('SETATTR mapping and suid clearing', async (t) => {
   t.same(fs.called('setattr').pop(), [10, { size: 0 }], 'privileged truncate keeps the bits');
 
   fs.modes.set(10, 0o106745);
+  fs.gids.set(10, 1001); // the caller's group
   await s.handleRequest(3, frame(Opcode.SETATTR, 10, setattrIn(FATTR.UID, { uid: 5 })));
-  t.same(fs.called('setattr').pop(), [10, { uid: 5, mode: 0o2745 }], 'chown: suid off, sgid without g+x stays');
+  t.same(fs.called('setattr').pop(), [10, { uid: 5, mode: 0o2745 }], 'chown by a group member: suid off, sgid without g+x stays');
+  fs.modes.set(13, 0o102767); // group 0, the caller (gid 1001, pid 77: no supplementary groups) is not in it
+  await s.handleRequest(3, frame(Opcode.SETATTR, 13, setattrIn(FATTR.SIZE | FATTR.KILL_SUIDGID, { size: 0 })));
+  t.same(fs.called('setattr').pop(), [13, { size: 0, mode: 0o767 }], 'truncate by a non-member: sgid without g+x goes too (02767)');
 
   fs.modes.set(11, 0o43755);
   await s.handleRequest(3, frame(Opcode.SETATTR, 11, setattrIn(FATTR.GID, { gid: 5 })));
@@ -582,52 +600,26 @@ t.test('notify is sent later, never synchronously', async (t) => {
   t.equal(await s.notify.invalEntry(1, 'x'), false, 'a refused notify resolves false');
 });
 
-t.test('start: readers on the device fd and clones, end when all readers end', async (t) => {
+t.test('start: the device fd is read on the JS thread; the session ends with its reader', async (t) => {
   const fs = new FakeFs();
   const tr = new FakeTransport();
-  const s = new FuseSession({ devFd: 3, fs, readers: 3, readMode: 'threads', transport: tr, isRoot: true, debug: () => undefined });
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, isRoot: true, debug: () => undefined });
   let ended = false;
   s.on('end', () => (ended = true));
   const done = s.start();
-  t.ok(tr.readers, 'readers started');
   const rd = tr.readers!;
-  t.same(rd.fds, [3, 104, 105]);
-  t.equal(rd.mode, 'threads');
+  t.same(rd.fds, [3], 'the device fd alone');
   t.ok(rd.bufSize >= (1 << 20) + 4096, 'buffer holds max_write plus headers');
-  rd.onBatch([{ fd: 104, buf: initFrame(45, ALL_OFFERED) }]);
-  await s.ready();
-  rd.onBatch([{ fd: 105, buf: frame(Opcode.LOOKUP, 1, cstr('foo')) }]);
-  await new Promise((r) => setImmediate(r));
-  t.same(tr.written.map((w) => w.fd), [104, 105], 'each reply on its request fd');
-  rd.onEnd(3, E.ENODEV);
-  rd.onEnd(104, E.ENODEV);
-  await new Promise((r) => setImmediate(r));
-  t.notOk(ended, 'one reader still running');
-  rd.onEnd(105, E.ENODEV);
-  await done;
-  t.ok(ended, "'end' emitted");
-  t.ok(tr.stopped, 'readers stopped');
-  t.same(tr.closed, [104, 105], 'clones closed');
-  t.equal(fs.called('destroy').length, 1, 'filesystem destroyed');
-});
-
-t.test('start: the default poll mode reads the device fd alone, on the JS thread', async (t) => {
-  const fs = new FakeFs();
-  const tr = new FakeTransport();
-  const s = new FuseSession({ devFd: 3, fs, readers: 3, transport: tr, isRoot: true, debug: () => undefined });
-  const done = s.start();
-  const rd = tr.readers!;
-  t.equal(rd.mode, 'poll');
-  t.same(rd.fds, [3], 'no clones');
-  t.equal(tr.clones, 0);
   rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }, { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('foo')) }]);
   await s.ready();
   await new Promise((r) => setImmediate(r));
   t.same(tr.written.map((w) => w.fd), [3, 3], 'INIT and LOOKUP answered');
   rd.onEnd(3, 0);
   await done;
+  t.ok(ended, "'end' emitted");
   t.ok(tr.stopped, 'poller stopped');
   t.same(tr.closed, [], 'nothing to close');
+  t.equal(fs.called('destroy').length, 1, 'filesystem destroyed');
 });
 
 t.test('requests read are counted by opcode', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseArgs, splitOptionList, splitLayerList, parseIdMapping } from '../../src/cli/options';
+import { parseArgs, splitOptionList, splitLayerList, parseIdMapping } from '../../src/mount/options';
 import { StratafsError } from '../../src/errors';
 
 function mount(argv: string[], cwd = '/srv') {
@@ -61,10 +61,15 @@ t.test('metacopy=on|off, off by default', async (t) => {
 
 t.test('id mappings and squash', async (t) => {
   const o = mount(['-o', 'lowerdir=/a,uidmapping=0:100000:65536,gidmapping=0:100000:1:1:200000:10,squash_to_gid=5', '/m']);
-  t.same(o.uidMap, [{ inside: 0, host: 100000, count: 65536 }]);
-  t.same(o.gidMap, [{ inside: 0, host: 100000, count: 1 }, { inside: 1, host: 200000, count: 10 }]);
+  // fuse-overlayfs' meaning: DISK:SHOWN:COUNT (layer id 0 appears as 100000)
+  t.same(o.uidMap, [{ host: 0, inside: 100000, count: 65536 }]);
+  t.same(o.gidMap, [{ host: 0, inside: 100000, count: 1 }, { host: 1, inside: 200000, count: 10 }]);
   t.equal(o.squashToGid, 5);
   t.throws(() => parseIdMapping('uidmapping', '0:1'), /triples/);
+  // containers-storage's form: a leading ':' and ranges joined by ':'
+  t.same(parseIdMapping('uidmapping', ':0:100000:1:1:200000:10'), [{ host: 0, inside: 100000, count: 1 }, { host: 1, inside: 200000, count: 10 }]);
+  t.throws(() => parseIdMapping('uidmapping', '::0:100000:1'), /triples/);
+  t.throws(() => parseIdMapping('uidmapping', '0:4294967295:2'), /past the largest id/);
 });
 
 t.test('version and help', async (t) => {

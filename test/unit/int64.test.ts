@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { add, fromBigInt, readI64, readU64, sub, toBigInt, toSafeNumber, writeI64, writeU64, type Int64 } from '../../src/int64';
 import { decode, encodeAttr, encodeLseek, encodeStatfs, Opcode, Size } from '../../src/fuse/wire';
 import { C, native } from '../../src/native';
-import type { Attr } from '../../src/overlay/api';
+import type { Attr } from '../../src/fuse/api';
 
 // lseek(2) whence values (POSIX; node:fs has no constants for them)
 const SEEK_SET = 0;

@@ -1,4 +1,4 @@
-// Privilege by capability, not uid (src/server/privilege.ts): the identity uid_map of the
+// Privilege by capability, not uid (src/privilege.ts): the identity uid_map of the
 // initial user namespace against rootless podman's, and CAP_SYS_ADMIN in CapEff.
 import t from 'tap';
 import { hasCapSysAdmin, isIdentityMap, privilege } from '../../src/privilege';

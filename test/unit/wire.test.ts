@@ -8,7 +8,7 @@ import {
   DirentWriter, direntSize, direntplusSize, encodeDev, decodeDev, splitTimeout, Opcode, Size,
   type Reply, type InitOut,
 } from '../../src/fuse/wire';
-import type { Attr, DirEntryOut, Entry } from '../../src/overlay/api';
+import type { Attr, DirEntryOut, Entry } from '../../src/fuse/api';
 import { writeI64, writeU64 } from '../../src/int64';
 
 type Field = [string, string, number | string];
@@ -54,6 +54,8 @@ const concat = (r: Reply): Buffer => Buffer.concat(r);
 function attrOf(a: Record<string, unknown>): Attr {
   return { ...(a as unknown as Attr), ino: BigInt(a.ino as string) };
 }
+const NO_CACHE = { entry: 0, attr: 0 };
+
 function entryOf(e: Record<string, unknown>): Entry {
   return { ...(e as unknown as Entry), attr: attrOf(e.attr as Record<string, unknown>) };
 }
@@ -62,7 +64,11 @@ function encodeFixture(f: Frame): Reply {
   const i = f.input as Record<string, never>;
   switch (f.encode) {
     case 'error': return encodeError(BigInt(i.unique), constants.errno[i.errno as keyof typeof constants.errno]);
-    case 'entry': return encodeEntry(BigInt(i.unique), entryOf(i.entry));
+    case 'entry': {
+      // the fixture's entry carries the timeouts the bridge passes alongside
+      const e = i.entry as { entryTimeout: number; attrTimeout: number };
+      return encodeEntry(BigInt(i.unique), entryOf(i.entry), { entry: e.entryTimeout, attr: e.attrTimeout });
+    }
     case 'attr': return encodeAttr(BigInt(i.unique), attrOf(i.attr), i.timeout);
     case 'open': return encodeOpen(BigInt(i.unique), i.open);
     case 'init': {
@@ -252,9 +258,9 @@ t.test('readdir size budget leaves what does not fit', async (t) => {
   t.equal(direntplusSize('a'), 128 + 32);
 
   const wp = new DirentWriter(6n, direntplusSize('.') + direntplusSize('x'));
-  t.ok(wp.addPlus({ name: '.', ino: 1n, type: 0o40000, nextOffset: 1 }, null));
-  t.notOk(wp.addPlus({ name: 'a-long-name-that-does-not-fit', ino: 2n, type: 0o100000, nextOffset: 2 }, null), 'too long for the rest');
-  t.ok(wp.addPlus({ name: 'x', ino: 2n, type: 0o100000, nextOffset: 2 }, null), 'exactly fills the budget');
+  t.ok(wp.addPlus({ name: '.', ino: 1n, type: 0o40000, nextOffset: 1 }, null, NO_CACHE));
+  t.notOk(wp.addPlus({ name: 'a-long-name-that-does-not-fit', ino: 2n, type: 0o100000, nextOffset: 2 }, null, NO_CACHE), 'too long for the rest');
+  t.ok(wp.addPlus({ name: 'x', ino: 2n, type: 0o100000, nextOffset: 2 }, null, NO_CACHE), 'exactly fills the budget');
   t.notOk(wp.fits(1), 'full');
   const plus = concat(wp.finish());
   t.equal(plus.readBigUInt64LE(Size.OUT_HEADER), 0n, 'node id 0 for "."');
@@ -279,7 +285,7 @@ t.test('small encoders', async (t) => {
   t.equal(concat(encodeError(1n, constants.errno.ENOSYS)).readInt32LE(4), -constants.errno.ENOSYS);
   const entry = frames.find((x) => x.encode === 'entry')!;
   const created = concat(encodeCreate(3n, entryOf((entry.input as Record<string, Record<string, unknown>>).entry),
-    { fh: 4, openFlags: 2, backingId: 0 }));
+    NO_CACHE, { fh: 4, openFlags: 2, backingId: 0 }));
   t.equal(created.length, Size.OUT_HEADER + Size.ENTRY_OUT + Size.OPEN_OUT);
   t.equal(created.readBigUInt64LE(Size.OUT_HEADER + Size.ENTRY_OUT), 4n, 'fh after entry_out');
 });

@@ -13,7 +13,8 @@
  * the kernel — lookup counts, open handles — is taken back so nothing leaks.
  */
 import { constants as fsc } from 'node:fs';
-import type { Awaitable, Ctx, DirEntryOut, Entry, FileSystemApi, NodeId, OpenResult } from '../../overlay/api';
+import type { Awaitable, Ctx, DirEntryOut, Entry, FileSystemApi, NodeId, OpenResult } from '../api';
+import type { CacheTimeouts } from '../wire/types';
 import { fail, E } from '../../errors';
 import type { Request, RequestBody, RequestKind } from '../wire/decode';
 import {
@@ -28,10 +29,11 @@ import { killSuidgid, setattrChanges } from './setattr';
 
 export interface Core {
   fs: FileSystemApi;
-  /** seconds the kernel may cache attributes from GETATTR/SETATTR */
-  attrTimeout: number;
-  /** seconds the kernel may cache a name that does not exist (0: answer ENOENT) */
-  entryTimeout: number;
+  /**
+   * seconds the kernel may cache names (entries, and names that do not exist: 0 answers
+   * ENOENT) and attributes; the bridge alone decides them (FuseSessionOptions)
+   */
+  timeouts: CacheTimeouts;
   registry: PassthroughRegistry;
   killprivV2: boolean;
   /** DONT_MASK negotiated: creations carry the caller's umask for the filesystem to apply */
@@ -63,7 +65,7 @@ function then<T, R>(v: Awaitable<T>, f: (x: T) => Awaitable<R>): Awaitable<R> {
 const empty = (unique: bigint) => (): Outcome => ({ reply: encodeEmpty(unique) });
 
 const entryOutcome = (core: Core, unique: bigint, e: Entry): Outcome => ({
-  reply: encodeEntry(unique, e),
+  reply: encodeEntry(unique, e, core.timeouts),
   undo: () => core.fs.forget(e.nodeId, 1),
 });
 
@@ -117,7 +119,7 @@ class PlusReply {
         const d = this.entries[i] as DirEntryOut;
         if (!this.w.fits(this.w.plusSize(d.name))) break;
         if (d.name === '.' || d.name === '..') {
-          this.w.addPlus(d, null);
+          this.w.addPlus(d, null, this.core.timeouts);
           continue;
         }
         let found: Awaitable<Entry | null>;
@@ -142,13 +144,13 @@ class PlusReply {
 
   private add(d: DirEntryOut, entry: Entry | null): void {
     if (entry) this.looked.push(entry.nodeId);
-    this.w.addPlus(d, entry);
+    this.w.addPlus(d, entry, this.core.timeouts);
   }
 
   /** gone since readdir (or unreadable): list the name without an entry */
   private missed(d: DirEntryOut, e: unknown): void {
     this.core.log('readdirplus: lookup %d/%s failed: %s', this.dir, d.name, (e as Error).message);
-    this.w.addPlus(d, null);
+    this.w.addPlus(d, null, this.core.timeouts);
   }
 
   private fail(e: unknown): never {
@@ -161,7 +163,7 @@ export const handlers: HandlerTable = {
   LOOKUP(core, { header, body }, ctx) {
     return then(core.fs.lookup(ctx, header.nodeId, body.name), (e) => {
       if (e === null) {
-        return { reply: core.entryTimeout > 0 ? encodeNegativeEntry(header.unique, core.entryTimeout) : encodeError(header.unique, E.ENOENT) };
+        return { reply: core.timeouts.entry > 0 ? encodeNegativeEntry(header.unique, core.timeouts.entry) : encodeError(header.unique, E.ENOENT) };
       }
       return entryOutcome(core, header.unique, e);
     });
@@ -175,12 +177,12 @@ export const handlers: HandlerTable = {
     return null;
   },
   GETATTR(core, { header, body }, ctx) {
-    return then(core.fs.getattr(ctx, header.nodeId, body.fh), (attr) => ({ reply: encodeAttr(header.unique, attr, core.attrTimeout) }));
+    return then(core.fs.getattr(ctx, header.nodeId, body.fh), (attr) => ({ reply: encodeAttr(header.unique, attr, core.timeouts.attr) }));
   },
   async SETATTR(core, { header, body }, ctx) {
     const changes = await setattrChanges(core.fs, ctx, header.nodeId, body);
     const attr = await core.fs.setattr(ctx, header.nodeId, changes);
-    return { reply: encodeAttr(header.unique, attr, core.attrTimeout) };
+    return { reply: encodeAttr(header.unique, attr, core.timeouts.attr) };
   },
   READLINK(core, { header }, ctx) {
     return then(core.fs.readlink(ctx, header.nodeId), (target) => ({ reply: encodeReadlink(header.unique, target) }));
@@ -238,7 +240,7 @@ export const handlers: HandlerTable = {
       throw e;
     }
     return {
-      reply: encodeCreate(header.unique, entry, out),
+      reply: encodeCreate(header.unique, entry, core.timeouts, out),
       undo: async () => {
         core.registry.release(open.fh);
         core.fs.forget(entry.nodeId, 1);

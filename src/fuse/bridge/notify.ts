@@ -7,7 +7,7 @@
  */
 import { encodeDelete, encodeInvalEntry, encodeInvalInode } from '../wire/notify';
 import type { Reply } from '../wire/encode';
-import type { NodeId } from '../../overlay/api';
+import type { NodeId } from '../api';
 
 export class Notifier {
   constructor(

@@ -33,7 +33,7 @@
  *   fh) find what it must drop.
  */
 import { FOPEN } from '../wire/protocol';
-import type { NodeId, OpenResult } from '../../overlay/api';
+import type { NodeId, OpenResult } from '../api';
 import type { OpenOut } from '../wire/encode';
 
 export interface PassthroughDevice {

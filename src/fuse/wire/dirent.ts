@@ -7,7 +7,7 @@
  * budget: an entry that does not fit is left for the next call (the writer reports how
  * many entries it took).
  */
-import type { DirEntryOut, Entry } from '../../overlay/api';
+import type { CacheTimeouts, DirEntryOut, Entry } from './types';
 import { writeU64 } from '../../int64';
 import { writeEntry, type Reply } from './encode';
 import { constants as fsc } from 'node:fs';
@@ -72,11 +72,11 @@ export class DirentWriter {
    * READDIRPLUS entry; `entry` null sends node id 0 (the kernel then only lists the
    * name: used for '.' and '..' and entries whose lookup failed).
    */
-  addPlus(d: DirEntryOut, entry: Entry | null): boolean {
+  addPlus(d: DirEntryOut, entry: Entry | null, t: CacheTimeouts): boolean {
     const size = direntplusSize(d.name);
     if (!this.fits(size)) return false;
     const at = Size.OUT_HEADER + this.used;
-    if (entry) writeEntry(this.buf, at, entry);
+    if (entry) writeEntry(this.buf, at, entry, t);
     // with no entry the 128 bytes stay zero: node id 0, no timeouts, empty attr
     writeDirent(this.buf, at + Size.ENTRY_OUT, d);
     this.used += size;

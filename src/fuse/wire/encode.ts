@@ -11,7 +11,7 @@
  * 64-bit fields go through src/int64 (a safe-integer number as two 32-bit halves, a
  * bigint as is: exact either way, no BigInt allocated for the common case).
  */
-import type { Attr, Entry, FsStat } from '../../overlay/api';
+import type { Attr, CacheTimeouts, Entry, FsStat } from './types';
 import { Size } from './protocol';
 import { writeI64, writeU64, type Int64 } from '../../int64';
 
@@ -93,9 +93,9 @@ export function writeAttr(b: Buffer, at: number, a: Attr): void {
 }
 
 /** writes fuse_entry_out (128 bytes) at `at` */
-export function writeEntry(b: Buffer, at: number, e: Entry): void {
-  const [es, ens] = splitTimeout(e.entryTimeout);
-  const [as, ans] = splitTimeout(e.attrTimeout);
+export function writeEntry(b: Buffer, at: number, e: Entry, t: CacheTimeouts): void {
+  const [es, ens] = splitTimeout(t.entry);
+  const [as, ans] = splitTimeout(t.attr);
   writeU64(b, e.nodeId, at);
   writeU64(b, e.generation, at + 8);
   writeU64(b, es, at + 16);
@@ -105,9 +105,9 @@ export function writeEntry(b: Buffer, at: number, e: Entry): void {
   writeAttr(b, at + 40, e.attr);
 }
 
-export function encodeEntry(unique: bigint, e: Entry): Reply {
+export function encodeEntry(unique: bigint, e: Entry, t: CacheTimeouts): Reply {
   const { buf, body } = frame(unique, Size.ENTRY_OUT);
-  writeEntry(body, 0, e);
+  writeEntry(body, 0, e, t);
   return [buf];
 }
 
@@ -148,9 +148,9 @@ export function encodeOpen(unique: bigint, o: OpenOut): Reply {
 }
 
 /** CREATE: fuse_entry_out followed by fuse_open_out */
-export function encodeCreate(unique: bigint, e: Entry, o: OpenOut): Reply {
+export function encodeCreate(unique: bigint, e: Entry, t: CacheTimeouts, o: OpenOut): Reply {
   const { buf, body } = frame(unique, Size.ENTRY_OUT + Size.OPEN_OUT);
-  writeEntry(body, 0, e);
+  writeEntry(body, 0, e, t);
   writeOpen(body, Size.ENTRY_OUT, o);
   return [buf];
 }

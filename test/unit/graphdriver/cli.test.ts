@@ -6,7 +6,8 @@ import t from 'tap';
 import { parseGraphdriverArgs } from '../../../src/cli/graphdriver';
 import { parseDaemonArgs } from '../../../src/cli/server';
 import { parseRequest } from '../../../src/server/protocol';
-import { parseArgs } from '../../../src/cli/options';
+import { parseArgs } from '../../../src/mount/options';
+import { checkSpec, type MountSpec } from '../../../src/mount/spec';
 
 t.test('stratafs graphdriver arguments', async (t) => {
   const none = { access: {}, limits: {} };
@@ -49,8 +50,33 @@ t.test('daemon requests are checked field by field', async (t) => {
   t.same(parseRequest('{"op":"list"}'), { op: 'list' });
   t.throws(() => parseRequest('{"op":'), { code: 'STRATAFS_ERR_SERVER', message: /malformed JSON/ });
   t.throws(() => parseRequest('{"op":"format"}'), { message: /unknown op "format"/ });
-  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, lowerdirs: [] } })), { message: /lowerdirs/ });
-  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, upperdir: '/u' } })), { message: /upperdir and workdir go together/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, lowerdirs: '/l' } })), { code: 'STRATAFS_ERR_SERVER', message: /lowerdirs must be a list/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, lowerdirs: [] } })), { code: 'STRATAFS_ERR_OPTION', message: /lowerdir= is required/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, lowerdirs: ['rel'] } })), { message: /lowerdir "rel" is not an absolute path/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, upperdir: '/u' } })), { message: /upperdir= needs workdir= too/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, timeout: -1 } })), { message: /timeout needs a number of seconds/ });
+  t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, passthrough: 'on' } })), { message: /passthrough takes auto or off/ });
   t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec: { ...spec, uidMap: [{ inside: 0, host: -1, count: 1 }] } })), { message: /uidMap has a bad range/ });
   t.throws(() => parseRequest(JSON.stringify({ op: 'unmount', mountpoint: 'rel' })), { message: /absolute/ });
+});
+
+t.test('one MountSpec, one validator: the command line, a socket request and a MountServer caller get the same answer', async (t) => {
+  const base = { lowerdirs: ['/l'], mountpoint: '/m', readOnly: false, volatile: false, timeout: 5, passthrough: 'auto' as const, acl: true, metacopy: false };
+  t.same(checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), { ...base, upperdir: '/u', workdir: '/w', uidMap: undefined, gidMap: undefined, squashToUid: undefined, squashToGid: undefined });
+  t.equal(checkSpec(base).readOnly, true, 'no upper: read-only');
+  const cases: [Partial<MountSpec>, string[], RegExp][] = [
+    [{ lowerdirs: [] }, ['/m'], /^lowerdir= is required$/],
+    [{ upperdir: '/u' }, ['-o', 'lowerdir=/l,upperdir=/u', '/m'], /^upperdir= needs workdir= too$/],
+    [{ workdir: '/w' }, ['-o', 'lowerdir=/l,workdir=/w', '/m'], /^workdir= given without upperdir=$/],
+    [{ timeout: -2 }, ['-o', 'lowerdir=/l,timeout=-2', '/m'], /timeout needs a number of seconds/],
+    [{ uidMap: [{ inside: 0, host: 1, count: 0 }] }, ['-o', 'lowerdir=/l,uidmapping=0:1:0', '/m'], /uidmapping has a range of length 0/],
+  ];
+  for (const [change, argv, message] of cases) {
+    const spec = { ...base, ...change };
+    t.throws(() => checkSpec(spec), { code: 'STRATAFS_ERR_OPTION', message }, `checkSpec ${JSON.stringify(change)}`);
+    t.throws(() => parseArgs(argv, '/'), { code: 'STRATAFS_ERR_OPTION', message }, `command line ${argv.join(' ')}`);
+    t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec })), { code: 'STRATAFS_ERR_OPTION', message }, `socket request ${JSON.stringify(change)}`);
+  }
+  const o = parseArgs(['-f', '-o', 'lowerdir=/l,upperdir=/u,workdir=/w,timeout=5', '/m'], '/');
+  t.same(o.kind === 'mount' && checkSpec(o.options), checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), 'the CLI\'s extra fields stay behind');
 });

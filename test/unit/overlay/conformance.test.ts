@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { constants } from 'node:os';
-import type { NodeId } from '../../../src/overlay/api';
+import type { NodeId } from '../../../src/fuse/api';
 import { Notifier } from '../../../src/fuse/bridge/notify';
 import { NotifyCode, Size } from '../../../src/fuse/wire/protocol';
 import { ctx, fixture, put, walk, writeFile, xattr, R, look } from './fixtures/helpers';

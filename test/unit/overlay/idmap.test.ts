@@ -31,6 +31,9 @@ t.test('uid/gid maps translate attributes, chown and new files', async (t) => {
   t.equal(e.attr.uid, 1000);
   t.equal(fs.statSync(path.join(up, 'd')).uid, 101000);
   await t.rejects(Promise.resolve().then(() => ov.setattr(me, walk(ov, 'f'), { uid: 70000 })), { message: 'EINVAL' });
+  // an id outside the mapping is refused before the copy-up
+  await t.rejects(Promise.resolve().then(() => ov.setattr(me, walk(ov, 'unmapped'), { gid: 70000 })), { message: 'EINVAL' });
+  t.notOk(fs.existsSync(path.join(up, 'unmapped')), 'the refused chown copied nothing up');
 });
 
 t.test('squash shows and stores one owner', async (t) => {

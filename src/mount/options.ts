@@ -1,6 +1,7 @@
 /**
- * Command line of `stratafs`: the same argv as fuse-overlayfs, so container tools can
- * use it as their mount program.
+ * Command line of `stratafs` as a mount program: the same argv as fuse-overlayfs, so
+ * container tools can use it as their mount program. The CLI parses it, and so does a
+ * running daemon for the `mount-argv` request of the C client (src/server/argv.ts).
  *
  *   stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] MOUNTPOINT
  *
@@ -13,28 +14,15 @@
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
+import { checkSpec, DEFAULT_TIMEOUT, type MountSpec } from './spec';
+import { applyFlagOption, DEFAULT_MOUNT_FLAGS, type MountFlags } from './flags';
 
-export interface MountOptions {
-  lowerdirs: string[];
-  upperdir?: string;
-  workdir?: string;
-  mountpoint: string;
+export { DEFAULT_TIMEOUT } from './spec';
+
+/** A mount as the command line asks for it: the spec, and how the program should run. */
+export interface MountOptions extends MountSpec {
   foreground: boolean;
   debug: boolean;
-  readOnly: boolean;
-  volatile: boolean;
-  uidMap?: IdMapRange[];
-  gidMap?: IdMapRange[];
-  squashToUid?: number;
-  squashToGid?: number;
-  /** seconds the kernel may cache entries and attributes */
-  timeout: number;
-  /** 'auto' uses FUSE passthrough when running as root and the kernel offers it */
-  passthrough: 'auto' | 'off';
-  /** the kernel enforces POSIX ACLs (off with `noacl`) */
-  acl: boolean;
-  /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
-  metacopy: boolean;
   /** options recognised and deliberately without effect here (reported with -d) */
   ignored: string[];
   /** mount through the `stratafs daemon` listening on this socket */
@@ -99,18 +87,24 @@ function parseUint(name: string, value: string): number {
   return n;
 }
 
-/** `uidmapping=INSIDE:HOST:COUNT[:INSIDE:HOST:COUNT...]` (fuse-overlayfs syntax). */
+/**
+ * `uidmapping=DISK:SHOWN:COUNT[:DISK:SHOWN:COUNT...]`, as fuse-overlayfs reads it: ids
+ * [DISK, DISK+COUNT) stored in the layers appear as [SHOWN, SHOWN+COUNT) through the mount
+ * (`0:100000:65536` shows a layer's root-owned files as owned by 100000).
+ * containers-storage sends the list with a leading ':' (`:0:100000:65536`).
+ */
 export function parseIdMapping(name: string, value: string): IdMapRange[] {
-  const parts = value.split(':');
+  const parts = (value.startsWith(':') ? value.slice(1) : value).split(':');
   if (parts.length === 0 || parts.length % 3 !== 0) {
-    throw optionError(`option ${name} needs INSIDE:HOST:COUNT triples, got "${value}"`);
+    throw optionError(`option ${name} needs DISK:SHOWN:COUNT triples, got "${value}"`);
   }
   const ranges: IdMapRange[] = [];
   for (let i = 0; i < parts.length; i += 3) {
-    const inside = parseUint(name, parts[i]);
-    const host = parseUint(name, parts[i + 1]);
+    const host = parseUint(name, parts[i]);
+    const inside = parseUint(name, parts[i + 1]);
     const count = parseUint(name, parts[i + 2]);
     if (count === 0) throw optionError(`option ${name} has a range of length 0`);
+    if (host + count > 0x100000000 || inside + count > 0x100000000) throw optionError(`option ${name} has a range past the largest id: ${value}`);
     ranges.push({ inside, host, count });
   }
   return ranges;
@@ -118,8 +112,7 @@ export function parseIdMapping(name: string, value: string): IdMapRange[] {
 
 /** Options accepted for compatibility with mount(8)/fuse-overlayfs that change nothing here. */
 const NO_EFFECT = new Set([
-  'rw', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'atime', 'noatime', 'relatime',
-  'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
+  'rw', 'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
   'static_nlink', 'userxattr', 'redirect_dir', 'index', 'metacopy', 'xino', 'context',
   'fscontext', 'defcontext', 'rootcontext', 'fsync', 'auto_unmount', 'noauto', 'auto', 'user',
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
@@ -129,6 +122,7 @@ const NO_EFFECT = new Set([
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
   'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'ignored' | 'server'> & {
+  flags: MountFlags;
   lowerdir?: string;
   timeout?: number;
   seen: Set<string>;
@@ -189,6 +183,7 @@ function applyOption(acc: Accum, opt: string): void {
       acc.ignored.push(opt);
       return;
     default:
+      if (value === undefined && applyFlagOption(acc.flags, name)) return;
       if (NO_EFFECT.has(name)) {
         acc.ignored.push(opt);
         return;
@@ -197,41 +192,8 @@ function applyOption(acc: Accum, opt: string): void {
   }
 }
 
-/**
- * Seconds the kernel may cache names and attributes. stratafs is the only writer of the
- * upper layer and the lowers are read-only, so what the kernel caches stays true unless
- * a layer is changed behind the mount (unsupported, as with kernel overlayfs); where
- * stratafs itself changes something the kernel did not ask for, it invalidates.
- */
-export const DEFAULT_TIMEOUT = 86400;
-
-export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] [SOURCE] MOUNTPOINT
-       stratafs --version | --help
-       stratafs graphdriver --help | stratafs daemon --help   (Docker plugin, one process for many mounts)
-       stratafs snapshotter --help                          (containerd proxy snapshotter)
-options (comma separated, -o may repeat):
-  lowerdir=A:B        read-only layers, top first (required)
-  upperdir=U          writable layer; without it the mount is read-only
-  workdir=W           scratch dir on the same filesystem as upperdir (required with upperdir)
-  ro                  mount read-only even with an upperdir
-  volatile            skip fsync/syncfs (faster; data may be lost on a crash)
-  uidmapping=I:H:N[:...], gidmapping=I:H:N[:...]
-                      show host ids H.. as I.. inside the mount
-  squash_to_uid=N, squash_to_gid=N, squash_to_root
-                      show every file as owned by N (or root)
-  timeout=S           seconds the kernel may cache names and attributes (default 86400)
-  passthrough=auto|off  kernel passthrough of file data when root (default auto)
-  metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
-  noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
-  server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
-  accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
-flags:
-  -f                  stay in the foreground (default: detach once mounted)
-  -d                  debug output to stderr (implies -f)
-unmount with: fusermount3 -u MOUNTPOINT  (or umount MOUNTPOINT)`;
-
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -257,31 +219,32 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
   // `SOURCE MOUNTPOINT` is how mount(8) and mount.fuse3 call a filesystem's program (the
   // containerd snapshotter's fuse3.stratafs mounts): the source names nothing here
   if (positional.length > 2) throw usageError(`one mountpoint expected (or SOURCE MOUNTPOINT), got ${positional.length}: ${positional.join(' ')}`);
-  if (acc.lowerdir === undefined) throw optionError('lowerdir= is required');
-  const lowerdirs = splitLayerList(acc.lowerdir);
+  const lowerdirs = acc.lowerdir === undefined ? [] : splitLayerList(acc.lowerdir);
   if (lowerdirs.some((l) => l === '')) throw optionError(`lowerdir has an empty entry: "${acc.lowerdir}"`);
-  if (acc.upperdir !== undefined && acc.workdir === undefined) throw optionError('upperdir= needs workdir= too');
-  if (acc.workdir !== undefined && acc.upperdir === undefined) throw optionError('workdir= given without upperdir=');
   const abs = (p: string): string => path.resolve(cwd, p);
+  const spec = checkSpec({
+    lowerdirs: lowerdirs.map(abs),
+    upperdir: acc.upperdir === undefined ? undefined : abs(acc.upperdir),
+    workdir: acc.workdir === undefined ? undefined : abs(acc.workdir),
+    mountpoint: abs(positional[positional.length - 1]),
+    readOnly: acc.readOnly,
+    volatile: acc.volatile,
+    uidMap: acc.uidMap,
+    gidMap: acc.gidMap,
+    squashToUid: acc.squashToUid,
+    squashToGid: acc.squashToGid,
+    timeout: acc.timeout ?? DEFAULT_TIMEOUT,
+    passthrough: acc.passthrough,
+    acl: acc.acl,
+    metacopy: acc.metacopy,
+    flags: acc.flags,
+  });
   return {
     kind: 'mount',
     options: {
-      lowerdirs: lowerdirs.map(abs),
-      upperdir: acc.upperdir === undefined ? undefined : abs(acc.upperdir),
-      workdir: acc.workdir === undefined ? undefined : abs(acc.workdir),
-      mountpoint: abs(positional[positional.length - 1]),
+      ...spec,
       foreground,
       debug,
-      readOnly: acc.readOnly || acc.upperdir === undefined,
-      volatile: acc.volatile,
-      uidMap: acc.uidMap,
-      gidMap: acc.gidMap,
-      squashToUid: acc.squashToUid,
-      squashToGid: acc.squashToGid,
-      timeout: acc.timeout ?? DEFAULT_TIMEOUT,
-      passthrough: acc.passthrough,
-      acl: acc.acl,
-      metacopy: acc.metacopy,
       ignored: acc.ignored,
       server: acc.server === undefined ? undefined : abs(acc.server),
     },

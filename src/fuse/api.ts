@@ -1,6 +1,8 @@
 /**
  * The API the FUSE bridge calls: a low-level, inode-numbered filesystem interface.
  * It knows nothing of FUSE frames; src/overlay implements it, src/fuse/bridge drives it.
+ * The values that go to the kernel as they are (attributes, entries, statfs, directory
+ * entries) are the wire's own types (wire/types.ts), re-exported here.
  *
  * Conventions
  * - `NodeId` is the FUSE node id: 1 is the root, others are handed out by the overlay.
@@ -12,13 +14,16 @@
  * - Results may be returned directly or as a Promise; the bridge awaits either.
  * - Sizes, offsets, lengths and block/inode counts are exact `Int64`s (src/int64.ts):
  *   a number when it is a safe integer, a bigint beyond; never a rounded double.
+ * - How long the kernel may cache an entry or attributes is the bridge's decision (its
+ *   session options), not the filesystem's: an `Entry` carries no timeouts.
  * - `Ctx` is the calling process as the kernel reports it: new files belong to
  *   ctx.uid/ctx.gid (or the parent's group when the parent is setgid).
  */
 
 import type { Int64 } from '../int64';
+import type { Attr, DirEntryOut, Entry, FsStat, NodeId } from './wire/types';
 
-export type NodeId = number;
+export type { Attr, DirEntryOut, Entry, FsStat, NodeId } from './wire/types';
 export type Awaitable<T> = T | Promise<T>;
 
 export interface Ctx {
@@ -31,37 +36,6 @@ export interface Ctx {
    * Absent when the mode arrives with the umask already applied.
    */
   umask?: number;
-}
-
-/** Attributes as reported to the kernel. */
-export interface Attr {
-  /** st_ino reported to users (stable across copy-up) */
-  ino: bigint;
-  size: Int64;
-  blocks: Int64;
-  atimeSec: number;
-  atimeNsec: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  ctimeSec: number;
-  ctimeNsec: number;
-  /** type and permission bits (S_IFMT | 07777) */
-  mode: number;
-  nlink: number;
-  uid: number;
-  gid: number;
-  rdevMajor: number;
-  rdevMinor: number;
-  blksize: number;
-}
-
-export interface Entry {
-  nodeId: NodeId;
-  generation: number;
-  attr: Attr;
-  /** seconds the kernel may cache the name -> node mapping and the attributes */
-  entryTimeout: number;
-  attrTimeout: number;
 }
 
 export interface OpenResult {
@@ -89,28 +63,6 @@ export interface SetattrChanges {
   mtime?: { sec: number; nsec: number } | 'now';
   /** open file handle the change came through (ftruncate, fchmod ...) */
   fh?: number;
-}
-
-export interface DirEntryOut {
-  /** byte string */
-  name: string;
-  /** st_ino as readdir reports it */
-  ino: bigint;
-  /** file type bits (S_IFMT part of the mode) */
-  type: number;
-  /** cookie that continues the listing *after* this entry */
-  nextOffset: number;
-}
-
-export interface FsStat {
-  blocks: Int64;
-  bfree: Int64;
-  bavail: Int64;
-  files: Int64;
-  ffree: Int64;
-  bsize: number;
-  namelen: number;
-  frsize: number;
 }
 
 export interface RenameFlags {
