@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
+import { checkMountFlags, type MountFlags } from './flags';
 
 export interface MountSpec {
   /** read-only layers, top first (absolute paths) */
@@ -31,6 +32,8 @@ export interface MountSpec {
   acl: boolean;
   /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
   metacopy: boolean;
+  /** nosuid, nodev, noexec, atime policy (flags.ts); absent: DEFAULT_MOUNT_FLAGS */
+  flags?: MountFlags;
 }
 
 /**
@@ -93,5 +96,6 @@ export function checkSpec(s: MountSpec): MountSpec {
     passthrough: s.passthrough,
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
+    flags: checkMountFlags(s.flags),
   };
 }
