@@ -25,6 +25,7 @@ options (comma separated, -o may repeat):
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
   metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
+  redirect_dir=on|off|follow  off/follow: renaming a directory from a lower is EXDEV (default on)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...

@@ -50,7 +50,7 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
   }
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
-  const loc = lowerData ? st.locateLower(node) : st.locate(node);
+  const loc = lowerData ? st.locateData(node) : st.locate(node);
   const fd =
     loc.name !== '' ? native.openat(loc.dirfd, loc.name, openFlagsFor(st, flags), 0)
     : node.isRoot ? native.openat(loc.dirfd, '.', openFlagsFor(st, flags), 0)

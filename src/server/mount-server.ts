@@ -78,6 +78,7 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     squashToUid: spec.squashToUid,
     squashToGid: spec.squashToGid,
     metacopy: spec.metacopy,
+    redirectDir: spec.redirectDir !== false,
   };
 }
 
