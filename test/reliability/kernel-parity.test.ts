@@ -40,6 +40,9 @@ function refusedByBoth(t: tap.Test, l: Layers, tag: string, lowers: string, extr
   const s = dirs(l, `${tag}-s`);
   const [cmd, argv] = plainExec([STRATAFS_BIN, '-o', [`lowerdir=${lowers}`, `upperdir=${s.upper}`, `workdir=${s.work}`, ...extra].join(','), s.mnt]);
   const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: 60_000, cwd });
+  t.teardown(() => {
+    if (isMounted(s.mnt)) spawnSync('fusermount3', ['-u', s.mnt]);
+  });
   t.not(r.status, 0, `${tag}: stratafs refuses`);
   t.match(r.stderr, pattern, `${tag}: names the problem: ${r.stderr.trim()}`);
   t.equal(r.stderr.trim().split('\n').length, 1, `${tag}: one line`);
