@@ -13,7 +13,6 @@
         "src/io.c",
         "src/copydata.c",
         "src/fuse_dev.c",
-        "src/fuse_reader.c",
         "src/fuse_poller.c",
         "src/fusermount.c",
         "src/mount.c",

@@ -22,7 +22,7 @@ export const SERVER_MODULE = path.resolve(__dirname, '..', '..', 'src', 'server'
 
 function main(): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require(SERVER_MODULE) as { MountServer: new (o?: { readers?: number }) => MountServerLike };
+  const mod = require(SERVER_MODULE) as { MountServer: new () => MountServerLike };
   const server = new mod.MountServer();
   const ended: Promise<void>[] = [];
   const lines = readline.createInterface({ input: process.stdin });

@@ -1,6 +1,6 @@
 /*
  * The FUSE device: open, clone (more fds on one connection), passthrough backing
- * files, and writev of replies. Reading is in fuse_reader.c.
+ * files, and writev of replies. Reading is in fuse_poller.c.
  */
 #include "addon.h"
 #include "fuse_compat.h"

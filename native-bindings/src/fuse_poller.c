@@ -1,6 +1,6 @@
 /*
- * FUSE device fds read on the JS thread, from the event loop: the low-latency
- * alternative to the reader threads of fuse_reader.c.
+ * FUSE device fds read on the JS thread, from the event loop (the only device read:
+ * reader threads handing requests over were measured slower and were removed).
  *
  * Each fd gets a libuv poll handle (which makes the fd non-blocking, so a read never
  * blocks the loop). When the kernel has requests queued, the loop wakes the JS thread
@@ -11,7 +11,7 @@
  * thread this saves one thread wake-up and one cross-thread hand-off per request,
  * which is most of a FUSE round trip's cost for metadata requests.
  *
- * Reader end, as in fuse_reader.c: ENODEV (connection aborted or unmounted) and a
+ * Reader end: ENODEV (connection aborted or unmounted) and a
  * 0-byte read report errno 0 through onEnd(fd, errno); EINTR and ENOENT (request
  * interrupted) are retried; anything else is reported as is. An ended fd's handle is
  * closed, which lets the loop exit once nothing else is pending.

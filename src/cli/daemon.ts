@@ -13,16 +13,13 @@ const log = createDebug('stratafs:daemon');
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
-/** Reader threads on the device (the first fd plus clones). */
-const READERS = 2;
-
 /**
  * Mounts and serves. `report` receives the mount's progress: notices, then ready or an
  * error. Resolves once the mount is gone.
  */
 export async function serve(opts: MountOptions, report: ReadyChannel): Promise<void> {
   if (opts.ignored.length > 0) log('options without effect here: %s', opts.ignored.join(','));
-  const server = new MountServer({ readers: READERS });
+  const server = new MountServer();
 
   let unmounting = false;
   const onSignal = (sig: NodeJS.Signals): void => {

@@ -76,10 +76,6 @@ export interface FuseRequest {
   buf: Buffer;
 }
 
-export interface ReaderHandle {
-  readonly _brand: 'ReaderHandle';
-}
-
 export interface PollerHandle {
   readonly _brand: 'PollerHandle';
 }
@@ -238,22 +234,11 @@ export interface Addon {
   /** FUSE_DEV_IOC_BACKING_CLOSE */
   fuseBackingClose(devFd: number, backingId: number): void;
   /**
-   * Starts one reader thread per fd. Each thread reads requests (up to `bufSize` bytes)
-   * and queues them; the JS callback is invoked with every queued request at once (one
-   * call per burst). When a reader ends (ENODEV: the connection was aborted or
-   * unmounted) `onEnd` is called once per fd with that fd and the errno (0 = clean).
-   * EINTR/EAGAIN/ENOENT are retried inside the thread.
-   */
-  fuseStartReaders(fds: number[], bufSize: number,
-    onBatch: (requests: FuseRequest[]) => void,
-    onEnd: (fd: number, errno: number) => void): ReaderHandle;
-  /** stops the threads (used after the connection is gone) and releases the callback */
-  fuseStopReaders(handle: ReaderHandle): void;
-  /**
-   * Reads the fds on the JS thread instead: each fd is made non-blocking and polled by
-   * the event loop; when requests are queued they are read until EAGAIN (at most 256)
-   * and passed to `onBatch` in one call. `onEnd` as for fuseStartReaders. Saves the
-   * thread hand-off of fuseStartReaders on every request.
+   * Reads the fds on the JS thread: each fd is made non-blocking and polled by the event
+   * loop; when requests are queued they are read (each up to `bufSize` bytes) until
+   * EAGAIN (at most 256) and passed to `onBatch` in one call. When a reader ends
+   * (ENODEV: the connection was aborted or unmounted) `onEnd` is called once per fd
+   * with that fd and the errno (0 = clean). EINTR/ENOENT are retried.
    */
   fuseStartPoller(fds: number[], bufSize: number,
     onBatch: (requests: FuseRequest[]) => void,

@@ -9,8 +9,8 @@
  * mounting and one for cleaning up.
  *
  * What an extra mount costs: one overlay state (inode table, open layer dir fds), one
- * session and `readers` reader threads with their request buffers. The addon, the code
- * and the event loop are shared. Servers of many mounts use one reader per mount.
+ * session and its device poller with a request buffer. The addon, the code and the
+ * event loop are shared.
  *
  * The process that serves a mount must never access it (DESIGN.md, pitfalls): callers
  * of this module only hand mountpoints to other processes.
@@ -60,11 +60,6 @@ function realpathOr(p: string): string {
   }
 }
 
-export interface MountServerOptions {
-  /** reader threads per mount (default 1) */
-  readers?: number;
-}
-
 export function overlayConfig(spec: MountSpec): OverlayConfig {
   return {
     lowerdirs: spec.lowerdirs,
@@ -87,11 +82,6 @@ export class MountServer {
   private readonly mounts = new Map<string, ServedMount>();
   /** mountpoint -> the same with symlinks resolved (taken before mounting) */
   private readonly realTargets = new Map<string, string>();
-  private readonly readers: number;
-
-  constructor(opts: MountServerOptions = {}) {
-    this.readers = opts.readers ?? 1;
-  }
 
   /**
    * Mounts and starts serving; resolves once the mount is ready to use. `onMounted` is
@@ -149,7 +139,6 @@ export class MountServer {
     const session = new (sessionClass())({
       devFd: dev.devFd,
       fs: overlay,
-      readers: this.readers,
       passthrough: spec.passthrough,
       // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
       isRoot: dev.privileged && privilege().hostAdmin,

@@ -47,22 +47,6 @@ if (!fs.existsSync('/dev/fuse')) {
     tt.throws(() => native.fuseWritev(fd, 'x' as never), { name: 'TypeError' });
   });
 
-  t.test('a reader on an unmounted fd ends once with the errno and releases the loop', async (tt) => {
-    const batches: FuseRequest[][] = [];
-    const ends: [number, number][] = [];
-    await new Promise<void>((resolve) => {
-      native.fuseStartReaders([fd], 1024 * 1024 + 4096, (b) => batches.push(b), (f, errno) => {
-        ends.push([f, errno]);
-        setImmediate(resolve);
-      });
-    });
-    tt.same(batches, [], 'no requests');
-    tt.same(ends, [[fd, E.EPERM]], 'one end, with the read errno');
-    tt.throws(() => native.fuseStartReaders([fd], 100, () => undefined, () => undefined), { code: 'EINVAL' },
-      'a buffer below the kernel minimum is refused');
-    tt.throws(() => native.fuseStartReaders([], 65536, () => undefined, () => undefined), { name: 'TypeError' });
-  });
-
   t.test('fusermount reports a failed handshake as EIO', async (tt) => {
     // fusermount3 prints its reason on stderr and exits non-zero without sending an fd
     tt.throws(() => native.fusermount('/nonexistent/stratafs-mountpoint', 'fsname=stratafs'), {
@@ -91,14 +75,4 @@ if (!fs.existsSync('/dev/fuse')) {
     await new Promise((r) => setTimeout(r, 50));
   });
 
-  t.test('fuseStopReaders is safe before and after the readers end', async (tt) => {
-    const other = native.fuseOpen();
-    let ended = 0;
-    const handle = native.fuseStartReaders([other], 65536, () => undefined, () => ended++);
-    native.fuseStopReaders(handle);
-    native.fuseStopReaders(handle);
-    await new Promise((r) => setTimeout(r, 50));
-    tt.equal(ended, 0, 'no callback after stop');
-    native.close(other);
-  });
 }

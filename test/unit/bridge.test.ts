@@ -133,8 +133,7 @@ class FakeTransport implements FuseTransport {
   backingCloses: number[] = [];
   keys = new Map<number, string>();
   nextBacking = 1;
-  clones = 0;
-  readers: { fds: number[]; bufSize: number; onBatch: (r: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void; mode?: string } | null = null;
+  readers: { fds: number[]; bufSize: number; onBatch: (r: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void } | null = null;
   stopped = false;
   closed: number[] = [];
   writev(fd: number, bufs: Buffer[]): number {
@@ -147,9 +146,8 @@ class FakeTransport implements FuseTransport {
     this.written.push({ fd, buf });
     return buf.length;
   }
-  clone(devFd: number): number { this.clones++; return devFd + 100 + this.clones; }
-  startReaders(fds: number[], bufSize: number, onBatch: (r: { fd: number; buf: Buffer }[]) => void, onEnd: (fd: number, e: number) => void, mode?: string): unknown {
-    this.readers = { fds, bufSize, onBatch, onEnd, mode };
+  startReaders(fds: number[], bufSize: number, onBatch: (r: { fd: number; buf: Buffer }[]) => void, onEnd: (fd: number, e: number) => void): unknown {
+    this.readers = { fds, bufSize, onBatch, onEnd };
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
@@ -167,7 +165,7 @@ async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; off
   const tr = new FakeTransport();
   const logs: string[] = [];
   const s = new FuseSession({
-    devFd: 3, fs, readers: 2, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true, acl: opts.acl,
+    devFd: 3, fs, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true, acl: opts.acl,
     transport: tr, debug: (fmt: string) => void logs.push(fmt),
   });
   await s.handleRequest(3, initFrame(opts.minor ?? 45, opts.offered ?? ALL_OFFERED));
@@ -597,52 +595,26 @@ t.test('notify is sent later, never synchronously', async (t) => {
   t.equal(await s.notify.invalEntry(1, 'x'), false, 'a refused notify resolves false');
 });
 
-t.test('start: readers on the device fd and clones, end when all readers end', async (t) => {
+t.test('start: the device fd is read on the JS thread; the session ends with its reader', async (t) => {
   const fs = new FakeFs();
   const tr = new FakeTransport();
-  const s = new FuseSession({ devFd: 3, fs, readers: 3, readMode: 'threads', transport: tr, isRoot: true, debug: () => undefined });
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, isRoot: true, debug: () => undefined });
   let ended = false;
   s.on('end', () => (ended = true));
   const done = s.start();
-  t.ok(tr.readers, 'readers started');
   const rd = tr.readers!;
-  t.same(rd.fds, [3, 104, 105]);
-  t.equal(rd.mode, 'threads');
+  t.same(rd.fds, [3], 'the device fd alone');
   t.ok(rd.bufSize >= (1 << 20) + 4096, 'buffer holds max_write plus headers');
-  rd.onBatch([{ fd: 104, buf: initFrame(45, ALL_OFFERED) }]);
-  await s.ready();
-  rd.onBatch([{ fd: 105, buf: frame(Opcode.LOOKUP, 1, cstr('foo')) }]);
-  await new Promise((r) => setImmediate(r));
-  t.same(tr.written.map((w) => w.fd), [104, 105], 'each reply on its request fd');
-  rd.onEnd(3, E.ENODEV);
-  rd.onEnd(104, E.ENODEV);
-  await new Promise((r) => setImmediate(r));
-  t.notOk(ended, 'one reader still running');
-  rd.onEnd(105, E.ENODEV);
-  await done;
-  t.ok(ended, "'end' emitted");
-  t.ok(tr.stopped, 'readers stopped');
-  t.same(tr.closed, [104, 105], 'clones closed');
-  t.equal(fs.called('destroy').length, 1, 'filesystem destroyed');
-});
-
-t.test('start: the default poll mode reads the device fd alone, on the JS thread', async (t) => {
-  const fs = new FakeFs();
-  const tr = new FakeTransport();
-  const s = new FuseSession({ devFd: 3, fs, readers: 3, transport: tr, isRoot: true, debug: () => undefined });
-  const done = s.start();
-  const rd = tr.readers!;
-  t.equal(rd.mode, 'poll');
-  t.same(rd.fds, [3], 'no clones');
-  t.equal(tr.clones, 0);
   rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }, { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('foo')) }]);
   await s.ready();
   await new Promise((r) => setImmediate(r));
   t.same(tr.written.map((w) => w.fd), [3, 3], 'INIT and LOOKUP answered');
   rd.onEnd(3, 0);
   await done;
+  t.ok(ended, "'end' emitted");
   t.ok(tr.stopped, 'poller stopped');
   t.same(tr.closed, [], 'nothing to close');
+  t.equal(fs.called('destroy').length, 1, 'filesystem destroyed');
 });
 
 t.test('requests read are counted by opcode', async (t) => {

@@ -498,7 +498,7 @@ t.test('error objects and argument checks', async (tt) => {
   tt.throws(() => native.close('3' as unknown as number), { name: 'TypeError' });
   tt.throws(() => native.ftruncate(0, -1), { name: 'TypeError' });
   tt.throws(() => native.setxattr(root, 'user.x', 'str' as unknown as Buffer, 0, true), { name: 'TypeError' });
-  tt.throws(() => native.fuseStopReaders({} as never), { name: 'TypeError' });
+  tt.throws(() => native.fuseStopPoller({} as never), { name: 'TypeError' });
 });
 
 t.test('process: raiseNofileLimit and setsid (in a child)', async (tt) => {

@@ -1,7 +1,7 @@
 /**
- * One FUSE connection: reader threads on the device fd (and its clones), INIT
- * negotiation, dispatch of every request to the FileSystemApi, replies written to the
- * fd the request came from.
+ * One FUSE connection: the device fd read from the event loop, INIT negotiation,
+ * dispatch of every request to the FileSystemApi, replies written to the fd the request
+ * came from.
  *
  * Nothing a request carries can crash the session: decode errors are answered EIO
  * (when the unique is readable), handler errors with toErrno(e), unknown opcodes with
@@ -27,7 +27,7 @@ import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
-import { makeTransport, type FuseTransport, type ReadMode } from './transport';
+import { makeTransport, type FuseTransport } from './transport';
 
 export type Logger = (fmt: string, ...args: unknown[]) => void;
 
@@ -35,11 +35,6 @@ export interface FuseSessionOptions {
   /** the /dev/fuse fd of the mounted connection */
   devFd: number;
   fs: FileSystemApi;
-  /** reader threads in 'threads' mode: the device fd plus readers-1 clones (default 1);
-   * the 'poll' mode reads the device fd alone (one JS thread, clones would add nothing) */
-  readers?: number;
-  /** read on the JS thread from the event loop ('poll', default) or by reader threads */
-  readMode?: ReadMode;
   /** 'auto': passthrough when running as root and the kernel offers it (default) */
   passthrough?: 'auto' | 'off';
   /** 'auto': writeback cache when passthrough is not in use and the kernel offers it (default) */
@@ -129,38 +124,18 @@ export class FuseSession extends EventEmitter {
   }
 
   /**
-   * Starts the readers. Resolves (and emits 'end') when every reader has ended, i.e.
-   * the kernel closed the connection (unmount: ENODEV).
+   * Starts reading the device. Resolves (and emits 'end') when the reader has ended,
+   * i.e. the kernel closed the connection (unmount: ENODEV).
    */
   start(): Promise<void> {
     this.started ??= new Promise<void>((resolve) => {
-      const fds = [this.devFd];
-      const mode = this.opts.readMode ?? 'poll';
-      const readers = mode === 'poll' ? 1 : this.opts.readers ?? 1;
-      for (let i = 1; i < readers; i++) {
-        try {
-          fds.push(this.transport.clone(this.devFd));
-        } catch (e) {
-          this.log('cannot clone the device fd: %s', (e as Error).message);
-          break;
-        }
-      }
-      let open = fds.length;
       const onEnd = (fd: number, errno: number): void => {
         this.log('reader on fd %d ended (%s)', fd, errno === 0 ? 'clean' : errnoName(errno));
-        if (--open > 0) return;
         setImmediate(() => {
           try {
             this.transport.stopReaders(handle);
           } catch (e) {
-            this.log('stopping readers: %s', (e as Error).message);
-          }
-          for (const f of fds.slice(1)) {
-            try {
-              this.transport.close(f);
-            } catch {
-              // already closed
-            }
+            this.log('stopping the reader: %s', (e as Error).message);
           }
           void this.finish().then(() => {
             this.emit('end');
@@ -168,7 +143,7 @@ export class FuseSession extends EventEmitter {
           });
         });
       };
-      const handle: unknown = this.transport.startReaders(fds, READ_BUFFER_SIZE, (reqs) => this.onBatch(reqs), onEnd, mode);
+      const handle: unknown = this.transport.startReaders([this.devFd], READ_BUFFER_SIZE, (reqs) => this.onBatch(reqs), onEnd);
     });
     return this.started;
   }

@@ -3,22 +3,17 @@
  * with a fake (no addon, no mount). The default implementation calls the native addon,
  * which is loaded on first use only: importing the bridge never loads it.
  */
-import type { FuseRequest, PollerHandle, ReaderHandle } from '../../native/addon';
-
-/**
- * How requests are read: 'poll' on the JS thread from the event loop (non-blocking
- * reads, no thread hand-off: the lowest latency per request), or 'threads', one
- * blocking reader thread per fd handing batches to JS.
- */
-export type ReadMode = 'poll' | 'threads';
+import type { FuseRequest, PollerHandle } from '../../native/addon';
 
 export interface FuseTransport {
   /** writev(2) of one reply to a device fd; throws (errno ENOENT) for an interrupted request */
   writev(fd: number, bufs: Buffer[]): number;
-  /** another fd on the same connection (FUSE_DEV_IOC_CLONE) */
-  clone(devFd: number): number;
+  /**
+   * Reads requests on the JS thread, from the event loop (non-blocking reads, no thread
+   * hand-off); `onBatch` gets every request read in one wake-up.
+   */
   startReaders(fds: number[], bufSize: number, onBatch: (requests: FuseRequest[]) => void,
-    onEnd: (fd: number, errno: number) => void, mode?: ReadMode): unknown;
+    onEnd: (fd: number, errno: number) => void): unknown;
   stopReaders(handle: unknown): void;
   /** FUSE_DEV_IOC_BACKING_OPEN; returns the backing id */
   backingOpen(devFd: number, fd: number): number;
@@ -40,20 +35,8 @@ function loadNative(): NativeModule {
 /** The addon-backed transport; nothing is loaded until a method is called. */
 export const nativeTransport: FuseTransport = {
   writev: (fd, bufs) => loadNative().native.fuseWritev(fd, bufs),
-  clone: (devFd) => loadNative().native.fuseClone(devFd),
-  startReaders: (fds, bufSize, onBatch, onEnd, mode = 'poll') => {
-    const { native } = loadNative();
-    const h = mode === 'poll'
-      ? native.fuseStartPoller(fds, bufSize, onBatch, onEnd)
-      : native.fuseStartReaders(fds, bufSize, onBatch, onEnd);
-    return { mode, h };
-  },
-  stopReaders: (handle) => {
-    const { native } = loadNative();
-    const { mode, h } = handle as { mode: ReadMode; h: PollerHandle | ReaderHandle };
-    if (mode === 'poll') native.fuseStopPoller(h as PollerHandle);
-    else native.fuseStopReaders(h as ReaderHandle);
-  },
+  startReaders: (fds, bufSize, onBatch, onEnd) => loadNative().native.fuseStartPoller(fds, bufSize, onBatch, onEnd),
+  stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
   backingOpen: (devFd, fd) => loadNative().native.fuseBackingOpen(devFd, fd),
   backingClose: (devFd, id) => loadNative().native.fuseBackingClose(devFd, id),
   fileKey: (fd) => {
@@ -73,8 +56,7 @@ export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTranspo
   const n = nativeTransport;
   return {
     writev: (fd, bufs) => (p.writev ?? n.writev).call(p, fd, bufs),
-    clone: (devFd) => (p.clone ?? n.clone).call(p, devFd),
-    startReaders: (fds, size, onBatch, onEnd, mode) => (p.startReaders ?? n.startReaders).call(p, fds, size, onBatch, onEnd, mode),
+    startReaders: (fds, size, onBatch, onEnd) => (p.startReaders ?? n.startReaders).call(p, fds, size, onBatch, onEnd),
     stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
     backingOpen: (devFd, fd) => (p.backingOpen ?? n.backingOpen).call(p, devFd, fd),
     backingClose: (devFd, id) => (p.backingClose ?? n.backingClose).call(p, devFd, id),
