@@ -28,7 +28,10 @@ options (comma separated, -o may repeat):
   redirect_dir=on|off|follow  off/follow: renaming a directory from a lower is EXDEV (default on)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
-  accepted with no effect: context=, xattr_permissions=0, rw, nodev, noatime, ...
+  nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime
+                      the mount's flags, as mount(8) sets them (default suid,nodev,exec,noatime;
+                      without root always nosuid,nodev)
+  accepted with no effect: context=, xattr_permissions=0, rw, ...
 flags:
   -f                  stay in the foreground (default: detach once mounted)
   -d                  debug output to stderr (implies -f)

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
 import { checkSpec, DEFAULT_TIMEOUT, type MountSpec } from './spec';
+import { applyFlagOption, DEFAULT_MOUNT_FLAGS, type MountFlags } from './flags';
 
 export { DEFAULT_TIMEOUT } from './spec';
 
@@ -111,8 +112,7 @@ export function parseIdMapping(name: string, value: string): IdMapRange[] {
 
 /** Options accepted for compatibility with mount(8)/fuse-overlayfs that change nothing here. */
 const NO_EFFECT = new Set([
-  'rw', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'atime', 'noatime', 'relatime',
-  'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
+  'rw', 'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
   'static_nlink', 'userxattr', 'index', 'metacopy', 'xino', 'context',
   'fscontext', 'defcontext', 'rootcontext', 'fsync', 'auto_unmount', 'noauto', 'auto', 'user',
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
@@ -122,6 +122,7 @@ const NO_EFFECT = new Set([
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
   'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'redirectDir' | 'ignored' | 'server'> & {
+  flags: MountFlags;
   lowerdir?: string;
   timeout?: number;
   seen: Set<string>;
@@ -191,6 +192,7 @@ function applyOption(acc: Accum, opt: string): void {
       acc.ignored.push(opt);
       return;
     default:
+      if (value === undefined && applyFlagOption(acc.flags, name)) return;
       if (NO_EFFECT.has(name)) {
         acc.ignored.push(opt);
         return;
@@ -200,7 +202,7 @@ function applyOption(acc: Accum, opt: string): void {
 }
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, volatile: false, passthrough: 'auto', acl: true, metacopy: false, redirectDir: true, ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, volatile: false, passthrough: 'auto', acl: true, metacopy: false, redirectDir: true, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -245,6 +247,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     acl: acc.acl,
     metacopy: acc.metacopy,
     redirectDir: acc.redirectDir,
+    flags: acc.flags,
   });
   return {
     kind: 'mount',

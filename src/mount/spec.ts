@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
+import { checkMountFlags, type MountFlags } from './flags';
 
 export interface MountSpec {
   /** read-only layers, top first (absolute paths) */
@@ -37,6 +38,8 @@ export interface MountSpec {
    * Absent: true.
    */
   redirectDir?: boolean;
+  /** nosuid, nodev, noexec, atime policy (flags.ts); absent: DEFAULT_MOUNT_FLAGS */
+  flags?: MountFlags;
 }
 
 /**
@@ -103,5 +106,6 @@ export function checkSpec(s: MountSpec): MountSpec {
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
     redirectDir: s.redirectDir !== false,
+    flags: checkMountFlags(s.flags),
   };
 }

@@ -121,6 +121,15 @@ export interface NativeConstants {
   MS_NOSUID: number;
   MS_RDONLY: number;
   MS_NOATIME: number;
+  MS_NOEXEC: number;
+  MS_NODIRATIME: number;
+  MS_RELATIME: number;
+  MS_STRICTATIME: number;
+  O_NOATIME: number;
+  OPEN_TREE_CLONE: number;
+  OPEN_TREE_CLOEXEC: number;
+  MOUNT_ATTR_NOATIME: number;
+  MOUNT_ATTR__ATIME: number;
   MNT_DETACH: number;
   MNT_FORCE: number;
   XATTR_SIZE_MAX: number;
@@ -218,6 +227,10 @@ export interface Addon {
   // ---- mounts ----
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
+  /** open_tree(2): with OPEN_TREE_CLONE a detached copy of the mount at path (never attached anywhere) */
+  openTree(dirfd: number, path: string, flags: number): number;
+  /** mount_setattr(2) with struct mount_attr { attr_set, attr_clr } */
+  mountSetattr(dirfd: number, path: string, flags: number, attrSet: number, attrClr: number): void;
 
   // ---- the FUSE device ----
   /** open("/dev/fuse", O_RDWR | O_CLOEXEC) */

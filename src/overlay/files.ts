@@ -13,7 +13,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
-import { C, native } from '../native';
+import { C, isNativeError, native } from '../native';
 import type { Ctx, DirEntryOut, OpenResult } from '../fuse/api';
 import { copyUp } from './copyup';
 import type { Node } from './inodes';
@@ -30,6 +30,8 @@ const STRIPPED = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY;
 /** The flags to open the real file with, for the open(2) flags the caller used. */
 export function openFlagsFor(st: State, flags: number): number {
   let f = (flags & ~STRIPPED) | C.O_NOFOLLOW | C.O_CLOEXEC;
+  // a noatime mount: reads through our fd (or its passthrough) leave the upper's atime
+  if (st.config.noatime) f |= C.O_NOATIME;
   if (st.writebackCache) {
     // the kernel may read back pages of a write-only file and positions writes itself
     if ((f & ACCMODE) === fsc.O_WRONLY) f = (f & ~ACCMODE) | fsc.O_RDWR;
@@ -51,11 +53,21 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
   const loc = lowerData ? st.locateData(node) : st.locate(node);
-  const fd =
-    loc.name !== '' ? native.openat(loc.dirfd, loc.name, openFlagsFor(st, flags), 0)
-    : node.isRoot ? native.openat(loc.dirfd, '.', openFlagsFor(st, flags), 0)
+  const how = openFlagsFor(st, flags);
+  const openIt = (f: number): number =>
+    loc.name !== '' ? native.openat(loc.dirfd, loc.name, f, 0)
+    : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)
     // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
-    : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), openFlagsFor(st, flags) & ~C.O_NOFOLLOW, 0);
+    : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), f & ~C.O_NOFOLLOW, 0);
+  let fd: number;
+  try {
+    fd = openIt(how);
+  } catch (e) {
+    // O_NOATIME needs the file's owner or CAP_FOWNER (an unprivileged daemon, a file of
+    // someone else): open it without, as the kernel would still read it
+    if (!(isNativeError(e) && e.code === 'EPERM' && (how & C.O_NOATIME) !== 0)) throw e;
+    fd = openIt(how & ~C.O_NOATIME);
+  }
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData });
   return { fh, backingFd: fd, keepCache: lowerData };
 }

@@ -163,6 +163,52 @@ function openWork(config: OverlayConfig, upper: Layer): { workFd: number; prefix
   }
 }
 
+/** The longest common directory of two absolute paths. */
+function commonDir(a: string, b: string): string {
+  const pa = a.split('/');
+  const pb = b.split('/');
+  let i = 0;
+  while (i < pa.length && i < pb.length && pa[i] === pb[i]) i++;
+  return pa.slice(0, i).join('/') || '/';
+}
+
+const relativeTo = (dir: string, p: string): string => (p === dir ? '.' : p.slice(dir === '/' ? 1 : dir.length + 1));
+
+/**
+ * On a noatime mount, the upper and the work dir reopened through a private, detached,
+ * noatime copy of the mount that holds them (open_tree + mount_setattr, never attached
+ * anywhere). FUSE passthrough reads through a backing file opened on the path of our
+ * fd, without our O_NOATIME: this keeps those reads (exec, mmap, read) from changing the
+ * upper's atimes, as kernel overlayfs' own private mounts do. Needs CAP_SYS_ADMIN; where
+ * it is refused, or the copy does not show the same directories (a mount in between),
+ * the fds stay as they are (files are opened O_NOATIME anyway, files.ts).
+ */
+function reopenNoatime(upperdir: string, workdir: string, upperFd: number, workFd: number): [number, number] | undefined {
+  let clone = -1;
+  const got: number[] = [];
+  try {
+    const ru = realpathSync(upperdir);
+    const rw = realpathSync(`${workdir}/${WORK}`);
+    const top = commonDir(ru, rw);
+    clone = native.openTree(C.AT_FDCWD, top, C.OPEN_TREE_CLONE | C.OPEN_TREE_CLOEXEC);
+    native.mountSetattr(clone, '', C.AT_EMPTY_PATH, C.MOUNT_ATTR_NOATIME, C.MOUNT_ATTR__ATIME);
+    for (const [p, old] of [[ru, upperFd], [rw, workFd]] as const) {
+      const fd = native.openat(clone, relativeTo(top, p), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+      got.push(fd);
+      const a = statAt(fd, '');
+      const b = statAt(old, '');
+      if (a.ino !== b.ino || a.devMajor !== b.devMajor || a.devMinor !== b.devMinor) throw new Error('another directory');
+    }
+    return [got[0] as number, got[1] as number];
+  } catch {
+    for (const fd of got) native.close(fd);
+    return undefined;
+  } finally {
+    // the copy lives on in the fds opened through it
+    if (clone >= 0) native.close(clone);
+  }
+}
+
 /** Validates `config` and builds the state of a mount. */
 export function openState(config: OverlayConfig): State {
   if (config.lowerdirs.length === 0) {
@@ -207,6 +253,16 @@ export function openState(config: OverlayConfig): State {
       workFd = work.workFd;
       prefix = work.prefix;
       opened.push(workFd);
+      const quiet = config.noatime === true ? reopenNoatime(config.upperdir, config.workdir as string, fd, workFd) : undefined;
+      if (quiet) {
+        opened.push(...quiet);
+        upper = makeLayer(0, config.upperdir, quiet[0], true);
+        workFd = quiet[1];
+        native.close(fd);
+        native.close(work.workFd);
+        opened.splice(opened.indexOf(fd), 1);
+        opened.splice(opened.indexOf(work.workFd), 1);
+      }
     }
     process.umask(0);
     const limit = native.raiseNofileLimit();

@@ -21,6 +21,7 @@ import { Overlay } from '../overlay';
 import type { OverlayConfig } from '../overlay/config';
 import type { FuseSession } from '../fuse/bridge';
 import { mountFuse, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
+import { DEFAULT_MOUNT_FLAGS } from '../mount/flags';
 import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
@@ -74,6 +75,7 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     squashToGid: spec.squashToGid,
     metacopy: spec.metacopy,
     redirectDir: spec.redirectDir !== false,
+    noatime: (spec.flags ?? DEFAULT_MOUNT_FLAGS).atime === 'noatime',
   };
 }
 
@@ -129,7 +131,7 @@ export class MountServer {
     const overlay = await Overlay.open(overlayConfig(spec));
     let dev;
     try {
-      dev = mountFuse(spec.mountpoint, spec.readOnly);
+      dev = mountFuse(spec.mountpoint, spec.readOnly, spec.flags ?? DEFAULT_MOUNT_FLAGS);
     } catch (e) {
       overlay.destroy();
       throw e;

@@ -44,10 +44,10 @@ const ALL_OFFERED = Object.values(InitFlag).reduce((a, b) => a | b, 0n) & ~InitF
 
 // ---- fakes --------------------------------------------------------------------------
 
-function attr(ino: number, mode = 0o100644): Attr {
+function attr(ino: number, mode = 0o100644, gid = 0): Attr {
   return {
     ino: BigInt(ino), size: 0, blocks: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0,
-    ctimeNsec: 0, mode, nlink: 1, uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
+    ctimeNsec: 0, mode, nlink: 1, uid: 0, gid, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
   };
 }
 
@@ -57,6 +57,7 @@ class FakeFs implements FileSystemApi {
   nodes = new Map<string, number>([['a', 10], ['b', 11], ['c', 12], ['foo', 7]]);
   dir: DirEntryOut[] = [];
   modes = new Map<number, number>();
+  gids = new Map<number, number>();
   opens: OpenResult[] = [];
   nextFh = 1;
   private rec(name: string, ...args: unknown[]): void {
@@ -82,7 +83,7 @@ class FakeFs implements FileSystemApi {
     this.rec('forget', node, n);
     this.lookups.set(node, (this.lookups.get(node) ?? 0) - n);
   }
-  getattr(_c: Ctx, node: number): Attr { this.rec('getattr', node); return attr(node, this.modes.get(node)); }
+  getattr(_c: Ctx, node: number): Attr { this.rec('getattr', node); return attr(node, this.modes.get(node), this.gids.get(node)); }
   setattr(_c: Ctx, node: number, ch: SetattrChanges): Attr { this.rec('setattr', node, ch); return attr(node, ch.mode); }
   readlink(): string { return 'target'; }
   mknod(_c: Ctx, _p: number, name: string): Entry { return this.entry(this.nodes.get(name) ?? 20); }
@@ -438,8 +439,12 @@ t.test('SETATTR mapping and suid clearing', async (t) => {
   t.same(fs.called('setattr').pop(), [10, { size: 0 }], 'privileged truncate keeps the bits');
 
   fs.modes.set(10, 0o106745);
+  fs.gids.set(10, 1001); // the caller's group
   await s.handleRequest(3, frame(Opcode.SETATTR, 10, setattrIn(FATTR.UID, { uid: 5 })));
-  t.same(fs.called('setattr').pop(), [10, { uid: 5, mode: 0o2745 }], 'chown: suid off, sgid without g+x stays');
+  t.same(fs.called('setattr').pop(), [10, { uid: 5, mode: 0o2745 }], 'chown by a group member: suid off, sgid without g+x stays');
+  fs.modes.set(13, 0o102767); // group 0, the caller (gid 1001, pid 77: no supplementary groups) is not in it
+  await s.handleRequest(3, frame(Opcode.SETATTR, 13, setattrIn(FATTR.SIZE | FATTR.KILL_SUIDGID, { size: 0 })));
+  t.same(fs.called('setattr').pop(), [13, { size: 0, mode: 0o767 }], 'truncate by a non-member: sgid without g+x goes too (02767)');
 
   fs.modes.set(11, 0o43755);
   await s.handleRequest(3, frame(Opcode.SETATTR, 11, setattrIn(FATTR.GID, { gid: 5 })));
