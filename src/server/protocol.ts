@@ -79,6 +79,7 @@ export function parseSpec(v: unknown): MountSpec {
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
     redirectDir: s.redirectDir !== false,
+    writeback: s.writeback as MountSpec['writeback'],
     flags: s.flags as MountSpec['flags'],
   });
 }
