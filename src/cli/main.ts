@@ -25,6 +25,8 @@ options (comma separated, -o may repeat):
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
   metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
+  writeback=on|off    kernel writeback cache without passthrough (default off: a full
+                      upper then fails in write(); on loses such writes after close)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime

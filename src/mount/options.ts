@@ -121,7 +121,7 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'ignored' | 'server'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'ignored' | 'server'> & {
   flags: MountFlags;
   lowerdir?: string;
   timeout?: number;
@@ -176,6 +176,13 @@ function applyOption(acc: Accum, opt: string): void {
       acc.metacopy = v === 'on';
       return;
     }
+    case 'writeback': {
+      once();
+      const v = needValue();
+      if (v !== 'on' && v !== 'off') throw optionError(`option writeback takes on or off, got "${v}"`);
+      acc.writeback = v;
+      return;
+    }
     case 'xattr_permissions':
       if (value !== undefined && value !== '0') {
         throw optionError(`option xattr_permissions=${value} is not supported (stratafs stores real owners and modes)`);
@@ -193,7 +200,7 @@ function applyOption(acc: Accum, opt: string): void {
 }
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, volatile: false, passthrough: 'auto', acl: true, metacopy: false, ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, volatile: false, passthrough: 'auto', acl: true, metacopy: false, writeback: 'off', ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -237,6 +244,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     passthrough: acc.passthrough,
     acl: acc.acl,
     metacopy: acc.metacopy,
+    writeback: acc.writeback,
     flags: acc.flags,
   });
   return {

@@ -32,6 +32,11 @@ export interface MountSpec {
   acl: boolean;
   /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
   metacopy: boolean;
+  /**
+   * the kernel's writeback cache on the daemon data path; absent means off (a write the
+   * upper cannot take must fail in write(), README "Decisions")
+   */
+  writeback?: 'on' | 'off';
   /** nosuid, nodev, noexec, atime policy (flags.ts); absent: DEFAULT_MOUNT_FLAGS */
   flags?: MountFlags;
 }
@@ -77,6 +82,7 @@ export function checkSpec(s: MountSpec): MountSpec {
   }
   if (!Number.isFinite(s.timeout) || s.timeout < 0) refuse(`option timeout needs a number of seconds, got ${s.timeout}`);
   if (s.passthrough !== 'auto' && s.passthrough !== 'off') refuse(`option passthrough takes auto or off, got ${String(s.passthrough)}`);
+  if (s.writeback !== undefined && s.writeback !== 'on' && s.writeback !== 'off') refuse(`option writeback takes on or off, got ${String(s.writeback)}`);
   checkRanges('uidmapping', s.uidMap);
   checkRanges('gidmapping', s.gidMap);
   if (s.squashToUid !== undefined && !isId(s.squashToUid)) refuse(`option squash_to_uid is out of range: ${s.squashToUid}`);
@@ -96,6 +102,7 @@ export function checkSpec(s: MountSpec): MountSpec {
     passthrough: s.passthrough,
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
+    writeback: s.writeback === 'on' ? 'on' : 'off',
     flags: checkMountFlags(s.flags),
   };
 }

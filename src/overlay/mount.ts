@@ -15,6 +15,7 @@ import { onIdmappedMount } from './idmap';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
+import { releaseFd } from './handle-fds';
 import { State } from './state';
 
 const WORK = 'work';
@@ -277,7 +278,7 @@ export function openState(config: OverlayConfig): State {
 export function closeState(st: State): void {
   for (const [fh, h] of [...st.handles]) {
     st.handles.delete(fh);
-    if (h.kind === 'file') native.close(h.fd);
+    if (h.kind === 'file') releaseFd(st, h.fd, h.shareKey);
   }
   st.dirs.clear();
   st.caches.clear();

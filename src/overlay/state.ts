@@ -22,6 +22,8 @@ export interface FileHandle {
   node: Node;
   /** the fd is on the upper file */
   upper: boolean;
+  /** the fd is shared with other read-only handles under this key (handle-fds.ts) */
+  shareKey?: string;
 }
 
 export interface DirHandle {
@@ -46,6 +48,8 @@ export interface Location {
 
 export class State {
   readonly handles = new Map<number, Handle>();
+  /** read-only opens' fds, shared by key (handle-fds.ts) */
+  readonly sharedFds = new Map<string, { fd: number; refs: number }>();
   private nextFh = 1;
   private tmpCounter = 0;
   readonly inodes: InodeTable;

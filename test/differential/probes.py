@@ -370,6 +370,40 @@ def _acl(user_rwx):
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in entries)
 
 
+def mmap_times(root, args):
+    """A store through a shared writable mapping, then msync and munmap: do mtime and
+    ctime move (from an old mtime, and from the ctime before)? For a new file and a file
+    of a lower layer (args.lower, copied up by the open for write)."""
+    old = 1_000_000_000 * 10**9 + 7
+    out = {}
+    paths = [fresh(root, "mmap-new", b"0123456789" * 500)] + [os.path.join(root, p) for p in args.get("lower", [])]
+    for p in paths:
+        os.utime(p, ns=(old, old))
+        fd = os.open(p, os.O_RDWR)
+        try:
+            before = os.fstat(fd)
+            time.sleep(0.05)
+            m = mmap.mmap(fd, 4096 if before.st_size >= 4096 else before.st_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            m[0:4] = b"MMAP"
+            at_store = os.fstat(fd)
+            if args.get("msync", True):
+                m.flush()
+            m.close()
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        final = os.stat(p)
+        name = os.path.relpath(p, root)
+        out[f"{name} mtime moved at the store"] = at_store.st_mtime_ns != old
+        out[f"{name} ctime moved at the store"] = at_store.st_ctime_ns != before.st_ctime_ns
+        out[f"{name} mtime moved"] = after.st_mtime_ns != old
+        out[f"{name} ctime moved"] = after.st_ctime_ns != before.st_ctime_ns
+        out[f"{name} mtime moved (stat after close)"] = final.st_mtime_ns != old
+        with open(p, "rb") as f:
+            out[f"{name} data"] = f.read(4).decode("latin1")
+    return out
+
+
 PROBES = {
     "int64-truncate": int64_truncate,
     "int64-read": int64_read,
@@ -385,6 +419,7 @@ PROBES = {
     "exec-atime": exec_atime,
     "exec-lower": exec_lower,
     "setid-clearing": setid_clearing,
+    "mmap-times": mmap_times,
 }
 
 

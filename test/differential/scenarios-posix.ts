@@ -105,4 +105,21 @@ export const POSIX_SCENARIOS: Scenario[] = [
     why: 'the same through the daemon\'s own writes (writeback cache)',
     ops: [{ op: 'probe', name: 'setid-clearing', args: SETID_ARGS }],
   },
+  {
+    name: 'mtime and ctime after a store through a shared mapping (passthrough when root)',
+    why: 'mmap + store + msync/munmap changes the file: its times move, as on kernel overlayfs',
+    ops: [
+      { op: 'probe', name: 'mmap-times', args: { lower: ['data/big'] } },
+      { op: 'probe', name: 'mmap-times', args: { lower: ['etc/issue'], msync: false } },
+    ],
+  },
+  {
+    name: 'mtime and ctime after a store through a shared mapping on the daemon data path',
+    stratafsOptions: ['passthrough=off'],
+    why: 'the same through the writeback cache',
+    ops: [
+      { op: 'probe', name: 'mmap-times', args: { lower: ['data/big'] } },
+      { op: 'probe', name: 'mmap-times', args: { lower: ['etc/issue'], msync: false } },
+    ],
+  },
 ];

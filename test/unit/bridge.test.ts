@@ -161,12 +161,12 @@ class FakeTransport implements FuseTransport {
 
 const errorOf = (w: Written): number => w.buf.readInt32LE(4);
 
-async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; offered?: bigint; minor?: number; acl?: boolean } = {}) {
+async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; writeback?: 'on' | 'off'; offered?: bigint; minor?: number; acl?: boolean } = {}) {
   const fs = new FakeFs();
   const tr = new FakeTransport();
   const logs: string[] = [];
   const s = new FuseSession({
-    devFd: 3, fs, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true, acl: opts.acl,
+    devFd: 3, fs, passthrough: opts.passthrough ?? 'auto', writeback: opts.writeback, isRoot: opts.isRoot ?? true, acl: opts.acl,
     transport: tr, debug: (fmt: string) => void logs.push(fmt),
   });
   await s.handleRequest(3, initFrame(opts.minor ?? 45, opts.offered ?? ALL_OFFERED));
@@ -205,20 +205,25 @@ t.test('INIT as root with passthrough offered', async (t) => {
   t.equal(s.negotiated?.passthrough, true);
 });
 
-t.test('INIT without root, with passthrough off, or not offered: writeback instead', async (t) => {
+t.test('INIT without root, with passthrough off, or not offered: no passthrough, writeback cache only when asked', async (t) => {
   for (const [what, o] of [
     ['not root', { isRoot: false }],
     ['passthrough off', { passthrough: 'off' as const }],
     ['not offered', { offered: ALL_OFFERED & ~InitFlag.PASSTHROUGH }],
     ['no INIT_EXT', { offered: ALL_OFFERED & ~InitFlag.INIT_EXT }],
   ] as const) {
-    const { fs, tr } = await setup(o);
-    const r = initReply(tr.last());
-    t.notOk(has(r.flags, 'PASSTHROUGH'), `${what}: no passthrough`);
-    t.ok(has(r.flags, 'WRITEBACK_CACHE'), `${what}: writeback cache`);
-    t.equal(r.maxStackDepth, 0, `${what}: no stack depth`);
-    t.same(fs.called('init'), [[{ passthrough: false, writebackCache: true }]], what);
+    for (const writeback of [undefined, 'on', 'off'] as const) {
+      const { fs, tr } = await setup({ ...o, writeback });
+      const r = initReply(tr.last());
+      const wb = writeback === 'on';
+      t.notOk(has(r.flags, 'PASSTHROUGH'), `${what}: no passthrough`);
+      t.equal(has(r.flags, 'WRITEBACK_CACHE'), wb, `${what}, writeback ${writeback ?? 'default'}: writeback cache ${wb}`);
+      t.equal(r.maxStackDepth, 0, `${what}: no stack depth`);
+      t.same(fs.called('init'), [[{ passthrough: false, writebackCache: wb }]], what);
+    }
   }
+  const rootWb = await setup({ writeback: 'on' });
+  t.notOk(has(initReply(rootWb.tr.last()).flags, 'WRITEBACK_CACHE'), 'writeback=on as root: passthrough wins');
   const noacl = await setup({ acl: false });
   t.notOk(has(initReply(noacl.tr.last()).flags, 'POSIX_ACL'), 'noacl: POSIX_ACL not negotiated');
   const { tr } = await setup({ offered: InitFlag.ASYNC_READ | InitFlag.MAX_PAGES });
