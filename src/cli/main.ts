@@ -25,6 +25,7 @@ options (comma separated, -o may repeat):
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
   metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
+  redirect_dir=on|off|follow  off/follow: renaming a directory from a lower is EXDEV (default on)
   writeback=on|off    kernel writeback cache without passthrough (default off: a full
                       upper then fails in write(); on loses such writes after close)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)

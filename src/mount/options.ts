@@ -119,7 +119,7 @@ export function parseIdMapping(name: string, value: string): IdMapRange[] {
 /** Options accepted for compatibility with mount(8)/fuse-overlayfs that change nothing here. */
 const NO_EFFECT = new Set([
   'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
-  'static_nlink', 'userxattr', 'redirect_dir', 'index', 'metacopy', 'xino', 'context',
+  'static_nlink', 'userxattr', 'index', 'metacopy', 'xino', 'context',
   'fscontext', 'defcontext', 'rootcontext', 'fsync', 'auto_unmount', 'noauto', 'auto', 'user',
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
 ]);
@@ -127,7 +127,7 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'ignored' | 'server'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'redirectDir' | 'ignored' | 'server'> & {
   flags: MountFlags;
   remount: boolean;
   /** every option name given, in order */
@@ -181,6 +181,15 @@ function applyOption(acc: Accum, opt: string): void {
       acc.passthrough = v;
       return;
     }
+    case 'redirect_dir': {
+      // kernel overlayfs' values; stratafs always follows redirects it finds
+      once();
+      const v = needValue();
+      if (v === 'nofollow') throw optionError('option redirect_dir=nofollow is not supported (stratafs always follows redirects)');
+      if (v !== 'on' && v !== 'off' && v !== 'follow') throw optionError(`option redirect_dir takes on, off or follow, got "${v}"`);
+      acc.redirectDir = v === 'on';
+      return;
+    }
     case 'metacopy': {
       once();
       const v = needValue();
@@ -212,7 +221,7 @@ function applyOption(acc: Accum, opt: string): void {
 }
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, remount: false, given: [], volatile: false, passthrough: 'auto', acl: true, metacopy: false, writeback: 'off', ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, remount: false, given: [], volatile: false, passthrough: 'auto', acl: true, metacopy: false, writeback: 'off', redirectDir: true, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -265,6 +274,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     passthrough: acc.passthrough,
     acl: acc.acl,
     metacopy: acc.metacopy,
+    redirectDir: acc.redirectDir,
     writeback: acc.writeback,
     flags: acc.flags,
   });
