@@ -1,11 +1,13 @@
 /*
- * mount(2) and umount2(2), as they are: the caller decides flags and data.
+ * mount(2), umount2(2) and open_tree(2), as they are: the caller decides flags and data.
  */
 #include "addon.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* mount(source, target, fstype, flags, data); an empty data string passes NULL */
 static napi_value b_mount(napi_env env, napi_callback_info info) {
@@ -39,10 +41,27 @@ static napi_value b_umount2(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
+/* open_tree(dirfd, path, flags) -> fd (called by number: older glibc has no wrapper) */
+static napi_value b_open_tree(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  int dirfd;
+  uint32_t flags;
+  namebuf_t path;
+  if (!arg_fd(env, argv[0], "dirfd", &dirfd) ||
+      !arg_name(env, argv[1], "path", "open_tree", path) ||
+      !arg_u32(env, argv[2], "flags", &flags)) {
+    return NULL;
+  }
+  long fd = syscall(SYS_open_tree, dirfd, path, flags);
+  if (fd < 0) return throw_errno(env, errno, "open_tree", path);
+  return js_i32(env, (int32_t)fd);
+}
+
 bool register_mount(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"mount", b_mount},
     {"umount2", b_umount2},
+    {"openTree", b_open_tree},
   };
   return define_functions(env, exports, fns, COUNT_OF(fns));
 }

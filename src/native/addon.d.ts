@@ -122,6 +122,9 @@ export interface NativeConstants {
   MS_RDONLY: number;
   MS_NOATIME: number;
   MNT_DETACH: number;
+  OPEN_TREE_CLONE: number;
+  OPEN_TREE_CLOEXEC: number;
+  AT_RECURSIVE: number;
   MNT_FORCE: number;
   XATTR_SIZE_MAX: number;
   PATH_MAX: number;
@@ -218,6 +221,12 @@ export interface Addon {
   // ---- mounts ----
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
+  /**
+   * open_tree(2): an O_PATH fd on the tree at `path`; with OPEN_TREE_CLONE a detached
+   * copy of that mount (without AT_RECURSIVE: no mount below it is part of the copy).
+   * Cloning needs CAP_SYS_ADMIN over the mount namespace (EPERM otherwise).
+   */
+  openTree(dirfd: number, path: string, flags: number): number;
 
   // ---- the FUSE device ----
   /** open("/dev/fuse", O_RDWR | O_CLOEXEC) */
