@@ -14,23 +14,31 @@
  * the programs; the table shows median and best times and the ratios of the medians to
  * fuse-overlayfs. The target is a ratio of at most 1.5: what decides it is how soon the
  * mount program exits with the mount ready and its stderr released.
+ *
+ * `--workload=build` times `podman build` instead (benchmarks/lib/podman-build.ts), with
+ * podman's kernel overlay driver as a fourth setup.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describeFailure, mounts, ok, run, type ChildResult } from './lib/proc';
+import { describeFailure, ok, run, type ChildResult } from './lib/proc';
+import { cleanup, findOnPath, podman, startDaemon, TIMEOUT_MS, writeStore } from './lib/podman-store';
+import { runBuild } from './lib/podman-build';
+import { DEFAULT_ROOTFS_TAR } from './lib/rootfs';
 import { median } from './lib/stats';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const IMAGE = 'localhost/stratafs-bench/busybox:1';
-const TIMEOUT_MS = 120_000;
 const TARGET_RATIO = 1.5;
 const USAGE = `usage: npm run bench:podman -- [OPTIONS]
   --reps=N         timed runs per mount program, alternated (default 10)
   --scratch=DIR    parent of the scratch directory (default /var/tmp)
   --stratafs=PATH  the stratafs executable (default bin/stratafs of this checkout)
   --fuse-overlayfs=PATH  (default: found on PATH)
-  --daemon=off     leave out stratafs through a running daemon (mountopt server=)`;
+  --daemon=off     leave out stratafs through a running daemon (mountopt server=)
+  --workload=build podman build of a multi-step Containerfile over the Debian minbase
+                   image instead (default reps 3; adds podman's kernel overlay driver)
+  --rootfs=TAR     the base image of --workload=build (default ${DEFAULT_ROOTFS_TAR})`;
 
 interface Program {
   name: string;
@@ -43,10 +51,15 @@ interface Options {
   reps: number;
   scratch: string;
   programs: Program[];
+  build: boolean;
+  rootfs: string;
 }
 
 function parseArgs(argv: string[]): Options | undefined {
-  const o = { reps: 10, scratch: '/var/tmp', stratafs: path.join(repoRoot, 'bin', 'stratafs'), fuseOverlayfs: '', daemon: true };
+  const o = {
+    reps: 0, scratch: '/var/tmp', stratafs: path.join(repoRoot, 'bin', 'stratafs'), fuseOverlayfs: '', daemon: true, build: false,
+    rootfs: DEFAULT_ROOTFS_TAR,
+  };
   for (const arg of argv) {
     const [k, v = ''] = arg.split(/=(.*)/s);
     if (k === '--help') return undefined;
@@ -55,33 +68,15 @@ function parseArgs(argv: string[]): Options | undefined {
     else if (k === '--stratafs' && v) o.stratafs = path.resolve(v);
     else if (k === '--fuse-overlayfs' && v) o.fuseOverlayfs = path.resolve(v);
     else if (k === '--daemon' && (v === 'on' || v === 'off')) o.daemon = v === 'on';
+    else if (k === '--workload' && (v === 'run' || v === 'build')) o.build = v === 'build';
+    else if (k === '--rootfs' && v) o.rootfs = path.resolve(v);
     else throw new Error(`bad option ${arg} (--help lists them)`);
   }
   const fuseOverlayfs = o.fuseOverlayfs || findOnPath('fuse-overlayfs');
   if (!fuseOverlayfs) throw new Error('fuse-overlayfs not found (apt-get install fuse-overlayfs)');
   const programs: Program[] = [{ name: 'stratafs', path: o.stratafs }, { name: 'fuse-overlayfs', path: fuseOverlayfs }];
   if (o.daemon) programs.push({ name: 'stratafs (daemon)', path: o.stratafs, daemon: true });
-  return { reps: o.reps, scratch: o.scratch, programs };
-}
-
-function findOnPath(name: string): string {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = path.join(dir, name);
-    if (dir && fs.existsSync(p)) return p;
-  }
-  return '';
-}
-
-/** A podman store using PROGRAM as mount_program; returns its environment. */
-function writeStore(dir: string, program: string, mountopt?: string): NodeJS.ProcessEnv {
-  for (const d of ['root', 'run', 'tmp', 'libpod']) fs.mkdirSync(path.join(dir, d), { recursive: true });
-  const q = (s: string): string => JSON.stringify(s);
-  const storage = path.join(dir, 'storage.conf');
-  const containers = path.join(dir, 'containers.conf');
-  fs.writeFileSync(storage, `[storage]\ndriver = "overlay"\ngraphroot = ${q(path.join(dir, 'root'))}\nrunroot = ${q(path.join(dir, 'run'))}\n[storage.options.overlay]\nmount_program = ${q(program)}\n${mountopt ? `mountopt = ${q(mountopt)}\n` : ''}`);
-  // runc fails with these machines' default rlimits
-  fs.writeFileSync(containers, `[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\ntmp_dir = ${q(path.join(dir, 'libpod'))}\n`);
-  return { ...process.env, CONTAINERS_STORAGE_CONF: storage, CONTAINERS_CONF: containers, TMPDIR: path.join(dir, 'tmp') };
+  return { reps: o.reps || (o.build ? 3 : 10), scratch: o.scratch, programs, build: o.build, rootfs: o.rootfs };
 }
 
 /** A busybox rootfs tarball (sh and true are all `podman run IMG true` needs). */
@@ -102,51 +97,15 @@ async function must(what: string, p: Promise<ChildResult>): Promise<ChildResult>
   return r;
 }
 
-/** `stratafs daemon --socket SOCK`, started from STRATAFS (bin/stratafs); resolves once it listens. */
-async function startDaemon(stratafs: string, sock: string): Promise<ChildProcess> {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  const daemon = spawn(stratafs, ['daemon', '--socket', sock], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  daemon.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  for (let i = 0; i < 400 && !err.includes('listening'); i++) {
-    if (daemon.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  if (!err.includes('listening')) {
-    daemon.kill('SIGTERM');
-    throw new Error(`stratafs daemon did not start: ${err.trim()}`);
-  }
-  return daemon;
-}
-
-/** Stops a daemon started here (by its PID): it unmounts what it still serves. */
-async function stopDaemon(daemon: ChildProcess): Promise<void> {
-  if (daemon.exitCode !== null || daemon.signalCode !== null) return;
-  const exited = new Promise((r) => daemon.once('exit', r));
-  daemon.kill('SIGTERM');
-  await exited;
-}
-
-const podman = (env: NodeJS.ProcessEnv, args: string[]): Promise<ChildResult> => run('podman', args, { env, timeoutMs: TIMEOUT_MS });
-
-async function cleanup(dir: string, envs: NodeJS.ProcessEnv[], daemon?: ChildProcess): Promise<void> {
-  for (const env of envs) {
-    await podman(env, ['rm', '--all', '--force', '--time', '0']);
-    await podman(env, ['rmi', '--all', '--force']);
-  }
-  if (daemon) await stopDaemon(daemon);
-  for (const m of mounts().filter((e) => e.mountpoint.startsWith(`${dir}/`)).reverse()) {
-    await run('umount', ['-l', m.mountpoint], { timeoutMs: 30_000 });
-  }
-  if (mounts().some((e) => e.mountpoint.startsWith(`${dir}/`))) throw new Error(`not removing ${dir}: still mounted`);
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
 async function main(argv: string[]): Promise<void> {
   const opts = parseArgs(argv);
   if (!opts) {
     console.log(USAGE);
+    return;
+  }
+  if (opts.build) {
+    const setups = [...opts.programs.map((p) => ({ name: p.name, program: p.path, daemon: p.daemon })), { name: 'kernel', program: '' }];
+    await runBuild({ reps: opts.reps, scratch: opts.scratch, rootfs: opts.rootfs, setups }, (s) => console.error(s));
     return;
   }
   fs.mkdirSync(opts.scratch, { recursive: true });

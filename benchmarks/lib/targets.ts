@@ -173,7 +173,7 @@ class SharedDaemon {
   /**
    * Its RSS now (every mount of the run gone), then after sync + drop_caches (which
    * makes the kernel forget the inodes it held, and with them the daemon's nodes) and
-   * a settle time in which the daemon, idle, gives memory back (src/server/idle-memory).
+   * 15 s in which the daemon, idle, gives memory back (src/server/idle-memory).
    */
   async memory(): Promise<DaemonMemory | undefined> {
     const pid = this.child?.pid;
@@ -182,7 +182,8 @@ class SharedDaemon {
     const before = rssMiB(pid);
     const r = await run('/bin/sh', ['-c', dropCachesScript()], { timeoutMs: 120_000 });
     if (!ok(r)) return undefined;
-    await sleep(5000);
+    // the daemon gives memory back once idle for 10 s (src/server/idle-memory.ts)
+    await sleep(15_000);
     const after = rssMiB(pid);
     return before === undefined || after === undefined ? undefined : { rssMiB: before, rssAfterDropMiB: after };
   }

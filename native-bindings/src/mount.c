@@ -1,5 +1,6 @@
 /*
- * mount(2), umount2(2) and open_tree(2), as they are: the caller decides flags and data.
+ * mount(2), umount2(2), open_tree(2) and mount_setattr(2), as they are: the caller
+ * decides flags and data.
  */
 #include "addon.h"
 
@@ -41,14 +42,13 @@ static napi_value b_umount2(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
-/* open_tree(dirfd, path, flags) -> fd (called by number: older glibc has no wrapper) */
+/* openTree(dirfd, path, flags) -> fd (OPEN_TREE_CLONE: a detached copy of the mount) */
 static napi_value b_open_tree(napi_env env, napi_callback_info info) {
   GET_ARGS(3);
   int dirfd;
-  uint32_t flags;
   namebuf_t path;
-  if (!arg_fd(env, argv[0], "dirfd", &dirfd) ||
-      !arg_name(env, argv[1], "path", "open_tree", path) ||
+  uint32_t flags;
+  if (!arg_fd(env, argv[0], "dirfd", &dirfd) || !arg_name(env, argv[1], "path", "open_tree", path) ||
       !arg_u32(env, argv[2], "flags", &flags)) {
     return NULL;
   }
@@ -57,11 +57,31 @@ static napi_value b_open_tree(napi_env env, napi_callback_info info) {
   return js_i32(env, (int32_t)fd);
 }
 
+/* mountSetattr(dirfd, path, flags, attrSet, attrClr) */
+static napi_value b_mount_setattr(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  int dirfd;
+  namebuf_t path;
+  uint32_t flags, set, clr;
+  if (!arg_fd(env, argv[0], "dirfd", &dirfd) ||
+      !arg_name(env, argv[1], "path", "mount_setattr", path) ||
+      !arg_u32(env, argv[2], "flags", &flags) || !arg_u32(env, argv[3], "attrSet", &set) ||
+      !arg_u32(env, argv[4], "attrClr", &clr)) {
+    return NULL;
+  }
+  struct mount_attr attr = {.attr_set = set, .attr_clr = clr};
+  if (syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof(attr)) < 0) {
+    return throw_errno(env, errno, "mount_setattr", path);
+  }
+  return js_undefined(env);
+}
+
 bool register_mount(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"mount", b_mount},
     {"umount2", b_umount2},
     {"openTree", b_open_tree},
+    {"mountSetattr", b_mount_setattr},
   };
   return define_functions(env, exports, fns, COUNT_OF(fns));
 }

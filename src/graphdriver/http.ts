@@ -95,6 +95,10 @@ export function handler(driver: Driver, limits: SocketLimits = DEFAULT_LIMITS): 
             log('%s: stream failed: %s', url.pathname, e.message);
             res.destroy(e);
           });
+          // a client gone before the end: the export stops and lets go of its fds
+          res.once('close', () => {
+            if (!res.writableFinished) tar.destroy();
+          });
           tar.pipe(res);
           return;
         }

@@ -19,6 +19,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { tarError } from './tar-names';
+import { SPARSE_MAP, oldGnuSparse, oldGnuExtension, plainFileHeader, type OldGnuSparse } from './sparse';
 
 export type PaxRecords = Map<string, Buffer>;
 
@@ -28,6 +29,7 @@ const TYPE_GLOBAL = 0x67; // 'g'
 const TYPE_GNU_LONGNAME = 0x4c; // 'L'
 const TYPE_GNU_LONGLINK = 0x4b; // 'K'
 const TYPE_DIR = 0x35; // '5'
+const TYPE_GNU_SPARSE = 0x53; // 'S'
 /** bodies of meta headers above this are refused (tar-stream's own limit is 1 MiB) */
 const MAX_META = 1 << 20;
 const NAME_KEYS = new Set(['path', 'linkpath', 'uname', 'gname']);
@@ -35,6 +37,7 @@ const NAME_KEYS = new Set(['path', 'linkpath', 'uname', 'gname']);
 /** Parses the body of an `x`/`g` header. Later records win over earlier ones with the same key. */
 export function parsePax(body: Buffer): PaxRecords {
   const out: PaxRecords = new Map();
+  const sparse: string[] = [];
   let off = 0;
   while (off < body.length) {
     if (body.subarray(off).every((b) => b === 0)) break; // NUL padding after the last record
@@ -51,9 +54,16 @@ export function parsePax(body: Buffer): PaxRecords {
     const value = body.subarray(eq + 1, end - 1);
     // as Go's archive/tar: no NUL in a key, nor in a name's value (xattr values may hold any byte)
     if (key.includes('\0') || (NAME_KEYS.has(key) && value.includes(0))) throw tarError(`malformed PAX record "${key}": NUL byte`);
-    out.set(key, Buffer.from(value));
+    if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
+      // sparse format 0.0: the pairs repeat these keys, in order; kept as one map (sparse.ts)
+      if ((key === 'GNU.sparse.offset') !== (sparse.length % 2 === 0) || value.includes(0x2c)) {
+        throw tarError(`malformed PAX record "${key}": out of order in the sparse map`);
+      }
+      sparse.push(value.toString('latin1'));
+    } else out.set(key, Buffer.from(value));
     off = end;
   }
+  if (sparse.length > 0) out.set(SPARSE_MAP, Buffer.from(sparse.join(','), 'latin1'));
   return out;
 }
 
@@ -123,6 +133,8 @@ export class PaxTap extends Transform {
   private global: PaxRecords = new Map();
   private local: PaxRecords | undefined;
   private readonly entries: { offset: number; records: PaxRecords }[] = [];
+  /** an old GNU sparse header whose extension blocks are being read */
+  private gnuSparse: OldGnuSparse | undefined;
 
   recordsAt(offset: number): PaxRecords {
     const next = this.entries.shift();
@@ -139,7 +151,13 @@ export class PaxTap extends Transform {
       done(e as Error);
       return;
     }
-    done(null, chunk);
+    done();
+  }
+
+  /** passes bytes on; `pos` counts what the tar reader after us has seen */
+  private passOn(b: Buffer): void {
+    this.push(b);
+    this.pos += b.length;
   }
 
   private walk(chunk: Buffer): void {
@@ -148,8 +166,8 @@ export class PaxTap extends Transform {
       if (this.skip > 0) {
         const n = Math.min(this.skip, chunk.length - off);
         this.skip -= n;
+        this.passOn(chunk.subarray(off, off + n));
         off += n;
-        this.pos += n;
         continue;
       }
       const need = this.meta ? padded(this.meta.size) : BLOCK;
@@ -157,14 +175,36 @@ export class PaxTap extends Transform {
       this.pending.push(chunk.subarray(off, off + n));
       this.pendingLen += n;
       off += n;
-      this.pos += n;
       if (this.pendingLen < need) continue;
       const whole = Buffer.concat(this.pending, this.pendingLen);
       this.pending = [];
       this.pendingLen = 0;
-      if (this.meta) this.metaBody(this.meta.type, whole.subarray(0, this.meta.size));
+      if (this.meta) {
+        this.passOn(whole);
+        this.metaBody(this.meta.type, whole.subarray(0, this.meta.size));
+      } else if (this.gnuSparse) this.sparseExtension(whole);
       else this.header(whole);
     }
+  }
+
+  /** an extension block of an old GNU sparse header: read, not passed on */
+  private sparseExtension(block: Buffer): void {
+    const s = this.gnuSparse!;
+    if (oldGnuExtension(block, s)) return;
+    this.gnuSparse = undefined;
+    this.sparseHeader(s);
+  }
+
+  /**
+   * An old GNU sparse entry, its map read: the tar reader gets a plain file header (its
+   * data is the stored regions) and the importer the map as records (sparse.ts).
+   */
+  private sparseHeader(s: OldGnuSparse): void {
+    this.passOn(plainFileHeader(s.header));
+    const records = new Map([...this.global, ...(this.local ?? []), ...s.records()]);
+    this.local = undefined;
+    this.entries.push({ offset: this.pos, records });
+    this.skip = padded(headerSize(s.header));
   }
 
   private metaBody(type: number, body: Buffer): void {
@@ -175,9 +215,19 @@ export class PaxTap extends Transform {
 
   private header(block: Buffer): void {
     // end-of-archive blocks (tar-stream skips any block that is zero outside its checksum field)
-    if (block.every((b, i) => b === 0 || (i >= 148 && i < 156))) return;
+    if (block.every((b, i) => b === 0 || (i >= 148 && i < 156))) {
+      this.passOn(block);
+      return;
+    }
     const type = block[156];
     const size = headerSize(block);
+    if (type === TYPE_GNU_SPARSE) {
+      const s = oldGnuSparse(block);
+      if (s.extended) this.gnuSparse = s;
+      else this.sparseHeader(s);
+      return;
+    }
+    this.passOn(block);
     if (type === TYPE_PAX || type === TYPE_GLOBAL || type === TYPE_GNU_LONGNAME || type === TYPE_GNU_LONGLINK) {
       if (size > MAX_META) throw tarError(`tar meta header of ${size} bytes is too large`);
       if (size > 0) this.meta = { type, size };

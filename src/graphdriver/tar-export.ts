@@ -57,14 +57,24 @@ const standIn = (s: string, max: number): string => s.replace(/[^\x20-\x7e]/g, '
 export function exportTar(stack: LayerStack): tar.Pack {
   const pack = tar.pack();
   const root = stack.root();
-  const walk = root.upper === null ? Promise.resolve() : new Exporter(pack, stack).upper('', root);
+  const exporter = new Exporter(pack, stack);
+  // a pack destroyed before the end (the reader went away) stops the walk at its next
+  // step and closes the stack at once: no fd stays open for an export nobody reads
+  const stop = (): void => {
+    if (exporter.stopped) return;
+    exporter.stopped = true;
+    stack.close();
+  };
+  pack.once('close', stop);
+  const walk = root.upper === null ? Promise.resolve() : exporter.upper('', root);
   void walk.then(
     () => {
-      stack.close();
+      if (exporter.stopped) return;
+      stop();
       pack.finalize();
     },
     (e: Error) => {
-      stack.close();
+      stop();
       pack.destroy(e);
     },
   );
@@ -74,6 +84,8 @@ export function exportTar(stack: LayerStack): tar.Pack {
 class Exporter {
   /** dev:ino of files with several links -> the name exported first */
   private readonly links = new Map<string, string>();
+  /** set when the pack went away: the stack is closed, nothing may touch it */
+  stopped = false;
 
   constructor(private readonly pack: tar.Pack, private readonly stack: LayerStack) {}
 
@@ -111,6 +123,8 @@ class Exporter {
         this.pack.entry(header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
       });
     }
+    // every step of the walk ends here: past this, the walk touches the stack again
+    if (this.stopped) throw new Error('the export was abandoned');
   }
 
   /** Where the object `r`, named `name` in `dir`, is: its upper, else its top lower. */
@@ -219,6 +233,8 @@ function fileEntry(pack: tar.Pack, header: PackHeader, fd: number): Promise<void
       sink.destroy(e);
       reject(e);
     });
+    // a sink destroyed with the pack ends the read too (its fd is closed)
+    sink.once('close', () => src.destroy());
     src.pipe(sink);
   });
 }

@@ -11,6 +11,9 @@
  * - Every path is resolved beneath the layer root (src/layers/writer.ts): `..` names
  *   and writes through symlinks that leave the layer are refused with an error.
  * - Directory times are set once all entries are in (writing into a dir changes them).
+ * - GNU sparse files (old GNU 'S', PAX 0.0/0.1/1.0) are written with their holes
+ *   (sparse.ts); a map that does not add up, an unknown sparse version or an unknown
+ *   entry type fails the import.
  *
  * Names and xattrs are byte exact: member names are read as latin1 byte strings, and PAX
  * records (path, linkpath, SCHILY.xattr.*) are read as raw bytes by pax.ts, since the
@@ -26,6 +29,7 @@ import { native, C, isNativeError } from '../native';
 import { LayerWriter, procFdPath, removeAt, setOpaque, tryStatAt, whiteoutAt, isOverlayNamespace, AUFS_OPAQUE, AUFS_PREFIX } from '../layers';
 import { components, shown, tarError } from './tar-names';
 import { PaxTap, type PaxRecords } from './pax';
+import { SPARSE_NAME, sparseOf, writeSparse } from './sparse';
 
 const log = createDebug('stratafs:graphdriver:tar');
 const write = promisify(fs.write);
@@ -89,7 +93,8 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
     for await (const entry of extract) {
       const h = entry.header as unknown as Header;
       const pax = tap.recordsAt(h.byteOffset ?? -1);
-      const name = text(pax, 'path') ?? h.name ?? '';
+      const sparse = sparseOf(pax);
+      const name = (sparse ? text(pax, SPARSE_NAME) : undefined) ?? text(pax, 'path') ?? h.name ?? '';
       const linkname = text(pax, 'linkpath') ?? h.linkname ?? '';
       const parts = components(name);
       entries++;
@@ -114,6 +119,9 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
         whiteoutAt(parent, victim);
         continue;
       }
+      if (sparse && !(h.type === 'file' || h.type === 'contiguous-file' || h.type === undefined)) {
+        throw tarError(`tar entry "${shown(name)}" carries a sparse map but is not a file`);
+      }
       const existing = tryStatAt(parent, base);
       const isDir = h.type === 'directory';
       if (existing && !(isDir && (existing.mode & fsc.S_IFMT) === fsc.S_IFDIR)) {
@@ -125,12 +133,24 @@ export async function importTar(input: Readable, layerDir: string, opts: ImportO
         case 'directory':
           if (!existing || (existing.mode & fsc.S_IFMT) !== fsc.S_IFDIR) native.mkdirat(parent, base, 0o700);
           break;
+        case null:
+          // a typeflag tar-stream does not know (moby refuses these too)
+          throw tarError(`tar entry "${shown(name)}" has an unknown type`);
         case 'file':
         case 'contiguous-file':
-        case null:
         case undefined: {
           const fd = native.openat(parent, base, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_NOFOLLOW | C.O_CLOEXEC, 0o600);
           try {
+            if (sparse) {
+              const before = size;
+              try {
+                size += await writeSparse(fd, sparse, h.size ?? 0, entry as AsyncIterable<Buffer>, (b) => opts.onProgress?.(before + b, entries));
+              } catch (e) {
+                removeAt(parent, base); // no half-written file left behind
+                throw e;
+              }
+              break;
+            }
             let pos = 0;
             for await (const chunk of entry as AsyncIterable<Buffer>) {
               for (let off = 0; off < chunk.length;) {

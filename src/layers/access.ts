@@ -23,9 +23,12 @@
  * directory it ever walked.
  */
 import { constants as fsc } from 'node:fs';
+import createDebug from 'debug';
 import { LRUCache } from 'lru-cache';
 import { E, fail, toErrno } from '../errors';
 import { C, native, type Stat } from '../native';
+
+const log = createDebug('stratafs:overlay');
 
 export interface Layer {
   /** 0 = upper when there is one; lowers follow, top first */
@@ -178,7 +181,7 @@ export class DirFds {
     this.cache.set(key, { fd, tick: this.tick });
     this.index(layer, path, key);
     if (this.timer === undefined && this.sweepMs > 0) {
-      this.timer = setInterval(() => this.sweep(), this.sweepMs);
+      this.timer = setInterval(() => this.sweepSafely(), this.sweepMs);
       this.timer.unref();
     }
     return fd;
@@ -206,6 +209,15 @@ export class DirFds {
     for (const key of [...set]) this.cache.delete(key);
   }
 
+  /** the timer's callback: an error must not escape a timer (it would end the daemon) */
+  private sweepSafely(): void {
+    try {
+      this.sweep();
+    } catch (e) {
+      log('directory-fd sweep failed: %s', (e as Error).message);
+    }
+  }
+
   /**
    * One step of the expiry (the timer calls it; tests may too): advances the tick and
    * closes the entries last used more than SWEEP_TICKS ticks ago. Returns how many it
@@ -222,6 +234,19 @@ export class DirFds {
     for (const key of stale) this.cache.delete(key);
     if (this.cache.size === 0) this.stopTimer();
     return stale.length;
+  }
+
+  /** Closes the least recently used half of the cached fds (the fd table is full). */
+  shed(): number {
+    const n = Math.ceil(this.cache.size / 2);
+    const victims: string[] = [];
+    for (const key of this.cache.rkeys()) {
+      if (victims.length >= n) break;
+      victims.push(key);
+    }
+    for (const key of victims) this.cache.delete(key);
+    if (this.cache.size === 0) this.stopTimer();
+    return victims.length;
   }
 
   /** Number of cached fds (the layer root fds are not counted). */

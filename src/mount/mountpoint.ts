@@ -2,8 +2,9 @@
  * Putting a FUSE connection on a directory and taking it off again.
  *
  * With CAP_SYS_ADMIN (root, or uid 0 of a user namespace such as rootless podman's):
- * open /dev/fuse and call mount(2) with the fd in the data string (no MS_NOSUID: setuid
- * programs inside a container rootfs must work). Where mount(2) is refused (EPERM: a
+ * open /dev/fuse and call mount(2) with the fd in the data string and the flags asked
+ * for (flags.ts; by default no MS_NOSUID: setuid programs inside a container
+ * rootfs must work). Where mount(2) is refused (EPERM: a
  * user namespace that does not own our mount namespace), and without the capability,
  * the fusermount3 handshake hands us the device fd, as libfuse does.
  */
@@ -12,6 +13,7 @@ import { accessSync, constants as fsc, readFileSync, realpathSync } from 'node:f
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
 import { privilege } from '../privilege';
+import { fusermountFlagOptions, msFlags, type MountFlags } from './flags';
 
 export const FS_NAME = 'stratafs';
 export const FS_TYPE = `fuse.${FS_NAME}`;
@@ -68,15 +70,15 @@ function mountedAt(dir: string): string | undefined {
   return found;
 }
 
-function viaFusermount(target: string, readOnly: boolean): MountedDevice {
+function viaFusermount(target: string, readOnly: boolean, flags: MountFlags): MountedDevice {
+  const flagOpts = fusermountFlagOptions(flags, readOnly);
   // fusermount3 opens the device as the caller and only says why on its stderr
   try {
     accessSync(DEVICE, fsc.R_OK | fsc.W_OK);
   } catch (e) {
     throw new StratafsError('STRATAFS_ERR_MOUNT', deviceError(e) ?? `${DEVICE}: ${(e as Error).message}`);
   }
-  const opts = [`fsname=${FS_NAME}`, `subtype=${FS_NAME}`, 'default_permissions', 'nodev'];
-  if (readOnly) opts.push('ro');
+  const opts = [`fsname=${FS_NAME}`, `subtype=${FS_NAME}`, 'default_permissions', ...flagOpts];
   return { devFd: native.fusermount(target, opts.join(',')), privileged: false };
 }
 
@@ -94,9 +96,9 @@ function deviceError(e: unknown): string | undefined {
   return undefined;
 }
 
-export function mountFuse(target: string, readOnly: boolean): MountedDevice {
+export function mountFuse(target: string, readOnly: boolean, flags: MountFlags): MountedDevice {
   try {
-    if (!privilege().capSysAdmin) return viaFusermount(target, readOnly);
+    if (!privilege().capSysAdmin) return viaFusermount(target, readOnly, flags);
     let devFd: number;
     try {
       devFd = native.fuseOpen();
@@ -107,14 +109,12 @@ export function mountFuse(target: string, readOnly: boolean): MountedDevice {
     // rootmode: the root's file type in octal, as the kernel parses it
     const ids = `user_id=${process.getuid?.() ?? 0},group_id=${process.getgid?.() ?? 0}`;
     const data = `fd=${devFd},rootmode=${fsc.S_IFDIR.toString(8)},${ids},allow_other,default_permissions`;
-    let flags = C.MS_NODEV | C.MS_NOATIME;
-    if (readOnly) flags |= C.MS_RDONLY;
     try {
-      native.mount(FS_NAME, target, FS_TYPE, flags, data);
+      native.mount(FS_NAME, target, FS_TYPE, msFlags(flags, readOnly), data);
     } catch (e) {
       native.close(devFd);
       // a user namespace that does not own this mount namespace: fusermount3 can
-      if (isNativeError(e) && e.code === 'EPERM' && !privilege().initialUserNs) return viaFusermount(target, readOnly);
+      if (isNativeError(e) && e.code === 'EPERM' && !privilege().initialUserNs) return viaFusermount(target, readOnly, flags);
       throw e;
     }
     return { devFd, privileged: true };

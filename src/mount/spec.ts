@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
+import { checkMountFlags, type MountFlags } from './flags';
 
 export interface MountSpec {
   /** read-only layers, top first (absolute paths) */
@@ -31,6 +32,19 @@ export interface MountSpec {
   acl: boolean;
   /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
   metacopy: boolean;
+  /**
+   * directories from a lower may be renamed (a redirect xattr records where they came
+   * from); false (`redirect_dir=off`): such a rename is EXDEV, as kernel overlayfs.
+   * Absent: true.
+   */
+  redirectDir?: boolean;
+  /**
+   * the kernel's writeback cache on the daemon data path; absent means off (a write the
+   * upper cannot take must fail in write(), README "Decisions")
+   */
+  writeback?: 'on' | 'off';
+  /** nosuid, nodev, noexec, atime policy (flags.ts); absent: DEFAULT_MOUNT_FLAGS */
+  flags?: MountFlags;
 }
 
 /**
@@ -42,6 +56,8 @@ export interface MountSpec {
 export const DEFAULT_TIMEOUT = 86400;
 
 const MAX_ID = 0xffffffff;
+/** kernel overlayfs' OVL_MAX_STACK: more lower layers are refused */
+export const MAX_LOWERS = 500;
 
 const refuse = (msg: string): never => {
   throw new StratafsError('STRATAFS_ERR_OPTION', msg);
@@ -66,6 +82,7 @@ function checkRanges(name: string, ranges: IdMapRange[] | undefined): void {
  */
 export function checkSpec(s: MountSpec): MountSpec {
   if (s.lowerdirs.length === 0) refuse('lowerdir= is required');
+  if (s.lowerdirs.length > MAX_LOWERS) refuse(`too many lowerdirs: ${s.lowerdirs.length} (the limit is ${MAX_LOWERS}, as kernel overlayfs)`);
   for (const l of s.lowerdirs) if (!isAbs(l)) refuse(`lowerdir ${JSON.stringify(l)} is not an absolute path`);
   if (s.upperdir !== undefined && s.workdir === undefined) refuse('upperdir= needs workdir= too');
   if (s.workdir !== undefined && s.upperdir === undefined) refuse('workdir= given without upperdir=');
@@ -74,6 +91,7 @@ export function checkSpec(s: MountSpec): MountSpec {
   }
   if (!Number.isFinite(s.timeout) || s.timeout < 0) refuse(`option timeout needs a number of seconds, got ${s.timeout}`);
   if (s.passthrough !== 'auto' && s.passthrough !== 'off') refuse(`option passthrough takes auto or off, got ${String(s.passthrough)}`);
+  if (s.writeback !== undefined && s.writeback !== 'on' && s.writeback !== 'off') refuse(`option writeback takes on or off, got ${String(s.writeback)}`);
   checkRanges('uidmapping', s.uidMap);
   checkRanges('gidmapping', s.gidMap);
   if (s.squashToUid !== undefined && !isId(s.squashToUid)) refuse(`option squash_to_uid is out of range: ${s.squashToUid}`);
@@ -93,5 +111,8 @@ export function checkSpec(s: MountSpec): MountSpec {
     passthrough: s.passthrough,
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
+    redirectDir: s.redirectDir !== false,
+    writeback: s.writeback === 'on' ? 'on' : 'off',
+    flags: checkMountFlags(s.flags),
   };
 }

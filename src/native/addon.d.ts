@@ -121,10 +121,17 @@ export interface NativeConstants {
   MS_NOSUID: number;
   MS_RDONLY: number;
   MS_NOATIME: number;
-  MNT_DETACH: number;
+  MS_NOEXEC: number;
+  MS_NODIRATIME: number;
+  MS_RELATIME: number;
+  MS_STRICTATIME: number;
+  MS_REMOUNT: number;
+  O_NOATIME: number;
   OPEN_TREE_CLONE: number;
   OPEN_TREE_CLOEXEC: number;
-  AT_RECURSIVE: number;
+  MOUNT_ATTR_NOATIME: number;
+  MOUNT_ATTR__ATIME: number;
+  MNT_DETACH: number;
   MNT_FORCE: number;
   XATTR_SIZE_MAX: number;
   PATH_MAX: number;
@@ -221,12 +228,10 @@ export interface Addon {
   // ---- mounts ----
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
-  /**
-   * open_tree(2): an O_PATH fd on the tree at `path`; with OPEN_TREE_CLONE a detached
-   * copy of that mount (without AT_RECURSIVE: no mount below it is part of the copy).
-   * Cloning needs CAP_SYS_ADMIN over the mount namespace (EPERM otherwise).
-   */
+  /** open_tree(2): with OPEN_TREE_CLONE a detached copy of the mount at path (never attached anywhere) */
   openTree(dirfd: number, path: string, flags: number): number;
+  /** mount_setattr(2) with struct mount_attr { attr_set, attr_clr } */
+  mountSetattr(dirfd: number, path: string, flags: number, attrSet: number, attrClr: number): void;
 
   // ---- the FUSE device ----
   /** open("/dev/fuse", O_RDWR | O_CLOEXEC) */

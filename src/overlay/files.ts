@@ -4,8 +4,9 @@
  * - Opening a lower file read-only copies nothing: the handle reads the lower file
  *   (keepCache, it cannot change). Opening for write, or with O_TRUNC, copies up first
  *   (without data for O_TRUNC) and the handle is on the upper file.
- * - Every handle owns one fd, also offered as OpenResult.backingFd: the bridge decides
- *   whether to register it for passthrough. release closes it.
+ * - Every handle has one fd, also offered as OpenResult.backingFd: the bridge decides
+ *   whether to register it for passthrough. Read-only handles of a node share one fd
+ *   (handle-fds.ts: an fd storm must not fill the daemon's table); release gives it back.
  * - read/write go through the addon's worker-thread pread/pwrite.
  * - A handle opened on a lower file before someone else copied the file up keeps
  *   reading the lower version (as kernel overlayfs did before 4.19).
@@ -13,9 +14,10 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
-import { C, native } from '../native';
+import { C, isNativeError, native } from '../native';
 import type { Ctx, DirEntryOut, OpenResult } from '../fuse/api';
 import { copyUp } from './copyup';
+import { acquireFd, releaseFd } from './handle-fds';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
@@ -24,12 +26,20 @@ import type { FileHandle, State } from './state';
 import { toSafeNumber, type Int64 } from '../int64';
 
 const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
-/** flags that only make sense to the kernel's own open, not to ours */
-const STRIPPED = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY;
+/**
+ * Flags that only make sense to the kernel's own open, not to ours. O_DIRECT too: the
+ * kernel already keeps the caller's O_DIRECT I/O out of the mount's page cache and sends
+ * it to us as READ/WRITE requests, which we serve from Node buffers that are not
+ * aligned as O_DIRECT demands (EINVAL); what reaches the layer file goes through its
+ * page cache, as any buffered I/O of the daemon does (README "Decisions").
+ */
+const STRIPPED = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY | fsc.O_DIRECT;
 
 /** The flags to open the real file with, for the open(2) flags the caller used. */
 export function openFlagsFor(st: State, flags: number): number {
   let f = (flags & ~STRIPPED) | C.O_NOFOLLOW | C.O_CLOEXEC;
+  // a noatime mount: reads through our fd (or its passthrough) leave the upper's atime
+  if (st.config.noatime) f |= C.O_NOATIME;
   if (st.writebackCache) {
     // the kernel may read back pages of a write-only file and positions writes itself
     if ((f & ACCMODE) === fsc.O_WRONLY) f = (f & ~ACCMODE) | fsc.O_RDWR;
@@ -50,14 +60,38 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
   }
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
-  const loc = lowerData ? st.locateLower(node) : st.locate(node);
-  const fd =
-    loc.name !== '' ? native.openat(loc.dirfd, loc.name, openFlagsFor(st, flags), 0)
-    : node.isRoot ? native.openat(loc.dirfd, '.', openFlagsFor(st, flags), 0)
-    // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
-    : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), openFlagsFor(st, flags) & ~C.O_NOFOLLOW, 0);
-  const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData });
-  return { fh, backingFd: fd, keepCache: lowerData };
+  const how = openFlagsFor(st, flags);
+  const shareKey = isWriteOpen(flags) ? undefined : `${node.id}:${lowerData ? 'lower' : 'upper'}:${how}`;
+  const fd = acquireFd(st, shareKey ?? null, () => {
+    const loc = lowerData ? st.locateData(node) : st.locate(node);
+    const openIt = (f: number): number =>
+      loc.name !== '' ? native.openat(loc.dirfd, loc.name, f, 0)
+      : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)
+      // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
+      : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), f & ~C.O_NOFOLLOW, 0);
+    try {
+      return openIt(how);
+    } catch (e) {
+      // O_NOATIME needs the file's owner or CAP_FOWNER (an unprivileged daemon, a file of
+      // someone else): open it without, as the kernel would still read it
+      if (!(isNativeError(e) && e.code === 'EPERM' && (how & C.O_NOATIME) !== 0)) throw e;
+      return openIt(how & ~C.O_NOATIME);
+    }
+  });
+  const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData, shareKey });
+  return fileOpenResult(st, fh, fd, flags, lowerData);
+}
+
+/**
+ * What an OPEN or CREATE of a file answers. With passthrough the kernel would do the I/O
+ * on our fd, which is opened without O_DIRECT (and shared with the node's other
+ * passthrough opens): an O_DIRECT open is served by the daemon instead, with DIRECT_IO so
+ * that it keeps out of the page cache and does not count as a cached open (which would
+ * end passthrough for the node).
+ */
+export function fileOpenResult(st: State, fh: number, fd: number, flags: number, keepCache: boolean): OpenResult {
+  if (st.passthrough && (flags & fsc.O_DIRECT) !== 0) return { fh, directIo: true };
+  return { fh, backingFd: fd, keepCache };
 }
 
 export function fileHandle(st: State, fh: number): FileHandle {
@@ -81,7 +115,7 @@ export function fsync(st: State, fh: number, datasync: boolean): Promise<void> {
 
 export function release(st: State, fh: number): void {
   const h = st.dropHandle(fh);
-  if (h && h.kind === 'file') native.close(h.fd);
+  if (h && h.kind === 'file') releaseFd(st, h.fd, h.shareKey);
 }
 
 export function fallocate(st: State, fh: number, mode: number, offset: Int64, length: Int64): void {

@@ -12,10 +12,12 @@ import { E, StratafsError, toErrno, errnoName } from '../errors';
 import { C, native } from '../native';
 import type { OverlayConfig } from './config';
 import { onIdmappedMount } from './idmap';
+import { mountOf } from './mountinfo';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
 import { openLayerTree } from '../layers/tree';
+import { releaseFd } from './handle-fds';
 import { State } from './state';
 
 const WORK = 'work';
@@ -182,6 +184,52 @@ function openWork(config: OverlayConfig, upper: Layer): { workFd: number; prefix
   }
 }
 
+/** The longest common directory of two absolute paths. */
+function commonDir(a: string, b: string): string {
+  const pa = a.split('/');
+  const pb = b.split('/');
+  let i = 0;
+  while (i < pa.length && i < pb.length && pa[i] === pb[i]) i++;
+  return pa.slice(0, i).join('/') || '/';
+}
+
+const relativeTo = (dir: string, p: string): string => (p === dir ? '.' : p.slice(dir === '/' ? 1 : dir.length + 1));
+
+/**
+ * On a noatime mount, the upper and the work dir reopened through a private, detached,
+ * noatime copy of the mount that holds them (open_tree + mount_setattr, never attached
+ * anywhere). FUSE passthrough reads through a backing file opened on the path of our
+ * fd, without our O_NOATIME: this keeps those reads (exec, mmap, read) from changing the
+ * upper's atimes, as kernel overlayfs' own private mounts do. Needs CAP_SYS_ADMIN; where
+ * it is refused, or the copy does not show the same directories (a mount in between),
+ * the fds stay as they are (files are opened O_NOATIME anyway, files.ts).
+ */
+function reopenNoatime(upperdir: string, workdir: string, upperFd: number, workFd: number): [number, number] | undefined {
+  let clone = -1;
+  const got: number[] = [];
+  try {
+    const ru = realpathSync(upperdir);
+    const rw = realpathSync(`${workdir}/${WORK}`);
+    const top = commonDir(ru, rw);
+    clone = native.openTree(C.AT_FDCWD, top, C.OPEN_TREE_CLONE | C.OPEN_TREE_CLOEXEC);
+    native.mountSetattr(clone, '', C.AT_EMPTY_PATH, C.MOUNT_ATTR_NOATIME, C.MOUNT_ATTR__ATIME);
+    for (const [p, old] of [[ru, upperFd], [rw, workFd]] as const) {
+      const fd = native.openat(clone, relativeTo(top, p), C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+      got.push(fd);
+      const a = statAt(fd, '');
+      const b = statAt(old, '');
+      if (a.ino !== b.ino || a.devMajor !== b.devMajor || a.devMinor !== b.devMinor) throw new Error('another directory');
+    }
+    return [got[0] as number, got[1] as number];
+  } catch {
+    for (const fd of got) native.close(fd);
+    return undefined;
+  } finally {
+    // the copy lives on in the fds opened through it
+    if (clone >= 0) native.close(clone);
+  }
+}
+
 /** Validates `config` and builds the state of a mount. */
 export function openState(config: OverlayConfig): State {
   if (config.lowerdirs.length === 0) {
@@ -200,6 +248,15 @@ export function openState(config: OverlayConfig): State {
       opened.push(fd);
       return makeLayer(base + i, p, fd, false, mapped && onIdmappedMount(p));
     });
+    // as kernel overlayfs ("conflicting lowerdir path"): one directory twice is refused
+    const seen = new Map<string, string>();
+    for (const l of lowers) {
+      const s = statAt(l.rootFd, '');
+      const id = `${s.devMajor}:${s.devMinor}:${s.ino}`;
+      const first = seen.get(id);
+      if (first !== undefined) throw layerError(l.path, `lowerdir is given twice (the same directory as ${first})`);
+      seen.set(id, l.path);
+    }
     let upper: Layer | null = null;
     let workFd = -1;
     let prefix = config.xattrPrefix;
@@ -207,11 +264,26 @@ export function openState(config: OverlayConfig): State {
       const fd = openRoot(config.upperdir, 'upperdir');
       opened.push(fd);
       upper = makeLayer(0, config.upperdir, fd, true);
+      // as kernel overlayfs: a FUSE filesystem lacks what an upper needs (and may be us)
+      const on = mountOf(config.upperdir);
+      if (on !== undefined && (on.fstype === 'fuse' || on.fstype.startsWith('fuse.'))) {
+        throw layerError(config.upperdir, `upperdir is on a FUSE filesystem (${on.fstype} at ${on.point}); kernel overlayfs refuses such an upper too`);
+      }
       checkOverlap(config, upper, lowers);
       const work = openWork(config, upper);
       workFd = work.workFd;
       prefix = work.prefix;
       opened.push(workFd);
+      const quiet = config.noatime === true ? reopenNoatime(config.upperdir, config.workdir as string, fd, workFd) : undefined;
+      if (quiet) {
+        opened.push(...quiet);
+        upper = makeLayer(0, config.upperdir, quiet[0], true);
+        workFd = quiet[1];
+        native.close(fd);
+        native.close(work.workFd);
+        opened.splice(opened.indexOf(fd), 1);
+        opened.splice(opened.indexOf(work.workFd), 1);
+      }
     }
     process.umask(0);
     const limit = native.raiseNofileLimit();
@@ -241,7 +313,7 @@ export function openState(config: OverlayConfig): State {
 export function closeState(st: State): void {
   for (const [fh, h] of [...st.handles]) {
     st.handles.delete(fh);
-    if (h.kind === 'file') native.close(h.fd);
+    if (h.kind === 'file') releaseFd(st, h.fd, h.shareKey);
   }
   st.dirs.clear();
   st.caches.clear();

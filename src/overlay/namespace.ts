@@ -33,7 +33,8 @@ import { lookupNode, lowerHasName, resolve } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
 import { isAufsName, isWhiteout } from '../layers/whiteout';
-import { openFlagsFor } from './files';
+import { fileOpenResult, openFlagsFor } from './files';
+import { acquireFd, releaseFd } from './handle-fds';
 import { fault } from './faults';
 import { ACL_ACCESS, ACL_DEFAULT, aclForCreate, type CreateAcl } from './acl';
 
@@ -175,26 +176,26 @@ export async function create(st: State, ctx: Ctx, parent: Node, name: string, mo
   const tmp = st.tmpName();
   const work = st.workFd;
   const acl = creation(st, ctx, parent, mode, false);
-  const fd = native.openat(work, tmp, openFlagsFor(st, flags) | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  const fd = acquireFd(st, null, () => native.openat(work, tmp, openFlagsFor(st, flags) | fsc.O_CREAT | fsc.O_EXCL, 0o600));
   let entry: Entry;
   try {
     native.fchown(fd, o.uid, o.gid);
     native.fchmod(fd, acl.mode);
     if (acl.access) native.fsetxattr(fd, ACL_ACCESS, acl.access, 0);
   } catch (e) {
-    native.close(fd);
+    releaseFd(st, fd, undefined);
     removeTmp(work, tmp, false);
     throw e;
   }
   try {
     entry = finish(st, parent, name, tmp, false); // removes tmp itself when it fails
   } catch (e) {
-    native.close(fd);
+    releaseFd(st, fd, undefined);
     throw e;
   }
   const node = st.node(entry.nodeId);
   const fh = st.addHandle({ kind: 'file', fd, node, upper: true });
-  return { entry, open: { fh, backingFd: fd } };
+  return { entry, open: fileOpenResult(st, fh, fd, flags, false) };
 }
 
 export async function link(st: State, node: Node, newParent: Node, newName: string): Promise<Entry> {

@@ -5,6 +5,7 @@
  * an absent time is UTIME_OMIT.
  */
 import { constants as fsc } from 'node:fs';
+import { killedMode } from '../creds';
 import { E, fail } from '../errors';
 import { C, native } from '../native';
 import type { Attr, Ctx, SetattrChanges } from '../fuse/api';
@@ -23,11 +24,11 @@ function timeArgs(t: TimeChange): [number, number] {
   return [t.sec, t.nsec];
 }
 
-export async function setattr(st: State, _ctx: Ctx, node: Node, ch: SetattrChanges): Promise<Attr> {
+export async function setattr(st: State, ctx: Ctx, node: Node, ch: SetattrChanges): Promise<Attr> {
   const changes = ch.mode !== undefined || ch.uid !== undefined || ch.gid !== undefined
     || ch.size !== undefined || ch.atime !== undefined || ch.mtime !== undefined;
   st.requireUpper();
-  if (!changes) return emptySetattr(st, node);
+  if (!changes) return emptySetattr(st, ctx, node);
   if (ch.size !== undefined && node.type === fsc.S_IFDIR) fail(E.EISDIR);
   // an id outside the mapping fails (EINVAL) before anything is copied up
   const newUid = ch.uid === undefined ? undefined : idToHost(st.config, 'uid', ch.uid);
@@ -79,13 +80,21 @@ const SAME_ID = 0xffffffff;
  * HANDLE_KILLPRIV_V2). Kernel overlayfs copies up on every setattr and lets the upper
  * filesystem drop those bits; so does this, with a chown to the same ids, which makes
  * the upper filesystem apply exactly the VFS rules (S_ISUID always, S_ISGID when the
- * group may execute, security.capability). Directories keep their bits.
+ * group may execute, security.capability). That chown runs with our privileges, so
+ * S_ISGID without group-exec, which the VFS drops when the caller is outside the file's
+ * group, is dropped here (src/creds.ts). Directories keep their bits.
  */
-async function emptySetattr(st: State, node: Node): Promise<Attr> {
+async function emptySetattr(st: State, ctx: Ctx, node: Node): Promise<Attr> {
   await copyUp(st, node, { data: true, metaOnly: true });
   if (node.type !== fsc.S_IFDIR) {
     const { dirfd, name } = st.locate(node);
     native.fchownat(dirfd, name, SAME_ID, SAME_ID, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
+    const attr = getAttr(st, node);
+    const m = killedMode(attr.mode, ctx, attr.gid);
+    if (m !== attr.mode && node.type !== fsc.S_IFLNK) {
+      if (name === '') native.fchmodat(C.AT_FDCWD, procFdPath(dirfd), m & PERM_MASK);
+      else native.fchmodat(dirfd, name, m & PERM_MASK);
+    }
   }
   return getAttr(st, node);
 }

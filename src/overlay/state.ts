@@ -22,6 +22,8 @@ export interface FileHandle {
   node: Node;
   /** the fd is on the upper file */
   upper: boolean;
+  /** the fd is shared with other read-only handles under this key (handle-fds.ts) */
+  shareKey?: string;
 }
 
 export interface DirHandle {
@@ -46,6 +48,8 @@ export interface Location {
 
 export class State {
   readonly handles = new Map<number, Handle>();
+  /** read-only opens' fds, shared by key (handle-fds.ts) */
+  readonly sharedFds = new Map<string, { fd: number; refs: number }>();
   private nextFh = 1;
   private tmpCounter = 0;
   readonly inodes: InodeTable;
@@ -164,6 +168,14 @@ export class State {
   /** Where the node's top lower object is (the data of a metacopy file). */
   locateLower(node: Node): Location {
     const ref = node.lowers[0] ?? fail(E.ENOENT);
+    if (ref.path === '') return { layer: ref.layer, dirfd: ref.layer.rootFd, name: '' };
+    return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
+  }
+
+  /** Where the node's file data is when it is read from a lower (a lower metacopy file's data below it). */
+  locateData(node: Node): Location {
+    const top = node.lowers[0] ?? fail(E.ENOENT);
+    const ref = top.data ?? top;
     if (ref.path === '') return { layer: ref.layer, dirfd: ref.layer.rootFd, name: '' };
     return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
   }

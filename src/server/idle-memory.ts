@@ -16,7 +16,12 @@
  * what it released, malloc_trim. A busy daemon is never interrupted; an idle one pays
  * one collection (milliseconds for a heap of tens of MiB) per burst.
  *
- * Process-wide: the MountServer holds it while it serves at least one mount.
+ * Process-wide: the MountServer holds it while it serves at least one mount. The interval
+ * is STRATAFS_IDLE_MEMORY_MS (default 10 s; tests shorten it).
+ *
+ * Nothing a timer runs may throw out of it: an uncaught error ends the process and every
+ * mount it serves (under fd pressure process.memoryUsage() itself fails with EMFILE), so
+ * an interval that fails is logged and skipped.
  */
 import createDebug from 'debug';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
@@ -63,6 +68,12 @@ function loopUtilization(): () => number {
   };
 }
 
+/** the interval from STRATAFS_IDLE_MEMORY_MS, or the default */
+export function intervalFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const ms = Number(env.STRATAFS_IDLE_MEMORY_MS);
+  return Number.isFinite(ms) && ms >= 10 ? ms : 10_000;
+}
+
 export class IdleRelease {
   private readonly o: Required<Omit<IdleReleaseOptions, 'collect'>> & { collect?: () => void };
   private busySince = false;
@@ -71,10 +82,12 @@ export class IdleRelease {
   private pending = false;
   /** releases done so far */
   releases = 0;
+  /** timer runs that failed (logged and skipped) */
+  failures = 0;
 
   constructor(options: IdleReleaseOptions = {}) {
     this.o = {
-      intervalMs: 10_000,
+      intervalMs: intervalFromEnv(),
       busy: 0.05,
       idle: 0.01,
       minGrowthMiB: 4,
@@ -89,8 +102,19 @@ export class IdleRelease {
 
   start(): void {
     if (this.timer !== undefined) return;
-    this.timer = setInterval(() => this.check(), this.o.intervalMs);
+    this.timer = setInterval(() => this.safely('check', () => this.check()), this.o.intervalMs);
     this.timer.unref();
+  }
+
+  /** runs a timer's work; a failure is logged (and the release state reset), never thrown */
+  private safely(what: string, f: () => unknown): void {
+    try {
+      f();
+    } catch (e) {
+      this.pending = false;
+      this.failures++;
+      log('idle %s failed: %s', what, (e as Error).message);
+    }
   }
 
   stop(): void {
@@ -116,14 +140,14 @@ export class IdleRelease {
     this.pending = true;
     const collect = this.o.collect ?? (this.o.collect = fullCollection());
     collect();
-    this.o.later(() => {
+    this.o.later(() => this.safely('release', () => {
       this.o.trim();
       this.pending = false;
       this.releases++;
       const after = this.o.rssBytes();
       log('idle after work: RSS %d -> %d MiB', Math.round(rss / 1048576), Math.round(after / 1048576));
       this.baseline = after;
-    });
+    }));
     return true;
   }
 }

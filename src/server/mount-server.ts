@@ -21,6 +21,7 @@ import { Overlay } from '../overlay';
 import type { OverlayConfig } from '../overlay/config';
 import type { FuseSession } from '../fuse/bridge';
 import { mountFuse, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
+import { DEFAULT_MOUNT_FLAGS } from '../mount/flags';
 import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
 import { checkOutsideServed } from './own-mounts';
@@ -73,6 +74,8 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     squashToUid: spec.squashToUid,
     squashToGid: spec.squashToGid,
     metacopy: spec.metacopy,
+    redirectDir: spec.redirectDir !== false,
+    noatime: (spec.flags ?? DEFAULT_MOUNT_FLAGS).atime === 'noatime',
   };
 }
 
@@ -128,7 +131,7 @@ export class MountServer {
     const overlay = await Overlay.open(overlayConfig(spec));
     let dev;
     try {
-      dev = mountFuse(spec.mountpoint, spec.readOnly);
+      dev = mountFuse(spec.mountpoint, spec.readOnly, spec.flags ?? DEFAULT_MOUNT_FLAGS);
     } catch (e) {
       overlay.destroy();
       throw e;
@@ -139,6 +142,7 @@ export class MountServer {
       devFd: dev.devFd,
       fs: overlay,
       passthrough: spec.passthrough,
+      writeback: spec.writeback ?? 'off',
       // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
       isRoot: dev.privileged && privilege().hostAdmin,
       // the kernel's cache timeouts are the bridge's business: the overlay never sees them

@@ -92,7 +92,7 @@ t.test('misuse: one line, exit != 0, nothing mounted or written', async (t) => {
     [[l.mnt], /lowerdir= is required/, 2],
     [['-o', `lowerdir=${l.lower},bogus`, l.mnt], /unknown option "bogus"/, 2],
     [['-o', `lowerdir=${l.lower},upperdir=${l.upper}`, l.mnt], /needs workdir/, 2],
-    [['-o', `lowerdir=${l.lower}`, l.mnt, `${l.root}/second`], /one mountpoint expected/, 2],
+    [['-o', `lowerdir=${l.lower}`, 'stratafs', l.mnt, `${l.root}/second`], /one mountpoint expected/, 2],
     [['-o', `lowerdir=${l.root}/missing`, l.mnt], /missing/, 1],
     [['-o', `lowerdir=${l.lower}/hello`, l.mnt], /not a directory/, 1],
     [['-o', `lowerdir=${l.lower}`, `${l.root}/nomnt`], /does not exist/, 1],

@@ -44,8 +44,10 @@ t.test('SIGKILL during Prepare/Commit/Remove leaves old or new state', async (t)
     let err = '';
     child.stdout.on('data', (d: Buffer) => (done += d.toString().split('\n').length - 1));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    // let it work a varying while, then kill it wherever it is
-    await new Promise((r) => setTimeout(r, 400 + round * 137));
+    // once it works (module loading takes a while on a busy machine), let it go on a
+    // varying while, then kill it wherever it is
+    for (let i = 0; i < 600 && done === 0 && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 50 + round * 97));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     t.ok(done > 0, `round ${round}: the worker got through ${done} operations ${err}`);

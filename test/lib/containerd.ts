@@ -175,3 +175,55 @@ export function mountDaemonsUnder(dir: string): number[] {
   }
   return pids;
 }
+
+export interface Dockerd26 {
+  readonly host: string;
+  readonly log: string;
+  docker(args: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  dockerOk(args: readonly string[], opts?: RunOptions): Promise<string>;
+}
+
+/**
+ * Docker 26 (trixie's dockerd) on `cd` with the containerd image store and `driver` as
+ * its snapshotter, under `base/name`: own data root, exec root, API socket, pidfile and
+ * containerd namespaces (so two of them share one containerd without meeting).
+ */
+export async function startDockerd26(t: Teardown, base: string, name: string, cd: Containerd, driver: string): Promise<Dockerd26> {
+  const dir = path.join(base, name);
+  fs.mkdirSync(path.join(dir, 'client'), { recursive: true });
+  const config = path.join(dir, 'daemon.json');
+  fs.writeFileSync(config, JSON.stringify({ features: { 'containerd-snapshotter': true }, 'storage-driver': driver }));
+  const host = `unix://${path.join(dir, 'docker.sock')}`;
+  const log = path.join(dir, 'dockerd.log');
+  const ns = `stratafs-test-${name}-${process.pid}`;
+  const env = cleanEnv(cd.prefix);
+  const out = fs.openSync(log, 'a');
+  const child = spawn(path.join(cd.prefix, 'usr', 'sbin', 'dockerd'), [
+    '--config-file', config, '--containerd', cd.address, '--containerd-namespace', ns,
+    '--containerd-plugins-namespace', `${ns}-plugins`, '--data-root', path.join(dir, 'data'),
+    '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'dockerd.pid'), '-H', host,
+    '--bridge=none', '--iptables=false', '--ip-masq=false',
+  ], { stdio: ['ignore', out, out], env });
+  fs.closeSync(out);
+  const clientEnv: NodeJS.ProcessEnv = { ...env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(dir, 'client'), DOCKER_BUILDKIT: '0' };
+  const docker = (args: readonly string[], opts: RunOptions = {}): Promise<RunResult> =>
+    run(path.join(cd.prefix, 'usr', 'bin', 'docker'), args, { timeoutMs: 300_000, env: clientEnv, ...opts });
+  const dockerOk = async (args: readonly string[], opts: RunOptions = {}): Promise<string> => {
+    const r = await docker(args, opts);
+    if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: exit ${r.code ?? r.signal}\n${r.stderr.trim()}`);
+    return r.stdout;
+  };
+  t.teardown(async () => {
+    const ids = (await docker(['ps', '-aq'], { timeoutMs: 30_000 })).stdout.split('\n').filter(Boolean);
+    if (ids.length > 0) await docker(['rm', '-f', ...ids], { timeoutMs: 60_000 });
+    await stop(child);
+    await detachBelow([dir]);
+  });
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`dockerd exited (${child.exitCode}):\n${fs.readFileSync(log, 'utf8').slice(-2000)}`);
+    if ((await docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 10_000 })).code === 0) break;
+    if (i > 120) throw new Error(`dockerd did not answer:\n${fs.readFileSync(log, 'utf8').slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return { host, log, docker, dockerOk };
+}

@@ -55,7 +55,7 @@ t.test('option misuse', async (t) => {
     [['-o', `lowerdir=${l.lower}::${l.lower}`, l.mnt], /empty entry/],
     [['-o', `lowerdir=${l.lower},upperdir=${l.upper}`, l.mnt], /needs workdir/],
     [['-o', `lowerdir=${l.lower},workdir=${l.work}`, l.mnt], /without upperdir/],
-    [['-o', lu, l.mnt, l.mnt], /one mountpoint expected/],
+    [['-o', lu, 'stratafs', l.mnt, l.mnt], /one mountpoint expected/],
   ];
   for (const [args, pattern] of cases) expectRefused(t, l, args, pattern);
 });

@@ -5,7 +5,12 @@ against an in-memory model of the file.
 
 CONFIG: {"path": file in the mount (exists: it starts in a lower layer),
          "seed": int, "ops": int, "maxlen": largest file size,
-         "falloc": {"KEEP_SIZE": n, "PUNCH_HOLE": n, "ZERO_RANGE": n}}   (from the addon)
+         "falloc": {"KEEP_SIZE": n, "PUNCH_HOLE": n, "ZERO_RANGE": n},   (from the addon)
+         "direct": bool (optional)}
+
+With "direct" (like fsx -Z) every open is O_DIRECT, offsets, lengths and sizes are
+multiples of 4 KiB, reads and writes go through page-aligned buffers, and there are no
+mmap writes (the file must start with a size that is a multiple of 4 KiB).
 
 Operations: read, write (also past the end: a hole), append (O_APPEND), truncate (grow
 and shrink), fallocate (growing, KEEP_SIZE), punch hole, zero range, mmap write, and
@@ -24,6 +29,9 @@ import sys
 cfg = json.loads(sys.argv[1])
 path, seed, nops, maxlen = cfg['path'], cfg['seed'], cfg['ops'], cfg['maxlen']
 FL = cfg['falloc']
+direct = cfg.get('direct', False)
+ALIGN = 4096
+OFLAG = os.O_DIRECT if direct else 0
 rng = random.Random(seed)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
@@ -32,8 +40,35 @@ with open(path, 'rb') as f:
     model = bytearray(f.read())
 history = []
 counts = {}
-fd = os.open(path, os.O_RDONLY)
+fd = os.open(path, os.O_RDONLY | OFLAG)
 writable = False
+
+
+def down(x):
+    """an offset: a multiple of ALIGN in direct mode"""
+    return x - x % ALIGN if direct else x
+
+
+def length(n):
+    """a length: a positive multiple of ALIGN in direct mode"""
+    return max(ALIGN, n - n % ALIGN) if direct else n
+
+
+def pread(f, n, off):
+    if not direct:
+        return os.pread(f, n, off)
+    buf = mmap.mmap(-1, (n + ALIGN - 1) // ALIGN * ALIGN)
+    got = os.preadv(f, [buf], off)
+    return bytes(buf[:min(got, n)])
+
+
+def pwrite(f, b, off=None):
+    """writes at `off`, or at the file position (O_APPEND: the end) when None"""
+    if direct:
+        buf = mmap.mmap(-1, len(b))
+        buf[:] = b
+        return os.writev(f, [buf]) if off is None else os.pwritev(f, [buf], off)
+    return os.write(f, b) if off is None else os.pwrite(f, b, off)
 
 
 def die(msg):
@@ -48,7 +83,7 @@ def rw():
     global fd, writable
     if not writable:
         os.close(fd)
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | OFLAG)
         writable = True
 
 
@@ -68,9 +103,9 @@ def falloc(mode, off, length):
 
 
 def op_read():
-    off = rng.randrange(0, len(model) + 100)
-    n = rng.randrange(1, 70000)
-    got = os.pread(fd, n, off)
+    off = down(rng.randrange(0, len(model) + 100))
+    n = length(rng.randrange(1, 70000))
+    got = pread(fd, n, off)
     want = bytes(model[off:off + n])
     if got != want:
         die(f'read {off}+{n}: got {len(got)} bytes, want {len(want)}')
@@ -79,10 +114,10 @@ def op_read():
 
 def op_write():
     rw()
-    off = rng.randrange(0, min(maxlen - 1, len(model) + 40000))
-    n = rng.randrange(1, min(65536, maxlen - off) + 1)
+    off = down(rng.randrange(0, min(maxlen - 1, len(model) + 40000)))
+    n = length(rng.randrange(1, min(65536, maxlen - off) + 1))
     b = data(n)
-    if os.pwrite(fd, b, off) != n:
+    if pwrite(fd, b, off) != n:
         die('short write')
     grow_to(off + n)
     model[off:off + n] = b
@@ -91,13 +126,14 @@ def op_write():
 
 def op_append():
     rw()
-    n = rng.randrange(1, 20000)
+    n = length(rng.randrange(1, 20000))
     if len(model) + n > maxlen:
         return op_truncate()
     b = data(n)
-    afd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    afd = os.open(path, os.O_WRONLY | os.O_APPEND | OFLAG)
     try:
-        os.write(afd, b)
+        if pwrite(afd, b) != n:
+            die('short append')
     finally:
         os.close(afd)
     model.extend(b)
@@ -106,7 +142,7 @@ def op_append():
 
 def op_truncate():
     rw()
-    n = rng.randrange(0, maxlen)
+    n = down(rng.randrange(0, maxlen))
     os.ftruncate(fd, n)
     if n < len(model):
         del model[n:]
@@ -116,8 +152,8 @@ def op_truncate():
 
 def op_fallocate():
     rw()
-    off = rng.randrange(0, maxlen - 1)
-    n = rng.randrange(1, min(65536, maxlen - off) + 1)
+    off = down(rng.randrange(0, maxlen - 1))
+    n = length(rng.randrange(1, min(65536, maxlen - off) + 1))
     keep = rng.random() < 0.5
     falloc(FL['KEEP_SIZE'] if keep else 0, off, n)
     if not keep:
@@ -129,8 +165,8 @@ def op_punch():
     rw()
     if not model:
         return op_write()
-    off = rng.randrange(0, len(model))
-    n = rng.randrange(1, 70000)
+    off = down(rng.randrange(0, len(model)))
+    n = length(rng.randrange(1, 70000))
     zero = rng.random() < 0.3
     if zero:
         falloc(FL['ZERO_RANGE'] | FL['KEEP_SIZE'], off, n)
@@ -142,6 +178,8 @@ def op_punch():
 
 
 def op_mmap():
+    if direct:
+        return op_write()
     rw()
     if not model:
         return op_write()
@@ -158,7 +196,7 @@ def op_mmap():
 def op_reopen():
     global fd
     os.close(fd)
-    fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | OFLAG)
     return 'reopen'
 
 
@@ -173,7 +211,7 @@ def check():
         die(f'size {size}, model {len(model)}')
     if os.stat(path).st_size != len(model):
         die(f'stat by path: size {os.stat(path).st_size}, model {len(model)}')
-    got = os.pread(fd, len(model) + 1, 0)
+    got = pread(fd, len(model) + 1, 0)
     if got != model:
         first = next((i for i in range(min(len(got), len(model))) if got[i] != model[i]), min(len(got), len(model)))
         die(f'content differs from byte {first} (file {len(got)} bytes, model {len(model)})')

@@ -44,10 +44,10 @@ const ALL_OFFERED = Object.values(InitFlag).reduce((a, b) => a | b, 0n) & ~InitF
 
 // ---- fakes --------------------------------------------------------------------------
 
-function attr(ino: number, mode = 0o100644): Attr {
+function attr(ino: number, mode = 0o100644, gid = 0): Attr {
   return {
     ino: BigInt(ino), size: 0, blocks: 0, atimeSec: 0, atimeNsec: 0, mtimeSec: 0, mtimeNsec: 0, ctimeSec: 0,
-    ctimeNsec: 0, mode, nlink: 1, uid: 0, gid: 0, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
+    ctimeNsec: 0, mode, nlink: 1, uid: 0, gid, rdevMajor: 0, rdevMinor: 0, blksize: 4096,
   };
 }
 
@@ -57,6 +57,7 @@ class FakeFs implements FileSystemApi {
   nodes = new Map<string, number>([['a', 10], ['b', 11], ['c', 12], ['foo', 7]]);
   dir: DirEntryOut[] = [];
   modes = new Map<number, number>();
+  gids = new Map<number, number>();
   opens: OpenResult[] = [];
   nextFh = 1;
   private rec(name: string, ...args: unknown[]): void {
@@ -82,7 +83,7 @@ class FakeFs implements FileSystemApi {
     this.rec('forget', node, n);
     this.lookups.set(node, (this.lookups.get(node) ?? 0) - n);
   }
-  getattr(_c: Ctx, node: number): Attr { this.rec('getattr', node); return attr(node, this.modes.get(node)); }
+  getattr(_c: Ctx, node: number): Attr { this.rec('getattr', node); return attr(node, this.modes.get(node), this.gids.get(node)); }
   setattr(_c: Ctx, node: number, ch: SetattrChanges): Attr { this.rec('setattr', node, ch); return attr(node, ch.mode); }
   readlink(): string { return 'target'; }
   mknod(_c: Ctx, _p: number, name: string): Entry { return this.entry(this.nodes.get(name) ?? 20); }
@@ -160,12 +161,12 @@ class FakeTransport implements FuseTransport {
 
 const errorOf = (w: Written): number => w.buf.readInt32LE(4);
 
-async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; offered?: bigint; minor?: number; acl?: boolean } = {}) {
+async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; writeback?: 'on' | 'off'; offered?: bigint; minor?: number; acl?: boolean } = {}) {
   const fs = new FakeFs();
   const tr = new FakeTransport();
   const logs: string[] = [];
   const s = new FuseSession({
-    devFd: 3, fs, passthrough: opts.passthrough ?? 'auto', isRoot: opts.isRoot ?? true, acl: opts.acl,
+    devFd: 3, fs, passthrough: opts.passthrough ?? 'auto', writeback: opts.writeback, isRoot: opts.isRoot ?? true, acl: opts.acl,
     transport: tr, debug: (fmt: string) => void logs.push(fmt),
   });
   await s.handleRequest(3, initFrame(opts.minor ?? 45, opts.offered ?? ALL_OFFERED));
@@ -204,20 +205,25 @@ t.test('INIT as root with passthrough offered', async (t) => {
   t.equal(s.negotiated?.passthrough, true);
 });
 
-t.test('INIT without root, with passthrough off, or not offered: writeback instead', async (t) => {
+t.test('INIT without root, with passthrough off, or not offered: no passthrough, writeback cache only when asked', async (t) => {
   for (const [what, o] of [
     ['not root', { isRoot: false }],
     ['passthrough off', { passthrough: 'off' as const }],
     ['not offered', { offered: ALL_OFFERED & ~InitFlag.PASSTHROUGH }],
     ['no INIT_EXT', { offered: ALL_OFFERED & ~InitFlag.INIT_EXT }],
   ] as const) {
-    const { fs, tr } = await setup(o);
-    const r = initReply(tr.last());
-    t.notOk(has(r.flags, 'PASSTHROUGH'), `${what}: no passthrough`);
-    t.ok(has(r.flags, 'WRITEBACK_CACHE'), `${what}: writeback cache`);
-    t.equal(r.maxStackDepth, 0, `${what}: no stack depth`);
-    t.same(fs.called('init'), [[{ passthrough: false, writebackCache: true }]], what);
+    for (const writeback of [undefined, 'on', 'off'] as const) {
+      const { fs, tr } = await setup({ ...o, writeback });
+      const r = initReply(tr.last());
+      const wb = writeback === 'on';
+      t.notOk(has(r.flags, 'PASSTHROUGH'), `${what}: no passthrough`);
+      t.equal(has(r.flags, 'WRITEBACK_CACHE'), wb, `${what}, writeback ${writeback ?? 'default'}: writeback cache ${wb}`);
+      t.equal(r.maxStackDepth, 0, `${what}: no stack depth`);
+      t.same(fs.called('init'), [[{ passthrough: false, writebackCache: wb }]], what);
+    }
   }
+  const rootWb = await setup({ writeback: 'on' });
+  t.notOk(has(initReply(rootWb.tr.last()).flags, 'WRITEBACK_CACHE'), 'writeback=on as root: passthrough wins');
   const noacl = await setup({ acl: false });
   t.notOk(has(initReply(noacl.tr.last()).flags, 'POSIX_ACL'), 'noacl: POSIX_ACL not negotiated');
   const { tr } = await setup({ offered: InitFlag.ASYNC_READ | InitFlag.MAX_PAGES });
@@ -438,8 +444,12 @@ t.test('SETATTR mapping and suid clearing', async (t) => {
   t.same(fs.called('setattr').pop(), [10, { size: 0 }], 'privileged truncate keeps the bits');
 
   fs.modes.set(10, 0o106745);
+  fs.gids.set(10, 1001); // the caller's group
   await s.handleRequest(3, frame(Opcode.SETATTR, 10, setattrIn(FATTR.UID, { uid: 5 })));
-  t.same(fs.called('setattr').pop(), [10, { uid: 5, mode: 0o2745 }], 'chown: suid off, sgid without g+x stays');
+  t.same(fs.called('setattr').pop(), [10, { uid: 5, mode: 0o2745 }], 'chown by a group member: suid off, sgid without g+x stays');
+  fs.modes.set(13, 0o102767); // group 0, the caller (gid 1001, pid 77: no supplementary groups) is not in it
+  await s.handleRequest(3, frame(Opcode.SETATTR, 13, setattrIn(FATTR.SIZE | FATTR.KILL_SUIDGID, { size: 0 })));
+  t.same(fs.called('setattr').pop(), [13, { size: 0, mode: 0o767 }], 'truncate by a non-member: sgid without g+x goes too (02767)');
 
   fs.modes.set(11, 0o43755);
   await s.handleRequest(3, frame(Opcode.SETATTR, 11, setattrIn(FATTR.GID, { gid: 5 })));

@@ -2,7 +2,7 @@
 // work, only once the event loop is idle and RSS has grown; probes injected, so the
 // decisions are checked without waiting for timers.
 import t from 'tap';
-import { IdleRelease, holdIdleRelease, sharedIdleRelease } from '../../src/server/idle-memory';
+import { IdleRelease, holdIdleRelease, intervalFromEnv, sharedIdleRelease } from '../../src/server/idle-memory';
 
 const MiB = 1024 * 1024;
 
@@ -99,4 +99,34 @@ t.test('holdIdleRelease runs one shared releaser while any holder remains', asyn
   const c = holdIdleRelease();
   t.equal(sharedIdleRelease()?.running, true, 'a new hold starts it again');
   c();
+});
+
+t.test('an error in the timer (EMFILE under fd pressure) is logged and skipped, never thrown', async (t) => {
+  let u = 0.5;
+  let probes = 0;
+  const r = new IdleRelease({
+    intervalMs: 10,
+    utilization: () => {
+      const now = u;
+      u = u > 0 ? 0 : 0.5; // a burst, then an idle interval, again and again
+      return now;
+    },
+    rssBytes: () => {
+      if (probes++ === 0) return 50 * MiB; // the baseline, at construction
+      throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+    },
+    collect: () => undefined,
+    later: (f) => f(),
+  });
+  r.start();
+  t.teardown(() => r.stop());
+  for (let i = 0; i < 100 && r.failures < 3; i++) await new Promise((done) => setTimeout(done, 10));
+  t.ok(probes >= 3, `the timer kept running (${probes} probes)`);
+  t.ok(r.failures >= 3, `each failure counted (${r.failures}), none escaped`);
+});
+
+t.test('STRATAFS_IDLE_MEMORY_MS sets the interval', async (t) => {
+  t.equal(intervalFromEnv({ STRATAFS_IDLE_MEMORY_MS: '250' }), 250);
+  t.equal(intervalFromEnv({}), 10_000, 'default 10 s');
+  t.equal(intervalFromEnv({ STRATAFS_IDLE_MEMORY_MS: 'x' }), 10_000, 'not a number: the default');
 });

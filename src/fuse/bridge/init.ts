@@ -13,7 +13,9 @@
  * live in the layers like any other xattr, and default ACLs are inherited by the upper
  * filesystem when the overlay creates a file in a directory that carries one.
  * PASSTHROUGH needs CAP_SYS_ADMIN (root) and excludes WRITEBACK_CACHE, so writeback
- * caching is only asked for when passthrough is not in use.
+ * caching is only asked for when passthrough is not in use, and only when asked for
+ * (`writeback=on`): with it write() returns before the data reaches the upper, so a full
+ * upper loses acknowledged writes (README "Decisions").
  */
 import type { InitOut } from '../wire/encode';
 import {
@@ -23,7 +25,8 @@ import {
 export interface InitPolicy {
   isRoot: boolean;
   passthrough: 'auto' | 'off';
-  writeback: 'auto' | 'off';
+  /** the writeback cache, when passthrough is not in use ('on') */
+  writeback: 'on' | 'off';
   /** negotiate POSIX_ACL (default true) */
   acl?: boolean;
 }
@@ -101,7 +104,7 @@ export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
     policy.passthrough !== 'off' && policy.isRoot &&
     (offered & InitFlag.PASSTHROUGH) !== 0n && (offered & InitFlag.INIT_EXT) !== 0n;
   if (passthrough) flags |= InitFlag.PASSTHROUGH;
-  const writebackCache = !passthrough && policy.writeback !== 'off' && (offered & InitFlag.WRITEBACK_CACHE) !== 0n;
+  const writebackCache = !passthrough && policy.writeback === 'on' && (offered & InitFlag.WRITEBACK_CACHE) !== 0n;
   if (writebackCache) flags |= InitFlag.WRITEBACK_CACHE;
 
   const minor = Math.min(k.minor, KERNEL_MINOR_VERSION);

@@ -37,8 +37,12 @@ export interface FuseSessionOptions {
   fs: FileSystemApi;
   /** 'auto': passthrough when running as root and the kernel offers it (default) */
   passthrough?: 'auto' | 'off';
-  /** 'auto': writeback cache when passthrough is not in use and the kernel offers it (default) */
-  writeback?: 'auto' | 'off';
+  /**
+   * 'on': writeback cache when passthrough is not in use and the kernel offers it.
+   * Default 'off': with it the kernel acknowledges writes the upper may have no room for
+   * (README "Decisions").
+   */
+  writeback?: 'on' | 'off';
   /** let the kernel enforce and cache POSIX ACLs (FUSE_POSIX_ACL; default true) */
   acl?: boolean;
   /** CAP_SYS_ADMIN available (needed for passthrough) */
@@ -288,7 +292,7 @@ export class FuseSession extends EventEmitter {
     const decision = negotiate(body, {
       isRoot: this.opts.isRoot ?? false,
       passthrough: this.opts.passthrough ?? 'auto',
-      writeback: this.opts.writeback ?? 'auto',
+      writeback: this.opts.writeback ?? 'off',
       acl: this.opts.acl ?? true,
     });
     if (decision.kind === 'error') {

@@ -1,8 +1,8 @@
 /**
  * SETATTR translation (FATTR_* valid bits -> SetattrChanges) and the suid/sgid
  * clearing the kernel leaves to us under HANDLE_KILLPRIV_V2:
- * - chown of a non-directory clears S_ISUID, and S_ISGID when the group may execute
- *   (as the VFS does for chown by anyone);
+ * - chown of a non-directory clears S_ISUID, and S_ISGID by the VFS's rule (src/creds.ts:
+ *   group-exec, or a caller outside the file's group);
  * - truncate with FATTR_KILL_SUIDGID, WRITE with WRITE_KILL_SUIDGID and OPEN/CREATE with
  *   O_TRUNC and OPEN_KILL_SUIDGID clear the same bits (the kernel sets those flags only
  *   when the caller lacks CAP_FSETID).
@@ -11,18 +11,9 @@ import { constants as fsc } from 'node:fs';
 import type { Ctx, FileSystemApi, NodeId, SetattrChanges } from '../api';
 import type { SetattrIn } from '../wire/decode';
 import { FATTR } from '../wire/protocol';
+import { killedMode } from '../../creds';
 
-/** mode bits Node's fs.constants does not name (stat.h: S_ISUID 04000, S_ISGID 02000) */
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
 const PERM_MASK = 0o7777;
-
-/** `mode` without the bits a chown/truncate/write by an unprivileged caller removes */
-export function killedMode(mode: number): number {
-  let m = mode & ~S_ISUID;
-  if ((mode & fsc.S_IXGRP) !== 0) m &= ~S_ISGID;
-  return m;
-}
 
 export async function setattrChanges(fs: FileSystemApi, ctx: Ctx, node: NodeId, s: SetattrIn): Promise<SetattrChanges> {
   const v = s.valid;
@@ -43,7 +34,7 @@ export async function setattrChanges(fs: FileSystemApi, ctx: Ctx, node: NodeId, 
     const attr = await fs.getattr(ctx, node, ch.fh);
     const isDir = (attr.mode & fsc.S_IFMT) === fsc.S_IFDIR;
     if (!isDir) {
-      const m = killedMode(attr.mode);
+      const m = killedMode(attr.mode, ctx, attr.gid);
       if (m !== attr.mode) ch.mode = m & PERM_MASK;
     }
   }
@@ -54,6 +45,6 @@ export async function setattrChanges(fs: FileSystemApi, ctx: Ctx, node: NodeId, 
 export async function killSuidgid(fs: FileSystemApi, ctx: Ctx, node: NodeId, fh?: number): Promise<void> {
   const attr = await fs.getattr(ctx, node, fh);
   if ((attr.mode & fsc.S_IFMT) === fsc.S_IFDIR) return;
-  const m = killedMode(attr.mode);
+  const m = killedMode(attr.mode, ctx, attr.gid);
   if (m !== attr.mode) await fs.setattr(ctx, node, { mode: m & PERM_MASK, ...(fh === undefined ? {} : { fh }) });
 }

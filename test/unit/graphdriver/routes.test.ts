@@ -5,9 +5,11 @@
  */
 import t from 'tap';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { startPlugin } from '../../../src/graphdriver/plugin';
 import { tempDir, type Teardown } from '../../lib/tmp';
+import { waitFor } from '../../lib/proc';
 import { makeTar } from './tarlib';
 import { call, post } from './pluginlib';
 
@@ -108,4 +110,33 @@ t.test('layers: create, apply, changes, size, diff, remove', async (t) => {
   t.same((await call(sock, 'Remove', { ID: 'top' })).reply, {});
   t.notOk(fs.existsSync(path.join(home, 'top')), 'layer dir gone');
   t.same((await call(sock, 'Remove', { ID: 'top' })).reply, {}, 'removing a missing layer is not an error');
+});
+
+t.test('a Diff whose reader goes away stops without an uncaught error and lets go of every fd it took', async (t) => {
+  const { sock, home } = await plugin(t);
+  await call(sock, 'Init', { Home: home });
+  await call(sock, 'Create', { ID: 'base' });
+  await post(sock, '/GraphDriver.ApplyDiff?id=base', await makeTar([{ name: 'etc/', type: 'directory', mode: 0o755 }]));
+  await call(sock, 'CreateReadWrite', { ID: 'big', Parent: 'base' });
+  // 64 MiB (sparse) of file data: far more than the socket and the streams buffer
+  const diffDir = path.join(home, 'big', 'diff');
+  for (let i = 0; i < 4; i++) {
+    const f = path.join(diffDir, `f${i}`);
+    fs.writeFileSync(f, '');
+    fs.truncateSync(f, 16 << 20);
+  }
+  const fds = (): number => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  await new Promise<void>((resolve, reject) => {
+    const req = http.request({ socketPath: sock, path: '/GraphDriver.Diff', method: 'POST' }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', (e) => (e.message.includes('socket hang up') || e.message.includes('aborted') ? resolve() : reject(e)));
+    req.end(JSON.stringify({ ID: 'big' }));
+  });
+  t.ok(await waitFor(() => fds() <= before, 10_000), `open fds back to ${before} (now ${fds()})`);
+  t.same((await call(sock, 'Exists', { ID: 'big' })).reply, { Exists: true }, 'the plugin still answers');
 });

@@ -1,0 +1,108 @@
+/**
+ * The `build` workload of the podman benchmark: `podman build` of a Containerfile whose
+ * RUN steps create thousands of files, delete and rename trees of the lower (image)
+ * layers and append to lower files, over the Debian minbase rootfs the container tests
+ * make (imported as the base image), with a fresh build (--no-cache) each time. Each
+ * RUN step is a new container, so a new mount of the stack built so far, then a commit
+ * that walks its upper: mounting, cold walks and copy-up are what it measures.
+ *
+ * Setups: stratafs as mount_program (a daemon per mount), stratafs through one running
+ * daemon (mountopt server=), fuse-overlayfs as mount_program, and podman's own kernel
+ * overlay driver. Goals (issue 11): stratafs no slower than fuse-overlayfs, within 2×
+ * of the kernel driver.
+ */
+import type { ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describeFailure, ok, type ChildResult } from './proc';
+import { cleanup, podman, startDaemon, writeStore } from './podman-store';
+import { median } from './stats';
+
+const BASE = 'localhost/stratafs-bench/debian:1';
+const OUT = 'localhost/stratafs-bench/built:1';
+
+/** files the first step creates: DIRS dirs of FILES files */
+const DIRS = 40;
+const FILES = 100;
+
+export const CONTAINERFILE = `FROM ${BASE}
+RUN mkdir /opt/gen && cd /opt/gen && for d in $(seq ${DIRS}); do mkdir d$d && for f in $(seq ${FILES}); do echo "$d/$f" > d$d/f$f; done; done
+RUN rm -rf /usr/share/locale /usr/share/zoneinfo && mv /usr/share/man /usr/share/man.old && mv /usr/lib/x86_64-linux-gnu/gconv /usr/lib/gconv.moved
+RUN for f in /etc/*.conf /etc/passwd /etc/group /usr/share/common-licenses/*; do echo "# appended" >> "$f"; done && cat /var/lib/dpkg/status >> /var/lib/dpkg/status-old
+RUN tar -C /opt -cf /tmp/gen.tar gen && rm -rf /opt/gen && mkdir /opt/copy && tar -C /opt/copy -xf /tmp/gen.tar && rm /tmp/gen.tar
+RUN find / -xdev | wc -l > /entries && ls -lR /usr/share/doc > /dev/null
+`;
+
+export interface BuildSetup {
+  name: string;
+  /** mount_program; empty for the kernel overlay driver */
+  program: string;
+  daemon?: boolean;
+}
+
+export interface BuildOptions {
+  reps: number;
+  scratch: string;
+  rootfs: string;
+  setups: BuildSetup[];
+}
+
+async function must(what: string, p: Promise<ChildResult>): Promise<ChildResult> {
+  const r = await p;
+  if (!ok(r)) throw new Error(describeFailure(what, r));
+  return r;
+}
+
+export async function runBuild(o: BuildOptions, log: (s: string) => void): Promise<void> {
+  if (!fs.existsSync(o.rootfs)) throw new Error(`no rootfs tarball at ${o.rootfs} (the container tests make it; or --rootfs=TAR)`);
+  fs.mkdirSync(o.scratch, { recursive: true });
+  // short paths: podman 4.3 is slow with long store paths (see podman.ts)
+  const dir = fs.mkdtempSync(path.join(o.scratch, 'sfbld-'));
+  const sock = path.join(dir, 'd.sock');
+  const ctx = path.join(dir, 'ctx');
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(path.join(ctx, 'Containerfile'), CONTAINERFILE);
+  const envs = o.setups.map((s, i) => writeStore(path.join(dir, String(i)), s.program, s.daemon ? `server=${sock}` : undefined));
+  const stratafs = o.setups.find((s) => s.daemon)?.program;
+  let daemon: ChildProcess | undefined;
+  try {
+    if (stratafs) daemon = await startDaemon(stratafs, sock);
+    const build = ['build', '--network', 'none', '--pull=never', '--no-cache', '--quiet', '-t', OUT, '-f', path.join(ctx, 'Containerfile'), ctx];
+    const entries: string[] = [];
+    for (const [i, env] of envs.entries()) {
+      await must('podman import', podman(env, ['import', '--quiet', o.rootfs, BASE]));
+      log(`warm-up build (${o.setups[i].name})`);
+      await must(`warm-up build (${o.setups[i].name})`, podman(env, build));
+      const r = await must('entries', podman(env, ['run', '--rm', '--network', 'none', '--pull', 'never', OUT, 'cat', '/entries']));
+      entries.push(r.stdout.trim());
+      await podman(env, ['rmi', '--force', OUT]);
+      await podman(env, ['image', 'prune', '--force']);
+    }
+    if (new Set(entries).size > 1) log(`note: the builds disagree on the entries of the image: ${o.setups.map((s, i) => `${s.name} ${entries[i]}`).join(', ')}`);
+    const times: number[][] = o.setups.map(() => []);
+    for (let rep = 0; rep < o.reps; rep++) {
+      const n = o.setups.length;
+      for (let k = 0; k < n; k++) {
+        const i = (k + rep) % n;
+        const r = await must(`podman build (${o.setups[i].name})`, podman(envs[i], build));
+        times[i].push(r.seconds);
+        log(`rep ${rep + 1}/${o.reps}  ${o.setups[i].name.padEnd(20)} ${r.seconds.toFixed(2)} s`);
+        await podman(envs[i], ['rmi', '--force', OUT]);
+        await podman(envs[i], ['image', 'prune', '--force']);
+      }
+    }
+    const med = times.map((t) => median(t) ?? 0);
+    const by = (name: string): number | undefined => med[o.setups.findIndex((s) => s.name === name)];
+    console.log(`podman build of a ${CONTAINERFILE.split('\n').filter((l) => l.startsWith('RUN')).length}-step Containerfile over the Debian minbase image, --no-cache, ${o.reps} builds each, alternated (seconds)`);
+    console.log(`${'setup'.padEnd(22)}${'median'.padStart(8)}${'best'.padStart(8)}${'/ fuse-ovl'.padStart(11)}${'/ kernel'.padStart(9)}`);
+    const fo = by('fuse-overlayfs');
+    const kernel = by('kernel');
+    for (const [i, s] of o.setups.entries()) {
+      const r = (x: number | undefined): string => (x ? (med[i] / x).toFixed(2) : '-');
+      console.log(`${s.name.padEnd(22)}${med[i].toFixed(2).padStart(8)}${Math.min(...times[i]).toFixed(2).padStart(8)}${r(fo).padStart(11)}${r(kernel).padStart(9)}`);
+    }
+    console.log('goals: stratafs / fuse-overlayfs ≤ 1, stratafs / kernel ≤ 2');
+  } finally {
+    await cleanup(dir, envs, daemon);
+  }
+}
