@@ -38,6 +38,11 @@ export interface LowerRef {
   path: string;
   /** for directories: holds xattr whiteouts */
   xwhiteouts: boolean;
+  /**
+   * for a regular file that is a metacopy file in this lower (an upper of kernel
+   * overlayfs with metacopy=on, used as a lower): the lower file holding its data
+   */
+  data?: LowerRef;
 }
 
 export interface FoundLower extends LowerRef {
@@ -179,7 +184,12 @@ export function walkLowers(
     if (isWhiteout(fd, base, s, xw)) break;
     const path = joinPath(dirPath, base);
     if (!isDirStat(s)) {
-      if (!dirSeen) out.push({ layer, path, stat: s, xwhiteouts: false });
+      if (!dirSeen) {
+        const found: FoundLower = { layer, path, stat: s, xwhiteouts: false };
+        const data = metacopyData(src, layer, parentLowers, fd, base, s, abs === null ? rel : `/${abs as string}`);
+        if (data) found.data = data;
+        out.push(found);
+      }
       break;
     }
     const marks = dirMarks(fd, base, () => src.aufs.opaque(layer, path, dirfd, base, () => src.dirs.tryGet(layer, path)));
@@ -189,6 +199,24 @@ export function walkLowers(
     if (marks.redirect !== null) apply(marks.redirect);
   }
   return out;
+}
+
+/**
+ * A regular file of a lower that is a kernel metacopy file (`overlay.metacopy` in either
+ * namespace: an upper of kernel overlayfs mounted with metacopy=on, used as a lower)
+ * has metadata only; its data is the file found below it, at its own `overlay.redirect`
+ * when it has one, else where the lookup was going (`at`). Undefined for other files.
+ */
+function metacopyData(
+  src: MergeSource, layer: Layer, parentLowers: readonly LowerRef[], fd: number, base: string, s: Stat, at: string,
+): LowerRef | undefined {
+  if ((s.mode & fsc.S_IFMT) !== fsc.S_IFREG || readPrivateXattr(fd, base, 'metacopy') === null) return undefined;
+  const below = src.lowers.slice(src.lowers.indexOf(layer) + 1);
+  if (below.length === 0) return undefined;
+  const own = readPrivateXattr(fd, base, 'redirect');
+  const rest = walkLowers({ ...src, lowers: below }, parentLowers, base, own === null ? at : own.toString('latin1'), false)[0];
+  if (!rest || (rest.stat.mode & fsc.S_IFMT) !== fsc.S_IFREG) return undefined;
+  return rest.data ?? { layer: rest.layer, path: rest.path, xwhiteouts: false };
 }
 
 /**

@@ -12,6 +12,7 @@ import { E, StratafsError, toErrno, errnoName } from '../errors';
 import { C, native } from '../native';
 import type { OverlayConfig } from './config';
 import { onIdmappedMount } from './idmap';
+import { mountOf } from './mountinfo';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
@@ -227,6 +228,15 @@ export function openState(config: OverlayConfig): State {
       opened.push(fd);
       return makeLayer(base + i, p, fd, false, mapped && onIdmappedMount(p));
     });
+    // as kernel overlayfs ("conflicting lowerdir path"): one directory twice is refused
+    const seen = new Map<string, string>();
+    for (const l of lowers) {
+      const s = statAt(l.rootFd, '');
+      const id = `${s.devMajor}:${s.devMinor}:${s.ino}`;
+      const first = seen.get(id);
+      if (first !== undefined) throw layerError(l.path, `lowerdir is given twice (the same directory as ${first})`);
+      seen.set(id, l.path);
+    }
     let upper: Layer | null = null;
     let workFd = -1;
     let prefix = config.xattrPrefix;
@@ -234,6 +244,11 @@ export function openState(config: OverlayConfig): State {
       const fd = openRoot(config.upperdir, 'upperdir');
       opened.push(fd);
       upper = makeLayer(0, config.upperdir, fd, true);
+      // as kernel overlayfs: a FUSE filesystem lacks what an upper needs (and may be us)
+      const on = mountOf(config.upperdir);
+      if (on !== undefined && (on.fstype === 'fuse' || on.fstype.startsWith('fuse.'))) {
+        throw layerError(config.upperdir, `upperdir is on a FUSE filesystem (${on.fstype} at ${on.point}); kernel overlayfs refuses such an upper too`);
+      }
       checkOverlap(config, upper, lowers);
       const work = openWork(config, upper);
       workFd = work.workFd;

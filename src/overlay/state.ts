@@ -172,6 +172,14 @@ export class State {
     return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
   }
 
+  /** Where the node's file data is when it is read from a lower (a lower metacopy file's data below it). */
+  locateData(node: Node): Location {
+    const top = node.lowers[0] ?? fail(E.ENOENT);
+    const ref = top.data ?? top;
+    if (ref.path === '') return { layer: ref.layer, dirfd: ref.layer.rootFd, name: '' };
+    return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
+  }
+
   /** statx of the node's topmost real object (a lower one from the cache, cache.ts) */
   stat(node: Node): Stat {
     if (node.upper) {

@@ -74,6 +74,7 @@ export function overlayConfig(spec: MountSpec): OverlayConfig {
     squashToUid: spec.squashToUid,
     squashToGid: spec.squashToGid,
     metacopy: spec.metacopy,
+    redirectDir: spec.redirectDir !== false,
     noatime: (spec.flags ?? DEFAULT_MOUNT_FLAGS).atime === 'noatime',
   };
 }

@@ -121,4 +121,10 @@ export const POSIX_SCENARIOS: Scenario[] = [
       { op: 'probe', name: 'mmap-times', args: { lower: ['etc/issue'], msync: false } },
     ],
   },
+  {
+    name: 'mount -o remount: ro, rw and the mount flags change; the others stay',
+    ...withFlags('nosuid', 'nodev', 'relatime'),
+    why: 'a remount must not fail silently: stratafs applies it as mount.fuse hands it over',
+    ops: [{ op: 'probe', name: 'remount', args: { steps: ['ro', 'rw', 'noexec,noatime', 'exec', 'strictatime', 'ro,nodiratime', 'rw'] } }],
+  },
 ];
