@@ -41,7 +41,8 @@
  * Modules: access.ts (layer roots, the dir-fd cache, *at helpers), whiteout.ts (whiteout
  * and opaque forms, private xattrs), aufs.ts (AUFS marks, indexed per lower directory),
  * merge.ts (the lookup rules: whiteouts, opaque dirs, redirects, metacopy; the mount's
- * and everyone's), stack.ts (LayerStack: a merged view read outside a mount, for Diff,
+ * and everyone's), listing.ts (the listing rules: the mount's readdir and LayerStack's),
+ * stack.ts (LayerStack: a merged view read outside a mount, for Diff,
  * Changes and exports), writer.ts (LayerWriter: writing into a layer, for imports),
  * metacopy.ts (writing metacopy files).
  *
@@ -65,6 +66,7 @@ export {
   XATTR_ESCAPE, visibleXattrName, isOverlayNamespace,
 } from './whiteout';
 export { AufsIndex, type ListingSource } from './aufs';
+export { mergeListing, type ListedDir, type ListingReader, type ListingVisitor } from './listing';
 export { sizeOnly, markMetacopy } from './metacopy';
 export {
   type LowerRef, type FoundLower, type LowerStats, type MergeSource, type UpperDir, type Resolved,

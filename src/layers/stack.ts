@@ -5,10 +5,8 @@
  * It reads exactly as the mount does: every access starts at a layer root fd and goes
  * through the dir-fd cache (access.ts: openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, a
  * final name never followed), and every name is resolved by the merge rules of
- * merge.ts, the mount's own. Listings follow the rules of the mount's readdir: the upper
- * first, then each lower directory of the stack; each name once, from the topmost layer
- * that has it; whiteouts and `.wh.*` names never shown; AUFS `.wh.<name>` in a lower
- * hides <name> in the layers below.
+ * merge.ts, the mount's own. Listings go through the mount's own listing code
+ * (listing.ts).
  *
  * Nothing is cached across layers' changes: a stack is opened for one walk and closed.
  * Fds from `dirs` are the cache's: use at once, never across an await (access.ts).
@@ -17,6 +15,7 @@ import { constants as fsc } from 'node:fs';
 import { C, native, type DirEntry, type Stat } from '../native';
 import { DirFds, basenameOf, dirnameOf, joinPath, openDirAt, statAt, tryGetXattr, xattrPath, type Layer } from './access';
 import { AufsIndex } from './aufs';
+import { mergeListing, type ListedDir, type ListingReader } from './listing';
 import { isDirStat, resolveName, type LowerRef, type LowerStats, type MergeSource, type Resolved, type UpperDir } from './merge';
 import { AUFS_PREFIX, dirMarks, isWhiteout, visibleXattrName } from './whiteout';
 
@@ -125,36 +124,14 @@ export class LayerStack implements MergeSource {
     }
   }
 
-  /** The names the merged directory shows, in byte order (the mount's readdir rules). */
+  /** The names the merged directory shows, in byte order (the mount's readdir rules, listing.ts). */
   names(dir: MergedDir): string[] {
-    const sources: { layer: Layer; path: string; xwhiteouts: boolean }[] = [];
-    if (dir.upper) sources.push(dir.upper);
-    sources.push(...dir.lowers);
-    const decided = new Set<string>();
+    const dirs: ListedDir[] = dir.upper ? [dir.upper, ...dir.lowers] : [...dir.lowers];
     const out: { name: string }[] = [];
-    for (const src of sources) {
-      let entries: DirEntry[];
-      try {
-        entries = this.list(src.layer, src.path);
-      } catch {
-        continue; // a layer dir that is not there contributes nothing
-      }
-      const hiddenBelow: string[] = [];
-      for (const e of entries) {
-        if (e.name.startsWith(AUFS_PREFIX)) {
-          if (!src.layer.upper && !e.name.startsWith(`${AUFS_PREFIX}${AUFS_PREFIX}`)) hiddenBelow.push(e.name.slice(AUFS_PREFIX.length));
-          continue;
-        }
-        if (decided.has(e.name)) continue;
-        decided.add(e.name);
-        if (e.type === C.DT_CHR || e.type === C.DT_UNKNOWN || (src.xwhiteouts && e.type === C.DT_REG)) {
-          const fd = this.dirs.get(src.layer, src.path);
-          if (isWhiteout(fd, e.name, statAt(fd, e.name), src.xwhiteouts)) continue;
-        }
-        out.push({ name: e.name });
-      }
-      for (const h of hiddenBelow) decided.add(h);
-    }
+    const reader: ListingReader = { entries: (layer, path) => this.list(layer, path), dirFd: (layer, path) => this.dirs.get(layer, path) };
+    mergeListing(dirs, reader, (_dir, e) => {
+      out.push({ name: e.name });
+    });
     return out.sort(byBytes).map((e) => e.name);
   }
 

@@ -1,11 +1,9 @@
 /**
  * Directory listings of the merged view.
  *
- * Merge: the upper directory first, then each lower directory of the node's stack (the
- * stack already ends at an opaque directory, see lookup.ts). Each name appears once,
- * from the topmost layer that has it; a whiteout hides the name (and, being a name
- * itself, is never shown); AUFS `.wh.<name>` in a lower hides <name> in the layers
- * below; `.wh.*` names are never shown.
+ * Merge: the rules of src/layers/listing.ts (shared with LayerStack.names): the upper
+ * directory first, then each lower directory of the node's stack (the stack already
+ * ends at an opaque directory, see lookup.ts); each name once, from the topmost layer.
  *
  * d_ino equals the st_ino a lookup would report (the origin's, inodes.ts).
  *
@@ -15,29 +13,13 @@
  * fresh snapshot. '.' and '..' are entries 0 and 1.
  */
 import { constants as fsc } from 'node:fs';
-import { C, native, type DirEntry } from '../native';
+import { native, type DirEntry } from '../native';
 import type { DirEntryOut } from '../fuse/api';
 import type { Node } from './inodes';
-import { basenameOf, dirnameOf, openDirAt, statAt, type Layer } from '../layers/access';
+import { basenameOf, dirnameOf, openDirAt, type Layer } from '../layers/access';
+import { mergeListing, type ListedDir, type ListingReader } from '../layers/listing';
 import type { DirHandle, State } from './state';
 import { resolve } from './lookup';
-import { AUFS_PREFIX, isWhiteout } from '../layers/whiteout';
-
-const DT_TO_IF = new Map<number, number>([
-  [C.DT_FIFO, fsc.S_IFIFO],
-  [C.DT_CHR, fsc.S_IFCHR],
-  [C.DT_DIR, fsc.S_IFDIR],
-  [C.DT_BLK, fsc.S_IFBLK],
-  [C.DT_REG, fsc.S_IFREG],
-  [C.DT_LNK, fsc.S_IFLNK],
-  [C.DT_SOCK, fsc.S_IFSOCK],
-]);
-
-interface Source {
-  layer: Layer;
-  path: string;
-  xwhiteouts: boolean;
-}
 
 /** The raw entries of one layer directory (without '.' and '..'), through the cache (cache.ts). */
 export function listLayerDir(st: State, layer: Layer, path: string): DirEntry[] {
@@ -58,45 +40,21 @@ export function mergedEntries(st: State, node: Node): DirEntryOut[] {
   // a removed directory (rmdir, or renamed over) still open lists nothing, as on kernel
   // overlayfs, whatever its lowers still hold
   if (node.removed) return [];
-  const sources: Source[] = [];
-  if (node.upper && st.upper) sources.push({ layer: st.upper, path: node.path(), xwhiteouts: node.upperXwhiteouts });
-  for (const r of node.lowers) sources.push(r);
-  const decided = new Set<string>();
+  const dirs: ListedDir[] = [];
+  if (node.upper && st.upper) dirs.push({ layer: st.upper, path: node.path(), xwhiteouts: node.upperXwhiteouts });
+  for (const r of node.lowers) dirs.push(r);
   const out: DirEntryOut[] = [];
   const upperDirs: DirEntryOut[] = [];
-  for (const src of sources) {
-    let entries: DirEntry[];
-    try {
-      entries = listLayerDir(st, src.layer, src.path);
-    } catch {
-      continue; // a layer dir that vanished contributes nothing
-    }
-    const hiddenBelow: string[] = [];
-    let dirfd = -1;
-    const fd = (): number => (dirfd >= 0 ? dirfd : (dirfd = st.dirs.get(src.layer, src.path)));
-    for (const e of entries) {
-      if (e.name.startsWith(AUFS_PREFIX)) {
-        if (!src.layer.upper && !e.name.startsWith(`${AUFS_PREFIX}${AUFS_PREFIX}`)) {
-          hiddenBelow.push(e.name.slice(AUFS_PREFIX.length));
-        }
-        continue;
-      }
-      if (decided.has(e.name)) continue;
-      decided.add(e.name);
-      let type = DT_TO_IF.get(e.type);
-      const needStat = type === undefined || type === fsc.S_IFCHR || (src.xwhiteouts && type === fsc.S_IFREG);
-      if (needStat) {
-        const s = statAt(fd(), e.name);
-        if (isWhiteout(fd(), e.name, s, src.xwhiteouts)) continue;
-        type = s.mode & fsc.S_IFMT;
-      }
-      const known = node.children.get(e.name);
-      const entry = { name: e.name, ino: known ? known.ino : st.foldIno(src.layer, e.ino), type: type ?? 0, nextOffset: 0 };
-      if (!known && src.layer.upper && type === fsc.S_IFDIR) upperDirs.push(entry);
-      out.push(entry);
-    }
-    for (const h of hiddenBelow) decided.add(h);
-  }
+  const reader: ListingReader = {
+    entries: (layer, path) => listLayerDir(st, layer, path),
+    dirFd: (layer, path) => st.dirs.get(layer, path),
+  };
+  mergeListing(dirs, reader, (dir, e, type) => {
+    const known = node.children.get(e.name);
+    const entry = { name: e.name, ino: known ? known.ino : st.foldIno(dir.layer, e.ino), type, nextOffset: 0 };
+    if (!known && dir.layer.upper && type === fsc.S_IFDIR) upperDirs.push(entry);
+    out.push(entry);
+  });
   // an upper directory that merges a lower one reports the lower's ino (inodes.ts):
   // resolve it so d_ino matches st_ino (redirects and opaque marks included)
   for (const entry of upperDirs) {
