@@ -25,6 +25,7 @@ options (comma separated, -o may repeat):
   timeout=S           seconds the kernel may cache names and attributes (default 86400)
   passthrough=auto|off  kernel passthrough of file data when root (default auto)
   metacopy=on|off     chmod/chown/utimens/xattrs copy up metadata only (default off)
+  redirect_dir=on|off|follow  off/follow: renaming a directory from a lower is EXDEV (default on)
   writeback=on|off    kernel writeback cache without passthrough (default off: a full
                       upper then fails in write(); on loses such writes after close)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
@@ -32,7 +33,10 @@ options (comma separated, -o may repeat):
   nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime
                       the mount's flags, as mount(8) sets them (default suid,nodev,exec,noatime;
                       without root always nosuid,nodev)
-  accepted with no effect: context=, xattr_permissions=0, rw, ...
+  ro, rw              read-only, read-write
+  remount             change ro/rw and the flags of a mounted stratafs (as mount -o remount
+                      does through mount.fuse); layers and ids cannot change (refused)
+  accepted with no effect: context=, xattr_permissions=0, ...
 flags:
   -f                  stay in the foreground (default: detach once mounted)
   -d                  debug output to stderr (implies -f)
@@ -78,6 +82,23 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (command.kind === 'version') {
     process.stdout.write(`stratafs version ${version()}\nFUSE transport: own (protocol 7.45 max)\n`);
+    return;
+  }
+  if (command.kind === 'remount') {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { remount } = require('../mount/remount.js') as typeof import('../mount/remount.js');
+      remount(command.mountpoint, command.given, command.other);
+      report.ready();
+    } catch (e) {
+      if (e instanceof StratafsError && e.code === 'STRATAFS_ERR_OPTION') {
+        report.usage(oneLine(e));
+        process.exitCode = 2;
+      } else {
+        report.error(oneLine(e));
+        process.exitCode = 1;
+      }
+    }
     return;
   }
   const opts = command.options;

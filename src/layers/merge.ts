@@ -26,10 +26,10 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, toErrno } from '../errors';
-import type { Stat } from '../native';
-import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, type DirFds, type Layer } from './access';
+import { native, type Stat } from '../native';
+import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, xattrPath, type DirFds, type Layer } from './access';
 import type { AufsIndex } from './aufs';
-import { dirMarks, isAufsName, isWhiteout, readPrivateXattr } from './whiteout';
+import { dirMarks, isAufsName, isWhiteout, PRIVATE_PREFIXES, readPrivateXattr } from './whiteout';
 
 /** Where a directory (or the object itself) is in one lower layer. */
 export interface LowerRef {
@@ -38,6 +38,11 @@ export interface LowerRef {
   path: string;
   /** for directories: holds xattr whiteouts */
   xwhiteouts: boolean;
+  /**
+   * for a regular file that is a metacopy file in this lower (an upper of kernel
+   * overlayfs with metacopy=on, used as a lower): the lower file holding its data
+   */
+  data?: LowerRef;
 }
 
 export interface FoundLower extends LowerRef {
@@ -59,6 +64,11 @@ export interface MergeSource {
   readonly caches: LowerStats;
   /** the xattr prefix a metacopy file is marked with */
   readonly prefix: string;
+  /**
+   * look for kernel metacopy files in the lowers at every small file (the mount's
+   * metacopy=on, as the kernel follows them only then); else only sparse files
+   */
+  readonly followMetacopy?: boolean;
 }
 
 /** The upper directory a lookup looks into, when there is one. */
@@ -179,7 +189,12 @@ export function walkLowers(
     if (isWhiteout(fd, base, s, xw)) break;
     const path = joinPath(dirPath, base);
     if (!isDirStat(s)) {
-      if (!dirSeen) out.push({ layer, path, stat: s, xwhiteouts: false });
+      if (!dirSeen) {
+        const found: FoundLower = { layer, path, stat: s, xwhiteouts: false };
+        const data = metacopyData(src, layer, parentLowers, fd, base, s, abs === null ? rel : `/${abs as string}`);
+        if (data) found.data = data;
+        out.push(found);
+      }
       break;
     }
     const marks = dirMarks(fd, base, () => src.aufs.opaque(layer, path, dirfd, base, () => src.dirs.tryGet(layer, path)));
@@ -189,6 +204,44 @@ export function walkLowers(
     if (marks.redirect !== null) apply(marks.redirect);
   }
   return out;
+}
+
+/** bytes a metacopy file may have allocated: one xattr block (ext4: one 4 KiB block) */
+const METACOPY_MAX_ALLOC = 4096;
+
+/**
+ * A regular file of a lower that is a kernel metacopy file (`overlay.metacopy` in either
+ * namespace: an upper of kernel overlayfs mounted with metacopy=on, used as a lower)
+ * has metadata only; its data is the file found below it, at its own `overlay.redirect`
+ * when it has one, else where the lookup was going (`at`). Undefined for other files.
+ * Looked at: files with fewer bytes allocated than their size (no syscall for the
+ * others) and, with `followMetacopy` (metacopy=on, which the kernel needs to follow
+ * them at all: EPERM without), files with at most an xattr block allocated (one
+ * listxattr each: measured 20k small lower files looked up 1.4x slower, hence not
+ * by default).
+ */
+function metacopyData(
+  src: MergeSource, layer: Layer, parentLowers: readonly LowerRef[], fd: number, base: string, s: Stat, at: string,
+): LowerRef | undefined {
+  if ((s.mode & fsc.S_IFMT) !== fsc.S_IFREG || Number(s.size) === 0) return undefined;
+  // a metacopy file holds no data: at most an xattr block is allocated. A file with more
+  // has its data and costs no syscall; a small one costs one listxattr.
+  const allocated = Number(s.blocks) * 512;
+  if (allocated >= Number(s.size) && (src.followMetacopy !== true || allocated > METACOPY_MAX_ALLOC)) return undefined;
+  const { path, follow } = xattrPath(fd, base);
+  let names: string[];
+  try {
+    names = native.listxattr(path, follow);
+  } catch {
+    return undefined;
+  }
+  if (!PRIVATE_PREFIXES.some((p) => names.includes(`${p}metacopy`))) return undefined;
+  const below = src.lowers.slice(src.lowers.indexOf(layer) + 1);
+  if (below.length === 0) return undefined;
+  const own = readPrivateXattr(fd, base, 'redirect');
+  const rest = walkLowers({ ...src, lowers: below }, parentLowers, base, own === null ? at : own.toString('latin1'), false)[0];
+  if (!rest || (rest.stat.mode & fsc.S_IFMT) !== fsc.S_IFREG) return undefined;
+  return rest.data ?? { layer: rest.layer, path: rest.path, xwhiteouts: false };
 }
 
 /**

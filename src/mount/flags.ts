@@ -50,6 +50,11 @@ export function applyFlagOption(flags: MountFlags, name: string): boolean {
   }
 }
 
+/** Is NAME (without a value) a flag option? */
+export function isFlagOption(name: string): boolean {
+  return applyFlagOption({ ...DEFAULT_MOUNT_FLAGS }, name);
+}
+
 /** The option words that give FLAGS (for reports and `stratafs daemon` listings). */
 export function flagWords(flags: MountFlags): string[] {
   return [

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { IdMapRange } from '../overlay/config';
 import { checkSpec, DEFAULT_TIMEOUT, type MountSpec } from './spec';
-import { applyFlagOption, DEFAULT_MOUNT_FLAGS, type MountFlags } from './flags';
+import { applyFlagOption, DEFAULT_MOUNT_FLAGS, isFlagOption, type MountFlags } from './flags';
 
 export { DEFAULT_TIMEOUT } from './spec';
 
@@ -32,7 +32,13 @@ export interface MountOptions extends MountSpec {
 export type Command =
   | { kind: 'help' }
   | { kind: 'version' }
-  | { kind: 'mount'; options: MountOptions };
+  | { kind: 'mount'; options: MountOptions }
+  /**
+   * `-o remount,...` (mount(8) through mount.fuse runs `stratafs SOURCE MNT -o
+   * ro,remount,dev,suid`): `given` are the ro/rw and flag options in order, `other` the
+   * options a remount cannot change (layers, ids...): remount.ts refuses those.
+   */
+  | { kind: 'remount'; mountpoint: string; given: string[]; other: string[] };
 
 const usageError = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_USAGE', msg);
 const optionError = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_OPTION', msg);
@@ -112,8 +118,8 @@ export function parseIdMapping(name: string, value: string): IdMapRange[] {
 
 /** Options accepted for compatibility with mount(8)/fuse-overlayfs that change nothing here. */
 const NO_EFFECT = new Set([
-  'rw', 'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
-  'static_nlink', 'userxattr', 'redirect_dir', 'index', 'metacopy', 'xino', 'context',
+  'allow_other', 'allow_root', 'default_permissions', 'async', 'threaded', 'fast_ino',
+  'static_nlink', 'userxattr', 'index', 'metacopy', 'xino', 'context',
   'fscontext', 'defcontext', 'rootcontext', 'fsync', 'auto_unmount', 'noauto', 'auto', 'user',
   'nouser', 'nofail', '_netdev', 'x-systemd.automount',
 ]);
@@ -121,8 +127,11 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'ignored' | 'server'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'redirectDir' | 'ignored' | 'server'> & {
   flags: MountFlags;
+  remount: boolean;
+  /** every option name given, in order */
+  given: string[];
   lowerdir?: string;
   timeout?: number;
   seen: Set<string>;
@@ -136,6 +145,7 @@ function applyOption(acc: Accum, opt: string): void {
     if (value === undefined || value === '') throw optionError(`option ${name} needs a value (${name}=...)`);
     return value;
   };
+  acc.given.push(name);
   const once = (): void => {
     if (acc.seen.has(name)) throw optionError(`option ${name} is given twice`);
     acc.seen.add(name);
@@ -145,6 +155,8 @@ function applyOption(acc: Accum, opt: string): void {
     case 'upperdir': once(); acc.upperdir = unescape(needValue()); return;
     case 'workdir': once(); acc.workdir = unescape(needValue()); return;
     case 'ro': acc.readOnly = true; return;
+    case 'rw': acc.readOnly = false; return;
+    case 'remount': acc.remount = true; return;
     case 'volatile': acc.volatile = true; return;
     case 'noacl': acc.acl = false; return;
     case 'acl': acc.acl = true; return;
@@ -167,6 +179,15 @@ function applyOption(acc: Accum, opt: string): void {
       const v = value ?? 'auto';
       if (v !== 'auto' && v !== 'off') throw optionError(`option passthrough takes auto or off, got "${v}"`);
       acc.passthrough = v;
+      return;
+    }
+    case 'redirect_dir': {
+      // kernel overlayfs' values; stratafs always follows redirects it finds
+      once();
+      const v = needValue();
+      if (v === 'nofollow') throw optionError('option redirect_dir=nofollow is not supported (stratafs always follows redirects)');
+      if (v !== 'on' && v !== 'off' && v !== 'follow') throw optionError(`option redirect_dir takes on, off or follow, got "${v}"`);
+      acc.redirectDir = v === 'on';
       return;
     }
     case 'metacopy': {
@@ -200,7 +221,7 @@ function applyOption(acc: Accum, opt: string): void {
 }
 
 export function parseArgs(argv: string[], cwd: string = process.cwd()): Command {
-  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, volatile: false, passthrough: 'auto', acl: true, metacopy: false, writeback: 'off', ignored: [], seen: new Set() };
+  const acc: Accum = { readOnly: false, flags: { ...DEFAULT_MOUNT_FLAGS }, remount: false, given: [], volatile: false, passthrough: 'auto', acl: true, metacopy: false, writeback: 'off', redirectDir: true, ignored: [], seen: new Set() };
   let foreground = false;
   let debug = false;
   const positional: string[] = [];
@@ -223,6 +244,15 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     } else positional.push(arg);
   }
   if (positional.length === 0) throw usageError('no mountpoint given (see stratafs --help)');
+  if (acc.remount) {
+    const changes = (n: string): boolean => n === 'ro' || n === 'rw' || isFlagOption(n);
+    return {
+      kind: 'remount',
+      mountpoint: path.resolve(cwd, positional[positional.length - 1]),
+      given: acc.given.filter(changes),
+      other: [...new Set(acc.given.filter((n) => !changes(n) && n !== 'remount' && !NO_EFFECT.has(n)))],
+    };
+  }
   // `SOURCE MOUNTPOINT` is how mount(8) and mount.fuse3 call a filesystem's program (the
   // containerd snapshotter's fuse3.stratafs mounts): the source names nothing here
   if (positional.length > 2) throw usageError(`one mountpoint expected (or SOURCE MOUNTPOINT), got ${positional.length}: ${positional.join(' ')}`);
@@ -244,6 +274,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     passthrough: acc.passthrough,
     acl: acc.acl,
     metacopy: acc.metacopy,
+    redirectDir: acc.redirectDir,
     writeback: acc.writeback,
     flags: acc.flags,
   });

@@ -33,6 +33,12 @@ export interface MountSpec {
   /** chmod/chown/utimens/xattr changes copy up metadata only (kernel metacopy format) */
   metacopy: boolean;
   /**
+   * directories from a lower may be renamed (a redirect xattr records where they came
+   * from); false (`redirect_dir=off`): such a rename is EXDEV, as kernel overlayfs.
+   * Absent: true.
+   */
+  redirectDir?: boolean;
+  /**
    * the kernel's writeback cache on the daemon data path; absent means off (a write the
    * upper cannot take must fail in write(), README "Decisions")
    */
@@ -50,6 +56,8 @@ export interface MountSpec {
 export const DEFAULT_TIMEOUT = 86400;
 
 const MAX_ID = 0xffffffff;
+/** kernel overlayfs' OVL_MAX_STACK: more lower layers are refused */
+export const MAX_LOWERS = 500;
 
 const refuse = (msg: string): never => {
   throw new StratafsError('STRATAFS_ERR_OPTION', msg);
@@ -74,6 +82,7 @@ function checkRanges(name: string, ranges: IdMapRange[] | undefined): void {
  */
 export function checkSpec(s: MountSpec): MountSpec {
   if (s.lowerdirs.length === 0) refuse('lowerdir= is required');
+  if (s.lowerdirs.length > MAX_LOWERS) refuse(`too many lowerdirs: ${s.lowerdirs.length} (the limit is ${MAX_LOWERS}, as kernel overlayfs)`);
   for (const l of s.lowerdirs) if (!isAbs(l)) refuse(`lowerdir ${JSON.stringify(l)} is not an absolute path`);
   if (s.upperdir !== undefined && s.workdir === undefined) refuse('upperdir= needs workdir= too');
   if (s.workdir !== undefined && s.upperdir === undefined) refuse('workdir= given without upperdir=');
@@ -102,6 +111,7 @@ export function checkSpec(s: MountSpec): MountSpec {
     passthrough: s.passthrough,
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
+    redirectDir: s.redirectDir !== false,
     writeback: s.writeback === 'on' ? 'on' : 'off',
     flags: checkMountFlags(s.flags),
   };

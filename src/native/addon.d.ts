@@ -125,6 +125,7 @@ export interface NativeConstants {
   MS_NODIRATIME: number;
   MS_RELATIME: number;
   MS_STRICTATIME: number;
+  MS_REMOUNT: number;
   O_NOATIME: number;
   OPEN_TREE_CLONE: number;
   OPEN_TREE_CLOEXEC: number;

@@ -41,6 +41,11 @@ export interface OverlayConfig {
    */
   metacopy?: boolean;
   /**
+   * a directory from a lower may be renamed (recorded with a redirect xattr); false:
+   * such a rename fails with EXDEV, as kernel overlayfs with redirect_dir=off. Default true.
+   */
+  redirectDir?: boolean;
+  /**
    * the mount is noatime: files are opened O_NOATIME (where the kernel allows: owner or
    * CAP_FOWNER), so the daemon's and passthrough's reads leave the upper's atimes alone
    */

@@ -168,9 +168,9 @@ function bestEffort(what: string, f: () => void): void {
 }
 
 async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boolean): Promise<void> {
-  const src = node.lowers[0] ?? fail(E.ENOENT);
-  const sfd = native.openat(st.dirs.get(src.layer, dirnameOf(src.path)), basenameOf(src.path),
-    fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  // the data: a lower metacopy file's is in the file below it
+  const src = st.locateData(node);
+  const sfd = native.openat(src.dirfd, src.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
   let dfd = -1;
   try {
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
@@ -205,7 +205,7 @@ function setIgnoringUnsupported(f: () => void): void {
  */
 async function completeMetacopy(st: State, node: Node, data: boolean): Promise<void> {
   if (data) {
-    const src = st.locateLower(node);
+    const src = st.locateData(node);
     const sfd = native.openat(src.dirfd, src.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
     try {
       const dst = st.locate(node);

@@ -63,7 +63,7 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
   const how = openFlagsFor(st, flags);
   const shareKey = isWriteOpen(flags) ? undefined : `${node.id}:${lowerData ? 'lower' : 'upper'}:${how}`;
   const fd = acquireFd(st, shareKey ?? null, () => {
-    const loc = lowerData ? st.locateLower(node) : st.locate(node);
+    const loc = lowerData ? st.locateData(node) : st.locate(node);
     const openIt = (f: number): number =>
       loc.name !== '' ? native.openat(loc.dirfd, loc.name, f, 0)
       : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)

@@ -12,9 +12,9 @@
  * squashToUid/squashToGid: every file appears owned by that id, and new files are
  * created owned by it on disk.
  */
-import { readFileSync, realpathSync } from 'node:fs';
 import { E, fail } from '../errors';
 import type { IdMapRange, OverlayConfig } from './config';
+import { mountOf } from './mountinfo';
 
 export const OVERFLOW_ID = 65534;
 
@@ -80,32 +80,7 @@ export function copiedId(config: OverlayConfig, kind: Kind, id: number, shifted:
   return shifted ? creatorToHost(config, kind, id) : id;
 }
 
-/**
- * Whether `dir` lies on an idmapped mount of our mount namespace: the mount whose mount
- * point is the longest prefix of its real path (the last one listed when stacked) has
- * `idmapped` among its per-mount options. False when it cannot be told.
- */
+/** Whether `dir` lies on an idmapped mount of our mount namespace (false when it cannot be told). */
 export function onIdmappedMount(dir: string): boolean {
-  let real: string;
-  let text: string;
-  try {
-    real = realpathSync(dir);
-    text = readFileSync('/proc/self/mountinfo', 'latin1');
-  } catch {
-    return false;
-  }
-  let best = '';
-  let idmapped = false;
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f.length < 6) continue;
-    // mountinfo escapes space, tab, newline and backslash as \ooo
-    const at = f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    const under = at === '/' || real === at || real.startsWith(`${at}/`);
-    if (under && at.length >= best.length) {
-      best = at;
-      idmapped = f[5].split(',').includes('idmapped');
-    }
-  }
-  return idmapped;
+  return mountOf(dir)?.options.includes('idmapped') ?? false;
 }

@@ -42,7 +42,7 @@ function keyOf(st: State, r: Resolved): string {
 }
 
 function refsOf(r: Resolved): LowerRef[] {
-  return r.lowers.map(({ layer, path, xwhiteouts }) => ({ layer, path, xwhiteouts }));
+  return r.lowers.map(({ layer, path, xwhiteouts, data }) => (data ? { layer, path, xwhiteouts, data } : { layer, path, xwhiteouts }));
 }
 
 /**

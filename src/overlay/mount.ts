@@ -12,9 +12,11 @@ import { E, StratafsError, toErrno, errnoName } from '../errors';
 import { C, native } from '../native';
 import type { OverlayConfig } from './config';
 import { onIdmappedMount } from './idmap';
+import { mountOf } from './mountinfo';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
+import { openLayerTree } from '../layers/tree';
 import { releaseFd } from './handle-fds';
 import { State } from './state';
 
@@ -30,6 +32,25 @@ function explain(e: unknown): string {
   if (errno === E.ENOTDIR) return 'is not a directory';
   if (errno === E.EACCES || errno === E.EPERM) return 'is not readable';
   return errnoName(errno);
+}
+
+/**
+ * A lower layer's root: the tree at `path` without the mounts below it where this
+ * process may clone it (src/layers/tree.ts), so that a mount inside the layer, this
+ * process's own included, is never crossed; else the plain root fd.
+ */
+function openLowerRoot(path: string): number {
+  const fd = openRoot(path, 'lowerdir');
+  let tree: number | null;
+  try {
+    tree = openLayerTree(path);
+  } catch (e) {
+    native.close(fd);
+    throw layerError(path, `lowerdir ${explain(e)}`);
+  }
+  if (tree === null) return fd;
+  native.close(fd);
+  return tree;
 }
 
 /** Opens a layer root (O_PATH) after checking it is a readable directory. */
@@ -223,10 +244,19 @@ export function openState(config: OverlayConfig): State {
     const base = config.upperdir !== undefined ? 1 : 0;
     const mapped = config.uidMap !== undefined || config.gidMap !== undefined;
     const lowers = config.lowerdirs.map((p, i) => {
-      const fd = openRoot(p, 'lowerdir');
+      const fd = openLowerRoot(p);
       opened.push(fd);
       return makeLayer(base + i, p, fd, false, mapped && onIdmappedMount(p));
     });
+    // as kernel overlayfs ("conflicting lowerdir path"): one directory twice is refused
+    const seen = new Map<string, string>();
+    for (const l of lowers) {
+      const s = statAt(l.rootFd, '');
+      const id = `${s.devMajor}:${s.devMinor}:${s.ino}`;
+      const first = seen.get(id);
+      if (first !== undefined) throw layerError(l.path, `lowerdir is given twice (the same directory as ${first})`);
+      seen.set(id, l.path);
+    }
     let upper: Layer | null = null;
     let workFd = -1;
     let prefix = config.xattrPrefix;
@@ -234,6 +264,11 @@ export function openState(config: OverlayConfig): State {
       const fd = openRoot(config.upperdir, 'upperdir');
       opened.push(fd);
       upper = makeLayer(0, config.upperdir, fd, true);
+      // as kernel overlayfs: a FUSE filesystem lacks what an upper needs (and may be us)
+      const on = mountOf(config.upperdir);
+      if (on !== undefined && (on.fstype === 'fuse' || on.fstype.startsWith('fuse.'))) {
+        throw layerError(config.upperdir, `upperdir is on a FUSE filesystem (${on.fstype} at ${on.point}); kernel overlayfs refuses such an upper too`);
+      }
       checkOverlap(config, upper, lowers);
       const work = openWork(config, upper);
       workFd = work.workFd;

@@ -44,6 +44,11 @@ export function redirectFor(node: Node, oldParent: Node, newParent: Node): strin
   return `/${src.path}`;
 }
 
+/** false for a directory with lower parts when redirects may not be written */
+function canMove(st: State, node: Node): boolean {
+  return st.config.redirectDir !== false || node.type !== fsc.S_IFDIR || node.lowers.length === 0;
+}
+
 /** Marks the upper directory name in dirfd so it keeps its merge at the new place. */
 function markDir(st: State, node: Node, oldParent: Node, newParent: Node, dirfd: number, name: string): void {
   if (node.type !== fsc.S_IFDIR) return;
@@ -68,6 +73,8 @@ export async function rename(st: State, parent: Node, name: string, newParent: N
     target = tryLookupNode(st, newParent, newName);
     if (target) st.inodes.hold(target);
     if (target === node) return;
+    // redirect_dir=off: a directory from a lower cannot move (kernel: EXDEV, checked first)
+    if (!canMove(st, node) || (flags.exchange && target !== null && !canMove(st, target))) fail(E.EXDEV);
     if (target && flags.noReplace) fail(E.EEXIST);
     if (flags.exchange) {
       if (!target) fail(E.ENOENT);

@@ -86,6 +86,11 @@ export class State {
     return this.config.xattrPrefix;
   }
 
+  /** kernel metacopy files in lowers are looked for at every small file (merge.ts) */
+  get followMetacopy(): boolean {
+    return this.config.metacopy === true;
+  }
+
   get layers(): Layer[] {
     return this.upper ? [this.upper, ...this.lowers] : this.lowers;
   }
@@ -168,6 +173,14 @@ export class State {
   /** Where the node's top lower object is (the data of a metacopy file). */
   locateLower(node: Node): Location {
     const ref = node.lowers[0] ?? fail(E.ENOENT);
+    if (ref.path === '') return { layer: ref.layer, dirfd: ref.layer.rootFd, name: '' };
+    return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
+  }
+
+  /** Where the node's file data is when it is read from a lower (a lower metacopy file's data below it). */
+  locateData(node: Node): Location {
+    const top = node.lowers[0] ?? fail(E.ENOENT);
+    const ref = top.data ?? top;
     if (ref.path === '') return { layer: ref.layer, dirfd: ref.layer.rootFd, name: '' };
     return { layer: ref.layer, dirfd: this.dirs.get(ref.layer, dirnameOf(ref.path)), name: basenameOf(ref.path) };
   }

@@ -78,6 +78,7 @@ export function parseSpec(v: unknown): MountSpec {
     passthrough: (s.passthrough ?? 'auto') as MountSpec['passthrough'],
     acl: s.acl !== false,
     metacopy: s.metacopy === true,
+    redirectDir: s.redirectDir !== false,
     writeback: s.writeback as MountSpec['writeback'],
     flags: s.flags as MountSpec['flags'],
   });

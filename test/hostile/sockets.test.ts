@@ -180,6 +180,40 @@ for (const kind of ['daemon', 'graphdriver'] as const) {
   });
 }
 
+t.test('graphdriver: oversized JSON bodies refused, a request trickled in byte by byte cut off', async (t) => {
+  const base = await tempDir(t, 'socklimit-http');
+  const sock = path.join(base, 's.sock');
+  await start(t, 'graphdriver', sock, ['--max-request-bytes', '1024', '--idle-timeout', '1']);
+  const big = await new Promise<string>((resolve, reject) => {
+    const c = net.connect(sock, () => c.write(`POST /GraphDriver.Status HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\nConnection: close\r\n\r\n${'{'.repeat(4000)}`));
+    let got = '';
+    c.on('data', (d) => (got += d));
+    c.on('end', () => resolve(got));
+    c.on('error', reject);
+  });
+  t.match(big, /^HTTP\/1\.1 400[^]*larger than 1024 bytes/, 'a 4000-byte body over a 1024-byte limit: 400');
+  // one header byte every 200 ms: each byte is activity, but the request never completes
+  const started = Date.now();
+  const closedAfter = await new Promise<number>((resolve) => {
+    const c = net.connect(sock);
+    const line = 'POST /Plugin.Activate HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(100);
+    let i = 0;
+    const timer = setInterval(() => {
+      if (!c.destroyed) c.write(line[i++ % line.length]);
+    }, 200);
+    c.on('error', () => undefined);
+    c.on('close', () => {
+      clearInterval(timer);
+      resolve(Date.now() - started);
+    });
+    t.teardown(() => {
+      clearInterval(timer);
+      c.destroy();
+    });
+  });
+  t.ok(closedAfter < 5000, `the trickling connection was closed after ${closedAfter} ms (idle timeout 1 s)`);
+});
+
 /** The resident memory of a process, KiB. */
 const rssKiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 

@@ -60,9 +60,12 @@ t.test('daemon requests are checked field by field', async (t) => {
   t.throws(() => parseRequest(JSON.stringify({ op: 'unmount', mountpoint: 'rel' })), { message: /absolute/ });
 });
 
+/** one lower more than kernel overlayfs' limit */
+const MANY = Array.from({ length: 501 }, (_x, i) => `/l${i}`);
+
 t.test('one MountSpec, one validator: the command line, a socket request and a MountServer caller get the same answer', async (t) => {
   const base = { lowerdirs: ['/l'], mountpoint: '/m', readOnly: false, volatile: false, timeout: 5, passthrough: 'auto' as const, acl: true, metacopy: false };
-  t.same(checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), { ...base, upperdir: '/u', workdir: '/w', uidMap: undefined, gidMap: undefined, squashToUid: undefined, squashToGid: undefined, writeback: 'off' });
+  t.same(checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), { ...base, upperdir: '/u', workdir: '/w', uidMap: undefined, gidMap: undefined, squashToUid: undefined, squashToGid: undefined, writeback: 'off', redirectDir: true });
   t.equal(checkSpec(base).readOnly, true, 'no upper: read-only');
   const cases: [Partial<MountSpec>, string[], RegExp][] = [
     [{ lowerdirs: [] }, ['/m'], /^lowerdir= is required$/],
@@ -70,6 +73,7 @@ t.test('one MountSpec, one validator: the command line, a socket request and a M
     [{ workdir: '/w' }, ['-o', 'lowerdir=/l,workdir=/w', '/m'], /^workdir= given without upperdir=$/],
     [{ timeout: -2 }, ['-o', 'lowerdir=/l,timeout=-2', '/m'], /timeout needs a number of seconds/],
     [{ uidMap: [{ inside: 0, host: 1, count: 0 }] }, ['-o', 'lowerdir=/l,uidmapping=0:1:0', '/m'], /uidmapping has a range of length 0/],
+    [{ lowerdirs: MANY }, ['-o', `lowerdir=${MANY.join(':')}`, '/m'], /^too many lowerdirs: 501 \(the limit is 500, as kernel overlayfs\)$/],
     [{ writeback: 'maybe' as 'on' }, ['-o', 'lowerdir=/l,writeback=maybe', '/m'], /writeback takes on or off/],
   ];
   for (const [change, argv, message] of cases) {
