@@ -13,7 +13,7 @@ const LAYERS = {
   'src/cli': ['src/graphdriver', 'src/snapshotter', 'src/server', 'src/mount', ...LEAVES],
   'src/snapshotter': ['src/server', 'src/mount', 'src/layers', 'src/native', ...LEAVES],
   'src/graphdriver': ['src/server', 'src/mount', 'src/layers', 'src/native', ...LEAVES],
-  'src/server': ['src/mount', 'src/overlay', 'src/fuse/bridge', 'src/fuse/api', 'src/native', ...LEAVES],
+  'src/server': ['src/mount', 'src/overlay', 'src/layers', 'src/fuse/bridge', 'src/fuse/api', 'src/native', ...LEAVES],
   'src/mount': ['src/overlay', 'src/native', ...LEAVES],
   'src/overlay': ['src/fuse/api', 'src/layers', 'src/native', ...LEAVES],
   'src/layers': ['src/native', ...LEAVES],

@@ -26,10 +26,10 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, toErrno } from '../errors';
-import type { Stat } from '../native';
-import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, type DirFds, type Layer } from './access';
+import { native, type Stat } from '../native';
+import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, xattrPath, type DirFds, type Layer } from './access';
 import type { AufsIndex } from './aufs';
-import { dirMarks, isAufsName, isWhiteout, readPrivateXattr } from './whiteout';
+import { dirMarks, isAufsName, isWhiteout, PRIVATE_PREFIXES, readPrivateXattr } from './whiteout';
 
 /** Where a directory (or the object itself) is in one lower layer. */
 export interface LowerRef {
@@ -201,16 +201,33 @@ export function walkLowers(
   return out;
 }
 
+/** bytes a metacopy file may have allocated: one xattr block (ext4: one 4 KiB block) */
+const METACOPY_MAX_ALLOC = 4096;
+
 /**
  * A regular file of a lower that is a kernel metacopy file (`overlay.metacopy` in either
  * namespace: an upper of kernel overlayfs mounted with metacopy=on, used as a lower)
  * has metadata only; its data is the file found below it, at its own `overlay.redirect`
  * when it has one, else where the lookup was going (`at`). Undefined for other files.
+ * Only files with fewer bytes allocated than their size, or at most an xattr block's
+ * worth, are looked at.
  */
 function metacopyData(
   src: MergeSource, layer: Layer, parentLowers: readonly LowerRef[], fd: number, base: string, s: Stat, at: string,
 ): LowerRef | undefined {
-  if ((s.mode & fsc.S_IFMT) !== fsc.S_IFREG || readPrivateXattr(fd, base, 'metacopy') === null) return undefined;
+  if ((s.mode & fsc.S_IFMT) !== fsc.S_IFREG || Number(s.size) === 0) return undefined;
+  // a metacopy file holds no data: at most an xattr block is allocated. A file with more
+  // has its data and costs no syscall; a small one costs one listxattr.
+  const allocated = Number(s.blocks) * 512;
+  if (allocated >= Number(s.size) && allocated > METACOPY_MAX_ALLOC) return undefined;
+  const { path, follow } = xattrPath(fd, base);
+  let names: string[];
+  try {
+    names = native.listxattr(path, follow);
+  } catch {
+    return undefined;
+  }
+  if (!PRIVATE_PREFIXES.some((p) => names.includes(`${p}metacopy`))) return undefined;
   const below = src.lowers.slice(src.lowers.indexOf(layer) + 1);
   if (below.length === 0) return undefined;
   const own = readPrivateXattr(fd, base, 'redirect');

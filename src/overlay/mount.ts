@@ -16,6 +16,7 @@ import { mountOf } from './mountinfo';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
+import { openLayerTree } from '../layers/tree';
 import { releaseFd } from './handle-fds';
 import { State } from './state';
 
@@ -31,6 +32,25 @@ function explain(e: unknown): string {
   if (errno === E.ENOTDIR) return 'is not a directory';
   if (errno === E.EACCES || errno === E.EPERM) return 'is not readable';
   return errnoName(errno);
+}
+
+/**
+ * A lower layer's root: the tree at `path` without the mounts below it where this
+ * process may clone it (src/layers/tree.ts), so that a mount inside the layer, this
+ * process's own included, is never crossed; else the plain root fd.
+ */
+function openLowerRoot(path: string): number {
+  const fd = openRoot(path, 'lowerdir');
+  let tree: number | null;
+  try {
+    tree = openLayerTree(path);
+  } catch (e) {
+    native.close(fd);
+    throw layerError(path, `lowerdir ${explain(e)}`);
+  }
+  if (tree === null) return fd;
+  native.close(fd);
+  return tree;
 }
 
 /** Opens a layer root (O_PATH) after checking it is a readable directory. */
@@ -224,7 +244,7 @@ export function openState(config: OverlayConfig): State {
     const base = config.upperdir !== undefined ? 1 : 0;
     const mapped = config.uidMap !== undefined || config.gidMap !== undefined;
     const lowers = config.lowerdirs.map((p, i) => {
-      const fd = openRoot(p, 'lowerdir');
+      const fd = openLowerRoot(p);
       opened.push(fd);
       return makeLayer(base + i, p, fd, false, mapped && onIdmappedMount(p));
     });

@@ -24,7 +24,8 @@ import { mountFuse, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
 import { DEFAULT_MOUNT_FLAGS } from '../mount/flags';
 import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
-import { checkOutsideServed } from './own-mounts';
+import { checkNotCrossed, checkOutsideServed, type MountDirs } from './own-mounts';
+import { treeClonesAllowed } from '../layers/tree';
 import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
 
@@ -84,6 +85,8 @@ export class MountServer {
   private readonly mounts = new Map<string, ServedMount>();
   /** mountpoint -> the same with symlinks resolved (taken before mounting) */
   private readonly realTargets = new Map<string, string>();
+  /** mountpoint -> the directories it reads by path, symlinks resolved (own-mounts.ts) */
+  private readonly readDirs = new Map<string, MountDirs>();
 
   /**
    * Mounts and starts serving; resolves once the mount is ready to use. `onMounted` is
@@ -101,8 +104,19 @@ export class MountServer {
     if (spec.upperdir !== undefined) checkOutsideServed('upperdir', spec.upperdir, served);
     if (spec.workdir !== undefined) checkOutsideServed('workdir', spec.workdir, served);
     checkOutsideServed('mountpoint', target, served);
+    // every path is outside the served mounts now: resolving them enters none
+    const dirs: MountDirs = {
+      mountpoint: realpathOr(target),
+      dirs: [
+        ...spec.lowerdirs.map((l): [string, string] => ['lowerdir', realpathOr(l)]),
+        ...(spec.upperdir === undefined ? [] : [['upperdir', realpathOr(spec.upperdir)] as [string, string]]),
+        ...(spec.workdir === undefined ? [] : [['workdir', realpathOr(spec.workdir)] as [string, string]]),
+      ],
+    };
+    checkNotCrossed(dirs, [...this.readDirs.values()], treeClonesAllowed());
     // where the kernel will have it (symlinks resolved): never looked up again once mounted
-    this.realTargets.set(target, realpathOr(target));
+    this.realTargets.set(target, dirs.mountpoint);
+    this.readDirs.set(target, dirs);
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
     const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}) };
@@ -114,12 +128,14 @@ export class MountServer {
         if (this.mounts.get(target) === served) {
           this.mounts.delete(target);
           this.realTargets.delete(target);
+          this.readDirs.delete(target);
         }
       });
       return served;
     } catch (e) {
       this.mounts.delete(target);
       this.realTargets.delete(target);
+      this.readDirs.delete(target);
       throw e;
     } finally {
       settle();

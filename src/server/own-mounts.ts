@@ -58,3 +58,40 @@ export function checkOutsideServed(what: string, p: string, served: ReadonlySet<
     // a relative target continues from `done` (the link's directory)
   }
 }
+
+/** The directories of one mount a mountpoint must not lie in (symlinks resolved). */
+export interface MountDirs {
+  mountpoint: string;
+  /** [what, real path]: e.g. ['lowerdir', '/layers/a'] */
+  dirs: [string, string][];
+}
+
+const within = (p: string, dir: string): boolean => p === dir || p.startsWith(dir === '/' ? '/' : `${dir}/`);
+
+/**
+ * A mountpoint inside a directory a mount reads by path would be crossed by that mount:
+ * it would look a name up through a mount this process serves and wait on itself.
+ * Lower layers are read through a clone without submounts where this process may clone
+ * trees (src/layers/tree.ts), so they count only without it (`lowersCloned` false); the
+ * upper and work dirs always count. Throws STRATAFS_ERR_MOUNTPOINT (one line) when the
+ * NEW mount's mountpoint lies in such a directory of a SERVED mount or of itself, or a
+ * served mountpoint lies in one of the new mount's.
+ */
+export function checkNotCrossed(next: MountDirs, served: readonly MountDirs[], lowersCloned: boolean): void {
+  const counts = ([what]: [string, string]): boolean => !lowersCloned || what !== 'lowerdir';
+  const why = lowersCloned ? '' : ' (lower layers are read without crossing mounts only with CAP_SYS_ADMIN: open_tree)';
+  for (const m of [next, ...served]) {
+    for (const [what, dir] of m.dirs.filter(counts)) {
+      if (within(next.mountpoint, dir)) {
+        const whose = m === next ? 'its own' : `the ${m.mountpoint} mount's`;
+        throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${next.mountpoint} lies inside ${whose} ${what} ${dir}: this process would have to read its own mount there${why}`);
+      }
+    }
+  }
+  for (const [what, dir] of next.dirs.filter(counts)) {
+    const hit = served.find((m) => within(m.mountpoint, dir));
+    if (hit) {
+      throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${what} ${dir} holds ${hit.mountpoint}, a mount this stratafs process serves: it would have to read its own mount there${why}`);
+    }
+  }
+}
