@@ -40,14 +40,20 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
   // SIGUSR2: one line of statistics on stderr (inode table size and heap, for leak hunting;
   // after a full collection when node runs with --expose-gc; the requests read so far by
   // opcode, the request mix of a workload)
+  // (process.memoryUsage() reads /proc: under fd pressure it throws EMFILE, which must not
+  // end the daemon from a signal handler)
   const onStats = (): void => {
-    (globalThis as { gc?: () => void }).gc?.();
-    const mem = process.memoryUsage();
-    const mib = (n: number): number => Math.round(n / 104857.6) / 10;
-    process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: mounted.nodeCount(), rssMiB: mib(mem.rss),
-      heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external),
-      arrayBuffersMiB: mib(mem.arrayBuffers), requests: mounted.requestCounts() })}
+    try {
+      (globalThis as { gc?: () => void }).gc?.();
+      const mem = process.memoryUsage();
+      const mib = (n: number): number => Math.round(n / 104857.6) / 10;
+      process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: mounted.nodeCount(), rssMiB: mib(mem.rss),
+        heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external),
+        arrayBuffersMiB: mib(mem.arrayBuffers), requests: mounted.requestCounts() })}
 `);
+    } catch (e) {
+      process.stderr.write(`stratafs: stats: ${(e as Error).message}\n`);
+    }
   };
   process.on('SIGUSR2', onStats);
   await mounted.ended;

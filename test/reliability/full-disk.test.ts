@@ -114,6 +114,25 @@ t.test('full upper: stratafs daemon data path (passthrough=off)', async (tt) => 
   await fillAndCheck(tt, `${disk}/upper`, l.mnt, 'stratafs');
 });
 
+t.test('full upper: writeback=on reports ENOSPC at close at the latest', async (tt) => {
+  // the opt-in writeback cache acknowledges writes the upper cannot take (README
+  // "Decisions"); the kernel's write-back at close must still hand the error to close()
+  const l = makeLayers(tt, 'enospc-wb');
+  const disk = `${l.root}/disk`;
+  smallExt4(tt, l.root, disk);
+  tt.teardown(() => forceUnmount(l.mnt));
+  fs.mkdirSync(`${disk}/upper`);
+  fs.mkdirSync(`${disk}/work`);
+  const m = await mountWith({ ...l, upper: `${disk}/upper`, work: `${disk}/work` }, {}, ',passthrough=off,writeback=on');
+  tt.equal(m.code, 0, m.stderr);
+  if (m.code !== 0) return;
+  const r = await py(WRITER, [`${l.mnt}/fill`, '200'], 120_000);
+  tt.equal(r.status, 0, `writer ran ${r.stderr}`);
+  const w = JSON.parse(r.stdout) as Written;
+  tt.comment(`writeback=on: ${JSON.stringify(w)}`);
+  tt.ok(w.write === 'ENOSPC' || w.close === 'ENOSPC', `ENOSPC at write (${w.write}) or close (${w.close})`);
+});
+
 t.test('full upper: kernel overlayfs (reference)', async (tt) => {
   const l = makeLayers(tt, 'enospc-kernel');
   const disk = `${l.root}/disk`;
