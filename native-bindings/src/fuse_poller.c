@@ -255,6 +255,13 @@ static napi_value b_stop(napi_env env, napi_callback_info info) {
     return NULL;
   }
   cleanup_hook(g);
+  /* Nothing calls JS any more, so the callbacks go now: they are closures over the
+   * session, which holds this handle, and a reference from here to them made a cycle
+   * through a global handle that the collector never breaks: every ended mount's
+   * session, overlay and inode table stayed in memory for good. */
+  if (g->on_batch) napi_delete_reference(env, g->on_batch);
+  if (g->on_end) napi_delete_reference(env, g->on_end);
+  g->on_batch = g->on_end = NULL;
   return js_undefined(env);
 }
 

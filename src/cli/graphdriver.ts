@@ -14,9 +14,11 @@ directory per layer; every container's rootfs is a stratafs mount served by this
 one process.
   --name NAME     plugin name; the socket is /run/docker/plugins/NAME.sock (default stratafs)
   --socket PATH   listen on PATH instead
-  --home DIR      open this layer store at start (dockerd's Init sets it anyway)
-  --allow-uid UID also accept connections from this uid (root always may; every
-                  other peer is refused, checked with SO_PEERCRED on each connection)
+  --home DIR      open this layer store at start (default: the Home of dockerd's last
+                  Init, remembered next to the socket; dockerd's first Init may change it)
+  --allow-uid UID also accept connections from this uid (root and the server's own
+                  uid always may; every other peer is refused, checked with
+                  SO_PEERCRED on each connection)
 ${LIMITS_USAGE}
   -d, --debug     log requests and mounts to stderr (DEBUG=stratafs:graphdriver:* also works)
   -h, --help      this text

@@ -16,8 +16,9 @@ Serves many stratafs mounts from one process. Mount through it with
 (the command returns once the mount is ready; it fails with a clear error when no
 daemon listens on PATH). Unmount with umount / fusermount3 -u as usual.
   --socket PATH   the unix socket (mode 0600, never reachable by others even briefly)
-  --allow-uid UID also accept connections from this uid (root always may; every
-                  other peer is refused, checked with SO_PEERCRED on each connection)
+  --allow-uid UID also accept connections from this uid (root and the server's own
+                  uid always may; every other peer is refused, checked with
+                  SO_PEERCRED on each connection)
 ${LIMITS_USAGE}
   --list          print the mountpoints a running daemon serves
   --unmount MNT   ask a running daemon to unmount MNT

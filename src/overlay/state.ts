@@ -86,6 +86,11 @@ export class State {
     return this.config.xattrPrefix;
   }
 
+  /** kernel metacopy files in lowers are looked for at every small file (merge.ts) */
+  get followMetacopy(): boolean {
+    return this.config.metacopy === true;
+  }
+
   get layers(): Layer[] {
     return this.upper ? [this.upper, ...this.lowers] : this.lowers;
   }

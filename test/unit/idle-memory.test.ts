@@ -95,10 +95,38 @@ t.test('holdIdleRelease runs one shared releaser while any holder remains', asyn
   a(); // a second call of the same release does not drop b's hold
   t.equal(sharedIdleRelease()?.running, true, 'still held by b');
   b();
-  t.equal(sharedIdleRelease()?.running, false, 'stopped with the last holder');
+  t.equal(sharedIdleRelease()?.running, true, 'the last holder gone: it settles (runs on until an idle interval)');
   const c = holdIdleRelease();
-  t.equal(sharedIdleRelease()?.running, true, 'a new hold starts it again');
+  t.equal(sharedIdleRelease()?.running, true, 'a new hold keeps it running');
   c();
+  sharedIdleRelease()?.stop();
+});
+
+t.test('after the last mount: the work it did is released at the next idle interval, then the timer stops', async (t) => {
+  const h = harness();
+  h.r.start();
+  h.set(0.5, 60);
+  h.r.check(); // the mount's work
+  h.set(0.001, 250);
+  h.r.settle();
+  t.equal(h.r.running, true, 'settling: still watching');
+  h.set(0.2, 250);
+  t.equal(h.r.check(), false, 'busy again (a last request): no release yet');
+  t.equal(h.r.running, true, 'and no stop while busy');
+  h.set(0.001, 250);
+  t.equal(h.r.check(), true, 'idle with 200 MiB grown: release');
+  t.equal(h.r.running, true, 'running until the trim is done');
+  h.flush();
+  t.same(h.calls, ['collect', 'trim']);
+  t.equal(h.r.running, false, 'released: stopped');
+
+  const quiet = harness();
+  quiet.r.start();
+  quiet.set(0.001, 50);
+  quiet.r.settle();
+  t.equal(quiet.r.check(), false, 'settling with RSS not grown: no collection');
+  t.same(quiet.calls, []);
+  t.equal(quiet.r.running, false, 'and stopped');
 });
 
 t.test('an error in the timer (EMFILE under fd pressure) is logged and skipped, never thrown', async (t) => {

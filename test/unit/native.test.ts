@@ -7,6 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { native, C, isNativeError, type NativeError } from '../../src/native';
 
 const E = os.constants.errno;
@@ -528,4 +530,34 @@ t.test('process: raiseNofileLimit and setsid (in a child)', async (tt) => {
   tt.equal(out.limit, out.lowered[1], 'returns the new soft limit');
   tt.equal(out.sid, out.pid, 'a new session led by the child');
   tt.equal(out.again, 'EPERM', 'a session leader cannot setsid again');
+});
+
+t.test('a stopped poller lets go of its callbacks (an ended mount is collectable)', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-poller-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const fifo = path.join(dir, 'fifo');
+  tt.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  // a FIFO opened read-write never blocks and can be polled: a stand-in for /dev/fuse
+  const fd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  tt.teardown(() => fs.closeSync(fd));
+  const collected: string[] = [];
+  const registry = new FinalizationRegistry((what: string) => collected.push(what));
+  (() => {
+    // the session's shape: callbacks that close over an object which holds the handle
+    const session: { handle?: unknown; payload: number[] } = { payload: new Array(1000).fill(1) };
+    session.handle = native.fuseStartPoller([fd], 1 << 20, () => void session.payload, () => void session.handle);
+    registry.register(session, 'session');
+    native.fuseStopPoller(session.handle as never);
+  })();
+  const gc = (() => {
+    v8.setFlagsFromString('--expose-gc');
+    const f = vm.runInNewContext('gc') as () => void;
+    v8.setFlagsFromString('--no-expose-gc');
+    return f;
+  })();
+  for (let i = 0; i < 20 && collected.length === 0; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  tt.same(collected, ['session'], 'the session, its callbacks and the handle are collected once stopped');
 });
