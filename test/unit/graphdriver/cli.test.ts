@@ -8,6 +8,7 @@ import { parseDaemonArgs } from '../../../src/cli/server';
 import { parseRequest } from '../../../src/server/protocol';
 import { parseArgs } from '../../../src/mount/options';
 import { checkSpec, type MountSpec } from '../../../src/mount/spec';
+import { DEFAULT_MOUNT_FLAGS } from '../../../src/mount/flags';
 
 t.test('stratafs graphdriver arguments', async (t) => {
   const none = { access: {}, limits: {} };
@@ -83,5 +84,6 @@ t.test('one MountSpec, one validator: the command line, a socket request and a M
     t.throws(() => parseRequest(JSON.stringify({ op: 'mount', spec })), { code: 'STRATAFS_ERR_OPTION', message }, `socket request ${JSON.stringify(change)}`);
   }
   const o = parseArgs(['-f', '-o', 'lowerdir=/l,upperdir=/u,workdir=/w,timeout=5', '/m'], '/');
-  t.same(o.kind === 'mount' && checkSpec(o.options), checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), 'the CLI\'s extra fields stay behind');
+  // the command line states the default mount flags that a bare spec leaves implicit
+  t.same(o.kind === 'mount' && checkSpec(o.options), checkSpec({ ...base, upperdir: '/u', workdir: '/w', flags: { ...DEFAULT_MOUNT_FLAGS } }), 'the CLI\'s extra fields stay behind');
 });
