@@ -98,7 +98,7 @@ export const POSIX_SCENARIOS: Scenario[] = [
   {
     name: 'set-id bits cleared on the daemon data path',
     stratafsOptions: ['passthrough=off'],
-    why: 'the same through the daemon\'s own writes (writeback cache)',
+    why: 'the same through the daemon\'s own writes',
     ops: [{ op: 'probe', name: 'setid-clearing', args: SETID_ARGS }],
   },
   {
