@@ -10,8 +10,9 @@
  * character: every byte outside printable ASCII (and '"', '\') as \u00XX, so argv bytes
  * that are not UTF-8 reach the daemon exactly (it decodes them as latin1 bytes).
  *
- * Exit status, as for bin/stratafs: 0 mounted, 1 the mount failed (or no daemon), 2 bad
- * command line. Every message is one line "stratafs: ..." on stderr.
+ * The reply is a verdict of the one verdict protocol (src/mount/verdict.ts): exit 0
+ * mounted (after printing its notice, if any), 1 the mount failed (or no daemon), 2 bad
+ * command line, as bin/stratafs. Every message is one line "stratafs: ..." on stderr.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -74,7 +75,7 @@ static void put_json(struct buf *b, const char *s) {
   put(b, "\"", 1);
 }
 
-/* ---- finding the socket: STRATAFS_SERVER, else server= in an -o list ---- */
+/* ---- finding the socket: server= in an -o list, else STRATAFS_SERVER (as the CLI) ---- */
 
 /*
  * The value of a `server=` entry in option list LIST, unescaped, or NULL. Entries split
@@ -110,8 +111,6 @@ static char *server_in_list(const char *list) {
 }
 
 static char *find_server(int argc, char **argv) {
-  const char *env = getenv("STRATAFS_SERVER");
-  if (env && *env) return strdup(env);
   char *found = NULL;
   for (int i = 1; i < argc; i++) {
     const char *list = NULL;
@@ -125,7 +124,9 @@ static char *find_server(int argc, char **argv) {
       found = s;
     }
   }
-  return found;
+  if (found) return found;
+  const char *env = getenv("STRATAFS_SERVER");
+  return env && *env ? strdup(env) : NULL;
 }
 
 /* ---- talking to the daemon ---- */

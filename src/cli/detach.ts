@@ -5,15 +5,13 @@
  *
  * The waiting side is the shell launcher bin/stratafs (so that a mount costs one Node.js
  * start): it runs this program as a new session leader with stdio on /dev/null and a
- * pipe on fd 3, announced by STRATAFS_READY_FD=3. The daemon writes lines on that pipe:
- *   "notice TEXT"  a line the caller prints on stderr (e.g. a stale mountpoint was cleared)
- *   "ready"        the mount is up: the caller exits 0
- *   "error TEXT"   the mount failed: the caller prints TEXT and exits 1
- *   "usage TEXT"   the command line is wrong: the caller prints TEXT and exits 2
- * and closes it after the verdict. If the pipe closes without one, the daemon died:
- * that is an error too.
+ * pipe on fd 3, announced by STRATAFS_READY_FD=3. The daemon writes the verdict's lines
+ * on that pipe ("notice TEXT", then "ready" | "error TEXT" | "usage TEXT": the one
+ * verdict protocol, src/mount/verdict.ts) and closes it after the verdict. If the pipe
+ * closes without one, the daemon died: that is an error too.
  */
 import * as fs from 'node:fs';
+import { toLines, type Verdict } from '../mount/verdict';
 
 const CHANNEL_FD = 3;
 const CHANNEL_ENV = 'STRATAFS_READY_FD';
@@ -52,12 +50,25 @@ export function daemonChannel(): ReadyChannel | undefined {
       }
     }
   };
-  return {
-    notice: (text) => send(`notice ${text}`, false),
-    ready: () => send('ready', true),
-    error: (text) => send(`error ${text}`, true),
-    usage: (text) => send(`usage ${text}`, true),
+  const line = (v: Verdict | { kind: 'notice'; text: string }): void => {
+    if (v.kind === 'notice') send(`notice ${v.text}`, false);
+    else for (const l of toLines(v)) send(l, !l.startsWith('notice '));
   };
+  return {
+    notice: (text) => line({ kind: 'notice', text }),
+    ready: () => line({ kind: 'ready' }),
+    error: (text) => line({ kind: 'error', text }),
+    usage: (text) => line({ kind: 'usage', text }),
+  };
+}
+
+/** Reports a verdict on `channel`: its notice, then its outcome. */
+export function deliver(channel: ReadyChannel, v: Verdict): void {
+  if (v.kind === 'ready') {
+    if (v.notice) channel.notice(v.notice);
+    channel.ready();
+  } else if (v.kind === 'usage') channel.usage(v.text);
+  else channel.error(v.text);
 }
 
 /** A channel for a foreground mount: notices and errors go straight to stderr. */

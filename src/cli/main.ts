@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import { parseArgs } from '../mount/options';
-import { daemonChannel, foregroundChannel } from './detach';
+import { daemonChannel, deliver, foregroundChannel } from './detach';
+import { EXIT_STATUS } from '../mount/verdict';
 
 export const USAGE = `usage: stratafs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,OPTION...] [SOURCE] MOUNTPOINT
        stratafs --version | --help
@@ -67,6 +68,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   // set by bin/stratafs for a mount request: everything is reported to the waiting caller
   const channel = daemonChannel();
+  const cwd = process.cwd();
   const report = channel ?? foregroundChannel;
   let command;
   try {
@@ -106,16 +108,11 @@ export async function main(argv: string[]): Promise<void> {
   if (channel && opts.server === undefined && process.env.STRATAFS_SERVER) opts.server = path.resolve(process.env.STRATAFS_SERVER);
   if (channel) process.chdir('/'); // hold no directory busy (paths are absolute by now)
   if (opts.server !== undefined) {
-    // a running `stratafs daemon` serves it: nothing to detach
-    try {
-      const { mountVia } = await import('../server/socket.js');
-      const notice = await mountVia(opts.server, opts);
-      if (notice) report.notice(notice);
-      report.ready();
-    } catch (e) {
-      report.error(oneLine(e));
-      process.exitCode = 1;
-    }
+    // a running `stratafs daemon` serves it (nothing to detach), asked as the C client asks
+    const { mountVerdict } = await import('../server/socket.js');
+    const verdict = await mountVerdict(opts.server, argv, cwd);
+    deliver(report, verdict);
+    process.exitCode = EXIT_STATUS[verdict.kind];
     return;
   }
   if (!channel && !opts.foreground) {

@@ -137,8 +137,12 @@ export async function listen(socketPath: string, driver: Driver, opts: ListenOpt
     deadline?.clear();
     res.on('finish', () => deadline?.arm());
   });
+  // the HTTP server never listens itself, so it does not track these: we do, to end them at close
+  const open = new Set<net.Socket>();
   const front = net.createServer((sock) => {
     if (!admitPeer(sock, opts)) return;
+    open.add(sock);
+    sock.on('close', () => open.delete(sock));
     const deadline = new RequestDeadline(sock, limits.idleTimeoutMs);
     deadlines.set(sock, deadline);
     deadline.arm();
@@ -152,7 +156,7 @@ export async function listen(socketPath: string, driver: Driver, opts: ListenOpt
     http: server,
     close: async () => {
       const closed = listener.close();
-      server.closeAllConnections();
+      for (const sock of open) sock.destroy();
       await closed;
     },
   };

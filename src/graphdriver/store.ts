@@ -8,6 +8,9 @@
  *   HOME/ID/stratafs-layer   written at Create: this dir is a layer the driver made.
  *                    Remove deletes nothing without it (Home may hold other things).
  *   HOME/.empty      the lone lower of a base layer's mount
+ *   HOME/.layer-marks  present once the layers of this Home carry marks; a Home from
+ *                    before marks existed gets them once, for the dirs that have the
+ *                    layer shape (diff/ and work/), at the first open (`adoptUnmarked`)
  *
  * Everything is on disk, so a restarted plugin finds every layer as it was; mounts are
  * made again on demand. A layer appears atomically: it is built under a temporary name
@@ -25,6 +28,8 @@ const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 const MAX_CHAIN = 500;
 /** the file that marks a directory under Home as a layer this driver created */
 export const LAYER_MARK = 'stratafs-layer';
+/** present in a Home whose layers carry marks (written after the one-time adoption) */
+const MARKS_DONE = '.layer-marks';
 
 export function checkId(id: unknown, what = 'ID'): string {
   if (typeof id !== 'string' || !ID_RE.test(id)) throw pluginError(`invalid layer ${what} ${JSON.stringify(id)}`);
@@ -37,6 +42,33 @@ export class LayerStore {
   constructor(readonly home: string) {
     this.empty = path.join(home, '.empty');
     fs.mkdirSync(this.empty, { recursive: true, mode: 0o700 });
+    this.adoptUnmarked();
+  }
+
+  /**
+   * A Home written before layers carried marks: every dir there with a layer's shape
+   * (real diff/ and work/ dirs) was made by Create, so it is marked, once. Afterwards
+   * (MARKS_DONE present) nothing is ever adopted again: a dir that appears later without
+   * a mark is not a layer, whatever its shape.
+   */
+  private adoptUnmarked(): void {
+    const done = path.join(this.home, MARKS_DONE);
+    if (fs.existsSync(done)) return;
+    const isDir = (p: string): boolean => {
+      try {
+        return fs.lstatSync(p).isDirectory();
+      } catch {
+        return false;
+      }
+    };
+    for (const id of fs.readdirSync(this.home)) {
+      if (!ID_RE.test(id) || this.marked(id)) continue;
+      const dir = path.join(this.home, id);
+      if (isDir(dir) && isDir(path.join(dir, 'diff')) && isDir(path.join(dir, 'work'))) {
+        fs.writeFileSync(path.join(dir, LAYER_MARK), `${id}\n`, { mode: 0o600 });
+      }
+    }
+    fs.writeFileSync(done, '', { mode: 0o600 });
   }
 
   dir(id: string): string {

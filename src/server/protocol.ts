@@ -18,6 +18,7 @@
  */
 import { StratafsError } from '../errors';
 import { checkSpec, DEFAULT_TIMEOUT, type MountSpec } from '../mount/spec';
+import type { VerdictReply } from '../mount/verdict';
 
 export type Request =
   | { op: 'mount'; spec: MountSpec }
@@ -25,9 +26,8 @@ export type Request =
   | { op: 'list' }
   | { op: 'mount-argv'; argv: string[]; cwd: string };
 
-export type Reply =
-  | { ok: true; notice?: string; mounts?: MountSpec[] }
-  | { ok: false; error: string; usage?: true };
+/** a mount's reply is its verdict (src/mount/verdict.ts); `list` adds the mounts */
+export type Reply = (VerdictReply & { ok: false }) | { ok: true; notice?: string; mounts?: MountSpec[] };
 
 const bad = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_SERVER', `bad request: ${msg}`);
 

@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import createDebug from 'debug';
 import { StratafsError } from '../errors';
 import { MountServer } from './mount-server';
-import type { MountSpec } from '../mount/spec';
+import { fromReply, toReply, verdictOfError, type Verdict } from '../mount/verdict';
 import { parseRequest, type Reply, type Request } from './protocol';
 import { mountFromArgv } from './argv';
 import { DEFAULT_LIMITS, RequestDeadline, admitPeer, listenGuarded, type SocketAccess, type SocketLimits } from './guarded-socket';
@@ -17,7 +17,7 @@ async function answer(mounts: MountServer, req: Request): Promise<Reply> {
   switch (req.op) {
     case 'mount': {
       const m = await mounts.mount(req.spec);
-      return m.notice ? { ok: true, notice: m.notice } : { ok: true };
+      return toReply({ kind: 'ready', notice: m.notice });
     }
     case 'unmount':
       await mounts.unmount(req.mountpoint);
@@ -26,16 +26,14 @@ async function answer(mounts: MountServer, req: Request): Promise<Reply> {
       return { ok: true, mounts: mounts.list() };
     case 'mount-argv': {
       const m = await mounts.mount(mountFromArgv(req.argv, req.cwd));
-      return m.notice ? { ok: true, notice: m.notice } : { ok: true };
+      return toReply({ kind: 'ready', notice: m.notice });
     }
   }
 }
 
-/** The reply to a request that failed: one line; `usage` for a wrong command line. */
+/** The reply to a request that failed: its verdict (src/mount/verdict.ts). */
 function failure(e: unknown): Reply {
-  const error = (e instanceof Error ? e.message : String(e)).split('\n')[0];
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === 'STRATAFS_ERR_USAGE' || code === 'STRATAFS_ERR_OPTION' ? { ok: false, error, usage: true } : { ok: false, error };
+  return toReply(verdictOfError(e));
 }
 
 export interface SocketServer {
@@ -135,9 +133,19 @@ export function request(path: string, req: Request): Promise<Reply> {
   });
 }
 
-/** Mounts through a daemon; resolves with its notice, if any. */
-export async function mountVia(path: string, spec: MountSpec): Promise<string | undefined> {
-  const r = await request(path, { op: 'mount', spec });
-  if (!r.ok) throw new StratafsError('STRATAFS_ERR_SERVER', r.error);
-  return r.notice;
+/** One byte per character: how mount-argv strings travel (see argv.ts). */
+const asBytes = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
+
+/**
+ * Asks the daemon at `path` for the mount command line `argv` (run in `cwd`), exactly
+ * the request of the C client (native-bindings/src/client.c), so both get the same
+ * verdict; a daemon that is not there is an error verdict.
+ */
+export async function mountVerdict(path: string, argv: string[], cwd: string): Promise<Verdict> {
+  try {
+    const r = await request(path, { op: 'mount-argv', argv: argv.map(asBytes), cwd: asBytes(cwd) });
+    return fromReply(r);
+  } catch (e) {
+    return verdictOfError(e);
+  }
 }

@@ -81,6 +81,7 @@ function parseFilter(filter: string): Selector[] {
     if (i < filter.length) {
       if (filter[i] !== ',') throw bad(filter, `',' expected at ${i}`);
       i++;
+      if (i === filter.length) throw bad(filter, "a selector expected after ','");
     }
   }
   return sels;

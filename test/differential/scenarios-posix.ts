@@ -23,6 +23,15 @@ const INT64_PROBES: Scenario['ops'] = [
 /** Set-id modes for the clearing probe; 02767 is issue 10's (setgid without group-exec). */
 const SETID_ARGS = { modes: ['4777', '2777', '2767', '6777', '6767'], acl: true, lower: ['play/f1'] };
 
+/** Directories and files, new and from a lower, replaced by a rename while open. */
+const RENAME_OVER_OPEN: Scenario['ops'] = [
+  { op: 'probe', name: 'rename-over-open', args: { kind: 'dir', from: 'play/new-dir-a', to: 'play/new-dir-b' } },
+  { op: 'probe', name: 'rename-over-open', args: { kind: 'dir', from: 'play/lower-dir-a', to: 'play/d2', createTo: false } },
+  { op: 'probe', name: 'rename-over-open', args: { kind: 'file', from: 'play/new-file-a', to: 'play/new-file-b' } },
+  { op: 'probe', name: 'rename-over-open', args: { kind: 'file', from: 'play/lower-file-a', to: 'play/f1', createTo: false } },
+  { op: 'readdir', path: 'play' },
+];
+
 export const POSIX_SCENARIOS: Scenario[] = [
   {
     name: '64-bit sizes and offsets: truncate, read, write, lseek, fallocate, copy_file_range',
@@ -38,13 +47,13 @@ export const POSIX_SCENARIOS: Scenario[] = [
   {
     name: 'rename over a name another fd holds open',
     why: 'the open fd keeps answering fstat through its handle (nlink 0), not through the name',
-    ops: [
-      { op: 'probe', name: 'rename-over-open', args: { kind: 'dir', from: 'play/new-dir-a', to: 'play/new-dir-b' } },
-      { op: 'probe', name: 'rename-over-open', args: { kind: 'dir', from: 'play/lower-dir-a', to: 'play/d2' , createTo: false } },
-      { op: 'probe', name: 'rename-over-open', args: { kind: 'file', from: 'play/new-file-a', to: 'play/new-file-b' } },
-      { op: 'probe', name: 'rename-over-open', args: { kind: 'file', from: 'play/lower-file-a', to: 'play/f1', createTo: false } },
-      { op: 'readdir', path: 'play' },
-    ],
+    ops: RENAME_OVER_OPEN,
+  },
+  {
+    name: 'rename over a name another fd holds open, on the daemon data path',
+    stratafsOptions: ['passthrough=off'],
+    why: 'the same when the daemon serves the data (no passthrough backing file)',
+    ops: RENAME_OVER_OPEN,
   },
   {
     name: 'mount flags nosuid,nodev,noatime,nodiratime',
@@ -57,6 +66,13 @@ export const POSIX_SCENARIOS: Scenario[] = [
       { op: 'probe', name: 'exec-atime' },
       { op: 'probe', name: 'exec-lower', args: { path: 'bin/hello' } },
     ],
+  },
+  {
+    name: 'mount flag noatime on the daemon data path',
+    kernelOptions: [...KERNEL_OPTIONS, 'noatime'],
+    stratafsOptions: ['noatime', 'passthrough=off'],
+    why: 'exec and read through the daemon keep atimes too (O_NOATIME)',
+    ops: [{ op: 'probe', name: 'exec-atime' }],
   },
   {
     name: 'mount flags suid,dev,strictatime',
@@ -98,7 +114,7 @@ export const POSIX_SCENARIOS: Scenario[] = [
   {
     name: 'set-id bits cleared on the daemon data path',
     stratafsOptions: ['passthrough=off'],
-    why: 'the same through the daemon\'s own writes (writeback cache)',
+    why: 'the same through the daemon\'s own writes',
     ops: [{ op: 'probe', name: 'setid-clearing', args: SETID_ARGS }],
   },
   {

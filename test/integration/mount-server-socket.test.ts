@@ -203,6 +203,34 @@ t.test('the C client mounts through the daemon without starting Node.js', async 
   const fallback = await run(path.join(bin, 'stratafs'), ['-o', 'lowerdir=l/A', 'M'], { cwd: home, env: plain, timeoutMs: 30_000 });
   t.equal(fallback.code, 0, `Node.js fallback mounts through the daemon ${fallback.stderr}`);
   t.ok((await stratafs(['daemon', '--socket', sock, '--list'])).stdout.includes(path.join(home, 'M')), 'served by the daemon');
+  await runOk('umount', [path.join(home, 'M')]);
+
+  // one verdict protocol (src/mount/verdict.ts): the C client and the Node.js path give
+  // every request the same exit status and the same line
+  const nodePath = (args: string[]): ReturnType<typeof run> =>
+    run(path.join(bin, 'stratafs'), args, { cwd: home, env: { ...plain, STRATAFS_SERVER: '' }, timeoutMs: 30_000 });
+  const viaClient = (args: string[]): ReturnType<typeof run> => run(CLIENT, args, { cwd: home, env, timeoutMs: 30_000 });
+  for (const [what, args, code] of [
+    ['a bad option', ['-o', `lowerdir=l/A,bogus,server=${sock}`, 'M'], 2],
+    ['an unknown flag', ['--bogus', '-o', `lowerdir=l/A,server=${sock}`, 'M'], 2],
+    ['a served target', ['-o', `lowerdir=l/A,server=${sock}`, 'C0/merged'], 1],
+    ['a missing lower', ['-o', `lowerdir=l/Z,server=${sock}`, 'M'], 1],
+    ['no daemon there', ['-o', `lowerdir=l/A,server=${base}/none.sock`, 'M'], 1],
+    ['a mount in the foreground', ['-f', '-o', `lowerdir=l/A,server=${sock}`, 'M'], 2],
+  ] as const) {
+    const c = await viaClient([...args]);
+    const n = await nodePath([...args]);
+    t.equal(c.code, code, `${what}: the client exits ${code} (${c.stderr.trim()})`);
+    t.same([n.code, n.stderr], [c.code, c.stderr], `${what}: the Node.js path says the same`);
+  }
+  // server= names the daemon even where STRATAFS_SERVER names another (as an option should)
+  const elsewhere = `${base}/other.sock`;
+  const cPref = await run(CLIENT, ['-o', `lowerdir=l/Z,server=${sock}`, 'M'], { cwd: home, env: { ...env, STRATAFS_SERVER: elsewhere }, timeoutMs: 30_000 });
+  const nPref = await run(path.join(bin, 'stratafs'), ['-o', `lowerdir=l/Z,server=${sock}`, 'M'], { cwd: home, env: { ...plain, STRATAFS_SERVER: elsewhere }, timeoutMs: 30_000 });
+  t.match(cPref.stderr, /l\/Z/, 'the client asked the daemon named by server=');
+  t.same([nPref.code, nPref.stderr], [cPref.code, cPref.stderr], 'so does the Node.js path');
+  const ok = await nodePath(['-o', `lowerdir=l/A,server=${sock}`, 'M']);
+  t.same([ok.code, ok.stderr], [0, ''], 'mounted through the Node.js path: exit 0, nothing said');
 
   t.equal(await daemon.stop(), 0, 'the daemon stops on SIGTERM');
   const end = await mountTable();

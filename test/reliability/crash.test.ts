@@ -87,7 +87,7 @@ function allowed(op: string, c: Contents, done: string[]): Record<string, (strin
   };
   switch (op) {
     case 'copyup': base.big = [old.big, sha(Buffer.concat([c.big, Buffer.from('X')]))]; break;
-    // written but not yet fsync'd data may be lost with the daemon (writeback cache)
+    // data written but not yet fsync'd may be lost with the daemon (with writeback=on)
     case 'create': base.new = done.includes('done') ? [sha('N'.repeat(5000))] : [null, sha(''), sha('N'.repeat(5000))]; break;
     case 'rename': base.a = [old.a, null]; base.b = [old.b, old.a]; break;
     case 'unlink': case 'unlink-upper': base.w = [old.w, null]; break;

@@ -93,3 +93,30 @@ t.test('a plugin restarted without --home serves the Home of the last Init', asy
   await start(t, sock);
   t.match((await call(sock, 'Status')).reply, { Err: /not initialised/ }, 'a world-writable memory is ignored');
 });
+
+t.test('a Home from before layer marks: its layers are adopted once, and stay removable', async (t) => {
+  const base = await tempDir(t, 'gdhome');
+  const sock = path.join(base, 'p.sock');
+  const home = path.join(base, 'home');
+  // what Create made before marks existed, and a dir that is not a layer
+  for (const d of ['diff', 'work', 'merged']) fs.mkdirSync(path.join(home, 'old', d), { recursive: true });
+  fs.writeFileSync(path.join(home, 'old', 'diff', 'f'), 'layer data\n');
+  fs.mkdirSync(path.join(home, 'precious'));
+  fs.writeFileSync(path.join(home, 'precious', 'data'), 'keep me\n');
+  await start(t, sock);
+  await call(sock, 'Init', { Home: home });
+  t.same((await call(sock, 'Exists', { ID: 'old' })).reply, { Exists: true }, 'the old layer is there');
+  const kept = await call(sock, 'Remove', { ID: 'precious' });
+  t.equal(kept.status, 500, 'a dir without the layer shape is not adopted');
+  t.equal(fs.readFileSync(path.join(home, 'precious', 'data'), 'utf8'), 'keep me\n');
+  t.same((await call(sock, 'Remove', { ID: 'old' })).reply, {}, 'the old layer is removed');
+  t.notOk(fs.existsSync(path.join(home, 'old')));
+
+  // the adoption happens once: a layer-shaped dir that appears afterwards is not a layer
+  for (const d of ['diff', 'work']) fs.mkdirSync(path.join(home, 'later', d), { recursive: true });
+  const second = await start(t, path.join(base, 'q.sock'), home);
+  t.ok(second, 'a second plugin opens the same Home');
+  const r = await call(path.join(base, 'q.sock'), 'Remove', { ID: 'later' });
+  t.equal(r.status, 500, 'a layer-shaped dir made after the adoption is refused');
+  t.ok(fs.existsSync(path.join(home, 'later', 'diff')), 'and kept');
+});

@@ -13,7 +13,8 @@ export interface Reply {
 
 export function post(socketPath: string, endpoint: string, body?: string | Buffer): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, path: endpoint, method: 'POST' }, (res) => {
+    // a connection per request: a pooled one may belong to a plugin a test just stopped
+    const req = http.request({ socketPath, path: endpoint, method: 'POST', agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
