@@ -44,7 +44,8 @@
  * and everyone's), listing.ts (the listing rules: the mount's readdir and LayerStack's),
  * stack.ts (LayerStack: a merged view read outside a mount, for Diff,
  * Changes and exports), writer.ts (LayerWriter: writing into a layer, for imports),
- * metacopy.ts (writing metacopy files).
+ * metacopy.ts (writing metacopy files), xattr-names.ts (xattr names on disk and as
+ * shown: escaping, private names; both directions).
  *
  * Reading a merged view offline:
  *
@@ -62,9 +63,9 @@ export {
 } from './access';
 export {
   AUFS_PREFIX, AUFS_OPAQUE, PRIVATE_PREFIXES, type DirMarks,
-  isAufsName, isCharWhiteout, readPrivateXattr, isWhiteout, dirMarks, makeWhiteout, Whiteouts, isPrivateXattr,
-  XATTR_ESCAPE, visibleXattrName, isOverlayNamespace,
+  isAufsName, isCharWhiteout, readPrivateXattr, isWhiteout, dirMarks, makeWhiteout, Whiteouts,
 } from './whiteout';
+export { XATTR_ESCAPE, isPrivateXattr, visibleXattrName, storedXattrName, isOverlayNamespace } from './xattr-names';
 export { AufsIndex, type ListingSource } from './aufs';
 export { mergeListing, type ListedDir, type ListingReader, type ListingVisitor } from './listing';
 export { sizeOnly, markMetacopy } from './metacopy';

@@ -17,7 +17,8 @@ import { DirFds, basenameOf, dirnameOf, joinPath, openDirAt, statAt, tryGetXattr
 import { AufsIndex } from './aufs';
 import { mergeListing, type ListedDir, type ListingReader } from './listing';
 import { isDirStat, resolveName, type LowerRef, type LowerStats, type MergeSource, type Resolved, type UpperDir } from './merge';
-import { AUFS_PREFIX, dirMarks, isWhiteout, visibleXattrName } from './whiteout';
+import { AUFS_PREFIX, dirMarks, isWhiteout } from './whiteout';
+import { visibleXattrName } from './xattr-names';
 
 /** Where a directory of the merged view is: its upper part (if any) and its lower parts. */
 export interface MergedDir {

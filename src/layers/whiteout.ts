@@ -137,29 +137,3 @@ export class Whiteouts {
     makeWhiteout(dirfd, name);
   }
 }
-
-/**
- * Is `attr` one of the private overlay xattrs (any prefix)? Escaped user attributes
- * (`<prefix>overlay.*`, see src/overlay/xattr.ts) are user data, not private.
- */
-export function isPrivateXattr(attr: string): boolean {
-  return PRIVATE_PREFIXES.some((p) => attr.startsWith(p) && !attr.startsWith(`${p}overlay.`));
-}
-
-/** How a user's own `<prefix>X` xattr is stored: `<prefix>overlay.X` (kernel 6.7+ escaping). */
-export const XATTR_ESCAPE = 'overlay.';
-
-/**
- * The name a mount with xattr prefix `prefix` shows for the xattr `name` found on disk:
- * escaped names under their user name, null for the private ones (never shown).
- */
-export function visibleXattrName(prefix: string, name: string): string | null {
-  const escaped = prefix + XATTR_ESCAPE;
-  if (name.startsWith(escaped)) return prefix + name.slice(escaped.length);
-  return isPrivateXattr(name) ? null : name;
-}
-
-/** Is `attr` in an overlay namespace at all (private or escaped)? Such names never come in from a tar. */
-export function isOverlayNamespace(attr: string): boolean {
-  return PRIVATE_PREFIXES.some((p) => attr.startsWith(p));
-}

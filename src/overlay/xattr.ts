@@ -11,7 +11,9 @@
  * read as ENODATA. Differences: the other prefix (`user.overlay.` when the prefix is
  * `trusted.overlay.`, and the reverse) is also hidden and refused (EOPNOTSUPP) because
  * stratafs reads both when merging; the kernel passes it through. POSIX ACLs
- * (system.posix_acl_*) and every other name pass through. Changes copy up first.
+ * (system.posix_acl_*) and every other name pass through. The names, both directions, are
+ * src/layers/xattr-names.ts's (shared with the graph driver's Diff and exports). Changes
+ * copy up first.
  * Reading and writing trusted.* by an unprivileged caller the kernel refuses before we
  * are asked (xattr_permission); listing is ours to filter.
  */
@@ -21,21 +23,13 @@ import type { Node } from './inodes';
 import { copyUp } from './copyup';
 import { xattrPath } from '../layers/access';
 import type { State } from './state';
-import { isPrivateXattr, visibleXattrName, XATTR_ESCAPE } from '../layers/whiteout';
+import { storedXattrName, visibleXattrName } from '../layers/xattr-names';
 
-const ESCAPE = XATTR_ESCAPE;
 const TRUSTED = 'trusted.';
 
-/** The name stored on disk for a name the user gave; EOPNOTSUPP for the other private prefix. */
+/** The name stored on disk for a name the user gave (xattr-names.ts); EOPNOTSUPP when private. */
 function toDisk(st: State, name: string): string {
-  if (name.startsWith(st.prefix)) return st.prefix + ESCAPE + name.slice(st.prefix.length);
-  if (isPrivateXattr(name)) fail(E.EOPNOTSUPP);
-  return name;
-}
-
-/** The name shown for a name on disk, or null when it is private. */
-function fromDisk(st: State, name: string): string | null {
-  return visibleXattrName(st.prefix, name);
+  return storedXattrName(st.prefix, name) ?? fail(E.EOPNOTSUPP);
 }
 
 function where(st: State, node: Node): { path: string; follow: boolean } {
@@ -52,9 +46,8 @@ function where(st: State, node: Node): { path: string; follow: boolean } {
  */
 export function getxattr(st: State, node: Node, name: string): Buffer | null {
   if (node.noXattrs) return null;
-  let disk = name;
-  if (name.startsWith(st.prefix)) disk = st.prefix + ESCAPE + name.slice(st.prefix.length);
-  else if (isPrivateXattr(name)) return null;
+  const disk = storedXattrName(st.prefix, name);
+  if (disk === null) return null;
   const { path, follow } = where(st, node);
   if (!node.xattrsListed) {
     node.xattrsListed = true;
@@ -74,7 +67,7 @@ export function getxattr(st: State, node: Node, name: string): Buffer | null {
 function visible(st: State, names: string[]): string[] {
   const out: string[] = [];
   for (const n of names) {
-    const shown = fromDisk(st, n);
+    const shown = visibleXattrName(st.prefix, n);
     if (shown !== null) out.push(shown);
   }
   return out;
