@@ -40,8 +40,8 @@ export function idToInside(config: OverlayConfig, kind: Kind, host: number): num
   return OVERFLOW_ID;
 }
 
-/** id given by a caller of the mount -> host id to store */
-export function idToHost(config: OverlayConfig, kind: Kind, inside: number): number {
+/** caller id `inside` -> host id, after squashing and the map; null when outside every range */
+function mappedToHost(config: OverlayConfig, kind: Kind, inside: number): number | null {
   const squash = squashOf(config, kind);
   if (squash !== undefined) return squash;
   const map = mapOf(config, kind);
@@ -49,7 +49,12 @@ export function idToHost(config: OverlayConfig, kind: Kind, inside: number): num
   for (const r of map) {
     if (inside >= r.inside && inside < r.inside + r.count) return r.host + (inside - r.inside);
   }
-  return fail(E.EINVAL);
+  return null;
+}
+
+/** id given by a caller of the mount -> host id to store (EINVAL outside the map) */
+export function idToHost(config: OverlayConfig, kind: Kind, inside: number): number {
+  return mappedToHost(config, kind, inside) ?? fail(E.EINVAL);
 }
 
 /**
@@ -59,14 +64,7 @@ export function idToHost(config: OverlayConfig, kind: Kind, inside: number): num
  * overflow id, as fuse-overlayfs does. (chown to such an id stays EINVAL.)
  */
 export function creatorToHost(config: OverlayConfig, kind: Kind, inside: number): number {
-  const squash = squashOf(config, kind);
-  if (squash !== undefined) return squash;
-  const map = mapOf(config, kind);
-  if (!map || map.length === 0) return inside;
-  for (const r of map) {
-    if (inside >= r.inside && inside < r.inside + r.count) return r.host + (inside - r.inside);
-  }
-  return OVERFLOW_ID;
+  return mappedToHost(config, kind, inside) ?? OVERFLOW_ID;
 }
 
 /** id shown for `id` read from a layer; `shifted`: the layer is on an idmapped mount */

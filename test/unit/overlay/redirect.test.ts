@@ -3,9 +3,22 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Overlay } from '../../../src/overlay';
-import { config, ctx, fixture, isWhiteoutFile, ls, put, readFile, walk, xattr, R } from './fixtures/helpers';
+import { config, ctx, fixture, isWhiteoutFile, ls, put, readFile, walk, xattr, R, type Fixture } from './fixtures/helpers';
 
-
+/**
+ * Mounts kernel overlayfs over the fixture's layers (its upper and work dir) with
+ * `options`, runs `fn` on the mountpoint and unmounts, whatever `fn` does.
+ */
+function withKernelOverlay<T>(f: Fixture, options: string, fn: (mnt: string) => T): T {
+  const mnt = fs.mkdtempSync(path.join(f.dir, 'mnt-'));
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o',
+    `lowerdir=${f.lowers.join(':')},upperdir=${f.upper},workdir=${f.work},${options}`, mnt]);
+  try {
+    return fn(mnt);
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
+}
 
 /** every file under dir with its content, sorted: what a reader of the merged view sees */
 function tree(root: string): string[] {
@@ -36,13 +49,7 @@ t.test('rename of lower directories writes redirects that kernel overlayfs reads
     put(l1 as string, 'x/y', 'y');
     put(upper, 'newdir/z', 'z');
   });
-  const mnt = path.join(f.dir, 'mnt');
-  fs.mkdirSync(mnt);
-  let mounted = false;
-  t.teardown(() => {
-    if (mounted) execFileSync('umount', [mnt]);
-    f.cleanup();
-  });
+  t.teardown(() => f.cleanup());
   const ov = f.ov;
   // same parent: relative redirect
   await ov.rename(ctx, 1, 'a', 1, 'A', R);
@@ -75,13 +82,7 @@ t.test('rename of lower directories writes redirects that kernel overlayfs reads
   t.equal(xattr(path.join(f.upper, 'x/y2'), 'trusted.overlay.opaque'), 'y');
   const ours = await collect(ov);
   t.ok(ours.includes('s2/t=T!') && ours.includes('A/two=2') && ours.includes('newdir/Q/r=r'));
-
-  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o',
-    `lowerdir=${f.lowers.join(':')},upperdir=${f.upper},workdir=${f.work},redirect_dir=on,index=on`, mnt]);
-  mounted = true;
-  t.same(tree(mnt), ours, 'kernel overlayfs shows the same tree');
-  execFileSync('umount', [mnt]);
-  mounted = false;
+  t.same(withKernelOverlay(f, 'redirect_dir=on,index=on', tree), ours, 'kernel overlayfs shows the same tree');
 });
 
 /** the merged tree as our overlay sees it, in the format of tree() */
@@ -117,21 +118,14 @@ t.test('an upper written by kernel overlayfs reads the same through stratafs', a
     opened.ov?.destroy();
     fs.rmSync(f.dir, { recursive: true, force: true });
   });
-  const mnt = path.join(f.dir, 'mnt');
-  fs.mkdirSync(mnt);
   f.ov.destroy();
-  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o',
-    `lowerdir=${f.lowers.join(':')},upperdir=${f.upper},workdir=${f.work},redirect_dir=on,index=on`, mnt]);
-  let kernelView: string[];
-  try {
+  const kernelView = withKernelOverlay(f, 'redirect_dir=on,index=on', (mnt) => {
     execFileSync('sh', ['-e', '-c', [
       'mv a A', 'mv p/q Q', 'rm gone', 'mv A/b A/b2', 'rm -r o', 'mkdir o', 'echo new > o/new',
       'echo more >> A/one', 'setfattr -n trusted.overlay.mine -v 1 A/one',
     ].join('; ')], { cwd: mnt });
-    kernelView = tree(mnt);
-  } finally {
-    execFileSync('umount', [mnt]);
-  }
+    return tree(mnt);
+  });
   const ov = await Overlay.open(config(f.lowers, f.upper, f.work));
   opened.ov = ov;
   t.same(await collect(ov), kernelView, 'same tree as the kernel showed');
@@ -150,15 +144,9 @@ t.test('metacopy files written by kernel overlayfs (metacopy=on)', async (t) => 
     fs.rmSync(f.dir, { recursive: true, force: true });
   });
   f.ov.destroy();
-  const mnt = path.join(f.dir, 'mnt');
-  fs.mkdirSync(mnt);
-  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o',
-    `lowerdir=${f.lowers[0]},upperdir=${f.upper},workdir=${f.work},redirect_dir=on,index=on,metacopy=on`, mnt]);
-  try {
+  withKernelOverlay(f, 'redirect_dir=on,index=on,metacopy=on', (mnt) => {
     execFileSync('sh', ['-e', '-c', 'chmod 600 big; chown 5:6 dir/moved; mv dir/moved m2'], { cwd: mnt });
-  } finally {
-    execFileSync('umount', [mnt]);
-  }
+  });
   t.ok(xattr(path.join(f.upper, 'big'), 'trusted.overlay.metacopy') !== null, 'kernel wrote a metacopy file');
   t.ok(fs.statSync(path.join(f.upper, 'big')).blocks <= 8, 'no data blocks in the upper');
   const ov = await Overlay.open(config(f.lowers, f.upper, f.work));
@@ -194,19 +182,9 @@ t.test('an absolute redirect is walked as the kernel walks it: no symlink follow
       execFileSync('setfattr', ['-n', 'trusted.overlay.redirect', '-v', `/${s}/a/b`, path.join(upper, s, 'c')]);
     }
   });
-  const mnt = path.join(f.dir, 'mnt');
-  fs.mkdirSync(mnt);
-  let mounted = false;
-  t.teardown(() => {
-    if (mounted) execFileSync('umount', [mnt]);
-    f.cleanup();
-  });
+  t.teardown(() => f.cleanup());
   const ours = ['s', 'o', 'm'].map((s) => ls(f.ov, `${s}/c`).join(','));
   t.same(ours, ['real', 'real', 'more,real'], 'what stratafs shows in each c');
-  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o',
-    `lowerdir=${f.lowers.join(':')},upperdir=${f.upper},workdir=${f.work},redirect_dir=on`, mnt]);
-  mounted = true;
-  t.same(['s', 'o', 'm'].map((s) => fs.readdirSync(path.join(mnt, s, 'c')).sort().join(',')), ours, 'kernel overlayfs shows the same');
-  execFileSync('umount', [mnt]);
-  mounted = false;
+  const kernel = withKernelOverlay(f, 'redirect_dir=on', (mnt) => ['s', 'o', 'm'].map((s) => fs.readdirSync(path.join(mnt, s, 'c')).sort().join(',')));
+  t.same(kernel, ours, 'kernel overlayfs shows the same');
 });
