@@ -13,34 +13,12 @@ import { dockerArchive } from '../../lib/image-archive';
 import { REPO_ROOT, STRATAFS_BIN } from '../../lib/mounts';
 import { plainNode, run, runOk } from '../../lib/proc';
 import { busyboxRootfs, tarDir } from '../../lib/rootfs';
+import { diffLines, podmanWriteScript, PODMAN_COMMITTED as COMMITTED, PODMAN_IMAGE as IMAGE, PODMAN_RUN as RUN } from '../../lib/podman';
 
-const IMAGE = 'localhost/stratafs-test/busybox:1';
-const COMMITTED = 'localhost/stratafs-test/busybox:2';
 const LOADED = 'localhost/stratafs-test/loaded:1';
-const RUN = ['run', '--network', 'none', '--pull', 'never'];
-
-const WRITE_SCRIPT = [
-  'echo new > /tmp/x',
-  'echo more >> /etc/motd',
-  'rm /etc/issue',
-  'rm -r /data/gone',
-  'mkdir -p /newdir/deep',
-  'echo d > /newdir/deep/f',
-  'ls /data',
-  'cat /etc/motd',
-  'test -e /etc/issue || echo issue-gone',
-  "grep ' / ' /proc/mounts | cut -d' ' -f3",
-].join('; ');
+const WRITE_SCRIPT = podmanWriteScript(false);
 
 const WRITE_OUTPUT = 'keep\nsub\nlower motd\nmore\nissue-gone\nfuse.stratafs\n';
-
-/** Lines of `podman diff` as "K /path", sorted (podman prints them in no fixed order). */
-function diffLines(out: string): string[] {
-  return out
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .sort();
-}
 
 t.test('podman with mount_program = stratafs', async (t) => {
   const store = await containerStore(t);

@@ -10,24 +10,9 @@ import { join } from 'node:path';
 import { rootlessStore } from '../../lib/rootless';
 import { busyboxRootfs, tarDir } from '../../lib/rootfs';
 import { run, runOk } from '../../lib/proc';
+import { diffLines, podmanWriteScript, PODMAN_COMMITTED as COMMITTED, PODMAN_IMAGE as IMAGE, PODMAN_RUN as RUN } from '../../lib/podman';
 
-const IMAGE = 'localhost/stratafs-test/busybox:1';
-const COMMITTED = 'localhost/stratafs-test/busybox:2';
-const RUN = ['run', '--network', 'none', '--pull', 'never'];
-
-const WRITE_SCRIPT = [
-  'echo new > /tmp/x',
-  'echo more >> /etc/motd',
-  'rm /etc/issue',
-  'rm -r /data/gone',
-  'rm -r /data/sub && mkdir /data/sub && echo n > /data/sub/n',
-  'mkdir -p /newdir/deep',
-  'echo d > /newdir/deep/f',
-  'ls /data /data/sub',
-  'cat /etc/motd',
-  'test -e /etc/issue || echo issue-gone',
-  "grep ' / ' /proc/mounts | cut -d' ' -f3",
-].join('; ');
+const WRITE_SCRIPT = podmanWriteScript(true);
 
 const WRITE_OUTPUT = (fs: string): string => `/data:\nkeep\nsub\n\n/data/sub:\nn\nlower motd\nmore\nissue-gone\nfuse.${fs}\n`;
 // /data/sub replaced by a new dir: its lower entries are gone from the merged view
@@ -62,7 +47,7 @@ t.test('rootless podman with mount_program = stratafs', async (t) => {
   t.equal(out, WRITE_OUTPUT('stratafs'), 'the container runs on a stratafs root and sees its changes');
   t.comment(`rootless podman run of the write script with stratafs: ${ms.toFixed(0)} ms (one run, not asserted)`);
 
-  const diff = (await store.podmanOk(['diff', 'writer'])).split('\n').filter((l) => l.trim() !== '').sort();
+  const diff = diffLines(await store.podmanOk(['diff', 'writer']));
   t.same(diff, DIFF, 'podman diff lists exactly the changes');
 
   // uid 0 of a user namespace cannot set trusted.*: the marks are user.overlay.* (userxattr)
