@@ -5,7 +5,8 @@ import createDebug from 'debug';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { SocketAccess, SocketLimits } from '../server/guarded-socket';
-import { LIMITS_USAGE, limitOption, uidOption } from './socket-options';
+import { usage, walkArgs } from './args';
+import { LIMITS_USAGE, socketOption } from './socket-options';
 
 export const GRAPHDRIVER_USAGE = `usage: stratafs graphdriver [--name NAME] [--socket PATH] [--home DIR] [--allow-uid UID] [LIMITS] [-d]
 Serves Docker's graphdriver plugin protocol (dockerd 20.10 --experimental
@@ -32,7 +33,6 @@ export interface GraphdriverArgs {
   limits: Partial<SocketLimits>;
 }
 
-const usage = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_USAGE', msg);
 
 export const PLUGIN_DIR = '/run/docker/plugins';
 
@@ -40,24 +40,17 @@ export function parseGraphdriverArgs(argv: string[]): GraphdriverArgs | 'help' {
   let name = 'stratafs';
   let socket: string | undefined;
   let home: string | undefined;
-  let debug = false;
   const access: SocketAccess = {};
   const limits: Partial<SocketLimits> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined || v === '') throw usage(`${a} needs a value`);
-      return v;
-    };
-    if (a === '-h' || a === '--help') return 'help';
-    else if (a === '-d' || a === '--debug') debug = true;
-    else if (a === '--name') name = value();
+  const walked = walkArgs(argv, 'graphdriver', (a, value) => {
+    if (a === '--name') name = value();
     else if (a === '--socket') socket = path.resolve(value());
     else if (a === '--home') home = path.resolve(value());
-    else if (a === '--allow-uid') access.allowUid = uidOption(value(), a, usage);
-    else if (!limitOption(a, value, limits)) throw usage(`unknown argument "${a}" (see stratafs graphdriver --help)`);
-  }
+    else return socketOption(a, value, access, limits);
+    return true;
+  });
+  if (walked === 'help') return 'help';
+  const { debug } = walked;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw usage(`invalid plugin name "${name}"`);
   return { socket: socket ?? path.join(PLUGIN_DIR, `${name}.sock`), home, debug, access, limits };
 }

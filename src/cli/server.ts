@@ -7,7 +7,8 @@ import createDebug from 'debug';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
 import type { SocketAccess, SocketLimits } from '../server/guarded-socket';
-import { LIMITS_USAGE, limitOption, uidOption } from './socket-options';
+import { usage, walkArgs } from './args';
+import { LIMITS_USAGE, socketOption } from './socket-options';
 
 export const DAEMON_USAGE = `usage: stratafs daemon --socket PATH [--allow-uid UID] [LIMITS] [-d]
        stratafs daemon --socket PATH --list | --unmount MOUNTPOINT
@@ -28,30 +29,22 @@ Stop it with SIGTERM or SIGINT: it unmounts everything it serves.`;
 type Action = { kind: 'serve' | 'list'; socket: string; debug: boolean; access: SocketAccess; limits: Partial<SocketLimits> } |
   { kind: 'unmount'; socket: string; target: string };
 
-const usage = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_USAGE', msg);
 
 export function parseDaemonArgs(argv: string[]): Action | 'help' {
   let socket: string | undefined;
   let list = false;
   let target: string | undefined;
-  let debug = false;
   const access: SocketAccess = {};
   const limits: Partial<SocketLimits> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined || v === '') throw usage(`${a} needs a value`);
-      return v;
-    };
-    if (a === '-h' || a === '--help') return 'help';
-    else if (a === '--socket') socket = path.resolve(value());
+  const walked = walkArgs(argv, 'daemon', (a, value) => {
+    if (a === '--socket') socket = path.resolve(value());
     else if (a === '--list') list = true;
     else if (a === '--unmount') target = path.resolve(value());
-    else if (a === '-d' || a === '--debug') debug = true;
-    else if (a === '--allow-uid') access.allowUid = uidOption(value(), a, usage);
-    else if (!limitOption(a, value, limits)) throw usage(`unknown argument "${a}" (see stratafs daemon --help)`);
-  }
+    else return socketOption(a, value, access, limits);
+    return true;
+  });
+  if (walked === 'help') return 'help';
+  const { debug } = walked;
   if (!socket) throw usage('stratafs daemon needs --socket PATH');
   if (target !== undefined) return { kind: 'unmount', socket, target };
   return { kind: list ? 'list' : 'serve', socket, debug, access, limits };

@@ -4,6 +4,7 @@
 import createDebug from 'debug';
 import * as path from 'node:path';
 import { StratafsError } from '../errors';
+import { usage, walkArgs } from './args';
 
 export const SNAPSHOTTER_USAGE = `usage: stratafs snapshotter --address SOCKET --root DIR [-d]
 Serves containerd's snapshotter service (containerd.services.snapshots.v1.Snapshots) over
@@ -26,25 +27,18 @@ export interface SnapshotterArgs {
   debug: boolean;
 }
 
-const usage = (msg: string): StratafsError => new StratafsError('STRATAFS_ERR_USAGE', msg);
 
 export function parseSnapshotterArgs(argv: string[]): SnapshotterArgs | 'help' {
   let address: string | undefined;
   let root: string | undefined;
-  let debug = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined || v === '') throw usage(`${a} needs a value`);
-      return v;
-    };
-    if (a === '-h' || a === '--help') return 'help';
-    else if (a === '-d' || a === '--debug') debug = true;
-    else if (a === '--address') address = path.resolve(value());
+  const walked = walkArgs(argv, 'snapshotter', (a, value) => {
+    if (a === '--address') address = path.resolve(value());
     else if (a === '--root') root = path.resolve(value());
-    else throw usage(`unknown argument "${a}" (see stratafs snapshotter --help)`);
-  }
+    else return false;
+    return true;
+  });
+  if (walked === 'help') return 'help';
+  const { debug } = walked;
   if (address === undefined) throw usage('--address SOCKET is required (see stratafs snapshotter --help)');
   if (root === undefined) throw usage('--root DIR is required (see stratafs snapshotter --help)');
   return { address, root, debug };
