@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { tempDir, type Teardown } from '../lib/tmp';
-import { plainExec } from '../lib/proc';
+import { plainExec, spawnListening } from '../lib/proc';
 import { STRATAFS_BIN } from '../lib/mounts';
 
 const NOBODY = 65534;
@@ -84,20 +84,7 @@ type Kind = 'daemon' | 'graphdriver';
 /** Starts `stratafs KIND --socket SOCK ...` under `umask`, resolves once it listens. */
 async function start(t: Teardown, kind: Kind, sock: string, extra: string[] = [], umask = '022'): Promise<ChildProcess> {
   const [cmd, args] = plainExec([STRATAFS_BIN, kind, '--socket', sock, ...extra]);
-  const child = spawn('sh', ['-c', `umask ${umask} && exec "$@"`, 'sh', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  for (let i = 0; i < 400 && !err.includes('listening'); i++) {
-    if (child.exitCode !== null) throw new Error(`${kind} exited: ${err}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  if (!err.includes('listening')) throw new Error(`${kind} did not start: ${err}`);
-  return child;
+  return (await spawnListening(t, kind, 'sh', ['-c', `umask ${umask} && exec "$@"`, 'sh', cmd, ...args])).child;
 }
 
 async function stop(child: ChildProcess): Promise<void> {

@@ -9,11 +9,11 @@
  * name, and are stopped by PID in teardown.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tempDir, type Teardown } from '../lib/tmp';
-import { plainExec, runOk } from '../lib/proc';
+import { plainExec, runOk, spawnListening } from '../lib/proc';
 import { mountTable, STRATAFS_BIN } from '../lib/mounts';
 import { hasDocker, startDockerd } from '../lib/docker';
 import { PLUGIN_DIR } from '../../src/cli/graphdriver';
@@ -21,20 +21,7 @@ import { PLUGIN_DIR } from '../../src/cli/graphdriver';
 /** `stratafs graphdriver --name NAME`, as the systemd unit runs it; resolves once it listens. */
 async function startPlugin(t: Teardown, name: string): Promise<ChildProcess> {
   const [cmd, args] = plainExec([STRATAFS_BIN, 'graphdriver', '--name', name]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  for (let i = 0; i < 200 && !err.includes('listening'); i++) {
-    if (child.exitCode !== null) throw new Error(`plugin exited: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  if (!err.includes('listening')) throw new Error(`plugin did not start: ${err}`);
-  return child;
+  return (await spawnListening(t, 'plugin', cmd, args)).child;
 }
 
 t.test('a plugin killed under a running dockerd and started as the unit does serves as before',

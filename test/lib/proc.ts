@@ -1,6 +1,7 @@
 // Child processes for tests: run a program, feed stdin, collect output, enforce a timeout.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import type { Teardown } from './tmp';
 
 export interface RunResult {
   /** Exit code, or null when killed by a signal (see `signal`). */
@@ -100,4 +101,33 @@ export async function waitFor(cond: () => boolean, ms: number): Promise<boolean>
     await new Promise((r) => setTimeout(r, 25));
   }
   return cond();
+}
+
+export interface Listening {
+  child: ChildProcess;
+  /** what it wrote to stderr so far */
+  stderr(): string;
+  alive(): boolean;
+}
+
+/**
+ * Starts a server program (`stratafs daemon`, `graphdriver`, ...; possibly behind a
+ * wrapper such as prlimit or a umask shell), stops it with SIGTERM in teardown (waiting
+ * for its exit), and returns once its stderr says "listening". `what` names it in errors.
+ */
+export async function spawnListening(t: Teardown, what: string, cmd: string, args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; waitMs?: number } = {}): Promise<Listening> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env ?? process.env });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  t.teardown(async () => {
+    if (alive()) child.kill('SIGTERM');
+    await exited;
+  });
+  await waitFor(() => err.includes('listening') || !alive(), opts.waitMs ?? 10_000);
+  if (!alive()) throw new Error(`${what} exited: ${err}`);
+  if (!err.includes('listening')) throw new Error(`${what} did not start: ${err}`);
+  return { child, stderr: () => err, alive };
 }

@@ -17,7 +17,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tempDir, type Teardown } from '../lib/tmp';
-import { plainExec, run } from '../lib/proc';
+import { plainExec, run, spawnListening } from '../lib/proc';
 import { STRATAFS_BIN } from '../lib/mounts';
 import { py } from './lib';
 
@@ -86,17 +86,8 @@ async function storm(t: Teardown, n: number, what: { file: string } | { dir: str
 async function startDaemon(t: Teardown, sock: string): Promise<{ pid: number; alive(): boolean; stderr(): string }> {
   const [cmd, args] = plainExec([STRATAFS_BIN, 'daemon', '--socket', sock]);
   const limit = `--nofile=${DAEMON_NOFILE}:${DAEMON_NOFILE}`;
-  const daemon = spawn('prlimit', [limit, '--', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, STRATAFS_IDLE_MEMORY_MS: String(IDLE_MS) } });
-  let err = '';
-  daemon.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<void>((r) => daemon.once('exit', () => r()));
-  t.teardown(async () => {
-    if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGTERM');
-    await exited;
-  });
-  for (let i = 0; i < 200 && !err.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!err.includes('listening')) throw new Error(`the daemon did not start: ${err}`);
-  return { pid: daemon.pid!, alive: () => daemon.exitCode === null && daemon.signalCode === null, stderr: () => err };
+  const d = await spawnListening(t, 'the daemon', 'prlimit', [limit, '--', cmd, ...args], { env: { ...process.env, STRATAFS_IDLE_MEMORY_MS: String(IDLE_MS) } });
+  return { pid: d.child.pid!, alive: d.alive, stderr: d.stderr };
 }
 
 /** a read of the lower file and a create (written and read back) through `mnt`, as root */
