@@ -27,6 +27,7 @@ import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
+import { NoSetid } from './setattr';
 import { makeTransport, type FuseTransport } from './transport';
 
 export type Logger = (fmt: string, ...args: unknown[]) => void;
@@ -316,6 +317,7 @@ export class FuseSession extends EventEmitter {
       },
       registry: this.registry,
       killprivV2: n.killprivV2,
+      noSetid: new NoSetid(),
       dontMask: n.dontMask,
       log: this.log,
     };
