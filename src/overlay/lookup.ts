@@ -86,6 +86,22 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
   return node;
 }
 
+/**
+ * The known node of `name` in `parent` when no lookup could answer otherwise, else
+ * null: a lower-only child of a lower-only directory. Lowers do not change under a
+ * mount, and nothing appears in the upper at a name of a directory that is not in the
+ * upper: every operation that creates, removes or renames a name there (or copies up a
+ * child) copies the directory up first, which sets `parent.upper` (copyup.ts); a child
+ * copied up has `upper` set. What the merge found for the child when the node was made
+ * is therefore still what it would find, and its attributes come from the lower
+ * attribute cache: no path, no statx, no walk of the lowers.
+ */
+export function knownLowerChild(parent: Node, name: string): Node | null {
+  if (parent.upper || parent.type !== fsc.S_IFDIR || parent.removed) return null;
+  const known = parent.children.get(name);
+  return known === undefined || known.upper ? null : known;
+}
+
 /** The node for `name` if it exists, else null. */
 export function tryLookupNode(st: State, parent: Node, name: string): Node | null {
   const r = resolve(st, parent, name);
