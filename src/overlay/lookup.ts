@@ -8,7 +8,7 @@ import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import { Node, statKey, type LowerRef } from './inodes';
 import type { Layer } from '../layers/access';
-import { isDirStat, resolveName, walkLowers as walkMerged, type FoundLower, type Resolved } from '../layers/merge';
+import { isDirStat, resolveName, walkLowers as walkMerged, type FoundLower, type Resolved, type UpperDir } from '../layers/merge';
 import type { State } from './state';
 
 export { isDirStat, type FoundLower, type Resolved };
@@ -18,8 +18,23 @@ export function resolve(st: State, parent: Node, name: string): Resolved | null 
   if (parent.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
   // a removed directory holds nothing, whatever its lowers still have
   if (parent.removed) fail(E.ENOENT);
-  const upper = parent.upper && st.upper ? { layer: st.upper, path: parent.path(), xwhiteouts: parent.upperXwhiteouts } : null;
+  const upper: UpperDir | null = parent.upper && st.upper
+    ? { layer: st.upper, path: parent.path(), xwhiteouts: parent.upperXwhiteouts, metacopyOf: (n, s) => knownMetacopy(st, parent, n, s) }
+    : null;
   return resolveName(st, upper, parent.lowers, name);
+}
+
+/**
+ * Whether the upper file `s` at `name` in `parent` is a metacopy file, when its node is
+ * known (undefined otherwise): the node of that same upper inode (its key) says it.
+ * stratafs is the only writer of the upper, and it marks or unmarks a metacopy file
+ * only in copy-up, which updates the node in the same synchronous step (copyup.ts); so
+ * a lookup of a known upper file reads no `metacopy` xattr.
+ */
+function knownMetacopy(st: State, parent: Node, name: string, s: Stat): boolean | undefined {
+  const known = parent.children.get(name);
+  if (known === undefined || !known.upper || known.type !== (s.mode & fsc.S_IFMT)) return undefined;
+  return known.key === statKey(st.upper as Layer, s) ? known.metacopy : undefined;
 }
 
 /**
