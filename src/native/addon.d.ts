@@ -68,14 +68,6 @@ export interface DirEntry {
   type: number;
 }
 
-/** One request read from a FUSE device fd. */
-export interface FuseRequest {
-  /** the device fd the request came from: its reply must be written to the same fd */
-  fd: number;
-  /** exactly the bytes of the request (header + body) */
-  buf: Buffer;
-}
-
 export interface PollerHandle {
   readonly _brand: 'PollerHandle';
 }
@@ -249,13 +241,16 @@ export interface Addon {
   fuseBackingClose(devFd: number, backingId: number): void;
   /**
    * Reads the fds on the JS thread: each fd is made non-blocking and polled by the event
-   * loop; when requests are queued they are read (each up to `bufSize` bytes) until
-   * EAGAIN (at most 256) and passed to `onBatch` in one call. When a reader ends
-   * (ENODEV: the connection was aborted or unmounted) `onEnd` is called once per fd
-   * with that fd and the errno (0 = clean). EINTR/ENOENT are retried.
+   * loop; when requests are queued they are read (each with `readSize` bytes of room)
+   * one after the other into `area` (no copy, no object per request) and `onBatch(count)`
+   * is called once: request i came from fd index[3i] and is area[index[3i + 1]] up to
+   * index[3i + 1] + index[3i + 2]. Both are overwritten by the next callback. At most
+   * index.length / 3 (and 256) requests per call; area must hold at least readSize bytes.
+   * When a reader ends (ENODEV: the connection was aborted or unmounted) `onEnd` is
+   * called once per fd with that fd and the errno (0 = clean). EINTR/ENOENT are retried.
    */
-  fuseStartPoller(fds: number[], bufSize: number,
-    onBatch: (requests: FuseRequest[]) => void,
+  fuseStartPoller(fds: number[], readSize: number, area: Buffer, index: Int32Array,
+    onBatch: (count: number) => void,
     onEnd: (fd: number, errno: number) => void): PollerHandle;
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
