@@ -80,6 +80,10 @@ export interface PollerHandle {
   readonly _brand: 'PollerHandle';
 }
 
+export interface UringHandle {
+  readonly _brand: 'UringHandle';
+}
+
 /** Flag and special values from the system headers, as compiled into the addon. */
 export interface NativeConstants {
   O_PATH: number;
@@ -259,6 +263,22 @@ export interface Addon {
     onEnd: (fd: number, errno: number) => void): PollerHandle;
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
+  /**
+   * FUSE over io_uring for a connection whose INIT negotiated FUSE_OVER_IO_URING (after
+   * the INIT reply was written): one queue per possible CPU, `perQueue` entries each with
+   * a payload buffer of the size the kernel checks (max_write and max_pages pages of the
+   * INIT reply), all registered before this returns; throws the kernel's errno
+   * when it refuses. Requests come to `onBatch` as {fd: token < 0, buf}; the reply goes
+   * back with fuseUringCommit(handle, token, buffers). `onEnd(errno)`: the ring stopped
+   * serving while not stopped.
+   */
+  fuseUringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number,
+    onBatch: (requests: FuseRequest[]) => void,
+    onEnd: (errno: number) => void): { handle: UringHandle; queues: number };
+  /** the reply to the request of `token` (throws ENOENT when the entry holds none) */
+  fuseUringCommit(handle: UringHandle, token: number, bufs: Buffer[]): number;
+  /** no callback after it; the ring's memory goes once the kernel hands back every entry */
+  fuseUringStop(handle: UringHandle): void;
   /**
    * writev(2) of the buffers to a device fd; returns bytes written. A reply to an
    * interrupted request fails with ENOENT: the caller ignores that.

@@ -28,6 +28,7 @@ import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
 import { makeTransport, type FuseTransport } from './transport';
+import { isRingToken, RING_ENTRIES_PER_QUEUE, startRing, type TransportName } from './uring';
 
 export type Logger = (fmt: string, ...args: unknown[]) => void;
 
@@ -45,6 +46,8 @@ export interface FuseSessionOptions {
   writeback?: 'on' | 'off';
   /** let the kernel enforce and cache POSIX ACLs (FUSE_POSIX_ACL; default true) */
   acl?: boolean;
+  /** FUSE over io_uring when the kernel offers it ('auto', default), or /dev/fuse only */
+  uring?: 'auto' | 'off';
   /** CAP_SYS_ADMIN available (needed for passthrough) */
   isRoot?: boolean;
   /**
@@ -77,6 +80,9 @@ export class FuseSession extends EventEmitter {
   private negotiatedState: Negotiated | undefined;
   private destroyed = false;
   private started: Promise<void> | undefined;
+  /** the io_uring transport's handle, once registered (uring.ts) */
+  private ring: unknown;
+  private transportInUse: TransportName = '/dev/fuse';
   /** log every request (only when the logger says it is enabled: DEBUG=stratafs:fuse) */
   private readonly trace: boolean;
   /** requests read, by opcode (index: opcode; larger opcodes share the last slot) */
@@ -122,6 +128,11 @@ export class FuseSession extends EventEmitter {
     return out;
   }
 
+  /** the transport requests come through (io_uring only once INIT agreed on it) */
+  get transportName(): TransportName {
+    return this.transportInUse;
+  }
+
   /** the passthrough registry (exposed for diagnostics and tests) */
   get passthrough(): PassthroughRegistry {
     return this.registry;
@@ -138,6 +149,7 @@ export class FuseSession extends EventEmitter {
         setImmediate(() => {
           try {
             this.transport.stopReaders(handle);
+            if (this.ring !== undefined) this.transport.ringStop(this.ring);
           } catch (e) {
             this.log('stopping the reader: %s', (e as Error).message);
           }
@@ -182,7 +194,8 @@ export class FuseSession extends EventEmitter {
   /** writes a reply; false when the kernel refused it (ENOENT: interrupted) or it failed */
   private send(fd: number, reply: Reply): boolean {
     try {
-      this.transport.writev(fd, reply);
+      if (isRingToken(fd)) this.transport.ringCommit(this.ring, fd, reply);
+      else this.transport.writev(fd, reply);
       return true;
     } catch (e) {
       const errno = toErrno(e);
@@ -294,6 +307,7 @@ export class FuseSession extends EventEmitter {
       passthrough: this.opts.passthrough ?? 'auto',
       writeback: this.opts.writeback ?? 'off',
       acl: this.opts.acl ?? true,
+      uring: this.opts.uring ?? 'auto',
     });
     if (decision.kind === 'error') {
       this.log('INIT: %s', decision.reason);
@@ -331,7 +345,26 @@ export class FuseSession extends EventEmitter {
     this.registry.enabled = n.passthrough;
     this.core = core;
     this.send(fd, reply);
+    if (n.uring) this.startRing();
+    this.log('transport: %s', this.transportInUse === 'io_uring' ? 'io_uring' : `/dev/fuse (${n.uring ? 'the ring was refused' : 'the kernel did not offer FUSE_OVER_IO_URING'})`);
     this.emit('init', n);
+  }
+
+  /**
+   * Registers the ring once INIT is answered (the kernel needs the connection's sizes
+   * first). Refused: the kernel goes on through /dev/fuse, and so does the session.
+   */
+  private startRing(): void {
+    const r = startRing(this.transport, this.devFd, (reqs) => this.onBatch(reqs), (errno) => {
+      this.log('io_uring transport stopped serving (%s)', errnoName(errno));
+    });
+    if (!r.ok) {
+      this.log('io_uring transport refused: %s', r.reason);
+      return;
+    }
+    this.ring = r.handle;
+    this.transportInUse = 'io_uring';
+    this.log('io_uring transport: %d queue(s) of %d entries', r.queues, RING_ENTRIES_PER_QUEUE);
   }
 
   /** resolves when INIT has been answered (for callers that wait for the mount to be live) */

@@ -3,7 +3,7 @@
  * with a fake (no addon, no mount). The default implementation calls the native addon,
  * which is loaded on first use only: importing the bridge never loads it.
  */
-import type { FuseRequest, PollerHandle } from '../../native/addon';
+import type { FuseRequest, PollerHandle, UringHandle } from '../../native/addon';
 
 export interface FuseTransport {
   /** writev(2) of one reply to a device fd; throws (errno ENOENT) for an interrupted request */
@@ -15,6 +15,15 @@ export interface FuseTransport {
   startReaders(fds: number[], bufSize: number, onBatch: (requests: FuseRequest[]) => void,
     onEnd: (fd: number, errno: number) => void): unknown;
   stopReaders(handle: unknown): void;
+  /**
+   * FUSE over io_uring beside the device reads (uring.ts); requests from it carry a
+   * negative fd (a ring entry token) and are answered with ringCommit. Throws the
+   * kernel's errno when it refuses the ring.
+   */
+  ringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number, onBatch: (requests: FuseRequest[]) => void,
+    onEnd: (errno: number) => void): { handle: unknown; queues: number };
+  ringCommit(handle: unknown, token: number, bufs: Buffer[]): void;
+  ringStop(handle: unknown): void;
   /** FUSE_DEV_IOC_BACKING_OPEN; returns the backing id */
   backingOpen(devFd: number, fd: number): number;
   backingClose(devFd: number, backingId: number): void;
@@ -37,6 +46,9 @@ export const nativeTransport: FuseTransport = {
   writev: (fd, bufs) => loadNative().native.fuseWritev(fd, bufs),
   startReaders: (fds, bufSize, onBatch, onEnd) => loadNative().native.fuseStartPoller(fds, bufSize, onBatch, onEnd),
   stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
+  ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => loadNative().native.fuseUringStart(devFd, perQueue, maxWrite, maxPages, onBatch, onEnd),
+  ringCommit: (handle, token, bufs) => void loadNative().native.fuseUringCommit(handle as UringHandle, token, bufs),
+  ringStop: (handle) => loadNative().native.fuseUringStop(handle as UringHandle),
   backingOpen: (devFd, fd) => loadNative().native.fuseBackingOpen(devFd, fd),
   backingClose: (devFd, id) => loadNative().native.fuseBackingClose(devFd, id),
   fileKey: (fd) => {
@@ -58,6 +70,9 @@ export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTranspo
     writev: (fd, bufs) => (p.writev ?? n.writev).call(p, fd, bufs),
     startReaders: (fds, size, onBatch, onEnd) => (p.startReaders ?? n.startReaders).call(p, fds, size, onBatch, onEnd),
     stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
+    ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => (p.ringStart ?? n.ringStart).call(p, devFd, perQueue, maxWrite, maxPages, onBatch, onEnd),
+    ringCommit: (h, token, bufs) => (p.ringCommit ?? n.ringCommit).call(p, h, token, bufs),
+    ringStop: (h) => (p.ringStop ?? n.ringStop).call(p, h),
     backingOpen: (devFd, fd) => (p.backingOpen ?? n.backingOpen).call(p, devFd, fd),
     backingClose: (devFd, id) => (p.backingClose ?? n.backingClose).call(p, devFd, id),
     fileKey: (fd) => (p.fileKey ?? n.fileKey).call(p, fd),
