@@ -364,7 +364,10 @@ static int setup_ring(struct uring *u, uint32_t sq_entries) {
 
 /*
  * fuseUringStart(devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) -> {handle, queues}
- * Sets up the ring and registers every entry; throws (errno) when the kernel refuses.
+ * Sets up the ring and the entries' buffers (before the INIT reply asks for the ring,
+ * so that a ring that cannot be made is never asked for: the kernel holds every request
+ * of a connection that agreed on the ring until its queues are registered).
+ * fuseUringRegister then hands the entries to the kernel.
  * The payload buffers have the size the kernel checks at REGISTER (dev_uring.c):
  * max(FUSE_MIN_READ_BUFFER, max_write, max_pages * page size), from the INIT reply.
  * onEnd(errno) says the ring stopped serving (entries ended) while still wanted.
@@ -421,22 +424,7 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
     e->iov[0].iov_len = sizeof(*e->hdr);
     e->iov[1].iov_base = u->payloads + (size_t)i * u->payload_size;
     e->iov[1].iov_len = u->payload_size;
-    queue_cmd(u, i, STRATAFS_FUSE_IO_URING_CMD_REGISTER);
-  }
-  err = submit(u);
-  /* a refused REGISTER completes at once, with the kernel's reason */
-  uint32_t tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
-  for (uint32_t h = *u->cq_head; err == 0 && h != tail; h++) {
-    if (u->cqes[h & u->cq_mask].res < 0) err = u->cqes[h & u->cq_mask].res;
-  }
-  if (err < 0) {
-    /* Entries the kernel took stay referenced by the connection (which no longer uses
-     * the ring): their buffers are left allocated rather than risk a write into freed
-     * memory. Only the ring itself goes. */
-    u->payloads = NULL;
-    u->headers = NULL;
-    free_uring(u);
-    return throw_errno(env, -err, "FUSE_IO_URING_CMD_REGISTER", NULL);
+    e->state = ENT_DEAD; /* until registered */
   }
   if (napi_create_object(env, &resource) != napi_ok ||
       napi_create_reference(env, resource, 1, &u->resource) != napi_ok ||
@@ -444,7 +432,7 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
       napi_async_init(env, resource, name, &u->async_ctx) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &u->on_batch) != napi_ok ||
       napi_create_reference(env, argv[5], 1, &u->on_end) != napi_ok) {
-    free_uring(u); /* registered entries: see above; not reached in practice */
+    free_uring(u);
     return NULL;
   }
   err = uv_poll_init(loop, &u->poll, u->ring_fd);
@@ -472,6 +460,39 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return result;
+}
+
+/*
+ * fuseUringRegister(handle): registers every entry (after the INIT reply: the kernel
+ * needs the connection's sizes). Throws the kernel's errno when it refuses one; the
+ * kernel then goes on through /dev/fuse, and the entries it took are handed back when
+ * the connection ends (their memory is freed only then).
+ */
+static napi_value b_register(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  struct uring *u;
+  if (!unwrap_uring(env, argv[0], &u)) return NULL;
+  if (u->stopping) return throw_errno(env, ENOTCONN, "fuseUringRegister", NULL);
+  for (uint32_t i = 0; i < u->count; i++) {
+    if (u->ents[i].state == ENT_DEAD) queue_cmd(u, i, STRATAFS_FUSE_IO_URING_CMD_REGISTER);
+  }
+  int err = submit(u);
+  /* a refused REGISTER completes at once, with the kernel's reason */
+  uint32_t head = *u->cq_head, tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+  for (uint32_t h = head; err == 0 && h != tail; h++) {
+    if (u->cqes[h & u->cq_mask].res < 0) err = u->cqes[h & u->cq_mask].res;
+  }
+  if (err == 0) return js_undefined(env);
+  for (; head != tail; head++) {
+    const struct io_uring_cqe *cqe = &u->cqes[head & u->cq_mask];
+    if (cqe->user_data >= u->count) continue;
+    struct entry *e = &u->ents[cqe->user_data];
+    if (e->state == ENT_KERNEL) u->held--;
+    e->state = cqe->res < 0 ? ENT_DEAD : ENT_USER;
+  }
+  __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+  stop_uring(u);
+  return throw_errno(env, -err, "FUSE_IO_URING_CMD_REGISTER", NULL);
 }
 
 /* fuseUringCommit(handle, token, buffers): the reply to the request of entry -(1 + token) */
@@ -541,6 +562,7 @@ static napi_value b_stop(napi_env env, napi_callback_info info) {
 bool register_fuse_uring(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"fuseUringStart", b_start},
+    {"fuseUringRegister", b_register},
     {"fuseUringCommit", b_commit},
     {"fuseUringStop", b_stop},
   };

@@ -267,14 +267,15 @@ export interface Addon {
    * FUSE over io_uring for a connection whose INIT negotiated FUSE_OVER_IO_URING (after
    * the INIT reply was written): one queue per possible CPU, `perQueue` entries each with
    * a payload buffer of the size the kernel checks (max_write and max_pages pages of the
-   * INIT reply), all registered before this returns; throws the kernel's errno
-   * when it refuses. Requests come to `onBatch` as {fd: token < 0, buf}; the reply goes
+   * INIT reply). Made before the INIT reply asks for the ring; fuseUringRegister (after
+   * the reply) hands the entries to the kernel and throws its errno when it refuses. Requests come to `onBatch` as {fd: token < 0, buf}; the reply goes
    * back with fuseUringCommit(handle, token, buffers). `onEnd(errno)`: the ring stopped
    * serving while not stopped.
    */
   fuseUringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number,
     onBatch: (requests: FuseRequest[]) => void,
     onEnd: (errno: number) => void): { handle: UringHandle; queues: number };
+  fuseUringRegister(handle: UringHandle): void;
   /** the reply to the request of `token` (throws ENOENT when the entry holds none) */
   fuseUringCommit(handle: UringHandle, token: number, bufs: Buffer[]): number;
   /** no callback after it; the ring's memory goes once the kernel hands back every entry */

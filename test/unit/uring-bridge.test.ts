@@ -36,16 +36,24 @@ interface Event { what: string; fd?: number; buf?: Buffer }
 class FakeRing implements Partial<FuseTransport> {
   events: Event[] = [];
   refuse: number | null = null;
+  cannotMake: number | null = null;
   onBatch: ((r: FuseRequest[]) => void) | undefined;
   writev(fd: number, bufs: Buffer[]): number {
     this.events.push({ what: 'writev', fd, buf: Buffer.concat(bufs) });
     return 0;
   }
   ringStart(_devFd: number, _perQueue: number, maxWrite: number, maxPages: number, onBatch: (r: FuseRequest[]) => void): { handle: unknown; queues: number } {
-    if (this.refuse !== null) throw Object.assign(new Error('refused'), { errno: this.refuse, code: 'EOPNOTSUPP' });
+    if (this.cannotMake !== null) throw Object.assign(new Error('io_uring_setup'), { errno: this.cannotMake, code: 'EPERM' });
     this.events.push({ what: `ringStart ${maxWrite} ${maxPages}` });
     this.onBatch = onBatch;
     return { handle: 'ring', queues: 2 };
+  }
+  ringRegister(handle: unknown): void {
+    if (this.refuse !== null) throw Object.assign(new Error('refused'), { errno: this.refuse, code: 'EOPNOTSUPP' });
+    this.events.push({ what: `ringRegister ${String(handle)}` });
+  }
+  ringStop(handle: unknown): void {
+    this.events.push({ what: `ringStop ${String(handle)}` });
   }
   ringCommit(handle: unknown, token: number, bufs: Buffer[]): void {
     this.events.push({ what: `commit ${String(handle)}`, fd: token, buf: Buffer.concat(bufs) });
@@ -66,8 +74,9 @@ const replyFlags = (buf: Buffer): bigint =>
 t.test('offered: asked for in INIT, registered after the reply, replies go to the ring', async (t) => {
   const ring = new FakeRing();
   const { s, logs } = await session(ring, OFFERED | InitFlag.OVER_IO_URING);
-  t.same(ring.events.map((e) => e.what), ['writev', 'ringStart 1048576 256'], 'INIT reply on the device, then the ring');
-  t.not(replyFlags(ring.events[0].buf as Buffer) & InitFlag.OVER_IO_URING, 0n, 'INIT reply asks for FUSE_OVER_IO_URING');
+  t.same(ring.events.map((e) => e.what), ['ringStart 1048576 256', 'writev', 'ringRegister ring'],
+    'the ring is made, the INIT reply written to the device, then the ring registered');
+  t.not(replyFlags(ring.events[1].buf as Buffer) & InitFlag.OVER_IO_URING, 0n, 'INIT reply asks for FUSE_OVER_IO_URING');
   t.equal(s.transportName, 'io_uring');
   t.ok(logs.some((l) => l.includes('transport: io_uring')), 'the log says which transport runs');
   // a request from ring entry token -3: its reply is a commit into that entry, not a write
@@ -95,12 +104,23 @@ t.test('uring=off: not asked for even when offered', async (t) => {
   t.equal(s.transportName, '/dev/fuse');
 });
 
+t.test('a ring that cannot be made is not asked for (the kernel would hold every request)', async (t) => {
+  const ring = new FakeRing();
+  ring.cannotMake = E.EPERM;
+  const { s, logs } = await session(ring, OFFERED | InitFlag.OVER_IO_URING);
+  t.same(ring.events.map((e) => e.what), ['writev']);
+  t.equal(replyFlags(ring.events[0].buf as Buffer) & InitFlag.OVER_IO_URING, 0n, 'INIT reply does not ask for it');
+  t.equal(s.transportName, '/dev/fuse');
+  t.equal(s.negotiated?.uring, false);
+  t.ok(logs.some((l) => l.includes('transport: /dev/fuse (the ring could not be made: EPERM')), logs.join('\n'));
+});
+
 t.test('refused by the kernel: the session stays on /dev/fuse', async (t) => {
   const ring = new FakeRing();
   ring.refuse = E.EOPNOTSUPP;
   const { s, logs } = await session(ring, OFFERED | InitFlag.OVER_IO_URING);
   t.equal(s.transportName, '/dev/fuse');
-  t.ok(logs.some((l) => l.includes('io_uring transport refused: EOPNOTSUPP')), logs.join('\n'));
+  t.ok(logs.some((l) => l.includes('transport: /dev/fuse (the kernel refused the ring: EOPNOTSUPP')), logs.join('\n'));
   await s.handleRequest(3, frame(9999, Buffer.alloc(0)));
   t.equal(ring.events[ring.events.length - 1].what, 'writev', 'replies go to the device');
 });

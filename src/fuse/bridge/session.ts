@@ -22,13 +22,13 @@ import type { FuseRequest } from '../../native/addon';
 import { E, errnoName, toErrno } from '../../errors';
 import { decode, type InHeader, type Request } from '../wire/decode';
 import { encodeError, encodeInit, type Reply } from '../wire/encode';
-import { Opcode, READ_BUFFER_SIZE, opcodeName, initFlagNames } from '../wire/protocol';
+import { InitFlag, Opcode, READ_BUFFER_SIZE, opcodeName, initFlagNames } from '../wire/protocol';
 import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from './dispatch';
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
 import { makeTransport, type FuseTransport } from './transport';
-import { isRingToken, RING_ENTRIES_PER_QUEUE, startRing, type TransportName } from './uring';
+import { isRingToken, makeRing, registerRing, RING_ENTRIES_PER_QUEUE, type RingStarted, type TransportName } from './uring';
 
 export type Logger = (fmt: string, ...args: unknown[]) => void;
 
@@ -318,7 +318,21 @@ export class FuseSession extends EventEmitter {
       this.send(fd, encodeInit(header.unique, decision.out));
       return;
     }
-    const n = decision.negotiated;
+    let n = decision.negotiated;
+    // the ring is made before the reply asks for it (uring.ts)
+    let ring: RingStarted | undefined;
+    let why = 'the kernel did not offer FUSE_OVER_IO_URING';
+    if (n.uring) {
+      const r = makeRing(this.transport, this.devFd, (reqs) => this.onBatch(reqs),
+        (errno) => this.log('io_uring transport stopped serving (%s)', errnoName(errno)));
+      if (r.ok) {
+        ring = r;
+      } else {
+        why = `the ring could not be made: ${r.reason}`;
+        n = { ...n, uring: false, flags: n.flags & ~InitFlag.OVER_IO_URING };
+        decision.out.flags = n.flags;
+      }
+    }
     this.log('INIT kernel %d.%d offers [%s]; using 7.%d [%s]', body.major, body.minor,
       initFlagNames(body.flags).join(' '), n.minor, initFlagNames(n.flags).join(' '));
     const reply = encodeInit(header.unique, decision.out);
@@ -338,6 +352,7 @@ export class FuseSession extends EventEmitter {
       await this.fs.init({ passthrough: n.passthrough, writebackCache: n.writebackCache });
     } catch (e) {
       this.log('fs.init failed: %s', (e as Error)?.message ?? e);
+      if (ring) this.transport.ringStop(ring.handle);
       this.send(fd, encodeError(header.unique, toErrno(e)));
       return;
     }
@@ -345,26 +360,18 @@ export class FuseSession extends EventEmitter {
     this.registry.enabled = n.passthrough;
     this.core = core;
     this.send(fd, reply);
-    if (n.uring) this.startRing();
-    this.log('transport: %s', this.transportInUse === 'io_uring' ? 'io_uring' : `/dev/fuse (${n.uring ? 'the ring was refused' : 'the kernel did not offer FUSE_OVER_IO_URING'})`);
-    this.emit('init', n);
-  }
-
-  /**
-   * Registers the ring once INIT is answered (the kernel needs the connection's sizes
-   * first). Refused: the kernel goes on through /dev/fuse, and so does the session.
-   */
-  private startRing(): void {
-    const r = startRing(this.transport, this.devFd, (reqs) => this.onBatch(reqs), (errno) => {
-      this.log('io_uring transport stopped serving (%s)', errnoName(errno));
-    });
-    if (!r.ok) {
-      this.log('io_uring transport refused: %s', r.reason);
-      return;
+    if (ring) {
+      const refused = registerRing(this.transport, ring.handle);
+      if (refused === undefined) {
+        this.ring = ring.handle;
+        this.transportInUse = 'io_uring';
+      } else {
+        why = `the kernel refused the ring: ${refused}`;
+      }
     }
-    this.ring = r.handle;
-    this.transportInUse = 'io_uring';
-    this.log('io_uring transport: %d queue(s) of %d entries', r.queues, RING_ENTRIES_PER_QUEUE);
+    this.log('transport: %s', this.transportInUse === 'io_uring'
+      ? `io_uring (${ring?.queues ?? 0} queue(s) of ${RING_ENTRIES_PER_QUEUE} entries)` : `/dev/fuse (${why})`);
+    this.emit('init', n);
   }
 
   /** resolves when INIT has been answered (for callers that wait for the mount to be live) */

@@ -17,11 +17,13 @@ export interface FuseTransport {
   stopReaders(handle: unknown): void;
   /**
    * FUSE over io_uring beside the device reads (uring.ts); requests from it carry a
-   * negative fd (a ring entry token) and are answered with ringCommit. Throws the
-   * kernel's errno when it refuses the ring.
+   * negative fd (a ring entry token) and are answered with ringCommit. ringStart makes
+   * the ring (before the INIT reply), ringRegister hands it to the kernel (after it) and
+   * throws the kernel's errno when it refuses.
    */
   ringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number, onBatch: (requests: FuseRequest[]) => void,
     onEnd: (errno: number) => void): { handle: unknown; queues: number };
+  ringRegister(handle: unknown): void;
   ringCommit(handle: unknown, token: number, bufs: Buffer[]): void;
   ringStop(handle: unknown): void;
   /** FUSE_DEV_IOC_BACKING_OPEN; returns the backing id */
@@ -47,6 +49,7 @@ export const nativeTransport: FuseTransport = {
   startReaders: (fds, bufSize, onBatch, onEnd) => loadNative().native.fuseStartPoller(fds, bufSize, onBatch, onEnd),
   stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
   ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => loadNative().native.fuseUringStart(devFd, perQueue, maxWrite, maxPages, onBatch, onEnd),
+  ringRegister: (handle) => loadNative().native.fuseUringRegister(handle as UringHandle),
   ringCommit: (handle, token, bufs) => void loadNative().native.fuseUringCommit(handle as UringHandle, token, bufs),
   ringStop: (handle) => loadNative().native.fuseUringStop(handle as UringHandle),
   backingOpen: (devFd, fd) => loadNative().native.fuseBackingOpen(devFd, fd),
@@ -71,6 +74,7 @@ export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTranspo
     startReaders: (fds, size, onBatch, onEnd) => (p.startReaders ?? n.startReaders).call(p, fds, size, onBatch, onEnd),
     stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
     ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => (p.ringStart ?? n.ringStart).call(p, devFd, perQueue, maxWrite, maxPages, onBatch, onEnd),
+    ringRegister: (h) => (p.ringRegister ?? n.ringRegister).call(p, h),
     ringCommit: (h, token, bufs) => (p.ringCommit ?? n.ringCommit).call(p, h, token, bufs),
     ringStop: (h) => (p.ringStop ?? n.ringStop).call(p, h),
     backingOpen: (devFd, fd) => (p.backingOpen ?? n.backingOpen).call(p, devFd, fd),

@@ -37,15 +37,36 @@ export interface RingRefused {
   reason: string;
 }
 
-/** Registers the ring; on refusal the connection goes on through /dev/fuse. */
-export function startRing(transport: FuseTransport, devFd: number, onBatch: (requests: FuseRequest[]) => void,
+/**
+ * Makes the ring and its buffers, before the INIT reply asks for it: a connection that
+ * agreed on the ring gets no request until the ring is registered, so a ring that cannot
+ * be made must not be asked for.
+ */
+export function makeRing(transport: FuseTransport, devFd: number, onBatch: (requests: FuseRequest[]) => void,
   onEnd: (errno: number) => void): RingStarted | RingRefused {
   try {
     const r = transport.ringStart(devFd, RING_ENTRIES_PER_QUEUE, MAX_WRITE, MAX_PAGES, onBatch, onEnd);
     return { ok: true, handle: r.handle, queues: r.queues };
   } catch (e) {
-    return { ok: false, reason: `${errnoName(toErrno(e))} (${(e as Error).message})` };
+    return { ok: false, reason: why(e) };
   }
+}
+
+/**
+ * Hands the ring to the kernel, after the INIT reply; undefined, or why the kernel
+ * refused it (it then goes on through /dev/fuse by itself).
+ */
+export function registerRing(transport: FuseTransport, handle: unknown): string | undefined {
+  try {
+    transport.ringRegister(handle);
+    return undefined;
+  } catch (e) {
+    return why(e);
+  }
+}
+
+function why(e: unknown): string {
+  return `${errnoName(toErrno(e))} (${(e as Error).message})`;
 }
 
 /** a request read from the ring (its fd is an entry token) */
