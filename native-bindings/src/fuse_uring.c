@@ -12,8 +12,10 @@
  *
  * A request arrives as a completion (res 0) of an entry's command: its fuse_in_header
  * is in the header's in_out, the opcode's fixed argument in op_in and the rest in the
- * payload. They are joined into one frame, as a /dev/fuse read returns it, and handed
- * to onBatch as {fd: -(1 + entry), buf}, so the session handles both transports alike.
+ * payload. They are joined into one frame, as a /dev/fuse read returns it, in the
+ * caller's area (as the poller packs its reads: index[3i] fd, index[3i + 1] offset,
+ * index[3i + 2] length), with fd -(1 + entry), and onBatch(count) is called, so the
+ * session handles both transports alike.
  * The reply (fuseUringCommit) goes back into the same entry: the fuse_out_header into
  * in_out, the rest into the payload, then FUSE_IO_URING_CMD_COMMIT_AND_FETCH with the
  * request's commit id, which also re-arms the entry. Commits made while onBatch runs
@@ -55,6 +57,11 @@ struct entry {
 struct uring {
   napi_env env;
   napi_ref on_batch, on_end, resource;
+  napi_ref area_ref, index_ref; /* the memory shared with JS (as the poller's) */
+  char *area;
+  size_t area_size;
+  int32_t *index;
+  uint32_t index_cap; /* requests the index has room for */
   napi_async_context async_ctx;
   uv_poll_t poll;
   int ring_fd, dev_fd;
@@ -109,6 +116,8 @@ static void free_uring(struct uring *u) {
   if (u->on_batch) napi_delete_reference(u->env, u->on_batch);
   if (u->on_end) napi_delete_reference(u->env, u->on_end);
   if (u->resource) napi_delete_reference(u->env, u->resource);
+  if (u->area_ref) napi_delete_reference(u->env, u->area_ref);
+  if (u->index_ref) napi_delete_reference(u->env, u->index_ref);
   if (u->async_ctx) napi_async_destroy(u->env, u->async_ctx);
   if (u->sqes) munmap(u->sqes, u->sqes_len);
   if (u->rings) munmap(u->rings, u->rings_len);
@@ -176,29 +185,45 @@ static void call_js(struct uring *u, napi_ref fn_ref, size_t argc, napi_value *a
   }
 }
 
-/* the request in entry i as one frame (in_header, op argument, payload), or NULL */
-static napi_value request_frame(napi_env env, struct uring *u, uint32_t i) {
-  struct entry *e = &u->ents[i];
+/* the length of the request in entry e as one frame, or 0 when its sizes do not add up */
+static size_t frame_len(const struct uring *u, const struct entry *e) {
   const struct fuse_in_header *ih = (const struct fuse_in_header *)e->hdr->in_out;
-  const struct stratafs_fuse_uring_ent_in_out *io = &e->hdr->ring_ent_in_out;
-  size_t len = ih->len, payload = io->payload_sz, hsize = sizeof(*ih);
+  size_t len = ih->len, payload = e->hdr->ring_ent_in_out.payload_sz, hsize = sizeof(*ih);
   /* the kernel does not say the op argument's size: it is what len leaves over */
   if (len < hsize + payload || len - hsize - payload > sizeof(e->hdr->op_in) ||
-      payload > u->payload_size) {
-    return NULL;
+      payload > u->payload_size || len > u->area_size) {
+    return 0;
   }
+  return len;
+}
+
+/* the frame as a /dev/fuse read returns it: in_header, op argument, payload */
+static void copy_frame(const struct entry *e, size_t len, char *dst) {
+  size_t hsize = sizeof(struct fuse_in_header), payload = e->hdr->ring_ent_in_out.payload_sz;
   size_t op = len - hsize - payload;
-  void *data;
-  napi_value buf, out;
-  if (napi_create_buffer(env, len, &data, &buf) != napi_ok) return NULL;
-  memcpy(data, ih, hsize);
-  memcpy((char *)data + hsize, e->hdr->op_in, op);
-  memcpy((char *)data + hsize + op, e->iov[1].iov_base, payload);
-  e->commit_id = io->commit_id;
-  static const enum key_id ids[] = {K_FD, K_BUF};
-  const napi_value values[] = {js_i32(env, -1 - (int32_t)i), buf};
-  out = new_object(env, COUNT_OF(ids), ids, values);
-  return out;
+  memcpy(dst, e->hdr->in_out, hsize);
+  memcpy(dst + hsize, e->hdr->op_in, op);
+  memcpy(dst + hsize + op, e->iov[1].iov_base, payload);
+}
+
+/* answers EIO to a request whose frame does not add up, so that the entry goes on */
+static void answer_eio(struct uring *u, uint32_t i) {
+  struct entry *e = &u->ents[i];
+  uint64_t unique = ((const struct fuse_in_header *)e->hdr->in_out)->unique;
+  struct fuse_out_header *oh = (struct fuse_out_header *)e->hdr->in_out;
+  memset(oh, 0, sizeof(*oh));
+  oh->len = sizeof(*oh);
+  oh->error = -EIO;
+  oh->unique = unique;
+  e->hdr->ring_ent_in_out.payload_sz = 0;
+  queue_cmd(u, i, STRATAFS_FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+}
+
+static void deliver(struct uring *u, uint32_t n) {
+  napi_value count = js_i32(u->env, (int32_t)n);
+  u->in_batch = true;
+  call_js(u, u->on_batch, 1, &count);
+  u->in_batch = false;
 }
 
 static void cleanup_hook(void *arg);
@@ -226,8 +251,8 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   struct uring *u = h->data;
   napi_env env = u->env;
   napi_handle_scope scope;
-  napi_value arr = NULL;
   uint32_t n = 0;
+  size_t off = 0;
   int ended = 0; /* errno of the first entry that ended, if any */
   (void)events;
   if (u->closed) return;
@@ -251,31 +276,26 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     }
     e->state = ENT_USER;
     if (u->stopping) continue; /* nobody answers it: the connection is going away */
-    napi_value obj = request_frame(env, u, (uint32_t)i);
-    if (!obj) {
-      /* a frame that does not add up: answer EIO so the entry goes on */
-      struct fuse_out_header *oh = (struct fuse_out_header *)e->hdr->in_out;
-      const struct fuse_in_header *ih = (const struct fuse_in_header *)e->hdr->in_out;
-      uint64_t unique = ih->unique;
-      e->commit_id = e->hdr->ring_ent_in_out.commit_id;
-      memset(oh, 0, sizeof(*oh));
-      oh->len = sizeof(*oh);
-      oh->error = -EIO;
-      oh->unique = unique;
-      e->hdr->ring_ent_in_out.payload_sz = 0;
-      queue_cmd(u, (uint32_t)i, STRATAFS_FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+    e->commit_id = e->hdr->ring_ent_in_out.commit_id;
+    size_t len = frame_len(u, e);
+    if (len == 0) {
+      answer_eio(u, (uint32_t)i);
       continue;
     }
-    if (!arr && napi_create_array(env, &arr) != napi_ok) break;
-    if (napi_set_element(env, arr, n, obj) != napi_ok) break;
+    if (n == u->index_cap || len > u->area_size - off) {
+      deliver(u, n); /* the area is full: this batch goes now, the next starts over */
+      n = 0;
+      off = 0;
+    }
+    copy_frame(e, len, u->area + off);
+    u->index[3 * n] = -1 - (int32_t)i;
+    u->index[3 * n + 1] = (int32_t)off;
+    u->index[3 * n + 2] = (int32_t)len;
     n++;
+    off += (len + 7) & ~(size_t)7;
   }
   __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
-  if (n > 0) {
-    u->in_batch = true;
-    call_js(u, u->on_batch, 1, &arr);
-    u->in_batch = false;
-  }
+  if (n > 0) deliver(u, n);
   int err = submit(u);
   if (err < 0 && !ended) ended = -err;
   if (status < 0 && !ended) ended = -status;
@@ -363,7 +383,8 @@ static int setup_ring(struct uring *u, uint32_t sq_entries) {
 }
 
 /*
- * fuseUringStart(devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) -> {handle, queues}
+ * fuseUringStart(devFd, perQueue, maxWrite, maxPages, area, index, onBatch, onEnd)
+ *   -> {handle, queues}
  * Sets up the ring and the entries' buffers (before the INIT reply asks for the ring,
  * so that a ring that cannot be made is never asked for: the kernel holds every request
  * of a connection that agreed on the ring until its queues are registered).
@@ -373,14 +394,25 @@ static int setup_ring(struct uring *u, uint32_t sq_entries) {
  * onEnd(errno) says the ring stopped serving (entries ended) while still wanted.
  */
 static napi_value b_start(napi_env env, napi_callback_info info) {
-  GET_ARGS(6);
+  GET_ARGS(8);
   int dev_fd;
   uint32_t per_queue, max_write, max_pages;
+  void *area, *index;
+  size_t area_size, index_len;
+  napi_typedarray_type index_type;
+  bool is_index = false;
   uv_loop_t *loop;
   napi_value name, resource, handle, result, queues_v;
   if (!arg_fd(env, argv[0], "devFd", &dev_fd) || !arg_u32(env, argv[1], "perQueue", &per_queue) ||
       !arg_u32(env, argv[2], "maxWrite", &max_write) || !arg_u32(env, argv[3], "maxPages", &max_pages) ||
-      !arg_function(env, argv[4], "onBatch") || !arg_function(env, argv[5], "onEnd")) {
+      !arg_buffer(env, argv[4], "area", &area, &area_size) ||
+      !arg_function(env, argv[6], "onBatch") || !arg_function(env, argv[7], "onEnd")) {
+    return NULL;
+  }
+  if (napi_is_typedarray(env, argv[5], &is_index) != napi_ok || !is_index ||
+      napi_get_typedarray_info(env, argv[5], &index_type, &index_len, &index, NULL, NULL) != napi_ok ||
+      index_type != napi_int32_array || index_len < 3 || !index) {
+    throw_type(env, "index", "an Int32Array");
     return NULL;
   }
   uint64_t payload_size = (uint64_t)max_pages * (uint64_t)sysconf(_SC_PAGESIZE);
@@ -388,7 +420,9 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
   if (payload_size < FUSE_MIN_READ_BUFFER) payload_size = FUSE_MIN_READ_BUFFER;
   int queues = possible_cpus();
   if (queues <= 0 || queues > 4096) return throw_errno(env, ENOSYS, "fuseUringStart", "/sys/devices/system/cpu/possible");
-  if (per_queue == 0 || per_queue > 256 || payload_size > (64u << 20)) {
+  /* the area must hold the largest frame: in_header, op argument, a full payload */
+  if (per_queue == 0 || per_queue > 256 || payload_size > (64u << 20) || area_size > INT32_MAX ||
+      area_size < payload_size + sizeof(struct fuse_in_header) + STRATAFS_FUSE_URING_OP_IN_OUT_SZ) {
     return throw_errno(env, EINVAL, "fuseUringStart", NULL);
   }
   uint32_t count = (uint32_t)queues * per_queue;
@@ -401,6 +435,10 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
   u->dev_fd = dev_fd;
   u->count = count;
   u->payload_size = (size_t)payload_size;
+  u->area = area;
+  u->area_size = area_size;
+  u->index = index;
+  u->index_cap = (uint32_t)(index_len / 3 < 4096 ? index_len / 3 : 4096);
   uint32_t sq = 1;
   while (sq < count) sq <<= 1;
   int err = setup_ring(u, sq);
@@ -430,8 +468,10 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
       napi_create_reference(env, resource, 1, &u->resource) != napi_ok ||
       napi_create_string_latin1(env, "stratafs.fuseUring", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, resource, name, &u->async_ctx) != napi_ok ||
-      napi_create_reference(env, argv[4], 1, &u->on_batch) != napi_ok ||
-      napi_create_reference(env, argv[5], 1, &u->on_end) != napi_ok) {
+      napi_create_reference(env, argv[4], 1, &u->area_ref) != napi_ok ||
+      napi_create_reference(env, argv[5], 1, &u->index_ref) != napi_ok ||
+      napi_create_reference(env, argv[6], 1, &u->on_batch) != napi_ok ||
+      napi_create_reference(env, argv[7], 1, &u->on_end) != napi_ok) {
     free_uring(u);
     return NULL;
   }

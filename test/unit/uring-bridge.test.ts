@@ -8,7 +8,7 @@ import { format } from 'node:util';
 import { FuseSession, type FuseTransport } from '../../src/fuse/bridge';
 import type { FileSystemApi } from '../../src/fuse/api';
 import { InitFlag, Opcode, Size } from '../../src/fuse/wire/protocol';
-import type { FuseRequest } from '../../src/native/addon';
+import type { BatchHandler } from '../../src/fuse/bridge/transport';
 
 const E = constants.errno;
 
@@ -37,12 +37,12 @@ class FakeRing implements Partial<FuseTransport> {
   events: Event[] = [];
   refuse: number | null = null;
   cannotMake: number | null = null;
-  onBatch: ((r: FuseRequest[]) => void) | undefined;
+  onBatch: BatchHandler | undefined;
   writev(fd: number, bufs: Buffer[]): number {
     this.events.push({ what: 'writev', fd, buf: Buffer.concat(bufs) });
     return 0;
   }
-  ringStart(_devFd: number, _perQueue: number, maxWrite: number, maxPages: number, onBatch: (r: FuseRequest[]) => void): { handle: unknown; queues: number } {
+  ringStart(_devFd: number, _perQueue: number, maxWrite: number, maxPages: number, onBatch: BatchHandler): { handle: unknown; queues: number } {
     if (this.cannotMake !== null) throw Object.assign(new Error('io_uring_setup'), { errno: this.cannotMake, code: 'EPERM' });
     this.events.push({ what: `ringStart ${maxWrite} ${maxPages}` });
     this.onBatch = onBatch;
@@ -80,7 +80,8 @@ t.test('offered: asked for in INIT, registered after the reply, replies go to th
   t.equal(s.transportName, 'io_uring');
   t.ok(logs.some((l) => l.includes('transport: io_uring')), 'the log says which transport runs');
   // a request from ring entry token -3: its reply is a commit into that entry, not a write
-  ring.onBatch?.([{ fd: -3, buf: frame(9999, Buffer.alloc(0)) }]);
+  const req = frame(9999, Buffer.alloc(0));
+  ring.onBatch?.(Buffer.concat([Buffer.alloc(8), req]), Int32Array.from([-3, 8, req.length]), 1);
   const last = ring.events[ring.events.length - 1];
   t.equal(last.what, 'commit ring');
   t.equal(last.fd, -3, 'committed to the entry the request came in');

@@ -18,11 +18,10 @@
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import type { Ctx, FileSystemApi } from '../api';
-import type { FuseRequest } from '../../native/addon';
 import { E, errnoName, toErrno } from '../../errors';
-import { decode, type InHeader, type Request } from '../wire/decode';
+import { decode, type DecodeOptions, type InHeader, type Request } from '../wire/decode';
 import { encodeError, encodeInit, type Reply } from '../wire/encode';
-import { InitFlag, Opcode, READ_BUFFER_SIZE, opcodeName, initFlagNames } from '../wire/protocol';
+import { InitFlag, Opcode, opcodeName, initFlagNames } from '../wire/protocol';
 import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from './dispatch';
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
@@ -61,6 +60,12 @@ export interface FuseSessionOptions {
   /** device operations; defaults to the native addon (loaded on first use) */
   transport?: Partial<FuseTransport>;
 }
+
+/** decode options, one object each (none made per request) */
+const PLAIN: DecodeOptions = { setxattrExt: false, copyData: false };
+const EXT: DecodeOptions = { setxattrExt: true, copyData: false };
+const REUSED: DecodeOptions = { setxattrExt: false, copyData: true };
+const EXT_REUSED: DecodeOptions = { setxattrExt: true, copyData: true };
 
 const NO_REPLY = new Set<number>([Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT]);
 
@@ -159,7 +164,7 @@ export class FuseSession extends EventEmitter {
           });
         });
       };
-      const handle: unknown = this.transport.startReaders([this.devFd], READ_BUFFER_SIZE, (reqs) => this.onBatch(reqs), onEnd);
+      const handle: unknown = this.transport.startReaders([this.devFd], (area, index, n) => this.onBatch(area, index, n), onEnd);
     });
     return this.started;
   }
@@ -175,21 +180,29 @@ export class FuseSession extends EventEmitter {
     }
   }
 
-  private onBatch(requests: FuseRequest[]): void {
+  /**
+   * One wake-up's requests, in the transport's reused area (see BatchHandler): each is
+   * decoded in place, and everything a handler keeps past this call is a copy.
+   */
+  private onBatch(area: Buffer, index: Int32Array, n: number): void {
     const counts = this.counts;
-    for (const r of requests) {
+    for (let i = 0; i < n; i++) {
+      const fd = index[3 * i] as number;
+      const at = index[3 * i + 1] as number;
+      const len = index[3 * i + 2] as number;
       // the opcode is the u32 at offset 4 of every frame; a frame too short is counted as 0
-      const op = r.buf.length >= 8 ? r.buf.readUInt32LE(4) : 0;
+      const op = len >= 8 ? area.readUInt32LE(at + 4) : 0;
       counts[op < OPCODE_SLOTS ? op : OPCODE_SLOTS - 1]++;
-      const failed = (e: unknown): void => this.log('request failed outside its handler: %s', e);
       try {
-        const p = this.dispatch(r.fd, r.buf);
-        if (p) p.catch(failed);
+        const p = this.dispatch(fd, area, at, len, true);
+        if (p) p.catch(this.failedOutside);
       } catch (e) {
-        failed(e);
+        this.failedOutside(e);
       }
     }
   }
+
+  private readonly failedOutside = (e: unknown): void => this.log('request failed outside its handler: %s', e);
 
   /** writes a reply; false when the kernel refused it (ENOENT: interrupted) or it failed */
   private send(fd: number, reply: Reply): boolean {
@@ -210,19 +223,22 @@ export class FuseSession extends EventEmitter {
    */
   handleRequest(fd: number, buf: Buffer): Promise<void> {
     try {
-      return Promise.resolve(this.dispatch(fd, buf));
+      return Promise.resolve(this.dispatch(fd, buf, 0, buf.length, false));
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
   /**
-   * Handles one request frame: synchronously when its handler finishes synchronously
-   * (the reply is written when this returns), else a promise of the written reply.
-   * Throws or rejects only on a bug outside the handler.
+   * Handles the request frame of `len` bytes at `at` of `buf`: synchronously when its
+   * handler finishes synchronously (the reply is written when this returns), else a
+   * promise of the written reply. `reused`: the buffer is overwritten after this returns,
+   * so the data a handler keeps is copied. Throws or rejects only on a bug outside the
+   * handler.
    */
-  private dispatch(fd: number, buf: Buffer): void | Promise<void> {
-    const res = decode(buf, { setxattrExt: this.negotiatedState?.setxattrExt ?? false });
+  private dispatch(fd: number, buf: Buffer, at: number, len: number, reused: boolean): void | Promise<void> {
+    const opts = reused ? (this.negotiatedState?.setxattrExt ? EXT_REUSED : REUSED) : (this.negotiatedState?.setxattrExt ? EXT : PLAIN);
+    const res = decode(buf, opts, at, len);
     if (!res.ok) {
       const h = res.error.header;
       this.log('bad request frame: %s', res.error.message);
@@ -323,7 +339,7 @@ export class FuseSession extends EventEmitter {
     let ring: RingStarted | undefined;
     let why = 'the kernel did not offer FUSE_OVER_IO_URING';
     if (n.uring) {
-      const r = makeRing(this.transport, this.devFd, (reqs) => this.onBatch(reqs),
+      const r = makeRing(this.transport, this.devFd, (area, index, count) => this.onBatch(area, index, count),
         (errno) => this.log('io_uring transport stopped serving (%s)', errnoName(errno)));
       if (r.ok) {
         ring = r;

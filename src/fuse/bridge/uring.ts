@@ -11,9 +11,8 @@
  * entry's token): their replies go back into the entry, not to the device.
  */
 import { errnoName, toErrno } from '../../errors';
-import type { FuseRequest } from '../../native/addon';
 import { MAX_PAGES, MAX_WRITE } from '../wire/protocol';
-import type { FuseTransport } from './transport';
+import type { BatchHandler, FuseTransport } from './transport';
 
 /** the transport requests come through, as the daemon reports it */
 export type TransportName = 'io_uring' | '/dev/fuse';
@@ -42,7 +41,7 @@ export interface RingRefused {
  * agreed on the ring gets no request until the ring is registered, so a ring that cannot
  * be made must not be asked for.
  */
-export function makeRing(transport: FuseTransport, devFd: number, onBatch: (requests: FuseRequest[]) => void,
+export function makeRing(transport: FuseTransport, devFd: number, onBatch: BatchHandler,
   onEnd: (errno: number) => void): RingStarted | RingRefused {
   try {
     const r = transport.ringStart(devFd, RING_ENTRIES_PER_QUEUE, MAX_WRITE, MAX_PAGES, onBatch, onEnd);
