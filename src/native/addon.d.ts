@@ -72,6 +72,10 @@ export interface PollerHandle {
   readonly _brand: 'PollerHandle';
 }
 
+export interface UringHandle {
+  readonly _brand: 'UringHandle';
+}
+
 /** Flag and special values from the system headers, as compiled into the addon. */
 export interface NativeConstants {
   O_PATH: number;
@@ -254,6 +258,24 @@ export interface Addon {
     onEnd: (fd: number, errno: number) => void): PollerHandle;
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
+  /**
+   * FUSE over io_uring for a connection whose INIT negotiates FUSE_OVER_IO_URING: one
+   * queue per possible CPU, `perQueue` entries each with a payload buffer of the size the
+   * kernel checks (max_write and max_pages pages of the INIT reply). Made before the INIT
+   * reply asks for the ring; fuseUringRegister (after the reply) hands the entries to the
+   * kernel and throws its errno when it refuses. Requests come as the poller's do: copied
+   * into `area`, described by `index` (fd, offset, length; the fd is the entry's token,
+   * negative), `onBatch(count)`; the reply goes back with fuseUringCommit(handle, token,
+   * buffers). `onEnd(errno)`: the ring stopped serving while not stopped.
+   */
+  fuseUringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number,
+    area: Buffer, index: Int32Array, onBatch: (count: number) => void,
+    onEnd: (errno: number) => void): { handle: UringHandle; queues: number };
+  fuseUringRegister(handle: UringHandle): void;
+  /** the reply to the request of `token` (throws ENOENT when the entry holds none) */
+  fuseUringCommit(handle: UringHandle, token: number, bufs: Buffer[]): number;
+  /** no callback after it; the ring's memory goes once the kernel hands back every entry */
+  fuseUringStop(handle: UringHandle): void;
   /**
    * writev(2) of the buffers to a device fd; returns bytes written. A reply to an
    * interrupted request fails with ENOENT: the caller ignores that.

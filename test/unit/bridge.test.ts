@@ -164,6 +164,11 @@ class FakeTransport implements FuseTransport {
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
+  // no ring here (test/unit/uring-bridge.test.ts covers it): the session goes on through /dev/fuse
+  ringStart(): { handle: unknown; queues: number } { throw Object.assign(new Error('no ring'), { errno: E.EOPNOTSUPP, code: 'EOPNOTSUPP' }); }
+  ringRegister(): void { throw new Error('no ring'); }
+  ringCommit(): void { throw new Error('no ring'); }
+  ringStop(): void { /* nothing */ }
   backingOpen(_dev: number, fd: number): number { this.backingOpens.push(fd); return this.nextBacking++; }
   backingClose(_dev: number, id: number): void { this.backingCloses.push(id); }
   fileKey(fd: number): string { return this.keys.get(fd) ?? `key${fd}`; }
