@@ -13,8 +13,8 @@
  *   fstat(dst)                     the inode number the copy will have
  *
  * The rename into the upper stays with the caller (on the JS thread). opts:
- * { uid, gid, mode, data, sync, reflink, privatePrefixes, escape } (data false: no data,
- * for O_TRUNC): an xattr name that starts
+ * { uid, gid, mode, data, sync, reflink, xattrs, privatePrefixes, escape } (data false:
+ * no data, for O_TRUNC; xattrs false: src is known to have none): an xattr name that starts
  * with one of privatePrefixes is skipped unless it goes on with `escape` (an escaped
  * user attribute, src/layers/xattr-names.ts). `reflink: false` skips the FICLONE try
  * (the caller learnt that these filesystems cannot). Resolves to
@@ -51,6 +51,7 @@ struct copyup_job {
   bool data;
   bool sync;
   bool reflink;
+  bool list_xattrs; /* list src's xattrs (false: known to have none) */
   int nprefixes;
   char prefixes[MAX_PREFIXES][PREFIX_LEN];
   char escape[PREFIX_LEN];
@@ -159,7 +160,7 @@ static void copyup_run(struct job *j) {
     job_fail(job, "fchmod");
     return;
   }
-  if (!copy_xattrs(job)) return;
+  if (job->list_xattrs && !copy_xattrs(job)) return;
   struct timespec times[2] = {s.st_atim, s.st_mtim};
   if (futimens(dst, times) < 0) {
     job_fail(job, "futimens");
@@ -231,6 +232,7 @@ static bool read_opts(napi_env env, napi_value o, struct copyup_job *job) {
   if (!get_prop(env, o, "data", &v) || !arg_bool(env, v, "opts.data", &job->data)) return false;
   if (!get_prop(env, o, "sync", &v) || !arg_bool(env, v, "opts.sync", &job->sync)) return false;
   if (!get_prop(env, o, "reflink", &v) || !arg_bool(env, v, "opts.reflink", &job->reflink)) return false;
+  if (!get_prop(env, o, "xattrs", &v) || !arg_bool(env, v, "opts.xattrs", &job->list_xattrs)) return false;
   if (!get_prop(env, o, "escape", &v) || !arg_short(env, v, "opts.escape", job->escape)) return false;
   if (!get_prop(env, o, "privatePrefixes", &arr) || napi_get_array_length(env, arr, &n) != napi_ok || n > MAX_PREFIXES) {
     return throw_type(env, "opts.privatePrefixes", "an array of at most 4 strings");

@@ -148,6 +148,7 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Pro
   node.upperXwhiteouts = false;
   node.noXattrs = false;
   node.xattrsListed = false;
+  node.lowerXattrs = null;
   bestEffort('times of copied-up directory', () => {
     if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
   });
@@ -199,6 +200,8 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
         mode: s.mode & PERM_MASK,
         sync: !st.config.volatile,
         reflink: !noReflink.has(loc.layer),
+        // the lower's xattrs may be known already (xattr.ts): none, nothing to list
+        xattrs: node.lowerXattrs === null || node.lowerXattrs.disk.length > 0,
         privatePrefixes: PRIVATE_PREFIXES,
         escape: XATTR_ESCAPE,
       });
@@ -231,6 +234,7 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   // a copy without any xattr: later reads need no syscall (xattr.ts)
   node.noXattrs = !result.hasXattrs;
   node.xattrsListed = !result.hasXattrs;
+  node.lowerXattrs = null;
   bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
   settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
 }

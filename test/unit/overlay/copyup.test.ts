@@ -84,7 +84,9 @@ t.test('copy-up of a regular file in one job: escaped xattrs, mtime, small holes
   t.equal(fs.statSync(up, { bigint: true }).mtimeNs, lowerEsc.mtimeNs, 'mtime with ns');
 
   const plain = walk(f.ov, 'plain');
+  t.equal(f.ov.getxattr(ctx, plain, 'user.x'), null, 'the lower has none (its index knows)');
   await writeFile(f.ov, 'plain', 'NO');
+  t.equal(fs.readFileSync(path.join(f.upper, 'plain'), 'utf8'), 'NO xattrs');
   t.equal(f.ov.getxattr(ctx, plain, 'security.capability'), null, 'a copy without xattrs has none');
   await f.ov.setxattr(ctx, plain, 'user.later', Buffer.from('v'), 0);
   t.equal(f.ov.getxattr(ctx, plain, 'user.later')?.toString(), 'v', 'one set after the copy-up is seen');
