@@ -1,6 +1,6 @@
 import t from 'tap';
 import { constants } from 'node:os';
-import { FuseSession, type FuseTransport } from '../../src/fuse/bridge';
+import { FuseSession, type BatchHandler, type FuseTransport } from '../../src/fuse/bridge';
 import { FsError } from '../../src/errors';
 import {
   FATTR, FOPEN, InitFlag, Opcode, Size, type InitFlagName,
@@ -134,7 +134,7 @@ class FakeTransport implements FuseTransport {
   backingCloses: number[] = [];
   keys = new Map<number, string>();
   nextBacking = 1;
-  readers: { fds: number[]; bufSize: number; onBatch: (r: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void } | null = null;
+  readers: { fds: number[]; onBatch: (frames: { fd: number; buf: Buffer }[]) => void; onEnd: (fd: number, e: number) => void } | null = null;
   stopped = false;
   closed: number[] = [];
   writev(fd: number, bufs: Buffer[]): number {
@@ -147,11 +147,28 @@ class FakeTransport implements FuseTransport {
     this.written.push({ fd, buf });
     return buf.length;
   }
-  startReaders(fds: number[], bufSize: number, onBatch: (r: { fd: number; buf: Buffer }[]) => void, onEnd: (fd: number, e: number) => void): unknown {
-    this.readers = { fds, bufSize, onBatch, onEnd };
+  startReaders(fds: number[], onBatch: BatchHandler, onEnd: (fd: number, e: number) => void): unknown {
+    // frames packed into one reused area, as the native poller hands them over
+    const area = Buffer.alloc(1 << 16);
+    const index = new Int32Array(3 * 16);
+    const feed = (frames: { fd: number; buf: Buffer }[]): void => {
+      let off = 0;
+      frames.forEach((f, i) => {
+        f.buf.copy(area, off);
+        index.set([f.fd, off, f.buf.length], 3 * i);
+        off += (f.buf.length + 7) & ~7;
+      });
+      onBatch(area, index, frames.length);
+    };
+    this.readers = { fds, onBatch: feed, onEnd };
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
+  // no ring here (test/unit/uring-bridge.test.ts covers it): the session goes on through /dev/fuse
+  ringStart(): { handle: unknown; queues: number } { throw Object.assign(new Error('no ring'), { errno: E.EOPNOTSUPP, code: 'EOPNOTSUPP' }); }
+  ringRegister(): void { throw new Error('no ring'); }
+  ringCommit(): void { throw new Error('no ring'); }
+  ringStop(): void { /* nothing */ }
   backingOpen(_dev: number, fd: number): number { this.backingOpens.push(fd); return this.nextBacking++; }
   backingClose(_dev: number, id: number): void { this.backingCloses.push(id); }
   fileKey(fd: number): string { return this.keys.get(fd) ?? `key${fd}`; }
@@ -461,6 +478,31 @@ t.test('SETATTR mapping and suid clearing', async (t) => {
   t.same(fs.called('setattr').pop(), [12, { mode: 0o755, fh: 4 }], 'WRITE_KILL_SUIDGID');
 });
 
+t.test('WRITE_KILL_SUIDGID: no getattr for a node known without set-id bits', async (t) => {
+  const { fs, s } = await setup();
+  const setattrIn = (valid: number, mode: number) =>
+    Buffer.concat([u32(valid, 0), u64(0, 0, 0, 0, 0, 0), u32(0, 0, 0, mode, 0, 0, 0, 0)]);
+  const write = Buffer.concat([u64(4, 0), u32(1, 4), u64(0), u32(0, 0), Buffer.from('x')]);
+  fs.modes.set(14, 0o100644);
+  for (let i = 0; i < 3; i++) await s.handleRequest(3, frame(Opcode.WRITE, 14, write));
+  t.equal(fs.called('getattr').length, 1, 'one getattr for three writes to a file without set-id bits');
+  t.equal(fs.called('setattr').length, 0, 'and no setattr');
+
+  // a chmod u+s: the next write clears the bit again
+  await s.handleRequest(3, frame(Opcode.SETATTR, 14, setattrIn(FATTR.MODE, 0o104644)));
+  fs.modes.set(14, 0o104644);
+  await s.handleRequest(3, frame(Opcode.WRITE, 14, write));
+  t.same(fs.called('setattr').pop(), [14, { mode: 0o644, fh: 4 }], 'after a chmod u+s the write clears it');
+
+  // a node the kernel forgot may come back as another file with the same id
+  fs.modes.set(15, 0o100644);
+  await s.handleRequest(3, frame(Opcode.WRITE, 15, write));
+  await s.handleRequest(3, frame(Opcode.FORGET, 15, u64(1)));
+  fs.modes.set(15, 0o102755);
+  await s.handleRequest(3, frame(Opcode.WRITE, 15, write));
+  t.same(fs.called('setattr').pop(), [15, { mode: 0o755, fh: 4 }], 'after FORGET the node is asked again');
+});
+
 t.test('xattr size protocol', async (t) => {
   const { tr, s } = await setup();
   await s.handleRequest(3, frame(Opcode.GETXATTR, 1, Buffer.concat([u32(0, 0), cstr('user.k')])));
@@ -614,7 +656,6 @@ t.test('start: the device fd is read on the JS thread; the session ends with its
   const done = s.start();
   const rd = tr.readers!;
   t.same(rd.fds, [3], 'the device fd alone');
-  t.ok(rd.bufSize >= (1 << 20) + 4096, 'buffer holds max_write plus headers');
   rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }, { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('foo')) }]);
   await s.ready();
   await new Promise((r) => setImmediate(r));
