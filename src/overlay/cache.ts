@@ -125,6 +125,29 @@ export class LayerCache {
   }
 
   /**
+   * Keeps the entries of lower directory `path` of `layer` read elsewhere (the thread
+   * pool, prefetch.ts), unless a listing is kept already. Never for the upper.
+   */
+  putLowerListing(layer: Layer, path: string, entries: DirEntry[]): void {
+    if (layer.upper) return;
+    const key = keyOf(layer, path);
+    if (this.listings.has(key)) return;
+    this.listings.set(key, { entries, names: new Set(entries.map((e) => e.name)), gen: -1 });
+    LayerCache.bounded(this.listings, this.maxListings);
+  }
+
+  /** The names of the kept listing of lower directory `path` of `layer`, or null (never the upper's). */
+  peekLowerNames(layer: Layer, path: string): Set<string> | null {
+    if (layer.upper) return null;
+    return this.listings.peek(keyOf(layer, path))?.names ?? null;
+  }
+
+  /** Is a listing of lower directory `path` of `layer` kept? */
+  hasLowerListing(layer: Layer, path: string): boolean {
+    return !layer.upper && this.listings.has(keyOf(layer, path));
+  }
+
+  /**
    * Is `name` known not to be in lower directory `dir` of `layer`? True only when that
    * directory's listing is cached and lacks it; false when unknown. A tree walk lists a
    * directory before it looks its names up, so most misses of a merged lookup (a name
@@ -144,6 +167,18 @@ export class LayerCache {
     this.stats.set(key, { s });
     LayerCache.bounded(this.stats, this.maxStats);
     return s;
+  }
+
+  /** Is the statx of lower object `path` of `layer` (or its miss) kept? */
+  hasLowerStat(layer: Layer, path: string): boolean {
+    return !layer.upper && this.stats.has(keyOf(layer, path));
+  }
+
+  /** Keeps a statx of lower object `path` of `layer` made elsewhere (null: it does not exist). Never for the upper. */
+  putLowerStat(layer: Layer, path: string, s: Stat | null): void {
+    if (layer.upper) return;
+    this.stats.set(keyOf(layer, path), { s });
+    LayerCache.bounded(this.stats, this.maxStats);
   }
 
   /**
