@@ -62,13 +62,22 @@ const STAT_OVERHEAD = 200;
 
 interface Listing {
   entries: DirEntry[];
-  /** lower listings: the names, to answer a lookup of a name that is not there */
-  names: Set<string> | null;
+  /**
+   * lower listings: the names and their d_type, to answer a lookup of a name that is
+   * not there, and to tell the read-ahead (prefetch.ts) which names it need not stat
+   */
+  names: Map<string, number> | null;
   /** upper listings: upperGen when read; -1 for lower listings */
   gen: number;
 }
 
 type StatSlot = { s: Stat | null };
+
+function typesOf(entries: DirEntry[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of entries) m.set(e.name, e.type);
+  return m;
+}
 
 function keyOf(layer: Layer, path: string): string {
   return `${layer.index}\0${path}`;
@@ -111,7 +120,7 @@ export class LayerCache {
       const hit = this.listings.get(key);
       if (hit !== undefined) return hit.entries;
       const entries = read();
-      this.listings.set(key, { entries, names: new Set(entries.map((e) => e.name)), gen: -1 });
+      this.listings.set(key, { entries, names: typesOf(entries), gen: -1 });
       LayerCache.bounded(this.listings, this.maxListings);
       return entries;
     }
@@ -132,12 +141,12 @@ export class LayerCache {
     if (layer.upper) return;
     const key = keyOf(layer, path);
     if (this.listings.has(key)) return;
-    this.listings.set(key, { entries, names: new Set(entries.map((e) => e.name)), gen: -1 });
+    this.listings.set(key, { entries, names: typesOf(entries), gen: -1 });
     LayerCache.bounded(this.listings, this.maxListings);
   }
 
-  /** The names of the kept listing of lower directory `path` of `layer`, or null (never the upper's). */
-  peekLowerNames(layer: Layer, path: string): Set<string> | null {
+  /** The names (and d_types) of the kept listing of lower directory `path` of `layer`, or null (never the upper's). */
+  peekLowerNames(layer: Layer, path: string): ReadonlyMap<string, number> | null {
     if (layer.upper) return null;
     return this.listings.peek(keyOf(layer, path))?.names ?? null;
   }

@@ -23,7 +23,7 @@ import { E } from '../errors';
 import { C, native, type Stat } from '../native';
 import type { DirEntryOut } from '../fuse/api';
 import { joinPath } from '../layers/access';
-import { isAufsName } from '../layers/whiteout';
+import { AUFS_PREFIX, isAufsName } from '../layers/whiteout';
 import type { Node } from './inodes';
 import type { State } from './state';
 
@@ -32,7 +32,7 @@ const log = createDebug('stratafs:overlay');
 /** pool calls one batch of names is split into at most (libuv's pool has 4 threads by default) */
 const POOL_SPLIT = 4;
 /** fewest names worth a call of their own */
-const MIN_CHUNK = 16;
+const MIN_CHUNK = 128;
 
 function chunks<T>(items: T[]): T[][] {
   const size = Math.max(MIN_CHUNK, Math.ceil(items.length / POOL_SPLIT));
@@ -62,16 +62,28 @@ interface Wanted {
 export function prefetchLookups(st: State, node: Node, entries: readonly DirEntryOut[]): Promise<void> | undefined {
   if (node.removed || node.lowers.length === 0) return undefined;
   const wanted: Wanted[] = [];
+  // names a layer above ends the lookup at (a non-directory, an AUFS whiteout): the
+  // layers below are not asked for them (merge.ts walkLowers)
+  const ended = new Set<string>();
   for (const ref of node.lowers) {
     const names = st.caches.peekLowerNames(ref.layer, ref.path);
     // not listed (a listing larger than the cache's bound): the lookups ask per name
     if (names === null) continue;
     const missing: string[] = [];
+    const endsHere: string[] = [];
     for (const e of entries) {
       const n = e.name;
-      if (n === '.' || n === '..' || isAufsName(n) || !names.has(n)) continue;
+      if (n === '.' || n === '..' || isAufsName(n) || ended.has(n)) continue;
+      if (names.has(AUFS_PREFIX + n)) {
+        endsHere.push(n); // hidden here and below: no lookup stats it
+        continue;
+      }
+      const type = names.get(n);
+      if (type === undefined) continue;
+      if (type !== C.DT_DIR && type !== C.DT_UNKNOWN) endsHere.push(n);
       if (!st.caches.hasLowerStat(ref.layer, joinPath(ref.path, n))) missing.push(n);
     }
+    for (const n of endsHere) ended.add(n);
     if (missing.length > 0) wanted.push({ layer: ref.layer, path: ref.path, names: missing });
   }
   if (wanted.length === 0) return undefined;
