@@ -15,6 +15,7 @@
         "src/copydata.c",
         "src/fuse_dev.c",
         "src/fuse_poller.c",
+        "src/fuse_uring.c",
         "src/fusermount.c",
         "src/mount.c",
         "src/process.c",

@@ -4,12 +4,27 @@
  *
  * Each fd gets a libuv poll handle (which makes the fd non-blocking, so a read never
  * blocks the loop). When the kernel has requests queued, the loop wakes the JS thread
- * directly; the callback reads with non-blocking read(2) until EAGAIN (at most
- * MAX_BATCH requests, so a flood cannot starve the loop's other work) and calls
- * onBatch(requests) once, through a callback scope so that promise jobs queued by the
- * handlers (their replies) run before the loop waits again. Compared with a reader
- * thread this saves one thread wake-up and one cross-thread hand-off per request,
- * which is most of a FUSE round trip's cost for metadata requests.
+ * directly; the callback reads with non-blocking read(2) and calls onBatch(count) once,
+ * through a callback scope so that promise jobs queued by the handlers (their replies)
+ * run before the loop waits again. Compared with a reader thread this saves one thread
+ * wake-up and one cross-thread hand-off per request, which is most of a FUSE round
+ * trip's cost for metadata requests.
+ *
+ * No copy and no JS object per request: the requests of one callback are read one
+ * after the other (8-byte aligned) into `area`, memory the caller allocated once and
+ * shares with JS, and request i is described by index[3i] (fd), index[3i + 1] (offset
+ * in area) and index[3i + 2] (length). The area is overwritten by the next callback:
+ * whatever JS keeps past onBatch must be copied (the decoder does, see decode.ts). A
+ * read needs `readSize` bytes of room (the kernel refuses a smaller buffer), so a batch
+ * ends when the room left is smaller, when the index is full, or at MAX_BATCH.
+ *
+ * How many reads per wake-up: a client that waits for each reply (stat, ls, find: the
+ * common case) has one request queued at a time, and reading until EAGAIN costs one
+ * read that finds nothing per request. So after a batch of one request the next
+ * callback reads once and stops; the fd is level-triggered, so a request left queued
+ * wakes the loop again at once. A callback that reads more than one (because the
+ * previous batch had more, or every ONCE_LIMIT-th single read, which probes for a
+ * backlog) reads until EAGAIN.
  *
  * Reader end: ENODEV (connection aborted or unmounted) and a
  * 0-byte read report errno 0 through onEnd(fd, errno); EINTR and ENOENT (request
@@ -30,6 +45,8 @@
 
 /* requests read per callback before the loop gets to run its other work */
 #define MAX_BATCH 256
+/* single reads in a row before a callback reads until EAGAIN again (backlog probe) */
+#define ONCE_LIMIT 8
 
 struct pgroup;
 
@@ -45,8 +62,14 @@ struct pgroup {
   napi_ref on_batch, on_end;
   napi_async_context async_ctx;
   napi_ref resource;
-  char *buf;
-  size_t buf_size;
+  napi_ref area_ref, index_ref; /* keep the shared memory alive */
+  char *area;
+  size_t area_size;
+  int32_t *index;
+  uint32_t index_cap; /* requests the index has room for (<= MAX_BATCH) */
+  size_t read_size;
+  uint32_t singles; /* callbacks in a row that read once */
+  bool once;        /* the last batch had one request: read once */
   int refs;      /* open poll handles + the JS handle */
   bool stopping; /* fuseStopPoller was called: no callback runs any more */
   uint32_t count;
@@ -58,14 +81,15 @@ static void release_js(struct pgroup *g) {
   if (g->on_end) napi_delete_reference(g->env, g->on_end);
   if (g->async_ctx) napi_async_destroy(g->env, g->async_ctx);
   if (g->resource) napi_delete_reference(g->env, g->resource);
-  g->on_batch = g->on_end = g->resource = NULL;
+  if (g->area_ref) napi_delete_reference(g->env, g->area_ref);
+  if (g->index_ref) napi_delete_reference(g->env, g->index_ref);
+  g->on_batch = g->on_end = g->resource = g->area_ref = g->index_ref = NULL;
   g->async_ctx = NULL;
 }
 
 static void pgroup_unref(struct pgroup *g) {
   if (--g->refs > 0) return;
   release_js(g);
-  free(g->buf);
   free(g);
 }
 
@@ -100,15 +124,6 @@ static void call_js(struct pgroup *g, napi_ref fn_ref, size_t argc, napi_value *
   }
 }
 
-/* {fd, buf} with a copy of the request's bytes */
-static napi_value request_object(napi_env env, int fd, const char *data, size_t len) {
-  napi_value buf;
-  if (napi_create_buffer_copy(env, len, data, NULL, &buf) != napi_ok) return NULL;
-  static const enum key_id ids[] = {K_FD, K_BUF};
-  const napi_value values[] = {js_i32(env, fd), buf};
-  return new_object(env, COUNT_OF(ids), ids, values);
-}
-
 static void on_poll(uv_poll_t *h, int status, int events) {
   struct poller *p = h->data;
   struct pgroup *g = p->group;
@@ -117,14 +132,19 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   (void)events;
   if (g->stopping || !p->active) return;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value arr = NULL;
   uint32_t n = 0;
+  size_t off = 0;
   int end = -1; /* >= 0: the fd ended with this errno */
-  while (n < MAX_BATCH) {
-    ssize_t r = read(p->fd, g->buf, g->buf_size);
+  bool once = g->once && g->singles < ONCE_LIMIT;
+  bool drained = false;
+  while (n < g->index_cap && g->area_size - off >= g->read_size) {
+    ssize_t r = read(p->fd, g->area + off, g->read_size);
     if (r < 0) {
       if (errno == EINTR || errno == ENOENT) continue;
-      if (errno == EAGAIN) break;
+      if (errno == EAGAIN) {
+        drained = true;
+        break;
+      }
       end = errno == ENODEV ? 0 : errno;
       break;
     }
@@ -132,21 +152,22 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       end = 0;
       break;
     }
-    if (!arr && napi_create_array(env, &arr) != napi_ok) break;
-    napi_value obj = request_object(env, p->fd, g->buf, (size_t)r);
-    /* a request that cannot become a JS object is lost: the kernel would wait for its
-     * reply forever, so the connection cannot go on; report it as ended */
-    if (!obj || napi_set_element(env, arr, n, obj) != napi_ok) {
-      report_pending_exception(env);
-      end = ENOMEM;
-      break;
-    }
+    g->index[3 * n] = p->fd;
+    g->index[3 * n + 1] = (int32_t)off;
+    g->index[3 * n + 2] = (int32_t)r;
     n++;
+    off += ((size_t)r + 7) & ~(size_t)7;
+    if (once) break;
   }
+  g->singles = once ? g->singles + 1 : 0;
+  g->once = n <= 1 && (once || drained);
   /* libuv stops a handle that reported an error (POLLERR): the read above said why,
    * and a handle stopped without an answer is an end too */
   if (status < 0 && end < 0) end = -status;
-  if (n > 0) call_js(g, g->on_batch, 1, &arr);
+  if (n > 0) {
+    napi_value count = js_i32(env, (int32_t)n);
+    call_js(g, g->on_batch, 1, &count);
+  }
   if (end >= 0 && p->active && !g->stopping) {
     napi_value args[2] = {js_i32(env, p->fd), js_i32(env, end)};
     stop_poller(p);
@@ -167,24 +188,43 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
   pgroup_unref(g);
 }
 
-/* fuseStartPoller(fds, bufSize, onBatch, onEnd) -> handle */
+/* a typed array of `type`: its data and length in elements */
+static bool arg_typed(napi_env env, napi_value v, napi_typedarray_type type, const char *what,
+                      const char *expected, void **data, size_t *length) {
+  bool is_typed = false;
+  napi_typedarray_type t;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, v, &t, length, data, NULL, NULL) != napi_ok || t != type ||
+      (*length > 0 && !*data)) {
+    throw_type(env, what, expected);
+    return false;
+  }
+  return true;
+}
+
+/* fuseStartPoller(fds, readSize, area, index, onBatch, onEnd) -> handle */
 static napi_value b_start(napi_env env, napi_callback_info info) {
-  GET_ARGS(4);
+  GET_ARGS(6);
   uint32_t count = 0;
-  uint64_t buf_size;
+  uint64_t read_size;
   bool is_array = false;
   uv_loop_t *loop;
   napi_value name, resource, handle;
+  void *area, *index;
+  size_t area_size, index_len;
   if (napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
       napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 || count > 1024) {
     throw_type(env, "fds", "a non-empty array of file descriptors");
     return NULL;
   }
-  if (!arg_size(env, argv[1], "bufSize", &buf_size) || !arg_function(env, argv[2], "onBatch") ||
-      !arg_function(env, argv[3], "onEnd")) {
+  if (!arg_size(env, argv[1], "readSize", &read_size) ||
+      !arg_typed(env, argv[2], napi_uint8_array, "area", "a Buffer", &area, &area_size) ||
+      !arg_typed(env, argv[3], napi_int32_array, "index", "an Int32Array", &index, &index_len) ||
+      !arg_function(env, argv[4], "onBatch") || !arg_function(env, argv[5], "onEnd")) {
     return NULL;
   }
-  if (buf_size < FUSE_MIN_READ_BUFFER || buf_size > (1u << 30)) {
+  if (read_size < FUSE_MIN_READ_BUFFER || read_size > (1u << 30) || area_size < read_size ||
+      area_size > INT32_MAX || index_len < 3) {
     return throw_errno(env, EINVAL, "read", NULL);
   }
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
@@ -192,7 +232,11 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
   if (!g) return throw_errno(env, ENOMEM, "fuseStartPoller", NULL);
   g->env = env;
   g->count = count;
-  g->buf_size = (size_t)buf_size;
+  g->read_size = (size_t)read_size;
+  g->area = area;
+  g->area_size = area_size;
+  g->index = index;
+  g->index_cap = index_len / 3 < MAX_BATCH ? (uint32_t)(index_len / 3) : MAX_BATCH;
   for (uint32_t i = 0; i < count; i++) {
     napi_value el;
     if (napi_get_element(env, argv[0], i, &el) != napi_ok ||
@@ -201,18 +245,15 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  g->buf = malloc(g->buf_size);
-  if (!g->buf) {
-    free(g);
-    return throw_errno(env, ENOMEM, "fuseStartPoller", NULL);
-  }
   g->refs = 1; /* the JS handle; each started poll handle adds one */
   if (napi_create_object(env, &resource) != napi_ok ||
       napi_create_reference(env, resource, 1, &g->resource) != napi_ok ||
       napi_create_string_latin1(env, "stratafs.fusePoller", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, resource, name, &g->async_ctx) != napi_ok ||
-      napi_create_reference(env, argv[2], 1, &g->on_batch) != napi_ok ||
-      napi_create_reference(env, argv[3], 1, &g->on_end) != napi_ok) {
+      napi_create_reference(env, argv[2], 1, &g->area_ref) != napi_ok ||
+      napi_create_reference(env, argv[3], 1, &g->index_ref) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &g->on_batch) != napi_ok ||
+      napi_create_reference(env, argv[5], 1, &g->on_end) != napi_ok) {
     pgroup_unref(g);
     return NULL;
   }

@@ -29,6 +29,8 @@ options (comma separated, -o may repeat):
   redirect_dir=on|off|follow  off/follow: renaming a directory from a lower is EXDEV (default on)
   writeback=on|off    kernel writeback cache without passthrough (default off: a full
                       upper then fails in write(); on loses such writes after close)
+  uring=auto|off      FUSE over io_uring when the kernel offers it (the fuse module's
+                      enable_uring), else /dev/fuse; off: /dev/fuse only (default auto)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime

@@ -68,16 +68,12 @@ export interface DirEntry {
   type: number;
 }
 
-/** One request read from a FUSE device fd. */
-export interface FuseRequest {
-  /** the device fd the request came from: its reply must be written to the same fd */
-  fd: number;
-  /** exactly the bytes of the request (header + body) */
-  buf: Buffer;
-}
-
 export interface PollerHandle {
   readonly _brand: 'PollerHandle';
+}
+
+export interface UringHandle {
+  readonly _brand: 'UringHandle';
 }
 
 /** Flag and special values from the system headers, as compiled into the addon. */
@@ -260,16 +256,37 @@ export interface Addon {
   fuseBackingClose(devFd: number, backingId: number): void;
   /**
    * Reads the fds on the JS thread: each fd is made non-blocking and polled by the event
-   * loop; when requests are queued they are read (each up to `bufSize` bytes) until
-   * EAGAIN (at most 256) and passed to `onBatch` in one call. When a reader ends
-   * (ENODEV: the connection was aborted or unmounted) `onEnd` is called once per fd
-   * with that fd and the errno (0 = clean). EINTR/ENOENT are retried.
+   * loop; when requests are queued they are read (each with `readSize` bytes of room)
+   * one after the other into `area` (no copy, no object per request) and `onBatch(count)`
+   * is called once: request i came from fd index[3i] and is area[index[3i + 1]] up to
+   * index[3i + 1] + index[3i + 2]. Both are overwritten by the next callback. At most
+   * index.length / 3 (and 256) requests per call; area must hold at least readSize bytes.
+   * When a reader ends (ENODEV: the connection was aborted or unmounted) `onEnd` is
+   * called once per fd with that fd and the errno (0 = clean). EINTR/ENOENT are retried.
    */
-  fuseStartPoller(fds: number[], bufSize: number,
-    onBatch: (requests: FuseRequest[]) => void,
+  fuseStartPoller(fds: number[], readSize: number, area: Buffer, index: Int32Array,
+    onBatch: (count: number) => void,
     onEnd: (fd: number, errno: number) => void): PollerHandle;
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
+  /**
+   * FUSE over io_uring for a connection whose INIT negotiates FUSE_OVER_IO_URING: one
+   * queue per possible CPU, `perQueue` entries each with a payload buffer of the size the
+   * kernel checks (max_write and max_pages pages of the INIT reply). Made before the INIT
+   * reply asks for the ring; fuseUringRegister (after the reply) hands the entries to the
+   * kernel and throws its errno when it refuses. Requests come as the poller's do: copied
+   * into `area`, described by `index` (fd, offset, length; the fd is the entry's token,
+   * negative), `onBatch(count)`; the reply goes back with fuseUringCommit(handle, token,
+   * buffers). `onEnd(errno)`: the ring stopped serving while not stopped.
+   */
+  fuseUringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number,
+    area: Buffer, index: Int32Array, onBatch: (count: number) => void,
+    onEnd: (errno: number) => void): { handle: UringHandle; queues: number };
+  fuseUringRegister(handle: UringHandle): void;
+  /** the reply to the request of `token` (throws ENOENT when the entry holds none) */
+  fuseUringCommit(handle: UringHandle, token: number, bufs: Buffer[]): number;
+  /** no callback after it; the ring's memory goes once the kernel hands back every entry */
+  fuseUringStop(handle: UringHandle): void;
   /**
    * writev(2) of the buffers to a device fd; returns bytes written. A reply to an
    * interrupted request fails with ENOENT: the caller ignores that.

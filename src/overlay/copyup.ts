@@ -143,6 +143,7 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Pro
   node.upperXwhiteouts = false;
   node.noXattrs = false;
   node.xattrsListed = false;
+  node.lowerXattrs = null;
   bestEffort('times of copied-up directory', () => {
     if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
   });

@@ -27,7 +27,7 @@ import { entryOf, getAttr, toAttr } from './attr';
 import type { LayerCache } from './cache';
 import type { OverlayConfig } from './config';
 import * as files from './files';
-import { nodeFor, resolve, type FoundLower } from './lookup';
+import { knownLowerChild, nodeFor, resolve, type FoundLower } from './lookup';
 import { closeState, openState } from './mount';
 import * as ns from './namespace';
 import { rename } from './rename';
@@ -77,6 +77,8 @@ export class Overlay implements FileSystemApi {
 
   lookup(_ctx: Ctx, parent: NodeId, name: string): Entry | null {
     const p = this.st.node(parent);
+    const known = knownLowerChild(p, name);
+    if (known !== null) return entryOf(this.st, known);
     const r = resolve(this.st, p, name);
     if (r === null) return null;
     // the stat the resolution made is the node's: no second statx

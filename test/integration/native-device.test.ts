@@ -6,7 +6,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { native, C, isNativeError, type FuseRequest } from '../../src/native';
+import { native, C, isNativeError } from '../../src/native';
 
 const E = os.constants.errno;
 
@@ -57,19 +57,21 @@ if (!fs.existsSync('/dev/fuse')) {
   t.test('a poller on an unmounted fd ends once with the errno and releases the loop', async (tt) => {
     const other = native.fuseOpen();
     tt.teardown(() => native.close(other));
-    const batches: FuseRequest[][] = [];
+    const batches: number[] = [];
     const ends: [number, number][] = [];
+    const area = Buffer.alloc(1024 * 1024 + 4096);
+    const index = new Int32Array(3 * 8);
     await new Promise<void>((resolve) => {
-      native.fuseStartPoller([other], 1024 * 1024 + 4096, (b) => batches.push(b), (f, errno) => {
+      native.fuseStartPoller([other], area.length, area, index, (n) => batches.push(n), (f, errno) => {
         ends.push([f, errno]);
         setImmediate(resolve);
       });
     });
     tt.same(batches, [], 'no requests');
     tt.same(ends, [[other, E.EPERM]], 'one end, with the read errno');
-    tt.throws(() => native.fuseStartPoller([other], 100, () => undefined, () => undefined), { code: 'EINVAL' });
-    tt.throws(() => native.fuseStartPoller([], 65536, () => undefined, () => undefined), { name: 'TypeError' });
-    const h = native.fuseStartPoller([other], 65536, () => undefined, () => tt.fail('no callback after stop'));
+    tt.throws(() => native.fuseStartPoller([other], 100, area, index, () => undefined, () => undefined), { code: 'EINVAL' });
+    tt.throws(() => native.fuseStartPoller([], 65536, area, index, () => undefined, () => undefined), { name: 'TypeError' });
+    const h = native.fuseStartPoller([other], 65536, area, index, () => undefined, () => tt.fail('no callback after stop'));
     native.fuseStopPoller(h);
     native.fuseStopPoller(h);
     await new Promise((r) => setTimeout(r, 50));

@@ -545,7 +545,7 @@ t.test('a stopped poller lets go of its callbacks (an ended mount is collectable
   (() => {
     // the session's shape: callbacks that close over an object which holds the handle
     const session: { handle?: unknown; payload: number[] } = { payload: new Array(1000).fill(1) };
-    session.handle = native.fuseStartPoller([fd], 1 << 20, () => void session.payload, () => void session.handle);
+    session.handle = native.fuseStartPoller([fd], 1 << 16, Buffer.alloc(1 << 16), new Int32Array(3), () => void session.payload, () => void session.handle);
     registry.register(session, 'session');
     native.fuseStopPoller(session.handle as never);
   })();
@@ -560,4 +560,41 @@ t.test('a stopped poller lets go of its callbacks (an ended mount is collectable
     await new Promise((r) => setTimeout(r, 20));
   }
   tt.same(collected, ['session'], 'the session, its callbacks and the handle are collected once stopped');
+});
+
+t.test('the poller reads into the shared area and describes each read in the index', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-poller-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const fifo = path.join(dir, 'fifo');
+  tt.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  // a FIFO opened read-write never blocks and can be polled: a stand-in for /dev/fuse
+  const fd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  tt.teardown(() => fs.closeSync(fd));
+  const readSize = 1 << 16;
+  const area = Buffer.alloc(readSize + 4096, 0xee);
+  const index = new Int32Array(3 * 4).fill(-1);
+  const seen: { fd: number; at: number; bytes: string }[] = [];
+  let wake: () => void = () => undefined;
+  const h = native.fuseStartPoller([fd], readSize, area, index, (n) => {
+    for (let i = 0; i < n; i++) {
+      const at = index[3 * i + 1] as number;
+      seen.push({ fd: index[3 * i] as number, at, bytes: area.toString('latin1', at, at + (index[3 * i + 2] as number)) });
+    }
+    wake();
+  }, () => tt.fail('no end'));
+  tt.teardown(() => native.fuseStopPoller(h));
+  for (const msg of ['first request', 'second']) {
+    const got = new Promise<void>((r) => (wake = r));
+    fs.writeSync(fd, msg);
+    await got;
+  }
+  tt.same(seen, [{ fd, at: 0, bytes: 'first request' }, { fd, at: 0, bytes: 'second' }],
+    'each read at the start of the area (reused), with its fd and length');
+  tt.equal(area.toString('latin1', 0, 13), 'secondrequest', 'the second read overwrote the first in place');
+  tt.throws(() => native.fuseStartPoller([fd], readSize, Buffer.alloc(readSize - 1), index, () => undefined, () => undefined),
+    { code: 'EINVAL' }, 'an area smaller than one read');
+  tt.throws(() => native.fuseStartPoller([fd], readSize, area, new Int32Array(2), () => undefined, () => undefined),
+    { code: 'EINVAL' }, 'an index without room for one request');
+  tt.throws(() => native.fuseStartPoller([fd], readSize, area, new Uint32Array(3) as never, () => undefined, () => undefined),
+    { name: 'TypeError' }, 'an index that is not an Int32Array');
 });

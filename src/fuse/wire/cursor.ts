@@ -77,10 +77,11 @@ export class Cursor {
     return s;
   }
 
-  /** `n` bytes as a view on the request buffer (no copy) */
-  bytes(n: number, what = 'data'): Buffer {
+  /** `n` bytes as a view on the request buffer, or with `copy` a copy of them */
+  bytes(n: number, what = 'data', copy = false): Buffer {
     const at = this.need(n, what);
-    return this.buf.subarray(at, at + n);
+    const view = this.buf.subarray(at, at + n);
+    return copy ? Buffer.from(view) : view;
   }
 
   /** the rest of the body as a view */

@@ -4,8 +4,11 @@
  * Pure: no I/O, never throws. A frame that is too short, whose length field disagrees
  * with the buffer, or whose body is cut short decodes to `{ ok: false }` carrying the
  * unique (when the header was readable) so the bridge can still answer it.
- * Names are NUL-terminated byte strings (latin1); WRITE and SETXATTR data are views on
- * the request buffer, not copies.
+ * A frame is `len` bytes at offset `at` of a buffer (a transport's reused read area,
+ * or a buffer of its own). Names are NUL-terminated byte strings (latin1, so copies);
+ * WRITE and SETXATTR data are views on that buffer unless `copyData` is set, which a
+ * transport that reuses its buffer must set: those handlers wait for the thread pool,
+ * and a view would see the next batch's bytes.
  */
 import { Cursor, Malformed } from './cursor';
 import { Opcode, Size, GETATTR_FH, FSYNC_FDATASYNC } from './protocol';
@@ -108,28 +111,27 @@ export type DecodeResult = { ok: true; req: Request } | { ok: false; error: Deco
 export interface DecodeOptions {
   /** FUSE_SETXATTR_EXT was negotiated: fuse_setxattr_in is 16 bytes */
   setxattrExt?: boolean;
+  /** WRITE and SETXATTR data are copies, not views (the buffer is reused after decode) */
+  copyData?: boolean;
 }
 
-function readHeader(buf: Buffer): InHeader {
-  const c = new Cursor(buf, 0, Size.IN_HEADER);
-  const header: InHeader = {
-    len: c.u32('len'),
-    opcode: c.u32('opcode'),
-    unique: c.u64('unique'),
-    nodeId: 0,
-    uid: 0,
-    gid: 0,
-    pid: 0,
-    totalExtlen: 0,
+const TWO_32 = 2 ** 32;
+
+/** the fixed-size header at `at` (the caller checked that it fits) */
+function readHeader(buf: Buffer, at: number): InHeader {
+  const lo = buf.readUInt32LE(at + 16);
+  const hi = buf.readUInt32LE(at + 20);
+  return {
+    len: buf.readUInt32LE(at),
+    opcode: buf.readUInt32LE(at + 4),
+    unique: buf.readBigUInt64LE(at + 8),
+    // a node id above 2^53 was never handed out; keep it unusable rather than rounded
+    nodeId: hi < 0x200000 ? hi * TWO_32 + lo : -1,
+    uid: buf.readUInt32LE(at + 24),
+    gid: buf.readUInt32LE(at + 28),
+    pid: buf.readUInt32LE(at + 32),
+    totalExtlen: buf.readUInt16LE(at + 36),
   };
-  const nodeId = c.u64('nodeid');
-  header.uid = c.u32('uid');
-  header.gid = c.u32('gid');
-  header.pid = c.u32('pid');
-  header.totalExtlen = c.u16('total_extlen');
-  // a node id above 2^53 was never handed out; keep it unusable rather than rounded
-  header.nodeId = nodeId > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(nodeId);
-  return header;
 }
 
 function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
@@ -255,7 +257,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
       c.skip(8, 'lock_owner');
       const flags = c.u32('flags');
       c.skip(4);
-      return { kind: 'WRITE', fh, offset, writeFlags, flags, data: c.bytes(size, 'write data') };
+      return { kind: 'WRITE', fh, offset, writeFlags, flags, data: c.bytes(size, 'write data', opts.copyData) };
     }
     case Opcode.STATFS:
       return { kind: 'STATFS' };
@@ -283,7 +285,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
         c.skip(4);
       }
       const name = c.cstr();
-      return { kind: 'SETXATTR', name, flags, setxattrFlags, value: c.bytes(size, 'xattr value') };
+      return { kind: 'SETXATTR', name, flags, setxattrFlags, value: c.bytes(size, 'xattr value', opts.copyData) };
     }
     case Opcode.GETXATTR: {
       const size = c.u32('size');
@@ -349,14 +351,14 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
   }
 }
 
-/** Decodes one request frame. Never throws. */
-export function decode(buf: Buffer, opts: DecodeOptions = {}): DecodeResult {
-  if (buf.length < Size.IN_HEADER) {
-    return { ok: false, error: { message: `frame of ${buf.length} bytes is shorter than the header` } };
+/** Decodes the frame of `len` bytes at offset `at` of `buf` (default: all of it). Never throws. */
+export function decode(buf: Buffer, opts: DecodeOptions = {}, at = 0, len = buf.length - at): DecodeResult {
+  if (len < Size.IN_HEADER) {
+    return { ok: false, error: { message: `frame of ${len} bytes is shorter than the header` } };
   }
-  const header = readHeader(buf);
-  if (header.len !== buf.length) {
-    return { ok: false, error: { message: `length field ${header.len} != frame size ${buf.length}`, header } };
+  const header = readHeader(buf, at);
+  if (header.len !== len) {
+    return { ok: false, error: { message: `length field ${header.len} != frame size ${len}`, header } };
   }
   const end = header.len - header.totalExtlen * 8;
   if (end < Size.IN_HEADER) {
@@ -366,7 +368,7 @@ export function decode(buf: Buffer, opts: DecodeOptions = {}): DecodeResult {
     return { ok: false, error: { message: 'node id out of range', header } };
   }
   try {
-    return { ok: true, req: { header, body: body(header.opcode, new Cursor(buf, Size.IN_HEADER, end), opts) } };
+    return { ok: true, req: { header, body: body(header.opcode, new Cursor(buf, at + Size.IN_HEADER, at + end), opts) } };
   } catch (e) {
     if (e instanceof Malformed || e instanceof RangeError) {
       return { ok: false, error: { message: `${header.opcode}: ${e.message}`, header } };
