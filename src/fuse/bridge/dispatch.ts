@@ -318,7 +318,8 @@ export const handlers: HandlerTable = {
   READDIRPLUS(core, { header, body }, ctx) {
     return then(core.fs.readdir(body.fh, body.offset), (entries) => {
       const plus = new PlusReply(core, ctx, header.nodeId, entries, new DirentWriter(header.unique, body.size));
-      return plus.fill(0);
+      const ahead = core.fs.prefetchLookups?.(header.nodeId, entries);
+      return ahead === undefined ? plus.fill(0) : ahead.then(() => plus.fill(0));
     });
   },
   RELEASEDIR(core, { header, body }) {
