@@ -29,6 +29,8 @@ options (comma separated, -o may repeat):
   redirect_dir=on|off|follow  off/follow: renaming a directory from a lower is EXDEV (default on)
   writeback=on|off    kernel writeback cache without passthrough (default off: a full
                       upper then fails in write(); on loses such writes after close)
+  uring=auto|off      FUSE over io_uring when the kernel offers it (the fuse module's
+                      enable_uring), else /dev/fuse; off: /dev/fuse only (default auto)
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime
@@ -54,7 +56,11 @@ function oneLine(e: unknown): string {
   return String(e);
 }
 
-export async function main(argv: string[]): Promise<void> {
+/**
+ * Runs the command line ARGV. `startup` says how bin/stratafs.js loaded this code (the
+ * bundle or the modules of dist/, and why): `--version` prints it.
+ */
+export async function main(argv: string[], startup = 'modules of dist/'): Promise<void> {
   if (argv[0] === 'graphdriver' || argv[0] === 'daemon' || argv[0] === 'snapshotter') {
     try {
       if (argv[0] === 'daemon') await (await import('./server.js')).runDaemon(argv.slice(1));
@@ -83,7 +89,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command.kind === 'version') {
-    process.stdout.write(`stratafs version ${version()}\nFUSE transport: own (protocol 7.45 max)\n`);
+    process.stdout.write(`stratafs version ${version()}\nFUSE transport: own (protocol 7.45 max)\ncode: ${startup}\n`);
     return;
   }
   if (command.kind === 'remount') {

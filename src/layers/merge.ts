@@ -76,6 +76,12 @@ export interface UpperDir {
   layer: Layer;
   path: string;
   xwhiteouts: boolean;
+  /**
+   * what the reader already knows of the upper regular file `s` at `name`: false when
+   * it knows that file is not a metacopy file (then its mark is not read), undefined
+   * when it does not know
+   */
+  metacopyOf?: (name: string, s: Stat) => boolean | undefined;
 }
 
 export interface Resolved {
@@ -106,7 +112,7 @@ export function resolveName(src: MergeSource, upper: UpperDir | null, lowers: re
     const s = tryStatAt(fd, name);
     if (s) {
       if (isWhiteout(fd, name, s, upper.xwhiteouts)) return null;
-      if (!isDirStat(s)) return nonDir(src, lowers, fd, name, s);
+      if (!isDirStat(s)) return nonDir(src, lowers, fd, name, s, upper.metacopyOf?.(name, s));
       const marks = dirMarks(fd, name, null);
       up = s;
       upperXwhiteouts = marks.xwhiteouts;
@@ -121,10 +127,10 @@ export function resolveName(src: MergeSource, upper: UpperDir | null, lowers: re
 }
 
 /** An upper non-directory: itself, or a metacopy file with its data in a lower. */
-function nonDir(src: MergeSource, lowers: readonly LowerRef[], fd: number, name: string, s: Stat): Resolved {
+function nonDir(src: MergeSource, lowers: readonly LowerRef[], fd: number, name: string, s: Stat, known: boolean | undefined): Resolved {
   const type = s.mode & fsc.S_IFMT;
   const plain: Resolved = { type, upper: s, upperXwhiteouts: false, lowers: [], metacopy: false };
-  if (type !== fsc.S_IFREG || s.size === 0) return plain;
+  if (type !== fsc.S_IFREG || s.size === 0 || known === false) return plain;
   // (a metacopy file has no data blocks, but an xattr block may count in st_blocks)
   if (tryGetXattr(fd, name, `${src.prefix}metacopy`) === null) return plain;
   const r = readPrivateXattr(fd, name, 'redirect');

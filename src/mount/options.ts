@@ -127,7 +127,7 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'redirectDir' | 'ignored' | 'server'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'uring' | 'redirectDir' | 'ignored' | 'server'> & {
   flags: MountFlags;
   remount: boolean;
   /** every option name given, in order */
@@ -204,6 +204,13 @@ function applyOption(acc: Accum, opt: string): void {
       acc.writeback = v;
       return;
     }
+    case 'uring': {
+      once();
+      const v = needValue();
+      if (v !== 'auto' && v !== 'off') throw optionError(`option uring takes auto or off, got "${v}"`);
+      acc.uring = v;
+      return;
+    }
     case 'xattr_permissions':
       if (value !== undefined && value !== '0') {
         throw optionError(`option xattr_permissions=${value} is not supported (stratafs stores real owners and modes)`);
@@ -276,6 +283,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     metacopy: acc.metacopy,
     redirectDir: acc.redirectDir,
     writeback: acc.writeback,
+    uring: acc.uring,
     flags: acc.flags,
   });
   return {

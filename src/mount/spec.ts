@@ -43,6 +43,11 @@ export interface MountSpec {
    * upper cannot take must fail in write(), README "Decisions")
    */
   writeback?: 'on' | 'off';
+  /**
+   * FUSE over io_uring when the kernel offers it (the fuse module's enable_uring);
+   * absent means auto. 'off': /dev/fuse reads only.
+   */
+  uring?: 'auto' | 'off';
   /** nosuid, nodev, noexec, atime policy (flags.ts); absent: DEFAULT_MOUNT_FLAGS */
   flags?: MountFlags;
 }
@@ -92,6 +97,7 @@ export function checkSpec(s: MountSpec): MountSpec {
   if (!Number.isFinite(s.timeout) || s.timeout < 0) refuse(`option timeout needs a number of seconds, got ${s.timeout}`);
   if (s.passthrough !== 'auto' && s.passthrough !== 'off') refuse(`option passthrough takes auto or off, got ${String(s.passthrough)}`);
   if (s.writeback !== undefined && s.writeback !== 'on' && s.writeback !== 'off') refuse(`option writeback takes on or off, got ${String(s.writeback)}`);
+  if (s.uring !== undefined && s.uring !== 'auto' && s.uring !== 'off') refuse(`option uring takes auto or off, got ${String(s.uring)}`);
   checkRanges('uidmapping', s.uidMap);
   checkRanges('gidmapping', s.gidMap);
   if (s.squashToUid !== undefined && !isId(s.squashToUid)) refuse(`option squash_to_uid is out of range: ${s.squashToUid}`);
@@ -113,6 +119,7 @@ export function checkSpec(s: MountSpec): MountSpec {
     metacopy: s.metacopy === true,
     redirectDir: s.redirectDir !== false,
     writeback: s.writeback === 'on' ? 'on' : 'off',
+    uring: s.uring === 'off' ? 'off' : 'auto',
     flags: checkMountFlags(s.flags),
   };
 }

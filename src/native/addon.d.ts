@@ -28,6 +28,32 @@ export interface NativeError extends Error {
  * Result of statx(2). 64-bit identities are bigint; sizes and block counts are exact
  * Int64s (a number when safe, a bigint beyond: src/int64.ts).
  */
+export interface CopyUpFileOptions {
+  uid: number;
+  gid: number;
+  mode: number;
+  /** false: copy no data (O_TRUNC) */
+  data: boolean;
+  sync: boolean;
+  /** try FICLONE first */
+  reflink: boolean;
+  /** false: src is known to have no xattrs, do not list them */
+  xattrs: boolean;
+  privatePrefixes: readonly string[];
+  escape: string;
+}
+
+export interface CopyUpFileResult {
+  /** inode number of the copy */
+  ino: bigint;
+  /** how many xattrs were copied */
+  xattrs: number;
+  /** the copy has any xattr at all (one copied, or one the system set, e.g. a security label) */
+  hasXattrs: boolean;
+  /** FICLONE was refused with EOPNOTSUPP or EXDEV: these filesystems cannot share extents */
+  reflinkUnsupported: boolean;
+}
+
 export interface Stat {
   devMajor: number;
   devMinor: number;
@@ -70,6 +96,10 @@ export interface DirEntry {
 
 export interface PollerHandle {
   readonly _brand: 'PollerHandle';
+}
+
+export interface UringHandle {
+  readonly _brand: 'UringHandle';
 }
 
 /** Flag and special values from the system headers, as compiled into the addon. */
@@ -169,6 +199,17 @@ export interface Addon {
   /** all entries of an open directory fd (O_RDONLY|O_DIRECTORY), '.' and '..' included, from offset 0 */
   getdents(fd: number): DirEntry[];
   fstatfs(fd: number): StatFs;
+  /**
+   * statx(2) of each name in `dirfd` on the thread pool (the fd is duplicated first: the
+   * caller may close its own meanwhile): a Stat, or the errno that name failed with
+   */
+  statxMany(dirfd: number, names: string[], flags: number): Promise<Array<Stat | number>>;
+  /**
+   * The entries of each directory `names[i]` in `dirfd` ('' = dirfd itself), '.' and '..'
+   * left out, read on the thread pool (fd duplicated as by statxMany): a list, or the
+   * errno that directory failed with (a final symlink is never followed: ELOOP/ENOTDIR)
+   */
+  listDirs(dirfd: number, names: string[]): Promise<Array<DirEntry[] | number>>;
   ftruncate(fd: number, size: Int64): void;
   fsync(fd: number, datasync: boolean): void;
   syncfs(fd: number): void;
@@ -190,6 +231,13 @@ export interface Addon {
    * holes stay holes; finally ftruncate(dst, size).
    */
   copyData(srcFd: number, dstFd: number, size: Int64, sync?: boolean): Promise<void>;
+  /**
+   * The whole copy-up of a regular file into the new, empty file dstFd, on a worker
+   * thread (native-bindings/src/copyup.c): src's data (size and times from fstat of
+   * src), owner, mode, user-visible xattrs (names under one of privatePrefixes are
+   * skipped unless escaped with `escape`), times, then one fsync (`sync`).
+   */
+  copyUpFile(srcFd: number, dstFd: number, opts: CopyUpFileOptions): Promise<CopyUpFileResult>;
 
   // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
   /** throws ENODATA when absent */
@@ -254,6 +302,24 @@ export interface Addon {
     onEnd: (fd: number, errno: number) => void): PollerHandle;
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
+  /**
+   * FUSE over io_uring for a connection whose INIT negotiates FUSE_OVER_IO_URING: one
+   * queue per possible CPU, `perQueue` entries each with a payload buffer of the size the
+   * kernel checks (max_write and max_pages pages of the INIT reply). Made before the INIT
+   * reply asks for the ring; fuseUringRegister (after the reply) hands the entries to the
+   * kernel and throws its errno when it refuses. Requests come as the poller's do: copied
+   * into `area`, described by `index` (fd, offset, length; the fd is the entry's token,
+   * negative), `onBatch(count)`; the reply goes back with fuseUringCommit(handle, token,
+   * buffers). `onEnd(errno)`: the ring stopped serving while not stopped.
+   */
+  fuseUringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number,
+    area: Buffer, index: Int32Array, onBatch: (count: number) => void,
+    onEnd: (errno: number) => void): { handle: UringHandle; queues: number };
+  fuseUringRegister(handle: UringHandle): void;
+  /** the reply to the request of `token` (throws ENOENT when the entry holds none) */
+  fuseUringCommit(handle: UringHandle, token: number, bufs: Buffer[]): number;
+  /** no callback after it; the ring's memory goes once the kernel hands back every entry */
+  fuseUringStop(handle: UringHandle): void;
   /**
    * writev(2) of the buffers to a device fd; returns bytes written. A reply to an
    * interrupted request fails with ENOENT: the caller ignores that.

@@ -39,6 +39,16 @@ export const ROOT_ID: NodeId = 1;
 /** Where a node exists in one lower layer. */
 export type { LowerRef };
 
+/** The xattrs of a lower object, read once (xattr.ts). */
+export interface LowerXattrs {
+  /** names as stored */
+  disk: string[];
+  /** names a user may see (before the trusted.* filter of the caller) */
+  shown: string[];
+  /** values read so far, by stored name (small ones only) */
+  values: Map<string, Buffer>;
+}
+
 export interface Alias {
   parent: Node;
   name: string;
@@ -78,6 +88,8 @@ export class Node {
   noXattrs = false;
   /** xattrs listed once since the last change (xattr.ts): a getxattr goes straight to the file */
   xattrsListed = false;
+  /** the xattrs of its lower object while it is not in the upper (xattr.ts); dropped at copy-up */
+  lowerXattrs: LowerXattrs | null = null;
   /**
    * directories: the attributes last reported, so that an open directory whose name
    * went (rmdir, or a rename over it) still answers fstat, with nlink 0, as on kernel
@@ -259,6 +271,6 @@ export class InodeTable {
 }
 
 /** Identity of a real file, for matching a cached node against a fresh lookup. */
-export function statKey(layer: Layer, st: Stat): string {
+export function statKey(layer: Layer, st: Pick<Stat, 'ino'>): string {
   return `${layer.index}:${st.ino}`;
 }

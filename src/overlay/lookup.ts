@@ -8,7 +8,7 @@ import { E, fail } from '../errors';
 import type { Stat } from '../native';
 import { Node, statKey, type LowerRef } from './inodes';
 import type { Layer } from '../layers/access';
-import { isDirStat, resolveName, walkLowers as walkMerged, type FoundLower, type Resolved } from '../layers/merge';
+import { isDirStat, resolveName, walkLowers as walkMerged, type FoundLower, type Resolved, type UpperDir } from '../layers/merge';
 import type { State } from './state';
 
 export { isDirStat, type FoundLower, type Resolved };
@@ -18,8 +18,23 @@ export function resolve(st: State, parent: Node, name: string): Resolved | null 
   if (parent.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
   // a removed directory holds nothing, whatever its lowers still have
   if (parent.removed) fail(E.ENOENT);
-  const upper = parent.upper && st.upper ? { layer: st.upper, path: parent.path(), xwhiteouts: parent.upperXwhiteouts } : null;
+  const upper: UpperDir | null = parent.upper && st.upper
+    ? { layer: st.upper, path: parent.path(), xwhiteouts: parent.upperXwhiteouts, metacopyOf: (n, s) => knownMetacopy(st, parent, n, s) }
+    : null;
   return resolveName(st, upper, parent.lowers, name);
+}
+
+/**
+ * Whether the upper file `s` at `name` in `parent` is a metacopy file, when its node is
+ * known (undefined otherwise): the node of that same upper inode (its key) says it.
+ * stratafs is the only writer of the upper, and it marks or unmarks a metacopy file
+ * only in copy-up, which updates the node in the same synchronous step (copyup.ts); so
+ * a lookup of a known upper file reads no `metacopy` xattr.
+ */
+function knownMetacopy(st: State, parent: Node, name: string, s: Stat): boolean | undefined {
+  const known = parent.children.get(name);
+  if (known === undefined || !known.upper || known.type !== (s.mode & fsc.S_IFMT)) return undefined;
+  return known.key === statKey(st.upper as Layer, s) ? known.metacopy : undefined;
 }
 
 /**
@@ -84,6 +99,22 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
   node.upperXwhiteouts = r.upperXwhiteouts;
   node.metacopy = r.metacopy;
   return node;
+}
+
+/**
+ * The known node of `name` in `parent` when no lookup could answer otherwise, else
+ * null: a lower-only child of a lower-only directory. Lowers do not change under a
+ * mount, and nothing appears in the upper at a name of a directory that is not in the
+ * upper: every operation that creates, removes or renames a name there (or copies up a
+ * child) copies the directory up first, which sets `parent.upper` (copyup.ts); a child
+ * copied up has `upper` set. What the merge found for the child when the node was made
+ * is therefore still what it would find, and its attributes come from the lower
+ * attribute cache: no path, no statx, no walk of the lowers.
+ */
+export function knownLowerChild(parent: Node, name: string): Node | null {
+  if (parent.upper || parent.type !== fsc.S_IFDIR || parent.removed) return null;
+  const known = parent.children.get(name);
+  return known === undefined || known.upper ? null : known;
 }
 
 /** The node for `name` if it exists, else null. */

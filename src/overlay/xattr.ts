@@ -19,7 +19,7 @@
  */
 import { E, fail } from '../errors';
 import { native } from '../native';
-import type { Node } from './inodes';
+import type { LowerXattrs, Node } from './inodes';
 import { copyUp } from './copyup';
 import { xattrPath } from '../layers/access';
 import type { State } from './state';
@@ -39,15 +39,18 @@ function where(st: State, node: Node): { path: string; follow: boolean } {
 
 /**
  * The value, or null when absent (ENODATA). Most files have no xattrs a user can see,
- * yet `ls -l` asks for security.selinux on each one every time (the kernel does not
- * cache misses): the first read on a node lists its xattrs (one listxattr, where a
- * getxattr then a listxattr on a miss took two); without any the node remembers it
- * (Node.noXattrs) and later reads cost no syscall, and a name not listed is a miss.
+ * yet `ls -l` asks for security.selinux and system.posix_acl_access on each one every
+ * time (the kernel does not cache misses): the first read on a node lists its xattrs
+ * (one listxattr, where a getxattr then a listxattr on a miss took two); without any
+ * the node remembers it (Node.noXattrs) and later reads cost no syscall, and a name not
+ * listed is a miss. A node still only in the lowers answers from its lower index
+ * (lowerIndex): names and values read once.
  */
 export function getxattr(st: State, node: Node, name: string): Buffer | null {
   if (node.noXattrs) return null;
   const disk = storedXattrName(st.prefix, name);
   if (disk === null) return null;
+  if (!node.upper) return lowerValue(st, node, disk);
   const { path, follow } = where(st, node);
   if (!node.xattrsListed) {
     node.xattrsListed = true;
@@ -58,10 +61,45 @@ export function getxattr(st: State, node: Node, name: string): Buffer | null {
     }
     if (!names.includes(disk)) return null;
   }
+  return readValue(path, disk, follow);
+}
+
+function readValue(path: string, disk: string, follow: boolean): Buffer | null {
   const v = native.getxattrOrErrno(path, disk, follow);
   if (typeof v !== 'number') return v;
   if (v !== E.ENODATA) return fail(v);
   return null;
+}
+
+/** values up to this size are kept in a node's lower index; larger ones are read each time */
+const LOWER_VALUE_MAX = 4096;
+
+/**
+ * The xattrs of a node's lower object, listed once (the lowers never change under a
+ * mount). Valid only while the node is not in the upper: a copy-up drops it
+ * (copyup.ts) and every caller asks `node.upper` first, so a copied-up or upper
+ * file's xattrs never come from here.
+ */
+function lowerIndex(st: State, node: Node): LowerXattrs {
+  if (node.lowerXattrs !== null) return node.lowerXattrs;
+  const { path, follow } = where(st, node);
+  const disk = native.listxattr(path, follow);
+  const shown = visible(st, disk);
+  const index: LowerXattrs = { disk, shown, values: new Map() };
+  node.lowerXattrs = index;
+  node.noXattrs = shown.length === 0;
+  return index;
+}
+
+function lowerValue(st: State, node: Node, disk: string): Buffer | null {
+  const index = lowerIndex(st, node);
+  if (!index.disk.includes(disk)) return null;
+  const known = index.values.get(disk);
+  if (known !== undefined) return known;
+  const { path, follow } = where(st, node);
+  const v = readValue(path, disk, follow);
+  if (v !== null && v.length <= LOWER_VALUE_MAX) index.values.set(disk, v);
+  return v;
 }
 
 function visible(st: State, names: string[]): string[] {
@@ -79,10 +117,15 @@ function visible(st: State, names: string[]): string[] {
  * them with its own privilege); `mayListTrusted` is asked only when there are some.
  */
 export function listxattr(st: State, node: Node, mayListTrusted: () => boolean = () => true): string[] {
-  const { path, follow } = where(st, node);
-  const out = visible(st, native.listxattr(path, follow));
-  node.noXattrs = out.length === 0;
-  node.xattrsListed = true;
+  let out: string[];
+  if (!node.upper) {
+    out = lowerIndex(st, node).shown;
+  } else {
+    const { path, follow } = where(st, node);
+    out = visible(st, native.listxattr(path, follow));
+    node.noXattrs = out.length === 0;
+    node.xattrsListed = true;
+  }
   if (out.some(isTrusted) && !mayListTrusted()) return out.filter((n) => !isTrusted(n));
   return out;
 }

@@ -159,6 +159,7 @@ export class MountServer {
       fs: overlay,
       passthrough: spec.passthrough,
       writeback: spec.writeback ?? 'off',
+      uring: spec.uring ?? 'auto',
       // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
       isRoot: dev.privileged && privilege().hostAdmin,
       // the kernel's cache timeouts are the bridge's business: the overlay never sees them

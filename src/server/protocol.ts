@@ -80,6 +80,7 @@ export function parseSpec(v: unknown): MountSpec {
     metacopy: s.metacopy === true,
     redirectDir: s.redirectDir !== false,
     writeback: s.writeback as MountSpec['writeback'],
+    uring: s.uring as MountSpec['uring'],
     flags: s.flags as MountSpec['flags'],
   });
 }

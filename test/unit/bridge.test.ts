@@ -56,6 +56,7 @@ class FakeFs implements FileSystemApi {
   lookups = new Map<number, number>();
   nodes = new Map<string, number>([['a', 10], ['b', 11], ['c', 12], ['foo', 7]]);
   dir: DirEntryOut[] = [];
+  prefetchLookups?: FileSystemApi['prefetchLookups'];
   modes = new Map<number, number>();
   gids = new Map<number, number>();
   opens: OpenResult[] = [];
@@ -164,6 +165,11 @@ class FakeTransport implements FuseTransport {
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
+  // no ring here (test/unit/uring-bridge.test.ts covers it): the session goes on through /dev/fuse
+  ringStart(): { handle: unknown; queues: number } { throw Object.assign(new Error('no ring'), { errno: E.EOPNOTSUPP, code: 'EOPNOTSUPP' }); }
+  ringRegister(): void { throw new Error('no ring'); }
+  ringCommit(): void { throw new Error('no ring'); }
+  ringStop(): void { /* nothing */ }
   backingOpen(_dev: number, fd: number): number { this.backingOpens.push(fd); return this.nextBacking++; }
   backingClose(_dev: number, id: number): void { this.backingCloses.push(id); }
   fileKey(fd: number): string { return this.keys.get(fd) ?? `key${fd}`; }
@@ -414,6 +420,31 @@ t.test('READDIRPLUS looks up only entries that are sent', async (t) => {
   t.equal(fs.called('lookup').length, n);
 });
 
+t.test('READDIRPLUS lets the filesystem read ahead before its lookups, and waits for it', async (t) => {
+  const { fs, tr, s } = await setup();
+  const d = (name: string, i: number): DirEntryOut => ({ name, ino: BigInt(100 + i), type: 0o100000, nextOffset: i + 1 });
+  fs.dir = [d('a', 0), d('b', 1)];
+  let release: () => void = () => undefined;
+  const seen: string[][] = [];
+  fs.prefetchLookups = (dir, entries) => {
+    seen.push([String(dir), ...entries.map((e) => e.name)]);
+    return new Promise<void>((r) => { release = r; });
+  };
+  const n = fs.called('lookup').length;
+  const done = s.handleRequest(3, frame(Opcode.READDIRPLUS, 1, readIn(50, 0, 4096)));
+  await new Promise((r) => setImmediate(r));
+  t.same(seen, [['1', 'a', 'b']], 'asked with the directory and the batch');
+  t.equal(fs.called('lookup').length, n, 'no lookup while the read-ahead runs');
+  release();
+  await done;
+  t.same(fs.called('lookup').slice(n).map((c) => c[2]), ['a', 'b'], 'then the lookups');
+  t.equal(tr.last().buf.readBigUInt64LE(Size.OUT_HEADER), 10n);
+  // nothing to read ahead (undefined): answered at once, synchronously
+  fs.prefetchLookups = () => undefined;
+  await s.handleRequest(3, frame(Opcode.READDIRPLUS, 1, readIn(50, 0, 4096)));
+  t.same(fs.called('lookup').slice(n + 2).map((c) => c[2]), ['a', 'b']);
+});
+
 t.test('INTERRUPT', async (t) => {
   const { tr, s } = await setup();
   const intr = frame(Opcode.INTERRUPT, 0, u64(123456));
@@ -471,6 +502,31 @@ t.test('SETATTR mapping and suid clearing', async (t) => {
   const write = Buffer.concat([u64(4, 0), u32(1, 4), u64(0), u32(0, 0), Buffer.from('x')]);
   await s.handleRequest(3, frame(Opcode.WRITE, 12, write));
   t.same(fs.called('setattr').pop(), [12, { mode: 0o755, fh: 4 }], 'WRITE_KILL_SUIDGID');
+});
+
+t.test('WRITE_KILL_SUIDGID: no getattr for a node known without set-id bits', async (t) => {
+  const { fs, s } = await setup();
+  const setattrIn = (valid: number, mode: number) =>
+    Buffer.concat([u32(valid, 0), u64(0, 0, 0, 0, 0, 0), u32(0, 0, 0, mode, 0, 0, 0, 0)]);
+  const write = Buffer.concat([u64(4, 0), u32(1, 4), u64(0), u32(0, 0), Buffer.from('x')]);
+  fs.modes.set(14, 0o100644);
+  for (let i = 0; i < 3; i++) await s.handleRequest(3, frame(Opcode.WRITE, 14, write));
+  t.equal(fs.called('getattr').length, 1, 'one getattr for three writes to a file without set-id bits');
+  t.equal(fs.called('setattr').length, 0, 'and no setattr');
+
+  // a chmod u+s: the next write clears the bit again
+  await s.handleRequest(3, frame(Opcode.SETATTR, 14, setattrIn(FATTR.MODE, 0o104644)));
+  fs.modes.set(14, 0o104644);
+  await s.handleRequest(3, frame(Opcode.WRITE, 14, write));
+  t.same(fs.called('setattr').pop(), [14, { mode: 0o644, fh: 4 }], 'after a chmod u+s the write clears it');
+
+  // a node the kernel forgot may come back as another file with the same id
+  fs.modes.set(15, 0o100644);
+  await s.handleRequest(3, frame(Opcode.WRITE, 15, write));
+  await s.handleRequest(3, frame(Opcode.FORGET, 15, u64(1)));
+  fs.modes.set(15, 0o102755);
+  await s.handleRequest(3, frame(Opcode.WRITE, 15, write));
+  t.same(fs.called('setattr').pop(), [15, { mode: 0o755, fh: 4 }], 'after FORGET the node is asked again');
 });
 
 t.test('xattr size protocol', async (t) => {

@@ -16,6 +16,9 @@
  * caching is only asked for when passthrough is not in use, and only when asked for
  * (`writeback=on`): with it write() returns before the data reaches the upper, so a full
  * upper loses acknowledged writes (README "Decisions").
+ * OVER_IO_URING (unless `uring` is 'off'): requests then come through an io_uring the
+ * session sets up once INIT is answered (uring.ts); the kernel offers it only when the
+ * fuse module's enable_uring is on.
  */
 import type { InitOut } from '../wire/encode';
 import {
@@ -29,6 +32,8 @@ export interface InitPolicy {
   writeback: 'on' | 'off';
   /** negotiate POSIX_ACL (default true) */
   acl?: boolean;
+  /** FUSE over io_uring when the kernel offers it ('auto', the default) or never ('off') */
+  uring?: 'auto' | 'off';
 }
 
 export interface KernelInit {
@@ -48,6 +53,8 @@ export interface Negotiated {
   killprivV2: boolean;
   /** creations carry the caller's umask (Ctx.umask) */
   dontMask: boolean;
+  /** FUSE_OVER_IO_URING was agreed: the session registers its ring after the reply */
+  uring: boolean;
 }
 
 export type InitDecision =
@@ -106,6 +113,8 @@ export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
   if (passthrough) flags |= InitFlag.PASSTHROUGH;
   const writebackCache = !passthrough && policy.writeback === 'on' && (offered & InitFlag.WRITEBACK_CACHE) !== 0n;
   if (writebackCache) flags |= InitFlag.WRITEBACK_CACHE;
+  const uring = policy.uring !== 'off' && (offered & InitFlag.OVER_IO_URING) !== 0n;
+  if (uring) flags |= InitFlag.OVER_IO_URING;
 
   const minor = Math.min(k.minor, KERNEL_MINOR_VERSION);
   const out = baseOut(minor, k.maxReadahead);
@@ -122,6 +131,7 @@ export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
       setxattrExt: (flags & InitFlag.SETXATTR_EXT) !== 0n,
       killprivV2: (flags & InitFlag.HANDLE_KILLPRIV_V2) !== 0n,
       dontMask: (flags & InitFlag.DONT_MASK) !== 0n,
+      uring,
     },
   };
 }

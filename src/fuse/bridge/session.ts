@@ -22,12 +22,14 @@ import { E, errnoName, toErrno } from '../../errors';
 import type { Int64 } from '../../int64';
 import { decode, type DecodeOptions, type InHeader, type Request } from '../wire/decode';
 import { encodeError, encodeInit, type Reply } from '../wire/encode';
-import { Opcode, opcodeName, initFlagNames } from '../wire/protocol';
+import { InitFlag, Opcode, opcodeName, initFlagNames } from '../wire/protocol';
 import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from './dispatch';
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
+import { NoSetid } from './setattr';
 import { makeTransport, type FuseTransport } from './transport';
+import { isRingToken, makeRing, registerRing, RING_ENTRIES_PER_QUEUE, type RingStarted, type TransportName } from './uring';
 
 export type Logger = (fmt: string, ...args: unknown[]) => void;
 
@@ -45,6 +47,8 @@ export interface FuseSessionOptions {
   writeback?: 'on' | 'off';
   /** let the kernel enforce and cache POSIX ACLs (FUSE_POSIX_ACL; default true) */
   acl?: boolean;
+  /** FUSE over io_uring when the kernel offers it ('auto', default), or /dev/fuse only */
+  uring?: 'auto' | 'off';
   /** CAP_SYS_ADMIN available (needed for passthrough) */
   isRoot?: boolean;
   /**
@@ -83,6 +87,9 @@ export class FuseSession extends EventEmitter {
   private negotiatedState: Negotiated | undefined;
   private destroyed = false;
   private started: Promise<void> | undefined;
+  /** the io_uring transport's handle, once registered (uring.ts) */
+  private ring: unknown;
+  private transportInUse: TransportName = '/dev/fuse';
   /** log every request (only when the logger says it is enabled: DEBUG=stratafs:fuse) */
   private readonly trace: boolean;
   /** requests read, by opcode (index: opcode; larger opcodes share the last slot) */
@@ -128,6 +135,11 @@ export class FuseSession extends EventEmitter {
     return out;
   }
 
+  /** the transport requests come through (io_uring only once INIT agreed on it) */
+  get transportName(): TransportName {
+    return this.transportInUse;
+  }
+
   /** the passthrough registry (exposed for diagnostics and tests) */
   get passthrough(): PassthroughRegistry {
     return this.registry;
@@ -144,6 +156,7 @@ export class FuseSession extends EventEmitter {
         setImmediate(() => {
           try {
             this.transport.stopReaders(handle);
+            if (this.ring !== undefined) this.transport.ringStop(this.ring);
           } catch (e) {
             this.log('stopping the reader: %s', (e as Error).message);
           }
@@ -196,7 +209,8 @@ export class FuseSession extends EventEmitter {
   /** writes a reply; false when the kernel refused it (ENOENT: interrupted) or it failed */
   private send(fd: number, reply: Reply): boolean {
     try {
-      this.transport.writev(fd, reply);
+      if (isRingToken(fd)) this.transport.ringCommit(this.ring, fd, reply);
+      else this.transport.writev(fd, reply);
       return true;
     } catch (e) {
       const errno = toErrno(e);
@@ -311,6 +325,7 @@ export class FuseSession extends EventEmitter {
       passthrough: this.opts.passthrough ?? 'auto',
       writeback: this.opts.writeback ?? 'off',
       acl: this.opts.acl ?? true,
+      uring: this.opts.uring ?? 'auto',
     });
     if (decision.kind === 'error') {
       this.log('INIT: %s', decision.reason);
@@ -321,7 +336,21 @@ export class FuseSession extends EventEmitter {
       this.send(fd, encodeInit(header.unique, decision.out));
       return;
     }
-    const n = decision.negotiated;
+    let n = decision.negotiated;
+    // the ring is made before the reply asks for it (uring.ts)
+    let ring: RingStarted | undefined;
+    let why = 'the kernel did not offer FUSE_OVER_IO_URING';
+    if (n.uring) {
+      const r = makeRing(this.transport, this.devFd, (area, index, count) => this.onBatch(area, index, count),
+        (errno) => this.log('io_uring transport stopped serving (%s)', errnoName(errno)));
+      if (r.ok) {
+        ring = r;
+      } else {
+        why = `the ring could not be made: ${r.reason}`;
+        n = { ...n, uring: false, flags: n.flags & ~InitFlag.OVER_IO_URING };
+        decision.out.flags = n.flags;
+      }
+    }
     this.log('INIT kernel %d.%d offers [%s]; using 7.%d [%s]', body.major, body.minor,
       initFlagNames(body.flags).join(' '), n.minor, initFlagNames(n.flags).join(' '));
     const reply = encodeInit(header.unique, decision.out);
@@ -333,6 +362,7 @@ export class FuseSession extends EventEmitter {
       },
       registry: this.registry,
       killprivV2: n.killprivV2,
+      noSetid: new NoSetid(),
       dontMask: n.dontMask,
       log: this.log,
     };
@@ -341,6 +371,7 @@ export class FuseSession extends EventEmitter {
       await this.fs.init({ passthrough: n.passthrough, writebackCache: n.writebackCache });
     } catch (e) {
       this.log('fs.init failed: %s', (e as Error)?.message ?? e);
+      if (ring) this.transport.ringStop(ring.handle);
       this.send(fd, encodeError(header.unique, toErrno(e)));
       return;
     }
@@ -348,6 +379,17 @@ export class FuseSession extends EventEmitter {
     this.registry.enabled = n.passthrough;
     this.core = core;
     this.send(fd, reply);
+    if (ring) {
+      const refused = registerRing(this.transport, ring.handle);
+      if (refused === undefined) {
+        this.ring = ring.handle;
+        this.transportInUse = 'io_uring';
+      } else {
+        why = `the kernel refused the ring: ${refused}`;
+      }
+    }
+    this.log('transport: %s', this.transportInUse === 'io_uring'
+      ? `io_uring (${ring?.queues ?? 0} queue(s) of ${RING_ENTRIES_PER_QUEUE} entries)` : `/dev/fuse (${why})`);
     this.emit('init', n);
   }
 

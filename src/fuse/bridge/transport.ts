@@ -3,7 +3,7 @@
  * with a fake (no addon, no mount). The default implementation calls the native addon,
  * which is loaded on first use only: importing the bridge never loads it.
  */
-import type { PollerHandle } from '../../native/addon';
+import type { PollerHandle, UringHandle } from '../../native/addon';
 import { READ_BUFFER_SIZE } from '../wire/protocol';
 
 /**
@@ -31,6 +31,17 @@ export interface FuseTransport {
    */
   startReaders(fds: number[], onBatch: BatchHandler, onEnd: (fd: number, errno: number) => void): unknown;
   stopReaders(handle: unknown): void;
+  /**
+   * FUSE over io_uring beside the device reads (uring.ts); its requests come to onBatch
+   * in the same shape, with a negative fd (a ring entry token), and are answered with
+   * ringCommit. ringStart makes the ring (before the INIT reply), ringRegister hands it
+   * to the kernel (after it) and throws the kernel's errno when it refuses.
+   */
+  ringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number, onBatch: BatchHandler,
+    onEnd: (errno: number) => void): { handle: unknown; queues: number };
+  ringRegister(handle: unknown): void;
+  ringCommit(handle: unknown, token: number, bufs: Buffer[]): void;
+  ringStop(handle: unknown): void;
   /** FUSE_DEV_IOC_BACKING_OPEN; returns the backing id */
   backingOpen(devFd: number, fd: number): number;
   backingClose(devFd: number, backingId: number): void;
@@ -58,6 +69,14 @@ export const nativeTransport: FuseTransport = {
     return loadNative().native.fuseStartPoller(fds, READ_BUFFER_SIZE, area, index, (n) => onBatch(area, index, n), onEnd);
   },
   stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
+  ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => {
+    const area = Buffer.allocUnsafeSlow(AREA_SIZE);
+    const index = new Int32Array(3 * BATCH_MAX);
+    return loadNative().native.fuseUringStart(devFd, perQueue, maxWrite, maxPages, area, index, (n) => onBatch(area, index, n), onEnd);
+  },
+  ringRegister: (handle) => loadNative().native.fuseUringRegister(handle as UringHandle),
+  ringCommit: (handle, token, bufs) => void loadNative().native.fuseUringCommit(handle as UringHandle, token, bufs),
+  ringStop: (handle) => loadNative().native.fuseUringStop(handle as UringHandle),
   backingOpen: (devFd, fd) => loadNative().native.fuseBackingOpen(devFd, fd),
   backingClose: (devFd, id) => loadNative().native.fuseBackingClose(devFd, id),
   fileKey: (fd) => {
@@ -79,6 +98,10 @@ export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTranspo
     writev: (fd, bufs) => (p.writev ?? n.writev).call(p, fd, bufs),
     startReaders: (fds, onBatch, onEnd) => (p.startReaders ?? n.startReaders).call(p, fds, onBatch, onEnd),
     stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
+    ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => (p.ringStart ?? n.ringStart).call(p, devFd, perQueue, maxWrite, maxPages, onBatch, onEnd),
+    ringRegister: (h) => (p.ringRegister ?? n.ringRegister).call(p, h),
+    ringCommit: (h, token, bufs) => (p.ringCommit ?? n.ringCommit).call(p, h, token, bufs),
+    ringStop: (h) => (p.ringStop ?? n.ringStop).call(p, h),
     backingOpen: (devFd, fd) => (p.backingOpen ?? n.backingOpen).call(p, devFd, fd),
     backingClose: (devFd, id) => (p.backingClose ?? n.backingClose).call(p, devFd, id),
     fileKey: (fd) => (p.fileKey ?? n.fileKey).call(p, fd),
