@@ -39,6 +39,8 @@ module.exports.warmMountPath = () => {
 };
 `;
 
+const LAZY_DEBUG = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lazy-debug.cjs');
+
 /** what main.js loads by relative path that a mount never runs: kept outside the bundle */
 const OUTSIDE = new Set(['./server.js', './snapshotter.js', './graphdriver.js']);
 
@@ -77,6 +79,9 @@ async function bundle(root) {
     plugins: [{
       name: 'mount-path-only',
       setup(b) {
+        // the modules' `debug` is scripts/lazy-debug.cjs, which loads the package when logging is on
+        b.onResolve({ filter: /^debug$/ }, (args) =>
+          (args.importer === LAZY_DEBUG ? undefined : { path: LAZY_DEBUG }));
         b.onResolve({ filter: /^\.\/(server|snapshotter|graphdriver)\.js$/ }, (args) =>
           (OUTSIDE.has(args.path) && path.resolve(args.resolveDir) === dir ? { path: args.path, external: true } : undefined));
       },
