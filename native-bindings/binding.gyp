@@ -12,6 +12,7 @@
         "src/xattr.c",
         "src/io.c",
         "src/copydata.c",
+        "src/copyup.c",
         "src/fuse_dev.c",
         "src/fuse_poller.c",
         "src/fuse_uring.c",

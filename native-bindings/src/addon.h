@@ -111,6 +111,7 @@ bool register_stat(napi_env env, napi_value exports);
 bool register_xattr(napi_env env, napi_value exports);
 bool register_io(napi_env env, napi_value exports);
 bool register_copydata(napi_env env, napi_value exports);
+bool register_copyup(napi_env env, napi_value exports);
 bool register_fuse_dev(napi_env env, napi_value exports);
 bool register_fuse_poller(napi_env env, napi_value exports);
 bool register_fuse_uring(napi_env env, napi_value exports);

@@ -12,6 +12,7 @@
  */
 #include "addon.h"
 #include "async.h"
+#include "copydata.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,36 +26,32 @@
 
 struct copy_job {
   struct job base;
-  int src;
-  int dst;
-  off_t size;
-  bool use_cfr;   /* copy_file_range still worth trying */
-  bool sync;      /* fsync dst once copied */
-  char *buf;      /* read/write fallback buffer, allocated on first use */
+  struct copier copy;
+  bool sync; /* fsync dst once copied */
 };
 
-static bool fail(struct copy_job *job, const char *syscall) {
-  job->base.err = errno;
-  job->base.syscall = syscall;
+static bool fail(struct copier *c, const char *syscall) {
+  c->err = errno;
+  c->syscall = syscall;
   return false;
 }
 
 /* read/write copy of [*in, *in + len) to *out; advances both. */
-static bool copy_rw(struct copy_job *job, off_t *in, off_t *out, off_t len) {
-  if (!job->buf && !(job->buf = malloc(CHUNK_RW))) {
+static bool copy_rw(struct copier *c, off_t *in, off_t *out, off_t len) {
+  if (!c->buf && !(c->buf = malloc(CHUNK_RW))) {
     errno = ENOMEM;
-    return fail(job, "malloc");
+    return fail(c, "malloc");
   }
   while (len > 0) {
     size_t want = (size_t)len < CHUNK_RW ? (size_t)len : CHUNK_RW;
-    ssize_t n = pread(job->src, job->buf, want, *in);
+    ssize_t n = pread(c->src, c->buf, want, *in);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(job, "pread");
+    if (n < 0) return fail(c, "pread");
     if (n == 0) return true; /* src shrank meanwhile: the final ftruncate sets the size */
     for (ssize_t done = 0; done < n;) {
-      ssize_t w = pwrite(job->dst, job->buf + done, (size_t)(n - done), *out + done);
+      ssize_t w = pwrite(c->dst, c->buf + done, (size_t)(n - done), *out + done);
       if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return fail(job, "pwrite");
+      if (w < 0) return fail(c, "pwrite");
       done += w;
     }
     *in += n;
@@ -64,57 +61,74 @@ static bool copy_rw(struct copy_job *job, off_t *in, off_t *out, off_t len) {
   return true;
 }
 
-static bool copy_range(struct copy_job *job, off_t start, off_t end) {
+static bool copy_range(struct copier *c, off_t start, off_t end) {
   off_t in = start, out = start;
-  while (job->use_cfr && in < end) {
+  while (c->use_cfr && in < end) {
     size_t want = (size_t)(end - in) < CHUNK_CFR ? (size_t)(end - in) : CHUNK_CFR;
     loff_t lin = in, lout = out;
-    ssize_t n = copy_file_range(job->src, &lin, job->dst, &lout, want, 0);
+    ssize_t n = copy_file_range(c->src, &lin, c->dst, &lout, want, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
-      job->use_cfr = false;
+      c->use_cfr = false;
       break;
     }
-    if (n < 0) return fail(job, "copy_file_range");
+    if (n < 0) return fail(c, "copy_file_range");
     if (n == 0) return true;
     in += n;
     out += n;
   }
-  return in >= end || copy_rw(job, &in, &out, end - in);
+  return in >= end || copy_rw(c, &in, &out, end - in);
 }
 
-static bool copy_extents(struct copy_job *job) {
+static bool copy_extents(struct copier *c) {
   off_t off = 0;
-  if (ftruncate(job->dst, 0) < 0) return fail(job, "ftruncate");
-  while (off < job->size) {
-    off_t data = lseek(job->src, off, SEEK_DATA), hole;
+  if (ftruncate(c->dst, 0) < 0) return fail(c, "ftruncate");
+  while (off < c->size) {
+    off_t data = lseek(c->src, off, SEEK_DATA), hole;
     if (data < 0 && errno == ENXIO) break; /* only a hole remains */
     if (data < 0 && errno == EINVAL) {
       data = off; /* no extent information: copy the rest as data */
-      hole = job->size;
+      hole = c->size;
     } else if (data < 0) {
-      return fail(job, "lseek");
-    } else if ((hole = lseek(job->src, data, SEEK_HOLE)) < 0) {
-      return fail(job, "lseek");
+      return fail(c, "lseek");
+    } else if ((hole = lseek(c->src, data, SEEK_HOLE)) < 0) {
+      return fail(c, "lseek");
     }
-    if (data >= job->size) break;
-    if (hole > job->size) hole = job->size;
-    if (!copy_range(job, data, hole)) return false;
+    if (data >= c->size) break;
+    if (hole > c->size) hole = c->size;
+    if (!copy_range(c, data, hole)) return false;
     off = hole;
   }
   return true;
 }
 
+bool copier_copy_extents(struct copier *c) {
+  if (!copy_extents(c)) return false;
+  if (ftruncate(c->dst, c->size) < 0) return fail(c, "ftruncate");
+  return true;
+}
+
+bool copier_copy(struct copier *c) {
+  if (ioctl(c->dst, FICLONE, c->src) == 0) return ftruncate(c->dst, c->size) == 0 || fail(c, "ftruncate");
+  return copier_copy_extents(c);
+}
+
+void copier_free(struct copier *c) {
+  free(c->buf);
+  c->buf = NULL;
+}
+
 static void copy_run(struct job *j) {
   struct copy_job *job = (struct copy_job *)j;
-  if (ioctl(job->dst, FICLONE, job->src) < 0 && !copy_extents(job)) return;
-  if (ftruncate(job->dst, job->size) < 0) {
-    fail(job, "ftruncate");
+  if (!copier_copy(&job->copy)) {
+    job->base.err = job->copy.err;
+    job->base.syscall = job->copy.syscall;
     return;
   }
-  while (job->sync && fsync(job->dst) < 0) {
+  while (job->sync && fsync(job->copy.dst) < 0) {
     if (errno != EINTR) {
-      fail(job, "fsync");
+      job->base.err = errno;
+      job->base.syscall = "fsync";
       return;
     }
   }
@@ -123,7 +137,7 @@ static void copy_run(struct job *j) {
 static void copy_cleanup(napi_env env, struct job *j) {
   struct copy_job *job = (struct copy_job *)j;
   (void)env;
-  free(job->buf);
+  copier_free(&job->copy);
   free(job);
 }
 
@@ -140,10 +154,10 @@ static napi_value b_copy_data(napi_env env, napi_callback_info info) {
   }
   if (sync_type != napi_undefined && !arg_bool(env, argv[3], "sync", &sync)) return NULL;
   if (!(job = calloc(1, sizeof(*job)))) return throw_errno(env, ENOMEM, "copyData", NULL);
-  job->src = src;
-  job->dst = dst;
-  job->size = (off_t)size;
-  job->use_cfr = true;
+  job->copy.src = src;
+  job->copy.dst = dst;
+  job->copy.size = (off_t)size;
+  job->copy.use_cfr = true;
   job->sync = sync;
   job->base.run = copy_run;
   job->base.result = NULL;

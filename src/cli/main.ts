@@ -56,7 +56,11 @@ function oneLine(e: unknown): string {
   return String(e);
 }
 
-export async function main(argv: string[]): Promise<void> {
+/**
+ * Runs the command line ARGV. `startup` says how bin/stratafs.js loaded this code (the
+ * bundle or the modules of dist/, and why): `--version` prints it.
+ */
+export async function main(argv: string[], startup = 'modules of dist/'): Promise<void> {
   if (argv[0] === 'graphdriver' || argv[0] === 'daemon' || argv[0] === 'snapshotter') {
     try {
       if (argv[0] === 'daemon') await (await import('./server.js')).runDaemon(argv.slice(1));
@@ -85,7 +89,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command.kind === 'version') {
-    process.stdout.write(`stratafs version ${version()}\nFUSE transport: own (protocol 7.45 max)\n`);
+    process.stdout.write(`stratafs version ${version()}\nFUSE transport: own (protocol 7.45 max)\ncode: ${startup}\n`);
     return;
   }
   if (command.kind === 'remount') {

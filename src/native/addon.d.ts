@@ -28,6 +28,32 @@ export interface NativeError extends Error {
  * Result of statx(2). 64-bit identities are bigint; sizes and block counts are exact
  * Int64s (a number when safe, a bigint beyond: src/int64.ts).
  */
+export interface CopyUpFileOptions {
+  uid: number;
+  gid: number;
+  mode: number;
+  /** false: copy no data (O_TRUNC) */
+  data: boolean;
+  sync: boolean;
+  /** try FICLONE first */
+  reflink: boolean;
+  /** false: src is known to have no xattrs, do not list them */
+  xattrs: boolean;
+  privatePrefixes: readonly string[];
+  escape: string;
+}
+
+export interface CopyUpFileResult {
+  /** inode number of the copy */
+  ino: bigint;
+  /** how many xattrs were copied */
+  xattrs: number;
+  /** the copy has any xattr at all (one copied, or one the system set, e.g. a security label) */
+  hasXattrs: boolean;
+  /** FICLONE was refused with EOPNOTSUPP or EXDEV: these filesystems cannot share extents */
+  reflinkUnsupported: boolean;
+}
+
 export interface Stat {
   devMajor: number;
   devMinor: number;
@@ -194,6 +220,13 @@ export interface Addon {
    * holes stay holes; finally ftruncate(dst, size).
    */
   copyData(srcFd: number, dstFd: number, size: Int64, sync?: boolean): Promise<void>;
+  /**
+   * The whole copy-up of a regular file into the new, empty file dstFd, on a worker
+   * thread (native-bindings/src/copyup.c): src's data (size and times from fstat of
+   * src), owner, mode, user-visible xattrs (names under one of privatePrefixes are
+   * skipped unless escaped with `escape`), times, then one fsync (`sync`).
+   */
+  copyUpFile(srcFd: number, dstFd: number, opts: CopyUpFileOptions): Promise<CopyUpFileResult>;
 
   // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
   /** throws ENODATA when absent */

@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import type { Addon, NativeConstants, NativeError } from './addon';
 
-export type { Stat, StatFs, DirEntry, NativeError } from './addon';
+export type { CopyUpFileOptions, CopyUpFileResult, Stat, StatFs, DirEntry, NativeError } from './addon';
 
 function load(): Addon {
   // dist/src/native/index.js or src/native/index.ts: the package root is three or two up

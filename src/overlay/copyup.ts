@@ -5,10 +5,12 @@
  * setxattr/removexattr, link, rename, and by creating or removing a name inside a
  * directory that is only in the lowers. Parents are copied up first.
  *
- * How: the copy is built under a fresh name in `${workdir}/work` — file data with
- * native.copyData (worker thread, reflink when possible, holes kept), then owner, mode,
- * xattrs (not the private overlay ones), nanosecond times — and then renamed into the
- * upper with RENAME_NOREPLACE. The upper never holds a half-copied file; a crash leaves
+ * How: the copy is built under a fresh name in `${workdir}/work` — file data (worker
+ * thread, reflink when possible, holes kept), then owner, mode, xattrs (not the private
+ * overlay ones), nanosecond times — and then renamed into the upper with
+ * RENAME_NOREPLACE. A regular file whose data is its own does all of that up to the
+ * rename, and its one fsync, in a single job on the thread pool (copyFileWhole, native
+ * copyUpFile); the other objects (and metacopy files) take the steps one by one. The upper never holds a half-copied file; a crash leaves
  * at most a stray entry in the work dir, emptied at the next mount. The parent's times
  * are restored after the rename (a copy-up is not a change the user made). Directories
  * are copied as metadata only: their lower children stay where they are and merge.
@@ -27,7 +29,8 @@
  * Lock: `node.copyUp` holds the promise of the copy-up running for that node. It guards
  * the transition of `node.upper` from false to true: a second caller finds the promise
  * and awaits it instead of copying again, so concurrent opens copy up once. A copy-up
- * awaits the parent's copy-up, the file data copy and its fsync; other operations may
+ * awaits the parent's copy-up, the file data copy and its fsync (for a plain regular
+ * file also its metadata, all in the same job on private fds); other operations may
  * run meanwhile (an unlink or a rename over the node waits for `node.copyUp` before it
  * takes the name away). From the metadata steps on, everything runs synchronously on
  * the JS thread, so nothing interleaves with them and the final rename. Locks are
@@ -42,14 +45,14 @@
 import { constants as fsc } from 'node:fs';
 import createDebug from 'debug';
 import { E, fail, toErrno } from '../errors';
-import { C, native, type Stat } from '../native';
+import { C, native, type CopyUpFileResult, type Stat } from '../native';
 import { PERM_MASK } from './attr';
 import { copiedId } from './idmap';
 import { statKey, type Node } from './inodes';
-import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPath } from '../layers/access';
+import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPath, type Layer } from '../layers/access';
 import type { State } from './state';
 import { PRIVATE_PREFIXES } from '../layers/whiteout';
-import { isPrivateXattr } from '../layers/xattr-names';
+import { isPrivateXattr, XATTR_ESCAPE } from '../layers/xattr-names';
 import { syncFd } from './durable';
 import { fault } from './faults';
 import { markMetacopy, sizeOnly } from '../layers/metacopy';
@@ -99,8 +102,10 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Pro
   const parent = node.parent ?? fail(E.ENOENT);
   await copyUp(st, parent);
   if (node.upper) return;
-  const upper = st.requireUpper();
+  st.requireUpper();
   const src = node.lowers[0] ?? fail(E.ENOENT);
+  // a regular file with its data in place: one job does all of it (copyFileWhole)
+  if (node.type === fsc.S_IFREG && !metaOnly && src.data === undefined) return copyFileWhole(st, node, parent, data);
   const srcName = basenameOf(src.path);
   const s = statAt(st.dirs.get(src.layer, dirnameOf(src.path)), srcName);
   const type = s.mode & fsc.S_IFMT;
@@ -148,16 +153,90 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Pro
     if (type === fsc.S_IFDIR) setTimes(pfd, node.name, s);
   });
   bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
-  const us = statAt(pfd, node.name);
-  st.inodes.setKey(node, statKey(upper, us));
+  settle(st, node, type, s.nlink, statAt(pfd, node.name).ino);
+}
+
+/** What a finished copy-up changes in the node: its upper identity, and the kernel's cached attributes. */
+function settle(st: State, node: Node, type: number, lowerNlink: number, ino: bigint): void {
+  const upper = st.requireUpper();
+  st.inodes.setKey(node, statKey(upper, { ino }));
   // a copied-up lower hard link is a file of its own: its own st_ino (inodes.ts)
-  const brokenLink = type !== fsc.S_IFDIR && s.nlink > 1;
-  if (brokenLink) node.ino = st.foldIno(upper, us.ino);
+  const brokenLink = type !== fsc.S_IFDIR && lowerNlink > 1;
+  if (brokenLink) node.ino = st.foldIno(upper, ino);
   // The attributes the kernel cached are stale when they change here: a directory now
   // merges (nlink 1, attr.ts), often copied up for an operation on something inside
   // it; a lower hard link has its own st_ino and nlink now, and open() (which copies
   // up) returns no attributes.
   if ((type === fsc.S_IFDIR || brokenLink) && node.lookups > 0) st.invalidate(node.id);
+}
+
+/** Lower layers whose files cannot be reflinked into the upper (FICLONE refused once). */
+const noReflink = new WeakSet<Layer>();
+
+/**
+ * The copy-up of a regular file whose data is its own (not a metacopy file), as kernel
+ * overlayfs makes it: in the work dir, data, owner, mode, xattrs, times and one fsync
+ * (unless `volatile`), all in one job on the thread pool (native copyUpFile); then, on
+ * the JS thread, the rename into the upper and the parent's times put back. Owner and
+ * mode come from the lower's cached stat (lowers do not change), size and times from
+ * the file opened for the copy.
+ */
+async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean): Promise<void> {
+  const src = node.lowers[0] ?? fail(E.ENOENT);
+  const s = st.lowerStat(node);
+  const work = st.workFd;
+  const tmp = st.tmpName();
+  const loc = st.locateData(node);
+  const shifted = src.layer.idShifted === true;
+  let result: CopyUpFileResult;
+  const sfd = native.openat(loc.dirfd, loc.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  try {
+    const dfd = native.openat(work, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
+    try {
+      result = await native.copyUpFile(sfd, dfd, {
+        data,
+        uid: copiedId(st.config, 'uid', s.uid, shifted),
+        gid: copiedId(st.config, 'gid', s.gid, shifted),
+        mode: s.mode & PERM_MASK,
+        sync: !st.config.volatile,
+        reflink: !noReflink.has(loc.layer),
+        // the lower's xattrs may be known already (xattr.ts): none, nothing to list
+        xattrs: node.lowerXattrs === null || node.lowerXattrs.disk.length > 0,
+        privatePrefixes: PRIVATE_PREFIXES,
+        escape: XATTR_ESCAPE,
+      });
+      fault('copyup.after-data');
+    } catch (e) {
+      native.close(dfd);
+      removeTmp(work, tmp, false);
+      throw e;
+    }
+    native.close(dfd);
+  } finally {
+    native.close(sfd);
+  }
+  if (result.reflinkUnsupported) noReflink.add(loc.layer);
+  let pfd: number;
+  let pst: Stat;
+  try {
+    pfd = st.upperDirFd(parent);
+    pst = statAt(pfd, '');
+    fault('copyup.before-rename');
+    native.renameat2(work, tmp, pfd, node.name, C.RENAME_NOREPLACE);
+  } catch (e) {
+    removeTmp(work, tmp, false);
+    throw e;
+  }
+  node.upper = true;
+  fault('copyup.after-rename');
+  node.metacopy = false;
+  node.upperXwhiteouts = false;
+  // a copy without any xattr: later reads need no syscall (xattr.ts)
+  node.noXattrs = !result.hasXattrs;
+  node.xattrsListed = !result.hasXattrs;
+  node.lowerXattrs = null;
+  bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
+  settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
 }
 
 /** Runs a step that may fail without undoing the copy-up; the failure is logged. */

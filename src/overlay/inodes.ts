@@ -271,6 +271,6 @@ export class InodeTable {
 }
 
 /** Identity of a real file, for matching a cached node against a fresh lookup. */
-export function statKey(layer: Layer, st: Stat): string {
+export function statKey(layer: Layer, st: Pick<Stat, 'ino'>): string {
   return `${layer.index}:${st.ino}`;
 }

@@ -478,6 +478,31 @@ t.test('SETATTR mapping and suid clearing', async (t) => {
   t.same(fs.called('setattr').pop(), [12, { mode: 0o755, fh: 4 }], 'WRITE_KILL_SUIDGID');
 });
 
+t.test('WRITE_KILL_SUIDGID: no getattr for a node known without set-id bits', async (t) => {
+  const { fs, s } = await setup();
+  const setattrIn = (valid: number, mode: number) =>
+    Buffer.concat([u32(valid, 0), u64(0, 0, 0, 0, 0, 0), u32(0, 0, 0, mode, 0, 0, 0, 0)]);
+  const write = Buffer.concat([u64(4, 0), u32(1, 4), u64(0), u32(0, 0), Buffer.from('x')]);
+  fs.modes.set(14, 0o100644);
+  for (let i = 0; i < 3; i++) await s.handleRequest(3, frame(Opcode.WRITE, 14, write));
+  t.equal(fs.called('getattr').length, 1, 'one getattr for three writes to a file without set-id bits');
+  t.equal(fs.called('setattr').length, 0, 'and no setattr');
+
+  // a chmod u+s: the next write clears the bit again
+  await s.handleRequest(3, frame(Opcode.SETATTR, 14, setattrIn(FATTR.MODE, 0o104644)));
+  fs.modes.set(14, 0o104644);
+  await s.handleRequest(3, frame(Opcode.WRITE, 14, write));
+  t.same(fs.called('setattr').pop(), [14, { mode: 0o644, fh: 4 }], 'after a chmod u+s the write clears it');
+
+  // a node the kernel forgot may come back as another file with the same id
+  fs.modes.set(15, 0o100644);
+  await s.handleRequest(3, frame(Opcode.WRITE, 15, write));
+  await s.handleRequest(3, frame(Opcode.FORGET, 15, u64(1)));
+  fs.modes.set(15, 0o102755);
+  await s.handleRequest(3, frame(Opcode.WRITE, 15, write));
+  t.same(fs.called('setattr').pop(), [15, { mode: 0o755, fh: 4 }], 'after FORGET the node is asked again');
+});
+
 t.test('xattr size protocol', async (t) => {
   const { tr, s } = await setup();
   await s.handleRequest(3, frame(Opcode.GETXATTR, 1, Buffer.concat([u32(0, 0), cstr('user.k')])));

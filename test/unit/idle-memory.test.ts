@@ -6,11 +6,18 @@ import { IdleRelease, holdIdleRelease, intervalFromEnv, sharedIdleRelease } from
 
 const MiB = 1024 * 1024;
 
-function harness(): { r: IdleRelease; calls: string[]; set: (u: number, rssMiB: number) => void; flush: () => void } {
+function harness(): {
+  r: IdleRelease;
+  calls: string[];
+  set: (u: number, rssMiB: number) => void;
+  flush: () => void;
+  afterEnd: () => void;
+} {
   let u = 0;
   let rss = 50 * MiB;
   const calls: string[] = [];
   const queued: (() => void)[] = [];
+  const soon: (() => void)[] = [];
   const r = new IdleRelease({
     utilization: () => u,
     rssBytes: () => rss,
@@ -20,6 +27,7 @@ function harness(): { r: IdleRelease; calls: string[]; set: (u: number, rssMiB: 
       rss = 55 * MiB; // what the release gave back
     },
     later: (f) => queued.push(f),
+    soon: (f) => soon.push(f),
   });
   return {
     r,
@@ -30,6 +38,9 @@ function harness(): { r: IdleRelease; calls: string[]; set: (u: number, rssMiB: 
     },
     flush: () => {
       for (const f of queued.splice(0)) f();
+    },
+    afterEnd: () => {
+      for (const f of soon.splice(0)) f();
     },
   };
 }
@@ -127,6 +138,32 @@ t.test('after the last mount: the work it did is released at the next idle inter
   t.equal(quiet.r.check(), false, 'settling with RSS not grown: no collection');
   t.same(quiet.calls, []);
   t.equal(quiet.r.running, false, 'and stopped');
+});
+
+t.test('a mount that ended is released a second later, RSS grown or not, once that second is idle', async (t) => {
+  const h = harness();
+  h.set(0.5, 90);
+  h.r.check();
+  h.set(0.001, 90);
+  t.equal(h.r.check(), true, 'the walk: released');
+  h.flush();
+  t.equal(h.r.releases, 1);
+  h.set(0.001, 56); // what the release left, plus a little: the mount's state is dead heap now
+  t.equal(h.r.check(), false, 'without an end, no growth means nothing to do');
+  h.r.mountEnded();
+  t.same(h.calls, ['collect', 'trim'], 'nothing at once: the end waits a second');
+  h.afterEnd();
+  t.same(h.calls, ['collect', 'trim', 'collect'], 'a mount ended and the second was idle: collect without growth');
+  h.flush();
+  t.equal(h.r.releases, 2);
+
+  const busy = harness();
+  busy.r.mountEnded();
+  busy.set(0.3, 56);
+  busy.afterEnd();
+  t.same(busy.calls, [], 'the second after the end was busy: no collection then');
+  busy.set(0.001, 56);
+  t.equal(busy.r.check(), true, 'the end counts as work: the next idle interval releases it');
 });
 
 t.test('an error in the timer (EMFILE under fd pressure) is logged and skipped, never thrown', async (t) => {

@@ -25,7 +25,7 @@ import {
 import { DirentWriter } from '../wire/dirent';
 import { FOPEN, OPEN_KILL_SUIDGID, RENAME_FLAG, WRITE_KILL_SUIDGID } from '../wire/protocol';
 import type { PassthroughRegistry } from './passthrough';
-import { killSuidgid, setattrChanges } from './setattr';
+import { killSuidgid, setattrChanges, type NoSetid } from './setattr';
 
 export interface Core {
   fs: FileSystemApi;
@@ -36,6 +36,8 @@ export interface Core {
   timeouts: CacheTimeouts;
   registry: PassthroughRegistry;
   killprivV2: boolean;
+  /** nodes without set-id bits: their KILL_SUIDGID writes need no getattr (setattr.ts) */
+  noSetid: NoSetid;
   /** DONT_MASK negotiated: creations carry the caller's umask for the filesystem to apply */
   dontMask: boolean;
   log: (fmt: string, ...args: unknown[]) => void;
@@ -84,7 +86,7 @@ function dirOpenOut(r: OpenResult): OpenOut {
 async function openFile(core: Core, ctx: Ctx, node: NodeId, r: OpenResult, flags: number, openFlags: number): Promise<OpenOut> {
   if ((flags & fsc.O_TRUNC) !== 0 && (openFlags & OPEN_KILL_SUIDGID) !== 0 && core.killprivV2) {
     try {
-      await killSuidgid(core.fs, ctx, node, r.fh);
+      await killSuidgid(core.fs, ctx, node, core.noSetid, r.fh);
     } catch (e) {
       await core.fs.release(r.fh);
       throw e;
@@ -169,11 +171,15 @@ export const handlers: HandlerTable = {
     });
   },
   FORGET(core, { header, body }) {
+    core.noSetid.forget(header.nodeId);
     core.fs.forget(header.nodeId, body.nlookup);
     return null;
   },
   BATCH_FORGET(core, { body }) {
-    for (const { nodeId, nlookup } of body.items) core.fs.forget(nodeId, nlookup);
+    for (const { nodeId, nlookup } of body.items) {
+      core.noSetid.forget(nodeId);
+      core.fs.forget(nodeId, nlookup);
+    }
     return null;
   },
   GETATTR(core, { header, body }, ctx) {
@@ -181,6 +187,7 @@ export const handlers: HandlerTable = {
   },
   async SETATTR(core, { header, body }, ctx) {
     const changes = await setattrChanges(core.fs, ctx, header.nodeId, body);
+    if (changes.mode !== undefined || changes.uid !== undefined || changes.gid !== undefined) core.noSetid.clear();
     const attr = await core.fs.setattr(ctx, header.nodeId, changes);
     return { reply: encodeAttr(header.unique, attr, core.timeouts.attr) };
   },
@@ -253,7 +260,7 @@ export const handlers: HandlerTable = {
   },
   async WRITE(core, { header, body }, ctx) {
     if ((body.writeFlags & WRITE_KILL_SUIDGID) !== 0 && core.killprivV2) {
-      await killSuidgid(core.fs, ctx, header.nodeId, body.fh);
+      await killSuidgid(core.fs, ctx, header.nodeId, core.noSetid, body.fh);
     }
     return { reply: encodeWrite(header.unique, await core.fs.write(body.fh, body.offset, body.data)) };
   },

@@ -26,6 +26,7 @@ import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
+import { NoSetid } from './setattr';
 import { makeTransport, type FuseTransport } from './transport';
 import { isRingToken, makeRing, registerRing, RING_ENTRIES_PER_QUEUE, type RingStarted, type TransportName } from './uring';
 
@@ -360,6 +361,7 @@ export class FuseSession extends EventEmitter {
       },
       registry: this.registry,
       killprivV2: n.killprivV2,
+      noSetid: new NoSetid(),
       dontMask: n.dontMask,
       log: this.log,
     };

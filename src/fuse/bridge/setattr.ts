@@ -6,12 +6,15 @@
  * - truncate with FATTR_KILL_SUIDGID, WRITE with WRITE_KILL_SUIDGID and OPEN/CREATE with
  *   O_TRUNC and OPEN_KILL_SUIDGID clear the same bits (the kernel sets those flags only
  *   when the caller lacks CAP_FSETID).
+ * A WRITE of a caller without CAP_FSETID carries WRITE_KILL_SUIDGID every time; a node
+ * found without set-id bits is remembered (NoSetid), so its later writes cost no
+ * getattr.
  */
 import { constants as fsc } from 'node:fs';
 import type { Ctx, FileSystemApi, NodeId, SetattrChanges } from '../api';
 import type { SetattrIn } from '../wire/decode';
 import { FATTR } from '../wire/protocol';
-import { killedMode } from '../../creds';
+import { killedMode, S_ISGID, S_ISUID } from '../../creds';
 
 const PERM_MASK = 0o7777;
 
@@ -41,10 +44,40 @@ export async function setattrChanges(fs: FileSystemApi, ctx: Ctx, node: NodeId, 
   return ch;
 }
 
+/**
+ * Nodes known to have neither S_ISUID nor S_ISGID. Set-id bits come only with a chmod
+ * (SETATTR; a creation makes a new node), so the bridge forgets them all at every
+ * SETATTR that changes mode or owner, and a node when the kernel forgets it.
+ */
+export class NoSetid {
+  private readonly ids = new Set<NodeId>();
+
+  has(node: NodeId): boolean {
+    return this.ids.has(node);
+  }
+
+  add(node: NodeId): void {
+    this.ids.add(node);
+  }
+
+  forget(node: NodeId): void {
+    this.ids.delete(node);
+  }
+
+  clear(): void {
+    this.ids.clear();
+  }
+}
+
 /** clears suid/sgid of `node` if set (WRITE / OPEN with the KILL_SUIDGID flag) */
-export async function killSuidgid(fs: FileSystemApi, ctx: Ctx, node: NodeId, fh?: number): Promise<void> {
+export async function killSuidgid(fs: FileSystemApi, ctx: Ctx, node: NodeId, known: NoSetid, fh?: number): Promise<void> {
+  if (known.has(node)) return;
   const attr = await fs.getattr(ctx, node, fh);
   if ((attr.mode & fsc.S_IFMT) === fsc.S_IFDIR) return;
+  if ((attr.mode & (S_ISUID | S_ISGID)) === 0) {
+    known.add(node);
+    return;
+  }
   const m = killedMode(attr.mode, ctx, attr.gid);
   if (m !== attr.mode) await fs.setattr(ctx, node, { mode: m & PERM_MASK, ...(fh === undefined ? {} : { fh }) });
 }

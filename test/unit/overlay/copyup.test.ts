@@ -57,6 +57,48 @@ t.test('copy-up keeps data, mode, owner, ns times, xattrs and holes', async (t) 
   t.equal(fs.readFileSync(path.join(f.upper, 'sparse')).subarray(4 << 20, (4 << 20) + 4).toString(), 'data');
 });
 
+t.test('copy-up of a regular file in one job: escaped xattrs, mtime, small holes, no xattrs', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    const esc = path.join(l0 as string, 'esc');
+    fs.writeFileSync(esc, 'escaped');
+    // a user's own trusted.overlay.X, escaped on disk (kernel 6.7+): copied
+    execFileSync('setfattr', ['-n', 'trusted.overlay.overlay.mine', '-v', 'kept', esc]);
+    execFileSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', esc]);
+    execFileSync('touch', ['-h', '-d', '2003-04-05 06:07:08.987654321', esc]);
+    fs.writeFileSync(path.join(l0 as string, 'plain'), 'no xattrs');
+    // a small file with a hole in front
+    const h = path.join(l0 as string, 'holey');
+    const fd = fs.openSync(h, 'w');
+    fs.writeSync(fd, Buffer.from('tail'), 0, 4, 32 << 10);
+    fs.closeSync(fd);
+  });
+  t.teardown(() => f.cleanup());
+  const lowerEsc = fs.statSync(path.join(f.lowers[0] as string, 'esc'), { bigint: true });
+  const esc = walk(f.ov, 'esc');
+  const { fh } = await f.ov.open(ctx, esc, O.O_WRONLY);
+  f.ov.release(fh);
+  const up = path.join(f.upper, 'esc');
+  t.equal(execFileSync('getfattr', ['--only-values', '-n', 'trusted.overlay.overlay.mine', up]).toString(), 'kept', 'escaped xattr copied');
+  t.throws(() => execFileSync('getfattr', ['-n', 'trusted.overlay.opaque', up], { stdio: 'pipe' }), 'private xattr not copied');
+  t.equal(f.ov.getxattr(ctx, esc, 'trusted.overlay.mine')?.toString(), 'kept', 'and shown under its name');
+  t.equal(fs.statSync(up, { bigint: true }).mtimeNs, lowerEsc.mtimeNs, 'mtime with ns');
+
+  const plain = walk(f.ov, 'plain');
+  t.equal(f.ov.getxattr(ctx, plain, 'user.x'), null, 'the lower has none (its index knows)');
+  await writeFile(f.ov, 'plain', 'NO');
+  t.equal(fs.readFileSync(path.join(f.upper, 'plain'), 'utf8'), 'NO xattrs');
+  t.equal(f.ov.getxattr(ctx, plain, 'security.capability'), null, 'a copy without xattrs has none');
+  await f.ov.setxattr(ctx, plain, 'user.later', Buffer.from('v'), 0);
+  t.equal(f.ov.getxattr(ctx, plain, 'user.later')?.toString(), 'v', 'one set after the copy-up is seen');
+
+  await writeFile(f.ov, 'holey', 'TA');
+  const hb = fs.readFileSync(path.join(f.upper, 'holey'));
+  t.equal(hb.length, (32 << 10) + 4);
+  t.ok(hb.subarray(2, 32 << 10).every((b) => b === 0), 'the hole reads as zeros');
+  t.equal(hb.subarray(0, 2).toString() + hb.subarray(32 << 10).toString(), 'TAtail');
+  t.same(workLeftovers(f.work), [], 'nothing left in the work dir');
+});
+
 t.test('read-only open does not copy up; O_TRUNC copies no data', async (t) => {
   const f = await fixture(1, ([l0]) => {
     fs.writeFileSync(path.join(l0 as string, 'a'), 'lower a');

@@ -1,0 +1,112 @@
+/**
+ * The start-up bundle (scripts/bundle.mjs, run by `npm run build`): bin/stratafs.js runs
+ * dist/src/cli/main.bundle.js only while every file it was built from is unchanged, and
+ * the modules of dist/ otherwise (no bundle, a source rebuilt since, the bundle itself
+ * changed). A mount works both ways. The fallback cases run in a private copy of the
+ * package (bin/, dist/src/, package.json; node_modules and the addon linked), so the
+ * worktree's own bundle is never touched.
+ */
+import t, { type Test } from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { daemonsFor, plainExec, run, runOk, waitFor } from '../lib/proc';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+function isMounted(mnt: string): boolean {
+  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+}
+
+/** a private copy of the package; its bundle built by the real scripts/bundle.mjs */
+async function packageCopy(t: Test): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-bundle-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.cpSync(path.join(ROOT, 'bin'), path.join(dir, 'bin'), { recursive: true });
+  fs.cpSync(path.join(ROOT, 'dist', 'src'), path.join(dir, 'dist', 'src'), { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  fs.symlinkSync(path.join(ROOT, 'native-bindings'), path.join(dir, 'native-bindings'));
+  for (const f of ['main.bundle.js', 'main.bundle.json']) fs.rmSync(path.join(dir, 'dist', 'src', 'cli', f), { force: true });
+  await runOk(...plainExec([process.execPath, path.join(ROOT, 'scripts', 'bundle.mjs'), dir]));
+  return dir;
+}
+
+async function codeLine(pkg: string): Promise<string> {
+  const out = await runOk(...plainExec([path.join(pkg, 'bin', 'stratafs'), '--version']));
+  return out.split('\n').find((l) => l.startsWith('code: ')) ?? `(no code line in: ${out})`;
+}
+
+/** mounts through PKG's launcher, reads a lower file, unmounts; the file's text */
+async function mountAndRead(t: Test, pkg: string, env: NodeJS.ProcessEnv = process.env): Promise<{ text: string; environ: string[] }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-bundle-mnt-'));
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => path.join(dir, d)) as [string, string, string, string];
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(lower, 'hello'), 'from the lower layer\n');
+  t.teardown(async () => {
+    if (isMounted(mnt)) await run('fusermount3', ['-u', '-z', mnt]);
+    for (const pid of daemonsFor(mnt)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await runOk(...plainExec([path.join(pkg, 'bin', 'stratafs'), '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]), { env, timeoutMs: 20000 });
+  const text = fs.readFileSync(path.join(mnt, 'hello'), 'utf8');
+  const [pid] = daemonsFor(mnt);
+  const environ = pid === undefined ? [] : fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  await runOk('fusermount3', ['-u', mnt]);
+  t.ok(await waitFor(() => daemonsFor(mnt).length === 0, 10000), 'the daemon exits after the unmount');
+  return { text, environ };
+}
+
+t.test('the built tree runs the bundle (so the other CLI tests mount through it)', async (t) => {
+  t.equal(await codeLine(ROOT), 'code: bundle (dist/src/cli/main.bundle.js)');
+});
+
+t.test('a bundle that matches its sources serves a mount', async (t) => {
+  const pkg = await packageCopy(t);
+  t.equal(await codeLine(pkg), 'code: bundle (dist/src/cli/main.bundle.js)');
+  t.equal((await mountAndRead(t, pkg)).text, 'from the lower layer\n', 'the lower file through the mount');
+});
+
+t.test('a source rebuilt after the bundle: the modules of dist/ run, never the stale bundle', async (t) => {
+  const pkg = await packageCopy(t);
+  const main = path.join(pkg, 'dist', 'src', 'cli', 'main.js');
+  // a rebuilt main.js whose help text differs: which code ran shows in the output
+  fs.writeFileSync(main, fs.readFileSync(main, 'utf8').replace('usage: stratafs ', 'usage: stratafs-rebuilt '));
+  t.equal(await codeLine(pkg), 'code: modules of dist/, bundle not used: dist/src/cli/main.js changed since it was built');
+  const help = await runOk(...plainExec([path.join(pkg, 'bin', 'stratafs'), '--help']));
+  t.match(help, /^usage: stratafs-rebuilt /, 'the rebuilt module ran');
+  t.equal((await mountAndRead(t, pkg)).text, 'from the lower layer\n', 'a mount works from the modules');
+});
+
+t.test('a module deep in the mount path rewritten with the same bytes still counts as changed', async (t) => {
+  const pkg = await packageCopy(t);
+  const deep = path.join(pkg, 'dist', 'src', 'overlay', 'index.js');
+  const later = new Date(fs.statSync(deep).mtimeMs + 5000);
+  fs.utimesSync(deep, later, later);
+  t.equal(await codeLine(pkg), 'code: modules of dist/, bundle not used: dist/src/overlay/index.js changed since it was built');
+});
+
+t.test('a missing or edited bundle, a missing manifest: the modules of dist/ run', async (t) => {
+  const pkg = await packageCopy(t);
+  const cli = path.join(pkg, 'dist', 'src', 'cli');
+  fs.appendFileSync(path.join(cli, 'main.bundle.js'), '\n');
+  t.equal(await codeLine(pkg), 'code: modules of dist/, bundle not used: dist/src/cli/main.bundle.js changed since it was built');
+  fs.rmSync(path.join(cli, 'main.bundle.js'));
+  t.equal(await codeLine(pkg), 'code: modules of dist/, bundle not used: dist/src/cli/main.bundle.js is gone');
+  fs.rmSync(path.join(cli, 'main.bundle.json'));
+  t.equal(await codeLine(pkg), 'code: modules of dist/, no bundle (npm run build makes it)');
+  t.equal((await mountAndRead(t, pkg)).text, 'from the lower layer\n', 'a mount works without a bundle');
+});
+
+t.test('the mount daemon starts without NODE_EXTRA_CA_CERTS (it makes no TLS connection)', async (t) => {
+  const { text, environ } = await mountAndRead(t, ROOT, { ...process.env, NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' });
+  t.equal(text, 'from the lower layer\n');
+  t.ok(environ.length > 0, 'the daemon environment was read');
+  t.notOk(environ.some((e) => e.startsWith('NODE_EXTRA_CA_CERTS=')), 'not in the daemon environment');
+});
