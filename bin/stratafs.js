@@ -4,17 +4,34 @@
 //
 // It runs dist/src/cli/main.bundle.js (`npm run build`'s one-file bundle of the mount
 // path, scripts/bundle.mjs) when main.bundle.json vouches for it: every file the bundle
-// was made from, and the bundle itself, still has the size and mtime recorded there.
-// Otherwise (no bundle, or a source rebuilt since: never run stale code) it runs the
-// modules of dist/. `stratafs --version` says which ran and why.
+// was made from, the bundle itself and its V8 code cache still have the size and mtime
+// recorded there. Otherwise (no bundle, or a source rebuilt since: never run stale code)
+// it runs the modules of dist/, as it does for the subcommands the bundle leaves out.
+// `stratafs --version` says which ran and why.
 /* eslint-disable @typescript-eslint/no-require-imports */
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 const cli = path.join(root, 'dist', 'src', 'cli');
+const BUNDLE = path.join(cli, 'main.bundle.js');
+const CODE_CACHE = path.join(cli, 'main.bundle.cache');
 
-/** the bundle to run, or why not */
+/**
+ * Compiles and runs the bundle as require() would, with V8's code cache of it when given
+ * (compiled functions: no parsing or compiling of what the cache holds). V8 checks the
+ * cache's version, flags and source length and compiles afresh when they differ.
+ */
+function runBundle(cachedData) {
+  const vm = require('node:vm');
+  const Module = require('node:module');
+  const script = new vm.Script(Module.wrap(fs.readFileSync(BUNDLE, 'utf8')), { filename: BUNDLE, cachedData });
+  const m = { exports: {} };
+  script.runInThisContext().call(m.exports, m.exports, Module.createRequire(BUNDLE), m, BUNDLE, cli);
+  return { exports: m.exports, script };
+}
+
+/** the bundle's code cache to use, or why not */
 function bundle() {
   let manifest;
   try {
@@ -22,7 +39,7 @@ function bundle() {
   } catch {
     return { why: 'no bundle (npm run build makes it)' };
   }
-  for (const [file, size, mtimeMs] of [manifest.bundle, ...manifest.inputs]) {
+  for (const [file, size, mtimeMs] of [manifest.bundle, ...(manifest.cache ? [manifest.cache] : []), ...manifest.inputs]) {
     let st;
     try {
       st = fs.statSync(path.join(root, file));
@@ -31,9 +48,24 @@ function bundle() {
     }
     if (st.size !== size || st.mtimeMs !== mtimeMs) return { why: `bundle not used: ${file} changed since it was built` };
   }
-  return { file: path.join(cli, 'main.bundle.js') };
+  return { cachedData: manifest.cache ? fs.readFileSync(CODE_CACHE) : undefined };
 }
 
-const chosen = bundle();
-const startup = chosen.file ? 'bundle (dist/src/cli/main.bundle.js)' : `modules of dist/, ${chosen.why}`;
-require(chosen.file ?? path.join(cli, 'main.js')).main(process.argv.slice(2), startup);
+const argv = process.argv.slice(2);
+if (process.env.STRATAFS_WRITE_CODE_CACHE) {
+  // scripts/bundle.mjs: compile the bundle, run its mount path's module bodies, keep
+  // what V8 compiled (the node binary and flags a mount runs with)
+  const { exports, script } = runBundle(undefined);
+  exports.warmMountPath();
+  fs.writeFileSync(process.env.STRATAFS_WRITE_CODE_CACHE, script.createCachedData());
+} else if (argv[0] === 'daemon' || argv[0] === 'graphdriver' || argv[0] === 'snapshotter') {
+  require(path.join(cli, 'main.js')).main(argv, 'modules of dist/ (not in the bundle)');
+} else {
+  const chosen = bundle();
+  if (chosen.why) require(path.join(cli, 'main.js')).main(argv, `modules of dist/, ${chosen.why}`);
+  else {
+    const { exports, script } = runBundle(chosen.cachedData);
+    const cache = chosen.cachedData === undefined ? 'no code cache' : script.cachedDataRejected ? 'code cache rejected by V8' : 'code cache used';
+    exports.main(argv, `bundle (dist/src/cli/main.bundle.js, ${cache})`);
+  }
+}

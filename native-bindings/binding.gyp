@@ -9,6 +9,7 @@
         "src/constants.c",
         "src/fsops.c",
         "src/stat.c",
+        "src/batch.c",
         "src/xattr.c",
         "src/io.c",
         "src/copydata.c",

@@ -22,8 +22,13 @@ export function runLine(r: RunResult): string {
 export function markdownTable(r: RunResult): string {
   const out: string[] = [];
   const daemon = r.targets.includes('stratafs-daemon');
-  out.push(row(['workload', ...r.targets.map((t) => `${t} (s)`), 'stratafs / fuse-overlayfs', 'stratafs / kernel', ...(daemon ? ['stratafs-daemon / fuse-overlayfs'] : [])]));
-  out.push(row(['---', ...r.targets.map(() => '---:'), '---:', '---:', ...(daemon ? ['---:'] : [])]));
+  // the two transports side by side: io_uring against /dev/fuse reads
+  const uring = r.targets.includes('stratafs-uring') && r.targets.includes('stratafs');
+  const vsDev = (m: Partial<Record<string, number>>): string =>
+    fmt(m['stratafs-uring'] !== undefined && m.stratafs ? m['stratafs-uring'] / m.stratafs : undefined, 2);
+  out.push(row(['workload', ...r.targets.map((t) => `${t} (s)`), 'stratafs / fuse-overlayfs', 'stratafs / kernel', ...(daemon ? ['stratafs-daemon / fuse-overlayfs'] : []),
+    ...(uring ? ['stratafs-uring / stratafs'] : [])]));
+  out.push(row(['---', ...r.targets.map(() => '---:'), '---:', '---:', ...(daemon ? ['---:'] : []), ...(uring ? ['---:'] : [])]));
   r.workloads.forEach((w, i) => {
     const failed = (t: string): boolean => (w.samples[t as keyof typeof w.samples] ?? []).some((s) => s.seconds === undefined);
     const vsFuse = r.ratios[i]?.stratafsVsFuseOverlayfs;
@@ -31,10 +36,10 @@ export function markdownTable(r: RunResult): string {
     const d = r.ratios[i]?.daemonVsFuseOverlayfs;
     const dMark = !w.diagnostic && d !== undefined && d >= GOALS.vsFuseOverlayfs ? ' ✗' : '';
     out.push(row([w.diagnostic ? `(\`${w.name}\`)` : `\`${w.name}\``, ...r.targets.map((t) => (failed(t) ? 'FAIL' : fmt(w.median[t]))), `${fmt(vsFuse, 2)}${mark}`,
-      fmt(r.ratios[i]?.stratafsVsKernel, 2), ...(daemon ? [`${fmt(d, 2)}${dMark}`] : [])]));
+      fmt(r.ratios[i]?.stratafsVsKernel, 2), ...(daemon ? [`${fmt(d, 2)}${dMark}`] : []), ...(uring ? [vsDev(w.median)] : [])]));
   });
   out.push(row(['geomean', ...r.targets.map((t) => fmt(r.geomean.median[t])), fmt(r.geomean.stratafsVsFuseOverlayfs, 2), fmt(r.geomean.stratafsVsKernel, 2),
-    ...(daemon ? [fmt(r.geomean.daemonVsFuseOverlayfs, 2)] : [])]));
+    ...(daemon ? [fmt(r.geomean.daemonVsFuseOverlayfs, 2)] : []), ...(uring ? [vsDev(r.geomean.median)] : [])]));
   return out.join('\n');
 }
 

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { DEFAULT_ROOTFS_TAR } from './rootfs';
 
-export const TARGET_NAMES = ['native', 'kernel', 'fuse-overlayfs', 'stratafs', 'stratafs-daemon'] as const;
+export const TARGET_NAMES = ['native', 'kernel', 'fuse-overlayfs', 'stratafs', 'stratafs-daemon', 'stratafs-uring'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 /** Setups compared by the layer-sharing measurement (--sharing). */

@@ -11,6 +11,7 @@ const COLOURS: Record<TargetName, string> = {
   'fuse-overlayfs': '#e0913a',
   stratafs: '#3a9e5c',
   'stratafs-daemon': '#8a5cc0',
+  'stratafs-uring': '#2f7f7a',
 };
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -189,12 +189,57 @@ class SharedDaemon {
   }
 }
 
+/** the fuse module's switch for FUSE over io_uring (absent without CONFIG_FUSE_IO_URING) */
+const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
+
+/**
+ * `stratafs-uring` turns enable_uring on for the run (the kernel then offers the ring)
+ * and puts back what it found; the other stratafs targets mount with `uring=off`, so
+ * they stay on /dev/fuse reads whatever the switch says.
+ */
+class UringSwitch {
+  private previous: string | undefined;
+  unavailable(): string | undefined {
+    if (!fs.existsSync(ENABLE_URING)) return `the kernel lacks CONFIG_FUSE_IO_URING (no ${ENABLE_URING})`;
+    return process.getuid?.() === 0 ? undefined : `setting ${ENABLE_URING} needs root`;
+  }
+  on(): void {
+    this.previous = fs.readFileSync(ENABLE_URING, 'utf8').trim();
+    fs.writeFileSync(ENABLE_URING, 'Y');
+  }
+  restore(): string[] {
+    if (this.previous === undefined) return [];
+    fs.writeFileSync(ENABLE_URING, this.previous);
+    const notes = [`enable_uring put back to ${this.previous}`];
+    this.previous = undefined;
+    return notes;
+  }
+}
+
+/**
+ * The mount's daemon serves it through an io_uring (a process naming MNT holds one). The
+ * stat first waits for INIT, after which the daemon registers its ring (the CLI reports
+ * the mount before the daemon has answered INIT).
+ */
+function servedByRing(mnt: string): boolean {
+  fs.statSync(mnt);
+  return processesNaming(mnt).some((pid) => {
+    try {
+      return fs.readdirSync(`/proc/${pid}/fd`).some((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[io_uring]');
+    } catch {
+      return false;
+    }
+  });
+}
+
 export function makeTargets(repoRoot: string): Record<TargetName, Target> {
   const overlayRoot = (_ds: Dataset, dirs: RunDirs): string => dirs.mnt;
   const cli = path.join(repoRoot, 'bin', 'stratafs');
   const built = (): Promise<string | undefined> =>
     Promise.resolve(fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)');
   const daemon = new SharedDaemon(path.join(repoRoot, 'bin', 'stratafs.js'));
+  const uring = new UringSwitch();
+  const devFuse = (options: string): string => `${options},uring=off`;
   return {
     native: {
       name: 'native',
@@ -228,9 +273,9 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
       unavailable: built,
       root: overlayRoot,
       mount: (ds, dirs) =>
-        mountWith('stratafs', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
+        mountWith('stratafs', run(cli, ['-o', devFuse(overlayOptions(ds, dirs)), dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),
-      mountShell: (lowers, upper, work, mnt) => `${q(cli)} -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
+      mountShell: (lowers, upper, work, mnt) => `${q(cli)} -o ${q(devFuse(optionsOf(lowers, upper, work)))} ${q(mnt)}`,
       unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
     },
     'stratafs-daemon': {
@@ -241,10 +286,25 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
       teardown: () => daemon.stop(),
       memory: () => daemon.memory(),
       mount: (ds, dirs) =>
-        mountWith('stratafs (daemon)', run(cli, ['-o', overlayOptions(ds, dirs), dirs.mnt], { timeoutMs: 60_000, env: daemon.env() }), dirs.mnt),
+        mountWith('stratafs (daemon)', run(cli, ['-o', devFuse(overlayOptions(ds, dirs)), dirs.mnt], { timeoutMs: 60_000, env: daemon.env() }), dirs.mnt),
       unmount: (dirs) => unmountFuse(dirs.mnt),
       mountShell: (lowers, upper, work, mnt) =>
-        `STRATAFS_SERVER=${q(daemon.socket)} ${q(cli)} -o ${q(optionsOf(lowers, upper, work))} ${q(mnt)}`,
+        `STRATAFS_SERVER=${q(daemon.socket)} ${q(cli)} -o ${q(devFuse(optionsOf(lowers, upper, work)))} ${q(mnt)}`,
+      unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
+    },
+    // a daemon per mount, as `stratafs`, with requests through FUSE over io_uring
+    'stratafs-uring': {
+      name: 'stratafs-uring',
+      unavailable: async () => (await built()) ?? uring.unavailable(),
+      root: overlayRoot,
+      setup: async () => uring.on(),
+      teardown: async () => uring.restore(),
+      mount: async (ds, dirs) => {
+        await mountWith('stratafs (io_uring)', run(cli, ['-o', `${overlayOptions(ds, dirs)},uring=auto`, dirs.mnt], { timeoutMs: 60_000 }), dirs.mnt);
+        if (!servedByRing(dirs.mnt)) throw new Error(`stratafs-uring: ${dirs.mnt} is served through /dev/fuse, not io_uring`);
+      },
+      unmount: (dirs) => unmountFuse(dirs.mnt),
+      mountShell: (lowers, upper, work, mnt) => `${q(cli)} -o ${q(`${optionsOf(lowers, upper, work)},uring=auto`)} ${q(mnt)}`,
       unmountShell: (mnt) => `fusermount3 -u ${q(mnt)}`,
     },
   };

@@ -55,8 +55,9 @@ bool define_functions(napi_env env, napi_value exports, const struct fn_entry *f
 
 static napi_value init(napi_env env, napi_value exports) {
   bool (*const modules[])(napi_env, napi_value) = {
-    register_constants, register_fsops,      register_stat,       register_xattr,
-    register_io,        register_copydata,   register_copyup,     register_fuse_dev,
+    register_constants, register_fsops,      register_stat,       register_batch,
+    register_xattr,     register_io,         register_copydata,   register_copyup,
+    register_fuse_dev,
     register_fuse_poller, register_fuse_uring,
     register_fusermount, register_mount,     register_process,    register_peercred,
   };

@@ -75,6 +75,9 @@ napi_value js_i64(napi_env env, int64_t v);
 napi_value js_int64(napi_env env, int64_t v);
 napi_value js_bigint_u64(napi_env env, uint64_t v);
 napi_value js_bytes(napi_env env, const char *s, size_t len);
+struct statx;
+/* a Stat object (src/native/addon.d.ts) of a statx(2) result */
+napi_value stat_object(napi_env env, const struct statx *st);
 
 /* ---- property keys of result and error objects ---- */
 
@@ -108,6 +111,7 @@ bool define_functions(napi_env env, napi_value exports, const struct fn_entry *f
 bool register_constants(napi_env env, napi_value exports);
 bool register_fsops(napi_env env, napi_value exports);
 bool register_stat(napi_env env, napi_value exports);
+bool register_batch(napi_env env, napi_value exports);
 bool register_xattr(napi_env env, napi_value exports);
 bool register_io(napi_env env, napi_value exports);
 bool register_copydata(napi_env env, napi_value exports);

@@ -19,7 +19,7 @@ static const enum key_id stat_keys[] = {
   K_ATIME_SEC, K_ATIME_NSEC, K_MTIME_SEC,  K_MTIME_NSEC,  K_CTIME_SEC, K_CTIME_NSEC,
 };
 
-static napi_value stat_object(napi_env env, const struct statx *st) {
+napi_value stat_object(napi_env env, const struct statx *st) {
   const napi_value values[] = {
     js_u32(env, st->stx_dev_major),  js_u32(env, st->stx_dev_minor),
     js_bigint_u64(env, st->stx_ino), js_u32(env, st->stx_mode),

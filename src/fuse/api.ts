@@ -127,6 +127,13 @@ export interface FileSystemApi {
    * skips entries that stayed. The bridge takes as many as fit and continues later.
    */
   readdir(fh: number, offset: number): Awaitable<DirEntryOut[]>;
+  /**
+   * Optional: called with a READDIRPLUS batch of directory `dir` before each of its names
+   * is looked up, to read ahead what those lookups need (the bridge waits for a promise,
+   * then looks up as usual). Without it, or when it returns undefined, the lookups run
+   * at once. Must not reject.
+   */
+  prefetchLookups?(dir: NodeId, entries: readonly DirEntryOut[]): Promise<void> | undefined;
   releasedir(fh: number): Awaitable<void>;
   fsyncdir(fh: number, datasync: boolean): Awaitable<void>;
 

@@ -199,6 +199,17 @@ export interface Addon {
   /** all entries of an open directory fd (O_RDONLY|O_DIRECTORY), '.' and '..' included, from offset 0 */
   getdents(fd: number): DirEntry[];
   fstatfs(fd: number): StatFs;
+  /**
+   * statx(2) of each name in `dirfd` on the thread pool (the fd is duplicated first: the
+   * caller may close its own meanwhile): a Stat, or the errno that name failed with
+   */
+  statxMany(dirfd: number, names: string[], flags: number): Promise<Array<Stat | number>>;
+  /**
+   * The entries of each directory `names[i]` in `dirfd` ('' = dirfd itself), '.' and '..'
+   * left out, read on the thread pool (fd duplicated as by statxMany): a list, or the
+   * errno that directory failed with (a final symlink is never followed: ELOOP/ENOTDIR)
+   */
+  listDirs(dirfd: number, names: string[]): Promise<Array<DirEntry[] | number>>;
   ftruncate(fd: number, size: Int64): void;
   fsync(fd: number, datasync: boolean): void;
   syncfs(fd: number): void;

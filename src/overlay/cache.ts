@@ -62,13 +62,22 @@ const STAT_OVERHEAD = 200;
 
 interface Listing {
   entries: DirEntry[];
-  /** lower listings: the names, to answer a lookup of a name that is not there */
-  names: Set<string> | null;
+  /**
+   * lower listings: the names and their d_type, to answer a lookup of a name that is
+   * not there, and to tell the read-ahead (prefetch.ts) which names it need not stat
+   */
+  names: Map<string, number> | null;
   /** upper listings: upperGen when read; -1 for lower listings */
   gen: number;
 }
 
 type StatSlot = { s: Stat | null };
+
+function typesOf(entries: DirEntry[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of entries) m.set(e.name, e.type);
+  return m;
+}
 
 function keyOf(layer: Layer, path: string): string {
   return `${layer.index}\0${path}`;
@@ -111,7 +120,7 @@ export class LayerCache {
       const hit = this.listings.get(key);
       if (hit !== undefined) return hit.entries;
       const entries = read();
-      this.listings.set(key, { entries, names: new Set(entries.map((e) => e.name)), gen: -1 });
+      this.listings.set(key, { entries, names: typesOf(entries), gen: -1 });
       LayerCache.bounded(this.listings, this.maxListings);
       return entries;
     }
@@ -122,6 +131,29 @@ export class LayerCache {
     this.listings.set(key, { entries, names: null, gen: this.upperGen });
     LayerCache.bounded(this.listings, this.maxListings);
     return entries;
+  }
+
+  /**
+   * Keeps the entries of lower directory `path` of `layer` read elsewhere (the thread
+   * pool, prefetch.ts), unless a listing is kept already. Never for the upper.
+   */
+  putLowerListing(layer: Layer, path: string, entries: DirEntry[]): void {
+    if (layer.upper) return;
+    const key = keyOf(layer, path);
+    if (this.listings.has(key)) return;
+    this.listings.set(key, { entries, names: typesOf(entries), gen: -1 });
+    LayerCache.bounded(this.listings, this.maxListings);
+  }
+
+  /** The names (and d_types) of the kept listing of lower directory `path` of `layer`, or null (never the upper's). */
+  peekLowerNames(layer: Layer, path: string): ReadonlyMap<string, number> | null {
+    if (layer.upper) return null;
+    return this.listings.peek(keyOf(layer, path))?.names ?? null;
+  }
+
+  /** Is a listing of lower directory `path` of `layer` kept? */
+  hasLowerListing(layer: Layer, path: string): boolean {
+    return !layer.upper && this.listings.has(keyOf(layer, path));
   }
 
   /**
@@ -144,6 +176,18 @@ export class LayerCache {
     this.stats.set(key, { s });
     LayerCache.bounded(this.stats, this.maxStats);
     return s;
+  }
+
+  /** Is the statx of lower object `path` of `layer` (or its miss) kept? */
+  hasLowerStat(layer: Layer, path: string): boolean {
+    return !layer.upper && this.stats.has(keyOf(layer, path));
+  }
+
+  /** Keeps a statx of lower object `path` of `layer` made elsewhere (null: it does not exist). Never for the upper. */
+  putLowerStat(layer: Layer, path: string, s: Stat | null): void {
+    if (layer.upper) return;
+    this.stats.set(keyOf(layer, path), { s });
+    LayerCache.bounded(this.stats, this.maxStats);
   }
 
   /**

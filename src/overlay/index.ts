@@ -11,6 +11,7 @@
  *   files.ts     file and directory handles               idmap.ts    uid/gid mapping
  *   acl.ts       default ACLs and umask at creation       durable.ts  fsync off the JS thread
  *   cache.ts     layer listings, lower attributes (LRU)
+ *   prefetch.ts  read-ahead of lower attributes and listings on the thread pool (READDIRPLUS)
  *
  * The on-disk format (safe fd-relative access, whiteouts, opaque dirs, AUFS marks,
  * redirects, metacopy) is src/layers, shared with the graph driver.
@@ -31,6 +32,7 @@ import { closeState, openState } from './mount';
 import * as ns from './namespace';
 import { rename } from './rename';
 import { setattr } from './setattr';
+import { prefetchLookups } from './prefetch';
 import type { State } from './state';
 import * as xattr from './xattr';
 import { processIsHostAdmin } from '../privilege';
@@ -185,6 +187,11 @@ export class Overlay implements FileSystemApi {
 
   readdir(fh: number, offset: number): DirEntryOut[] {
     return files.readdir(this.st, fh, offset);
+  }
+
+  prefetchLookups(dir: NodeId, entries: readonly DirEntryOut[]): Promise<void> | undefined {
+    const n = this.st.inodes.get(dir);
+    return n === undefined ? undefined : prefetchLookups(this.st, n, entries);
   }
 
   releasedir(fh: number): void {

@@ -15,7 +15,10 @@ import { tempDir } from '../lib/tmp';
 import { tagErrors } from './xml';
 
 const RUN = path.join(REPO_ROOT, 'dist', 'benchmarks', 'run.js');
-const TARGETS = ['native', 'kernel', 'fuse-overlayfs', 'stratafs', 'stratafs-daemon'];
+// stratafs-uring runs where the kernel has FUSE over io_uring (it switches enable_uring on
+// for the run and puts it back); elsewhere the program leaves it out as unavailable
+const URING = fs.existsSync('/sys/module/fuse/parameters/enable_uring');
+const TARGETS = ['native', 'kernel', 'fuse-overlayfs', 'stratafs', 'stratafs-daemon', ...(URING ? ['stratafs-uring'] : [])];
 
 interface Sample {
   seconds?: number;

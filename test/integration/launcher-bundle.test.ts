@@ -1,8 +1,9 @@
 /**
  * The start-up bundle (scripts/bundle.mjs, run by `npm run build`): bin/stratafs.js runs
- * dist/src/cli/main.bundle.js only while every file it was built from is unchanged, and
- * the modules of dist/ otherwise (no bundle, a source rebuilt since, the bundle itself
- * changed). A mount works both ways. The fallback cases run in a private copy of the
+ * dist/src/cli/main.bundle.js, with its V8 code cache, only while every file it was
+ * built from is unchanged, and the modules of dist/ otherwise (no bundle, a source
+ * rebuilt since, the bundle or its cache changed); a cache V8 refuses is compiled
+ * around. A mount works each way. The fallback cases run in a private copy of the
  * package (bin/, dist/src/, package.json; node_modules and the addon linked), so the
  * worktree's own bundle is never touched.
  */
@@ -27,7 +28,7 @@ async function packageCopy(t: Test): Promise<string> {
   fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   fs.symlinkSync(path.join(ROOT, 'native-bindings'), path.join(dir, 'native-bindings'));
-  for (const f of ['main.bundle.js', 'main.bundle.json']) fs.rmSync(path.join(dir, 'dist', 'src', 'cli', f), { force: true });
+  for (const f of ['main.bundle.js', 'main.bundle.json', 'main.bundle.cache']) fs.rmSync(path.join(dir, 'dist', 'src', 'cli', f), { force: true });
   await runOk(...plainExec([process.execPath, path.join(ROOT, 'scripts', 'bundle.mjs'), dir]));
   return dir;
 }
@@ -64,12 +65,12 @@ async function mountAndRead(t: Test, pkg: string, env: NodeJS.ProcessEnv = proce
 }
 
 t.test('the built tree runs the bundle (so the other CLI tests mount through it)', async (t) => {
-  t.equal(await codeLine(ROOT), 'code: bundle (dist/src/cli/main.bundle.js)');
+  t.equal(await codeLine(ROOT), 'code: bundle (dist/src/cli/main.bundle.js, code cache used)');
 });
 
 t.test('a bundle that matches its sources serves a mount', async (t) => {
   const pkg = await packageCopy(t);
-  t.equal(await codeLine(pkg), 'code: bundle (dist/src/cli/main.bundle.js)');
+  t.equal(await codeLine(pkg), 'code: bundle (dist/src/cli/main.bundle.js, code cache used)');
   t.equal((await mountAndRead(t, pkg)).text, 'from the lower layer\n', 'the lower file through the mount');
 });
 
@@ -102,6 +103,22 @@ t.test('a missing or edited bundle, a missing manifest: the modules of dist/ run
   fs.rmSync(path.join(cli, 'main.bundle.json'));
   t.equal(await codeLine(pkg), 'code: modules of dist/, no bundle (npm run build makes it)');
   t.equal((await mountAndRead(t, pkg)).text, 'from the lower layer\n', 'a mount works without a bundle');
+});
+
+t.test('a changed code cache falls back to the modules; one V8 refuses is compiled around', async (t) => {
+  const pkg = await packageCopy(t);
+  const cache = path.join(pkg, 'dist', 'src', 'cli', 'main.bundle.cache');
+  const { size } = fs.statSync(cache);
+  fs.appendFileSync(cache, 'x');
+  t.equal(await codeLine(pkg), 'code: modules of dist/, bundle not used: dist/src/cli/main.bundle.cache changed since it was built');
+  // a manifest that vouches for a cache that is not V8's data: V8 rejects it, the bundle compiles
+  fs.writeFileSync(cache, Buffer.alloc(size, 0x5a));
+  const manifestFile = path.join(pkg, 'dist', 'src', 'cli', 'main.bundle.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as { cache: [string, number, number] };
+  manifest.cache[2] = fs.statSync(cache).mtimeMs;
+  fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+  t.equal(await codeLine(pkg), 'code: bundle (dist/src/cli/main.bundle.js, code cache rejected by V8)');
+  t.equal((await mountAndRead(t, pkg)).text, 'from the lower layer\n', 'a mount works with the rejected cache');
 });
 
 t.test('the mount daemon starts without NODE_EXTRA_CA_CERTS (it makes no TLS connection)', async (t) => {

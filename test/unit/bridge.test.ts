@@ -56,6 +56,7 @@ class FakeFs implements FileSystemApi {
   lookups = new Map<number, number>();
   nodes = new Map<string, number>([['a', 10], ['b', 11], ['c', 12], ['foo', 7]]);
   dir: DirEntryOut[] = [];
+  prefetchLookups?: FileSystemApi['prefetchLookups'];
   modes = new Map<number, number>();
   gids = new Map<number, number>();
   opens: OpenResult[] = [];
@@ -417,6 +418,31 @@ t.test('READDIRPLUS looks up only entries that are sent', async (t) => {
   await s.handleRequest(3, frame(Opcode.READDIR, 1, readIn(50, 0, 4096)));
   t.equal(tr.last().buf.length, Size.OUT_HEADER + 2 * 32);
   t.equal(fs.called('lookup').length, n);
+});
+
+t.test('READDIRPLUS lets the filesystem read ahead before its lookups, and waits for it', async (t) => {
+  const { fs, tr, s } = await setup();
+  const d = (name: string, i: number): DirEntryOut => ({ name, ino: BigInt(100 + i), type: 0o100000, nextOffset: i + 1 });
+  fs.dir = [d('a', 0), d('b', 1)];
+  let release: () => void = () => undefined;
+  const seen: string[][] = [];
+  fs.prefetchLookups = (dir, entries) => {
+    seen.push([String(dir), ...entries.map((e) => e.name)]);
+    return new Promise<void>((r) => { release = r; });
+  };
+  const n = fs.called('lookup').length;
+  const done = s.handleRequest(3, frame(Opcode.READDIRPLUS, 1, readIn(50, 0, 4096)));
+  await new Promise((r) => setImmediate(r));
+  t.same(seen, [['1', 'a', 'b']], 'asked with the directory and the batch');
+  t.equal(fs.called('lookup').length, n, 'no lookup while the read-ahead runs');
+  release();
+  await done;
+  t.same(fs.called('lookup').slice(n).map((c) => c[2]), ['a', 'b'], 'then the lookups');
+  t.equal(tr.last().buf.readBigUInt64LE(Size.OUT_HEADER), 10n);
+  // nothing to read ahead (undefined): answered at once, synchronously
+  fs.prefetchLookups = () => undefined;
+  await s.handleRequest(3, frame(Opcode.READDIRPLUS, 1, readIn(50, 0, 4096)));
+  t.same(fs.called('lookup').slice(n + 2).map((c) => c[2]), ['a', 'b']);
 });
 
 t.test('INTERRUPT', async (t) => {

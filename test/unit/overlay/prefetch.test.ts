@@ -1,0 +1,132 @@
+/**
+ * Read-ahead for READDIRPLUS (src/overlay/prefetch.ts): the lower attributes and
+ * subdirectory listings a batch's lookups need are read on the thread pool and kept in
+ * the lower caches; lookups then answer as they would have, the upper is never read
+ * ahead, and a change made in the upper through the mount shows at once.
+ *
+ * As in cache.test.ts, lowers are changed behind the overlay on purpose, to see what it
+ * answers from memory.
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { DirEntryOut } from '../../../src/fuse/api';
+import { Overlay } from '../../../src/overlay';
+import { config, ctx, fixture, ls, put, readdirAll, walk, R } from './fixtures/helpers';
+
+const O = fs.constants;
+
+/** the entries of a READDIRPLUS batch of `p`: the whole listing */
+function batch(ov: Overlay, p: string): DirEntryOut[] {
+  const { fh } = ov.opendir(ctx, walk(ov, p));
+  try {
+    return readdirAll(ov, fh);
+  } finally {
+    ov.releasedir(fh);
+  }
+}
+
+/** what a lookup of each name of `p` answers: type, mode, size, ino, or null */
+function looked(ov: Overlay, p: string, names: string[]): unknown[] {
+  const dir = walk(ov, p);
+  return names.map((n) => {
+    const e = ov.lookup(ctx, dir, n);
+    return e === null ? null : { mode: e.attr.mode, size: e.attr.size, ino: e.attr.ino, nlink: e.attr.nlink };
+  });
+}
+
+function layers(l0: string, l1: string): void {
+  put(l0, 'd/a', 'top a');
+  put(l0, 'd/sub/x', 'x');
+  put(l0, 'd/.wh.hidden', '');
+  put(l1, 'd/a', 'bottom a, longer');
+  put(l1, 'd/b', 'b');
+  put(l1, 'd/hidden', 'h');
+  put(l1, 'd/sub/y', 'y');
+  put(l1, 'd/opq/z', 'z');
+  put(l0, 'd/opq/.wh..wh..opq', '');
+  put(l0, 'd/opq/w', 'w');
+  execFileSync('mknod', [path.join(l0, 'd/wh'), 'c', '0', '0']);
+  put(l1, 'd/wh', 'under a whiteout');
+}
+
+t.test('lookups after the read-ahead answer as without it, from memory', async (t) => {
+  const names = ['a', 'b', 'hidden', 'opq', 'sub', 'wh', 'nothing'];
+  const f = await fixture(2, ([l0, l1]) => layers(l0 as string, l1 as string), true);
+  t.teardown(() => f.cleanup());
+  // what an overlay over the same layers that reads nothing ahead answers
+  const plain = await Overlay.open(config(f.lowers));
+  t.teardown(() => plain.destroy());
+  const expected = looked(plain, 'd', names);
+  const expectedSub = ls(plain, 'd/sub');
+
+  const entries = batch(f.ov, 'd');
+  t.same(entries.map((e) => e.name).filter((n) => n !== '.' && n !== '..').sort(), ['a', 'b', 'opq', 'sub']);
+  const before = f.ov.cacheSizes;
+  const ahead = f.ov.prefetchLookups(walk(f.ov, 'd'), entries);
+  t.ok(ahead instanceof Promise, 'cold: the read-ahead goes to the thread pool');
+  await ahead;
+  const after = f.ov.cacheSizes;
+  // sub and opq in both lowers, b in the bottom one, a only in the top one (a file
+  // there ends its lookup: the bottom a is never asked for); sub and opq listed in each
+  t.equal(after.stats - before.stats, 6, 'the attributes of each lower object a lookup of the batch reads');
+  t.equal(after.listings - before.listings, 4, 'the listings of the lower subdirectories');
+  t.equal(f.ov.prefetchLookups(walk(f.ov, 'd'), entries), undefined, 'warm: nothing left to read');
+
+  // behind the overlay: what it answers now comes from the read-ahead
+  fs.chmodSync(path.join(f.lowers[0] as string, 'd/a'), 0o600);
+  fs.writeFileSync(path.join(f.lowers[1] as string, 'd/sub/late'), '');
+  t.same(looked(f.ov, 'd', names), expected, 'the same answers as an overlay without read-ahead');
+  t.same(ls(f.ov, 'd/sub'), ['x', 'y'], 'a subdirectory listed by the read-ahead');
+  t.same(ls(f.ov, 'd/opq'), ['w'], 'the AUFS opaque marker read from the read-ahead listing');
+  t.same(ls(f.ov, 'd/sub'), expectedSub);
+});
+
+t.test('the upper is never read ahead: changes through the mount show at once', async (t) => {
+  const f = await fixture(2, ([l0, l1], upper) => {
+    layers(l0 as string, l1 as string);
+    put(upper, 'd/up', 'upper file');
+  });
+  t.teardown(() => f.cleanup());
+  const d = walk(f.ov, 'd');
+  const entries = batch(f.ov, 'd');
+  await f.ov.prefetchLookups(d, entries);
+  t.equal(f.ov.prefetchLookups(d, entries), undefined);
+
+  t.not(f.ov.lookup(ctx, d, 'up'), null, 'an upper name');
+  await f.ov.unlink(ctx, d, 'a');
+  t.equal(f.ov.lookup(ctx, d, 'a'), null, 'unlink of a read-ahead lower file: a whiteout, seen at once');
+  await f.ov.rename(ctx, d, 'b', d, 'b2', R);
+  t.equal(f.ov.lookup(ctx, d, 'b'), null, 'rename: the old name is gone');
+  t.equal(f.ov.lookup(ctx, d, 'b2')?.attr.size, 1, 'rename: the new name');
+  const c = await f.ov.create(ctx, d, 'hidden', 0o644, O.O_RDWR);
+  f.ov.release(c.open.fh);
+  t.equal(f.ov.lookup(ctx, d, 'hidden')?.attr.size, 0, 'a name an AUFS whiteout hid, created in the upper');
+  await f.ov.rmdir(ctx, d, 'opq').catch(() => undefined); // not empty: refused
+  t.not(f.ov.lookup(ctx, d, 'opq'), null);
+  // behind the overlay, in the upper: read when looked up, never from a read-ahead
+  put(f.upper, 'd/behind', 'b');
+  t.not(f.ov.lookup(ctx, d, 'behind'), null, 'the upper is read at the lookup');
+  t.same(ls(f.ov, 'd'), ['b2', 'behind', 'hidden', 'opq', 'sub', 'up']);
+  // a read-ahead after the changes reads only the lowers again, and changes no answer
+  const again = batch(f.ov, 'd');
+  await f.ov.prefetchLookups(d, again);
+  t.equal(f.ov.lookup(ctx, d, 'a'), null);
+  t.equal(f.ov.lookup(ctx, d, 'b'), null);
+});
+
+t.test('a removed directory or one without lowers reads nothing ahead', async (t) => {
+  const f = await fixture(1, ([l0], upper) => {
+    put(l0 as string, 'low/f', 'f');
+    put(upper, 'up/f', 'f');
+  });
+  t.teardown(() => f.cleanup());
+  t.equal(f.ov.prefetchLookups(walk(f.ov, 'up'), batch(f.ov, 'up')), undefined, 'an upper-only directory');
+  t.equal(f.ov.prefetchLookups(424242, []), undefined, 'an unknown node');
+  const low = walk(f.ov, 'low');
+  const entries = batch(f.ov, 'low');
+  await f.ov.unlink(ctx, low, 'f');
+  await f.ov.rmdir(ctx, 1, 'low');
+  t.equal(f.ov.prefetchLookups(low, entries), undefined, 'a removed directory');
+});
