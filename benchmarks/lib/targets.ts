@@ -141,11 +141,16 @@ class SharedDaemon {
   private child: ChildProcess | undefined;
   socket = '';
 
-  constructor(private readonly entry: string) {}
+  constructor(private readonly launcher: string) {}
 
   async start(scratch: string): Promise<void> {
     this.socket = path.join(scratch, 'stratafs-daemon.sock');
-    const child = spawn(process.execPath, [this.entry, 'daemon', '--socket', this.socket], { detached: true, stdio: 'ignore' });
+    // through the launcher, as users start it (its node flags: bin/stratafs); it execs node, same pid
+    const child = spawn(this.launcher, ['daemon', '--socket', this.socket], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, STRATAFS_NODE: process.execPath },
+    });
     this.child = child;
     for (let i = 0; i < 300 && !fs.existsSync(this.socket); i++) {
       if (child.exitCode !== null) break;
@@ -237,7 +242,7 @@ export function makeTargets(repoRoot: string): Record<TargetName, Target> {
   const cli = path.join(repoRoot, 'bin', 'stratafs');
   const built = (): Promise<string | undefined> =>
     Promise.resolve(fs.existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js')) ? undefined : 'stratafs is not built (npm run build)');
-  const daemon = new SharedDaemon(path.join(repoRoot, 'bin', 'stratafs.js'));
+  const daemon = new SharedDaemon(path.join(repoRoot, 'bin', 'stratafs'));
   const uring = new UringSwitch();
   const devFuse = (options: string): string => `${options},uring=off`;
   return {

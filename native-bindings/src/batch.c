@@ -3,6 +3,7 @@
  * keeps answering requests while the disk is read and several calls overlap:
  *   statxMany(dirfd, names, flags)  statx(2) of each name
  *   listDirs(dirfd, names)          the entries of each name, a directory
+ * (`names`: one byte string, the names joined by '/').
  * The binding duplicates `dirfd` before queuing the work (the caller's fd may be closed
  * meanwhile); the pool thread closes the copy when done, so the JS thread pays only
  * the dup. Each name's outcome is its own: a Stat
@@ -43,7 +44,8 @@ struct names_job {
   int fd;
   int flags;
   uint32_t n;
-  char **names;
+  char *buf;    /* the names, each NUL-terminated in place */
+  char **names; /* into buf */
   struct statx *stats; /* statxMany */
   int *errs;           /* statxMany */
   struct listing *lists; /* listDirs */
@@ -53,10 +55,10 @@ static void names_cleanup(napi_env env, struct job *j) {
   struct names_job *job = (struct names_job *)j;
   (void)env;
   if (job->fd >= 0) close(job->fd);
-  for (uint32_t i = 0; i < job->n; i++) {
-    if (job->names) free(job->names[i]);
-    if (job->lists) free(job->lists[i].buf);
+  if (job->lists) {
+    for (uint32_t i = 0; i < job->n; i++) free(job->lists[i].buf);
   }
+  free(job->buf);
   free(job->names);
   free(job->stats);
   free(job->errs);
@@ -64,19 +66,17 @@ static void names_cleanup(napi_env env, struct job *j) {
   free(job);
 }
 
-/* Reads (dirfd, names[], ...) into a new job with its own copy of the fd; NULL with a pending exception. */
-static struct names_job *names_job_new(napi_env env, napi_value fdv, napi_value arr, const char *syscall) {
+/*
+ * Reads (dirfd, names) into a new job with its own copy of the fd; NULL with a pending
+ * exception. `names` is one byte string, the names joined by '/' (which no name holds):
+ * one conversion instead of one per name. '' is no name at all.
+ */
+static struct names_job *names_job_new(napi_env env, napi_value fdv, napi_value str, const char *syscall) {
   int fd;
-  bool is_array = false;
-  uint32_t n = 0;
+  size_t len = 0;
   if (!arg_fd(env, fdv, "dirfd", &fd)) return NULL;
-  if (napi_is_array(env, arr, &is_array) != napi_ok || !is_array) {
-    throw_type(env, "names", "an array of byte strings");
-    return NULL;
-  }
-  if (napi_get_array_length(env, arr, &n) != napi_ok) return NULL;
-  if (n > MAX_NAMES) {
-    throw_errno(env, E2BIG, syscall, NULL);
+  if (napi_get_value_string_latin1(env, str, NULL, 0, &len) != napi_ok) {
+    throw_type(env, "names", "a byte string");
     return NULL;
   }
   struct names_job *job = calloc(1, sizeof(*job));
@@ -85,16 +85,29 @@ static struct names_job *names_job_new(napi_env env, napi_value fdv, napi_value 
     return NULL;
   }
   job->fd = -1;
-  job->names = calloc(n > 0 ? n : 1, sizeof(char *));
-  if (!job->names) goto nomem;
+  if (!(job->buf = malloc(len + 1))) goto nomem;
+  if (napi_get_value_string_latin1(env, str, job->buf, len + 1, &len) != napi_ok) {
+    throw_type(env, "names", "a byte string");
+    goto fail;
+  }
+  if (memchr(job->buf, '\0', len)) {
+    throw_errno(env, EINVAL, syscall, NULL);
+    goto fail;
+  }
+  uint32_t n = len == 0 ? 0 : 1;
+  for (size_t i = 0; i < len; i++) n += job->buf[i] == '/';
+  if (n > MAX_NAMES) {
+    throw_errno(env, E2BIG, syscall, NULL);
+    goto fail;
+  }
+  if (!(job->names = calloc(n > 0 ? n : 1, sizeof(char *)))) goto nomem;
+  char *p = job->buf;
   for (uint32_t i = 0; i < n; i++) {
-    napi_value v;
-    if (napi_get_element(env, arr, i, &v) != napi_ok) goto fail;
-    job->n = i + 1; /* cleanup frees names[0..i] */
-    if (!(job->names[i] = arg_string_alloc(env, v, "names", syscall))) goto fail;
-    if (strlen(job->names[i]) > PATH_MAX) {
-      throw_errno(env, ENAMETOOLONG, syscall, job->names[i]);
-      goto fail;
+    job->names[i] = p;
+    char *slash = strchr(p, '/');
+    if (slash) {
+      *slash = 0;
+      p = slash + 1;
     }
   }
   job->n = n;

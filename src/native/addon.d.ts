@@ -201,15 +201,18 @@ export interface Addon {
   fstatfs(fd: number): StatFs;
   /**
    * statx(2) of each name in `dirfd` on the thread pool (the fd is duplicated first: the
-   * caller may close its own meanwhile): a Stat, or the errno that name failed with
+   * caller may close its own meanwhile): a Stat, or the errno that name failed with.
+   * `names` is one byte string, the names joined by '/' (no name holds one; '' = none):
+   * one conversion for the lot, not one per name
    */
-  statxMany(dirfd: number, names: string[], flags: number): Promise<Array<Stat | number>>;
+  statxMany(dirfd: number, names: string, flags: number): Promise<Array<Stat | number>>;
   /**
-   * The entries of each directory `names[i]` in `dirfd` ('' = dirfd itself), '.' and '..'
-   * left out, read on the thread pool (fd duplicated as by statxMany): a list, or the
-   * errno that directory failed with (a final symlink is never followed: ELOOP/ENOTDIR)
+   * The entries of each directory of `names` (joined by '/', as for statxMany) in
+   * `dirfd`, '.' and '..' left out, read on the thread pool (fd duplicated as by
+   * statxMany): a list, or the errno that directory failed with (a final symlink is
+   * never followed: ELOOP/ENOTDIR)
    */
-  listDirs(dirfd: number, names: string[]): Promise<Array<DirEntry[] | number>>;
+  listDirs(dirfd: number, names: string): Promise<Array<DirEntry[] | number>>;
   ftruncate(fd: number, size: Int64): void;
   fsync(fd: number, datasync: boolean): void;
   syncfs(fd: number): void;

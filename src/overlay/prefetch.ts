@@ -43,7 +43,7 @@ function chunks<T>(items: T[]): T[][] {
 
 /** statx of `names` in `dirfd`, split over the pool: results in the order of `names` */
 async function statMany(dirfd: number, names: string[]): Promise<Array<Stat | number>> {
-  const parts = await Promise.all(chunks(names).map((c) => native.statxMany(dirfd, c, C.AT_SYMLINK_NOFOLLOW)));
+  const parts = await Promise.all(chunks(names).map((c) => native.statxMany(dirfd, c.join('/'), C.AT_SYMLINK_NOFOLLOW)));
   return parts.flat();
 }
 
@@ -114,7 +114,7 @@ async function readAhead(st: State, w: Wanted): Promise<void> {
   // the fd taken above may have been evicted meanwhile: take it again
   const again = st.dirs.tryGet(w.layer, w.path);
   if (again === null) return;
-  const lists = await Promise.all(chunks(subdirs).map((c) => native.listDirs(again, c)));
+  const lists = await Promise.all(chunks(subdirs).map((c) => native.listDirs(again, c.join('/'))));
   lists.flat().forEach((l, i) => {
     if (typeof l !== 'number') st.caches.putLowerListing(w.layer, joinPath(w.path, subdirs[i] as string), l);
   });

@@ -105,7 +105,7 @@ t.test('golden requests decode field by field', async (t) => {
     const hdr = Object.fromEntries(f.fields.slice(0, 8).map(([n, , v]) => [n, v]));
     t.equal(h.len, buf.length, `${f.name}: len`);
     t.equal(h.opcode, hdr.opcode, `${f.name}: opcode`);
-    t.equal(h.unique, BigInt(hdr.unique), `${f.name}: unique`);
+    t.equal(BigInt(h.unique), BigInt(hdr.unique), `${f.name}: unique`);
     t.equal(h.nodeId, hdr.nodeid, `${f.name}: nodeid`);
     t.same([h.uid, h.gid, h.pid], [hdr.uid, hdr.gid, hdr.pid], `${f.name}: caller`);
     const body = res.req.body as Record<string, unknown>;
@@ -162,7 +162,7 @@ t.test('malformed frames decode to errors', async (t) => {
   lenMismatch.writeUInt32LE(good.length + 4, 0);
   const r1 = decode(lenMismatch);
   t.notOk(r1.ok, 'length field disagrees');
-  t.equal(r1.ok ? 0n : r1.error.header?.unique, 4n, 'unique still readable');
+  t.equal(r1.ok ? 0 : r1.error.header?.unique, 4, 'unique still readable');
 
   const noNul = Buffer.from(good.subarray(0, good.length - 1));
   noNul.writeUInt32LE(noNul.length, 0);
@@ -268,8 +268,8 @@ t.test('readdir size budget leaves what does not fit', async (t) => {
 });
 
 t.test('small encoders', async (t) => {
-  t.same(splitTimeout(1.25), [1n, 250000000]);
-  t.same(splitTimeout(0), [0n, 0]);
+  t.same(splitTimeout(1.25), [1, 250000000]);
+  t.same(splitTimeout(0), [0, 0]);
   t.same(decodeDev(encodeDev(8, 1)), { major: 8, minor: 1 });
   t.same(decodeDev(encodeDev(259, 70000)), { major: 259, minor: 70000 });
   t.equal(encodeDev(1, 3), 0x103);
@@ -312,4 +312,20 @@ t.test('64-bit reply fields are exact: numbers in two halves, negative times, bi
   const b = Buffer.concat(encodeAttr(9n, attr, 1)).subarray(Size.OUT_HEADER + 16);
   t.same([b.readBigUInt64LE(0), b.readBigUInt64LE(8), b.readBigUInt64LE(16), b.readBigInt64LE(24), b.readBigInt64LE(32), b.readBigInt64LE(40)],
     [attr.ino, BigInt(attr.size), BigInt(attr.blocks), BigInt(attr.atimeSec), BigInt(attr.mtimeSec), BigInt(attr.ctimeSec)]);
+});
+
+t.test('uniques: numbers below 2^53, exact bigints above, written back as read', async (t) => {
+  for (const u of [2n, 0xfffffffen, (1n << 53n) - 2n, (1n << 53n) + 2n, (1n << 64n) - 2n]) {
+    const f = Buffer.alloc(Size.IN_HEADER);
+    f.writeUInt32LE(Size.IN_HEADER, 0);
+    f.writeUInt32LE(Opcode.STATFS, 4);
+    f.writeBigUInt64LE(u, 8);
+    const r = decode(f);
+    if (!r.ok) {
+      t.fail(r.error.message);
+      continue;
+    }
+    t.equal(typeof r.req.header.unique, u < 1n << 53n ? 'number' : 'bigint', `${u}: its type`);
+    t.equal(Buffer.concat(encodeError(r.req.header.unique, 0)).readBigUInt64LE(8), u, `${u}: the reply carries it exactly`);
+  }
 });

@@ -15,6 +15,7 @@
 import { constants as fsc } from 'node:fs';
 import type { Awaitable, Ctx, DirEntryOut, Entry, FileSystemApi, NodeId, OpenResult } from '../api';
 import type { CacheTimeouts } from '../wire/types';
+import type { Int64 } from '../../int64';
 import { fail, E } from '../../errors';
 import type { Request, RequestBody, RequestKind } from '../wire/decode';
 import {
@@ -64,9 +65,9 @@ function then<T, R>(v: Awaitable<T>, f: (x: T) => Awaitable<R>): Awaitable<R> {
   return isThenable(v) ? v.then(f) : f(v);
 }
 
-const empty = (unique: bigint) => (): Outcome => ({ reply: encodeEmpty(unique) });
+const empty = (unique: Int64) => (): Outcome => ({ reply: encodeEmpty(unique) });
 
-const entryOutcome = (core: Core, unique: bigint, e: Entry): Outcome => ({
+const entryOutcome = (core: Core, unique: Int64, e: Entry): Outcome => ({
   reply: encodeEntry(unique, e, core.timeouts),
   undo: () => core.fs.forget(e.nodeId, 1),
 });

@@ -19,6 +19,7 @@ import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import type { Ctx, FileSystemApi } from '../api';
 import { E, errnoName, toErrno } from '../../errors';
+import type { Int64 } from '../../int64';
 import { decode, type DecodeOptions, type InHeader, type Request } from '../wire/decode';
 import { encodeError, encodeInit, type Reply } from '../wire/encode';
 import { InitFlag, Opcode, opcodeName, initFlagNames } from '../wire/protocol';
@@ -81,7 +82,7 @@ export class FuseSession extends EventEmitter {
   private readonly log: Logger;
   private readonly opts: FuseSessionOptions;
   private readonly registry: PassthroughRegistry;
-  private readonly inflight = new Set<bigint>();
+  private readonly inflight = new Set<Int64>();
   private core: Core | undefined;
   private negotiatedState: Negotiated | undefined;
   private destroyed = false;

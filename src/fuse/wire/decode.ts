@@ -12,12 +12,13 @@
  */
 import { Cursor, Malformed } from './cursor';
 import { Opcode, Size, GETATTR_FH, FSYNC_FDATASYNC } from './protocol';
-import type { Int64 } from '../../int64';
+import { readU64, type Int64 } from '../../int64';
 
 export interface InHeader {
   len: number;
   opcode: number;
-  unique: bigint;
+  /** exact (src/int64.ts): a number while below 2^53, as uniques are for ages */
+  unique: Int64;
   /** node ids handed out by stratafs stay below 2^53 */
   nodeId: number;
   uid: number;
@@ -77,7 +78,7 @@ export type RequestBody =
   | { kind: 'FLUSH'; fh: number }
   | { kind: 'ACCESS'; mask: number }
   | { kind: 'CREATE'; name: string; flags: number; mode: number; umask: number; openFlags: number }
-  | { kind: 'INTERRUPT'; target: bigint }
+  | { kind: 'INTERRUPT'; target: Int64 }
   | { kind: 'DESTROY' }
   | { kind: 'FALLOCATE'; fh: number; offset: Int64; length: Int64; mode: number }
   | { kind: 'LSEEK'; fh: number; offset: Int64; whence: number }
@@ -124,7 +125,7 @@ function readHeader(buf: Buffer, at: number): InHeader {
   return {
     len: buf.readUInt32LE(at),
     opcode: buf.readUInt32LE(at + 4),
-    unique: buf.readBigUInt64LE(at + 8),
+    unique: readU64(buf, at + 8),
     // a node id above 2^53 was never handed out; keep it unusable rather than rounded
     nodeId: hi < 0x200000 ? hi * TWO_32 + lo : -1,
     uid: buf.readUInt32LE(at + 24),
@@ -318,7 +319,7 @@ function body(op: number, c: Cursor, opts: DecodeOptions): RequestBody {
       return { kind: 'CREATE', flags, mode, umask, openFlags, name: c.cstr() };
     }
     case Opcode.INTERRUPT:
-      return { kind: 'INTERRUPT', target: c.u64('unique') };
+      return { kind: 'INTERRUPT', target: c.u64x('unique') };
     case Opcode.DESTROY:
       return { kind: 'DESTROY' };
     case Opcode.FALLOCATE: {

@@ -8,7 +8,7 @@
  * many entries it took).
  */
 import type { CacheTimeouts, DirEntryOut, Entry } from './types';
-import { writeU64 } from '../../int64';
+import { writeU64, type Int64 } from '../../int64';
 import { writeEntry, type Reply } from './encode';
 import { constants as fsc } from 'node:fs';
 import { IFTODT_SHIFT, Size } from './protocol';
@@ -47,7 +47,7 @@ export class DirentWriter {
   private used = 0;
   count = 0;
 
-  constructor(private readonly unique: bigint, private readonly budget: number) {
+  constructor(private readonly unique: Int64, private readonly budget: number) {
     this.buf = Buffer.alloc(Size.OUT_HEADER + Math.max(0, budget));
   }
 
@@ -88,7 +88,7 @@ export class DirentWriter {
     const out = this.buf.subarray(0, Size.OUT_HEADER + this.used);
     out.writeUInt32LE(out.length, 0);
     out.writeInt32LE(0, 4);
-    out.writeBigUInt64LE(this.unique, 8);
+    writeU64(out, this.unique, 8);
     return [out];
   }
 }

@@ -18,20 +18,20 @@ import { writeI64, writeU64, type Int64 } from '../../int64';
 export type Reply = Buffer[];
 
 /** seconds (may be fractional) -> [sec, nsec] */
-export function splitTimeout(seconds: number): [bigint, number] {
+export function splitTimeout(seconds: number): [number, number] {
   // a mount uses one or two timeouts for every reply: keep the last split
   if (seconds === lastTimeout) return lastSplit;
-  let split: [bigint, number] = [0n, 0];
+  let split: [number, number] = [0, 0];
   if (seconds > 0) {
-    const sec = Math.floor(seconds);
-    split = [BigInt(sec), Math.min(999_999_999, Math.round((seconds - sec) * 1e9))];
+    const sec = Math.min(Math.floor(seconds), Number.MAX_SAFE_INTEGER);
+    split = [sec, Math.min(999_999_999, Math.round((seconds - sec) * 1e9))];
   }
   lastTimeout = seconds;
   lastSplit = split;
   return split;
 }
 let lastTimeout = 0;
-let lastSplit: [bigint, number] = [0n, 0];
+let lastSplit: [number, number] = [0, 0];
 
 /** makedev as the kernel's new_encode_dev (what fuse_attr.rdev and mknod carry) */
 export function encodeDev(major: number, minor: number): number {
@@ -47,28 +47,37 @@ function zeroed(n: number): Buffer {
   return Buffer.allocUnsafe(n).fill(0);
 }
 
-function header(len: number, error: number, unique: bigint): Buffer {
+function header(len: number, error: number, unique: Int64): Buffer {
   const b = zeroed(Size.OUT_HEADER);
   b.writeUInt32LE(len, 0);
   b.writeInt32LE(error, 4);
-  b.writeBigUInt64LE(unique, 8);
+  writeU64(b, unique, 8);
   return b;
 }
 
-/** header immediately followed by `body` bytes in one buffer; returns both views */
-function frame(unique: bigint, bodyLen: number): { buf: Buffer; body: Buffer } {
-  const buf = zeroed(Size.OUT_HEADER + bodyLen);
+/** where the body starts in a frame */
+const H = Size.OUT_HEADER;
+
+/** header immediately followed by `bodyLen` zeroed bytes in one buffer (the body at H) */
+function frame(unique: Int64, bodyLen: number): Buffer {
+  const buf = zeroed(H + bodyLen);
   buf.writeUInt32LE(buf.length, 0);
-  buf.writeBigUInt64LE(unique, 8);
-  return { buf, body: buf.subarray(Size.OUT_HEADER) };
+  writeU64(buf, unique, 8);
+  return buf;
+}
+
+/** the same with a view of the body, for the replies off the hot path */
+function framed(unique: Int64, bodyLen: number): { buf: Buffer; body: Buffer } {
+  const buf = frame(unique, bodyLen);
+  return { buf, body: buf.subarray(H) };
 }
 
 /** error-only reply; `errno` is the positive errno (0 = success with no body) */
-export function encodeError(unique: bigint, errno: number): Reply {
+export function encodeError(unique: Int64, errno: number): Reply {
   return [header(Size.OUT_HEADER, errno === 0 ? 0 : -Math.abs(errno), unique)];
 }
 
-export function encodeEmpty(unique: bigint): Reply {
+export function encodeEmpty(unique: Int64): Reply {
   return encodeError(unique, 0);
 }
 
@@ -105,27 +114,27 @@ export function writeEntry(b: Buffer, at: number, e: Entry, t: CacheTimeouts): v
   writeAttr(b, at + 40, e.attr);
 }
 
-export function encodeEntry(unique: bigint, e: Entry, t: CacheTimeouts): Reply {
-  const { buf, body } = frame(unique, Size.ENTRY_OUT);
-  writeEntry(body, 0, e, t);
+export function encodeEntry(unique: Int64, e: Entry, t: CacheTimeouts): Reply {
+  const buf = frame(unique, Size.ENTRY_OUT);
+  writeEntry(buf, H, e, t);
   return [buf];
 }
 
 /** "no such name", for the kernel to cache `timeout` seconds: node id 0 */
-export function encodeNegativeEntry(unique: bigint, timeout: number): Reply {
-  const { buf, body } = frame(unique, Size.ENTRY_OUT);
+export function encodeNegativeEntry(unique: Int64, timeout: number): Reply {
+  const buf = frame(unique, Size.ENTRY_OUT);
   const [s, ns] = splitTimeout(timeout);
-  body.writeBigUInt64LE(s, 16);
-  body.writeUInt32LE(ns, 32);
+  writeU64(buf, s, H + 16);
+  buf.writeUInt32LE(ns, H + 32);
   return [buf];
 }
 
-export function encodeAttr(unique: bigint, attr: Attr, timeout: number): Reply {
-  const { buf, body } = frame(unique, Size.ATTR_OUT);
+export function encodeAttr(unique: Int64, attr: Attr, timeout: number): Reply {
+  const buf = frame(unique, Size.ATTR_OUT);
   const [s, ns] = splitTimeout(timeout);
-  body.writeBigUInt64LE(s, 0);
-  body.writeUInt32LE(ns, 8);
-  writeAttr(body, 16, attr);
+  writeU64(buf, s, H);
+  buf.writeUInt32LE(ns, H + 8);
+  writeAttr(buf, H + 16, attr);
   return [buf];
 }
 
@@ -141,29 +150,29 @@ function writeOpen(b: Buffer, at: number, o: OpenOut): void {
   b.writeInt32LE(o.backingId, at + 12);
 }
 
-export function encodeOpen(unique: bigint, o: OpenOut): Reply {
-  const { buf, body } = frame(unique, Size.OPEN_OUT);
-  writeOpen(body, 0, o);
+export function encodeOpen(unique: Int64, o: OpenOut): Reply {
+  const buf = frame(unique, Size.OPEN_OUT);
+  writeOpen(buf, H, o);
   return [buf];
 }
 
 /** CREATE: fuse_entry_out followed by fuse_open_out */
-export function encodeCreate(unique: bigint, e: Entry, t: CacheTimeouts, o: OpenOut): Reply {
-  const { buf, body } = frame(unique, Size.ENTRY_OUT + Size.OPEN_OUT);
+export function encodeCreate(unique: Int64, e: Entry, t: CacheTimeouts, o: OpenOut): Reply {
+  const { buf, body } = framed(unique, Size.ENTRY_OUT + Size.OPEN_OUT);
   writeEntry(body, 0, e, t);
   writeOpen(body, Size.ENTRY_OUT, o);
   return [buf];
 }
 
 /** fuse_write_out (also the COPY_FILE_RANGE reply) */
-export function encodeWrite(unique: bigint, size: number): Reply {
-  const { buf, body } = frame(unique, Size.WRITE_OUT);
+export function encodeWrite(unique: Int64, size: number): Reply {
+  const { buf, body } = framed(unique, Size.WRITE_OUT);
   body.writeUInt32LE(size >>> 0, 0);
   return [buf];
 }
 
-export function encodeStatfs(unique: bigint, s: FsStat): Reply {
-  const { buf, body } = frame(unique, Size.STATFS_OUT);
+export function encodeStatfs(unique: Int64, s: FsStat): Reply {
+  const { buf, body } = framed(unique, Size.STATFS_OUT);
   writeU64(body, s.blocks, 0);
   writeU64(body, s.bfree, 8);
   writeU64(body, s.bavail, 16);
@@ -177,20 +186,20 @@ export function encodeStatfs(unique: bigint, s: FsStat): Reply {
 }
 
 /** GETXATTR/LISTXATTR with size 0: only the size the value needs */
-export function encodeXattrSize(unique: bigint, size: number): Reply {
-  const { buf, body } = frame(unique, Size.GETXATTR_OUT);
-  body.writeUInt32LE(size, 0);
+export function encodeXattrSize(unique: Int64, size: number): Reply {
+  const buf = frame(unique, Size.GETXATTR_OUT);
+  buf.writeUInt32LE(size, H);
   return [buf];
 }
 
 /** any reply whose body is raw data (READ, GETXATTR/LISTXATTR values): [header, data] */
-export function encodeData(unique: bigint, data: Buffer): Reply {
+export function encodeData(unique: Int64, data: Buffer): Reply {
   if (data.length === 0) return [header(Size.OUT_HEADER, 0, unique)];
   return [header(Size.OUT_HEADER + data.length, 0, unique), data];
 }
 
 /** READLINK: the target bytes, no NUL */
-export function encodeReadlink(unique: bigint, target: string): Reply {
+export function encodeReadlink(unique: Int64, target: string): Reply {
   return encodeData(unique, Buffer.from(target, 'latin1'));
 }
 
@@ -199,8 +208,8 @@ export function xattrList(names: string[]): Buffer {
   return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
 }
 
-export function encodeLseek(unique: bigint, offset: Int64): Reply {
-  const { buf, body } = frame(unique, Size.LSEEK_OUT);
+export function encodeLseek(unique: Int64, offset: Int64): Reply {
+  const { buf, body } = framed(unique, Size.LSEEK_OUT);
   writeI64(body, offset, 0);
   return [buf];
 }
@@ -222,8 +231,8 @@ export interface InitOut {
 }
 
 /** fuse_init_out, 7.45 layout (64 bytes) */
-export function encodeInit(unique: bigint, o: InitOut): Reply {
-  const { buf, body } = frame(unique, Size.INIT_OUT);
+export function encodeInit(unique: Int64, o: InitOut): Reply {
+  const { buf, body } = framed(unique, Size.INIT_OUT);
   body.writeUInt32LE(o.major, 0);
   body.writeUInt32LE(o.minor, 4);
   body.writeUInt32LE(o.maxReadahead, 8);

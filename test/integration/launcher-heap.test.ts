@@ -1,0 +1,53 @@
+/**
+ * The node flags bin/stratafs starts every daemon with (the young generation's bound,
+ * README "What each lever gave"): a mount's own daemon and `stratafs daemon` both run
+ * with them. The figures behind the value live in benchmarks, not here.
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { daemonsFor, plainExec, run, runOk, spawnListening, waitFor } from '../lib/proc';
+
+const LAUNCHER = path.resolve(__dirname, '..', '..', 'bin', 'stratafs');
+const FLAG = '--max-semi-space-size=2';
+
+function argvOf(pid: number): string[] {
+  return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+}
+
+function isMounted(mnt: string): boolean {
+  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+}
+
+t.test("a mount's own daemon runs with the launcher's heap flag", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-heapflag-'));
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => path.join(dir, d)) as [string, string, string, string];
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
+  t.teardown(async () => {
+    if (isMounted(mnt)) await run('fusermount3', ['-u', '-z', mnt]);
+    for (const pid of daemonsFor(mnt)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await runOk(...plainExec([LAUNCHER, '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]), { timeoutMs: 20000 });
+  const [pid] = daemonsFor(mnt);
+  t.ok(pid !== undefined, 'the daemon serving the mount was found');
+  if (pid !== undefined) t.ok(argvOf(pid).includes(FLAG), `node started with ${FLAG}: ${argvOf(pid).join(' ')}`);
+  await runOk('fusermount3', ['-u', mnt]);
+  t.ok(await waitFor(() => daemonsFor(mnt).length === 0, 10000), 'the daemon exits after the unmount');
+});
+
+t.test('`stratafs daemon` runs with the same flag', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-heapflag-d-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const [cmd, args] = plainExec([LAUNCHER, 'daemon', '--socket', path.join(dir, 'sock')]);
+  const d = await spawnListening(t, 'stratafs daemon', cmd, args);
+  // env execs the launcher, which execs node: the pid is node's
+  t.ok(argvOf(d.child.pid!).includes(FLAG), `node started with ${FLAG}: ${argvOf(d.child.pid!).join(' ')}`);
+});
