@@ -164,10 +164,14 @@ async function main(): Promise<void> {
         }
       }
     }
-    console.log(`op | ${dists.map((d) => `${d} (µs)`).join(' | ')} | ratio last/first`);
+    // the minimum too: on a loaded machine it is the steadier of the two
+    console.log(`op | ${dists.map((d) => `${d} median (min) µs`).join(' | ')} | ratio last/first, medians (mins)`);
     for (const [name] of OPS) {
-      const m = (times.get(name) as number[][]).map(median);
-      console.log(`${name} | ${m.map((x) => x.toFixed(2)).join(' | ')} | ${((m[m.length - 1] as number) / (m[0] as number)).toFixed(2)}`);
+      const ts = times.get(name) as number[][];
+      const m = ts.map(median);
+      const lo = ts.map((x) => Math.min(...x));
+      const ratio = (xs: number[]): string => ((xs[xs.length - 1] as number) / (xs[0] as number)).toFixed(2);
+      console.log(`${name} | ${m.map((x, i) => `${x.toFixed(2)} (${(lo[i] as number).toFixed(2)})`).join(' | ')} | ${ratio(m)} (${ratio(lo)})`);
     }
     for (const s of subjects) s.ov.destroy();
   } finally {

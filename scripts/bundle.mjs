@@ -6,8 +6,8 @@
  * reading some seventy files (README, Performance: what it gave).
  *
  * Then main.bundle.cache: V8's code cache of the bundle once its mount path's module
- * bodies have run (made by bin/stratafs.js itself, so with the node binary and flags a
- * mount uses): a mount then compiles none of that code.
+ * bodies have run (made by bin/stratafs.js itself, started by the launcher bin/stratafs,
+ * so with the node binary and V8 flags a mount uses): a mount then compiles none of that code.
  *
  * Last, main.bundle.json lists every input file with its size and mtime, and the
  * bundle's and the cache's own: bin/stratafs.js runs the bundle only while all of them
@@ -38,6 +38,8 @@ module.exports.warmMountPath = () => {
   require('../fuse/bridge/index.js');
 };
 `;
+
+const LAZY_DEBUG = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lazy-debug.cjs');
 
 /** what main.js loads by relative path that a mount never runs: kept outside the bundle */
 const OUTSIDE = new Set(['./server.js', './snapshotter.js', './graphdriver.js']);
@@ -77,6 +79,9 @@ async function bundle(root) {
     plugins: [{
       name: 'mount-path-only',
       setup(b) {
+        // the modules' `debug` is scripts/lazy-debug.cjs, which loads the package when logging is on
+        b.onResolve({ filter: /^debug$/ }, (args) =>
+          (args.importer === LAZY_DEBUG ? undefined : { path: LAZY_DEBUG }));
         b.onResolve({ filter: /^\.\/(server|snapshotter|graphdriver)\.js$/ }, (args) =>
           (OUTSIDE.has(args.path) && path.resolve(args.resolveDir) === dir ? { path: args.path, external: true } : undefined));
       },
@@ -86,7 +91,9 @@ async function bundle(root) {
   const own = manifestEntry(root, path.relative(root, outfile));
   const env = { ...process.env, STRATAFS_WRITE_CODE_CACHE: cache };
   delete env.NODE_OPTIONS;
-  const made = spawnSync(process.execPath, [path.join(root, 'bin', 'stratafs.js')], { env, stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
+  // through the launcher, which starts node with the V8 flags of a mount (V8 refuses a
+  // cache made under other flags)
+  const made = spawnSync(path.join(root, 'bin', 'stratafs'), [], { env, stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
   let cached;
   if (made.status === 0 && fs.existsSync(cache)) cached = manifestEntry(root, path.relative(root, cache));
   else process.stderr.write(`bundle: no code cache (the bundle is used without): ${(made.stderr ?? made.error?.message ?? '').trim().split('\n')[0]}\n`);

@@ -8,7 +8,6 @@
  * user namespace that does not own our mount namespace), and without the capability,
  * the fusermount3 handshake hands us the device fd, as libfuse does.
  */
-import { execFile } from 'node:child_process';
 import { accessSync, constants as fsc, readFileSync, realpathSync } from 'node:fs';
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
@@ -136,6 +135,10 @@ export async function unmountFuse(target: string, privileged: boolean): Promise<
       return;
     }
   }
+  // loaded here: a mount daemon unmounts this way rarely, and child_process costs every
+  // start about 3 ms CPU (README, Performance)
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { execFile } = require('node:child_process') as typeof import('node:child_process');
   await new Promise<void>((resolve, reject) => {
     execFile('fusermount3', ['-u', '-z', target], (err) => (err ? reject(err) : resolve()));
   });

@@ -33,8 +33,6 @@
  */
 import createDebug from 'debug';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
 import { native } from '../native';
 
 const log = createDebug('stratafs:memory');
@@ -67,6 +65,12 @@ export interface IdleReleaseOptions {
  * and gives the emptied pages back (the same daemon: 33 of 35 MiB, RSS 134 -> 101 MiB).
  */
 function fullCollection(): () => void {
+  // node:v8 (which loads the stream modules) and node:vm are loaded once a release is
+  // due, not at every daemon start (README, Performance: start-up)
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const v8 = require('node:v8') as typeof import('node:v8');
+  const vm = require('node:vm') as typeof import('node:vm');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const exposed = (globalThis as { gc?: () => void }).gc;
   let gc = exposed;
   if (!gc) {

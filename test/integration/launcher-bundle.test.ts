@@ -8,6 +8,7 @@
  * worktree's own bundle is never touched.
  */
 import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -119,6 +120,40 @@ t.test('a changed code cache falls back to the modules; one V8 refuses is compil
   fs.writeFileSync(manifestFile, JSON.stringify(manifest));
   t.equal(await codeLine(pkg), 'code: bundle (dist/src/cli/main.bundle.js, code cache rejected by V8)');
   t.equal((await mountAndRead(t, pkg)).text, 'from the lower layer\n', 'a mount works with the rejected cache');
+});
+
+/** a foreground mount through the launcher (the bundle): its stderr once unmounted */
+async function foreground(t: Test, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-bundle-fg-'));
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => path.join(dir, d)) as [string, string, string, string];
+  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
+  fs.writeFileSync(path.join(lower, 'hello'), 'hi\n');
+  const [cmd, argv] = plainExec([path.join(ROOT, 'bin', 'stratafs'), ...args, '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]);
+  const child = spawn(cmd, argv, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(async () => {
+    if (isMounted(mnt)) await run('fusermount3', ['-u', '-z', mnt]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise((r) => child.on('close', r));
+  t.ok(await waitFor(() => isMounted(mnt), 20000), `mounted (stderr: ${stderr})`);
+  t.equal(fs.readFileSync(path.join(mnt, 'hello'), 'utf8'), 'hi\n');
+  await runOk('fusermount3', ['-u', mnt]);
+  await exited;
+  return stderr;
+}
+
+t.test('logging in the bundle (its debug loads when logging is on): -d, DEBUG=, neither', async (t) => {
+  t.equal(await codeLine(ROOT), 'code: bundle (dist/src/cli/main.bundle.js, code cache used)');
+  const env = { ...process.env };
+  delete env.DEBUG;
+  t.match(await foreground(t, ['-d'], env), /stratafs:server mounted .*requests by opcode/s, '-d: the mount and its request counts logged');
+  const only = await foreground(t, ['-f'], { ...env, DEBUG: 'stratafs:server' });
+  t.match(only, /stratafs:server mounted /, 'DEBUG=stratafs:server: its lines');
+  t.notMatch(only, /stratafs:daemon/, 'and no other namespace');
+  t.equal(await foreground(t, ['-f'], env), '', 'neither: nothing on stderr');
 });
 
 t.test('the mount daemon starts without NODE_EXTRA_CA_CERTS (it makes no TLS connection)', async (t) => {
