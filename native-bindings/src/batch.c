@@ -2,7 +2,7 @@
  * Many names of one directory in one call on the libuv thread pool, so the JS thread
  * keeps answering requests while the disk is read and several calls overlap:
  *   statxMany(dirfd, names, flags)  statx(2) of each name
- *   listDirs(dirfd, names)          the entries of each name, a directory
+ *   listDirs(dirfd, names)          the entries of each name, a directory, and its xattr names
  * (`names`: one byte string, the names joined by '/').
  * The binding duplicates `dirfd` before queuing the work (the caller's fd may be closed
  * meanwhile); the pool thread closes the copy when done, so the JS thread pays only
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* the record getdents64(2) fills */
@@ -37,6 +38,8 @@ struct listing {
   char *buf; /* raw getdents64 records */
   size_t len;
   int err;
+  char *xattrs; /* the directory's own xattr names (flistxattr), NULL when unread */
+  ssize_t xlen;
 };
 
 struct names_job {
@@ -56,7 +59,10 @@ static void names_cleanup(napi_env env, struct job *j) {
   (void)env;
   if (job->fd >= 0) close(job->fd);
   if (job->lists) {
-    for (uint32_t i = 0; i < job->n; i++) free(job->lists[i].buf);
+    for (uint32_t i = 0; i < job->n; i++) {
+      free(job->lists[i].buf);
+      free(job->lists[i].xattrs);
+    }
   }
   free(job->buf);
   free(job->names);
@@ -173,7 +179,29 @@ static napi_value b_statx_many(napi_env env, napi_callback_info info) {
 
 /* ---- listDirs ---- */
 
-/* All records of directory `name` in `dirfd` ('' = itself) into `out`. */
+/* The xattr names of the open directory into `out` (left unread on an error but "none"). */
+static void read_xattr_names(int fd, struct listing *out) {
+  for (int attempt = 0; attempt < 2; attempt++) {
+    ssize_t size = attempt == 0 ? 1024 : flistxattr(fd, NULL, 0);
+    if (size < 0) break;
+    char *buf = malloc(size > 0 ? (size_t)size : 1);
+    if (!buf) return;
+    ssize_t n = flistxattr(fd, buf, (size_t)size);
+    if (n >= 0) {
+      out->xattrs = buf;
+      out->xlen = n;
+      return;
+    }
+    free(buf);
+    if (errno != ERANGE) break;
+  }
+  if (errno == ENOTSUP) {
+    out->xattrs = malloc(1); /* no xattrs on this filesystem: an empty list */
+    out->xlen = 0;
+  }
+}
+
+/* All records of directory `name` in `dirfd` ('' = itself) into `out`, and its xattr names. */
 static void list_one(int dirfd, const char *name, struct listing *out) {
   int fd = openat(dirfd, name[0] ? name : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
@@ -200,6 +228,7 @@ static void list_one(int dirfd, const char *name, struct listing *out) {
     if (n == 0) break;
     out->len += (size_t)n;
   }
+  if (!out->err) read_xattr_names(fd, out);
   close(fd);
 }
 
@@ -228,12 +257,37 @@ static napi_value entries_value(napi_env env, const struct listing *l) {
   return arr;
 }
 
+/* The xattr names of one listing as an array of byte strings, or null when unread. */
+static napi_value xattrs_value(napi_env env, const struct listing *l) {
+  napi_value arr, nul;
+  uint32_t count = 0;
+  if (!l->xattrs) return napi_get_null(env, &nul) == napi_ok ? nul : NULL;
+  if (napi_create_array(env, &arr) != napi_ok) return NULL;
+  for (ssize_t pos = 0; pos < l->xlen;) {
+    size_t len = strnlen(l->xattrs + pos, (size_t)(l->xlen - pos));
+    if (len > 0 && napi_set_element(env, arr, count++, js_bytes(env, l->xattrs + pos, len)) != napi_ok) return NULL;
+    pos += (ssize_t)len + 1;
+  }
+  return arr;
+}
+
 static napi_value list_result(napi_env env, struct job *j) {
   struct names_job *job = (struct names_job *)j;
   napi_value arr;
   if (napi_create_array_with_length(env, job->n, &arr) != napi_ok) return NULL;
   for (uint32_t i = 0; i < job->n; i++) {
-    napi_value v = job->lists[i].err ? js_i32(env, job->lists[i].err) : entries_value(env, &job->lists[i]);
+    const struct listing *l = &job->lists[i];
+    napi_value v;
+    if (l->err) {
+      v = js_i32(env, l->err);
+    } else {
+      napi_value entries = entries_value(env, l), xattrs = entries ? xattrs_value(env, l) : NULL;
+      if (!xattrs || napi_create_object(env, &v) != napi_ok) return NULL;
+      if (napi_set_named_property(env, v, "entries", entries) != napi_ok ||
+          napi_set_named_property(env, v, "xattrs", xattrs) != napi_ok) {
+        return NULL;
+      }
+    }
     if (!v || napi_set_element(env, arr, i, v) != napi_ok) return NULL;
   }
   return arr;

@@ -54,6 +54,8 @@ export interface LowerStats {
   /** true when `name` is known to be absent from the lower directory `dir` */
   lowerLacks(layer: Layer, dir: string, name: string): boolean;
   lowerStat(layer: Layer, path: string, stat: () => Stat | null): Stat | null;
+  /** the xattr names of lower directory `path` when known (read ahead), else null: then listed */
+  lowerXattrNames?(layer: Layer, path: string): readonly string[] | null;
 }
 
 /** What a merge reads through: the overlay's State, or a LayerStack (stack.ts). */
@@ -203,7 +205,8 @@ export function walkLowers(
       }
       break;
     }
-    const marks = dirMarks(fd, base, () => src.aufs.opaque(layer, path, dirfd, base, () => src.dirs.tryGet(layer, path)));
+    const marks = dirMarks(fd, base, () => src.aufs.opaque(layer, path, dirfd, base, () => src.dirs.tryGet(layer, path)),
+      src.caches.lowerXattrNames?.(layer, path) ?? null);
     out.push({ layer, path, stat: s, xwhiteouts: marks.xwhiteouts });
     dirSeen = true;
     if (marks.opaque || stopAfter) break;

@@ -67,11 +67,12 @@ export interface DirMarks {
 
 /**
  * Marks of directory `name` inside `dirfd` ('' = dirfd itself). `aufsOpaque`, when
- * given (lowers), says whether the directory holds the AUFS opaque marker.
+ * given (lowers), says whether the directory holds the AUFS opaque marker. `known`: its
+ * xattr names when already read (a lower directory read ahead), else they are listed.
  */
-export function dirMarks(dirfd: number, name: string, aufsOpaque: (() => boolean) | null): DirMarks {
+export function dirMarks(dirfd: number, name: string, aufsOpaque: (() => boolean) | null, known: readonly string[] | null = null): DirMarks {
   // one listxattr instead of a getxattr per attribute and prefix: most dirs have none
-  const names = listXattrNames(dirfd, name);
+  const names = known ?? listXattrNames(dirfd, name);
   const read = (attr: string): string | null => {
     if (!PRIVATE_PREFIXES.some((p) => names.includes(p + attr))) return null;
     const v = readPrivateXattr(dirfd, name, attr);

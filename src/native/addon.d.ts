@@ -207,12 +207,12 @@ export interface Addon {
    */
   statxMany(dirfd: number, names: string, flags: number): Promise<Array<Stat | number>>;
   /**
-   * The entries of each directory of `names` (joined by '/', as for statxMany) in
-   * `dirfd`, '.' and '..' left out, read on the thread pool (fd duplicated as by
-   * statxMany): a list, or the errno that directory failed with (a final symlink is
-   * never followed: ELOOP/ENOTDIR)
+   * Each directory of `names` (joined by '/', as for statxMany) in `dirfd`, read on the
+   * thread pool (fd duplicated as by statxMany): its entries ('.' and '..' left out)
+   * and its own xattr names (flistxattr; null when they could not be read), or the
+   * errno that directory failed with (a final symlink is never followed: ELOOP/ENOTDIR)
    */
-  listDirs(dirfd: number, names: string): Promise<Array<DirEntry[] | number>>;
+  listDirs(dirfd: number, names: string): Promise<Array<{ entries: DirEntry[]; xattrs: string[] | null } | number>>;
   ftruncate(fd: number, size: Int64): void;
   fsync(fd: number, datasync: boolean): void;
   syncfs(fd: number): void;

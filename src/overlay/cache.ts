@@ -67,6 +67,11 @@ interface Listing {
    * not there, and to tell the read-ahead (prefetch.ts) which names it need not stat
    */
   names: Map<string, number> | null;
+  /**
+   * lower listings read ahead (prefetch.ts): the directory's own xattr names, read with
+   * its entries; null when not read so
+   */
+  xattrs: string[] | null;
   /** upper listings: upperGen when read; -1 for lower listings */
   gen: number;
 }
@@ -120,7 +125,7 @@ export class LayerCache {
       const hit = this.listings.get(key);
       if (hit !== undefined) return hit.entries;
       const entries = read();
-      this.listings.set(key, { entries, names: typesOf(entries), gen: -1 });
+      this.listings.set(key, { entries, names: typesOf(entries), xattrs: null, gen: -1 });
       LayerCache.bounded(this.listings, this.maxListings);
       return entries;
     }
@@ -128,7 +133,7 @@ export class LayerCache {
     const hit = this.listings.get(key);
     if (hit !== undefined && hit.gen === this.upperGen) return hit.entries;
     const entries = read();
-    this.listings.set(key, { entries, names: null, gen: this.upperGen });
+    this.listings.set(key, { entries, names: null, xattrs: null, gen: this.upperGen });
     LayerCache.bounded(this.listings, this.maxListings);
     return entries;
   }
@@ -137,11 +142,11 @@ export class LayerCache {
    * Keeps the entries of lower directory `path` of `layer` read elsewhere (the thread
    * pool, prefetch.ts), unless a listing is kept already. Never for the upper.
    */
-  putLowerListing(layer: Layer, path: string, entries: DirEntry[]): void {
+  putLowerListing(layer: Layer, path: string, entries: DirEntry[], xattrs: string[] | null = null): void {
     if (layer.upper) return;
     const key = keyOf(layer, path);
     if (this.listings.has(key)) return;
-    this.listings.set(key, { entries, names: typesOf(entries), gen: -1 });
+    this.listings.set(key, { entries, names: typesOf(entries), xattrs, gen: -1 });
     LayerCache.bounded(this.listings, this.maxListings);
   }
 
@@ -149,6 +154,16 @@ export class LayerCache {
   peekLowerNames(layer: Layer, path: string): ReadonlyMap<string, number> | null {
     if (layer.upper) return null;
     return this.listings.peek(keyOf(layer, path))?.names ?? null;
+  }
+
+  /**
+   * The xattr names of lower directory `path` of `layer` when they were read with its
+   * kept listing (prefetch.ts), else null (never the upper's): a lookup that finds the
+   * directory reads its overlay marks (whiteout.ts dirMarks) without a listxattr.
+   */
+  lowerXattrNames(layer: Layer, path: string): readonly string[] | null {
+    if (layer.upper) return null;
+    return this.listings.peek(keyOf(layer, path))?.xattrs ?? null;
   }
 
   /** Is a listing of lower directory `path` of `layer` kept? */

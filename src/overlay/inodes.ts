@@ -268,6 +268,18 @@ export class InodeTable {
   get size(): number {
     return this.nodes.size;
   }
+
+  /**
+   * The mount is gone: forget every node but the root (which keeps no children), so a
+   * reference that outlives the mount (a pending promise, a closure) holds one node,
+   * not the tree of the last walk.
+   */
+  forgetAll(): void {
+    this.nodes.clear();
+    this.byKey.clear();
+    this.root.children.clear();
+    this.nodes.set(ROOT_ID, this.root);
+  }
 }
 
 /** Identity of a real file, for matching a cached node against a fresh lookup. */

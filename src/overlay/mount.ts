@@ -309,7 +309,7 @@ export function openState(config: OverlayConfig): State {
   }
 }
 
-/** Closes every fd the state holds. */
+/** Closes every fd the state holds and drops what it remembers (nodes, caches). */
 export function closeState(st: State): void {
   for (const [fh, h] of [...st.handles]) {
     st.handles.delete(fh);
@@ -317,6 +317,8 @@ export function closeState(st: State): void {
   }
   st.dirs.clear();
   st.caches.clear();
+  st.aufs.clear();
+  st.inodes.forgetAll();
   for (const l of st.layers) native.close(l.rootFd);
   if (st.workFd >= 0) native.close(st.workFd);
 }

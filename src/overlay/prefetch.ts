@@ -7,7 +7,7 @@
  * after the other on the JS thread, each waiting for the disk. Lowers never change
  * under a mount, so before the reply is filled the overlay reads what those lookups
  * will ask for in a few calls on the libuv thread pool (native statxMany and
- * listDirs), split so that the pool's threads read in parallel, and keeps the results
+ * listDirs, which also reads each subdirectory's xattr names: its overlay marks), split so that the pool's threads read in parallel, and keeps the results
  * in the lower caches (cache.ts). The lookups that follow are the ordinary ones and
  * find what they need in memory; what the read-ahead skipped or failed to read (an
  * error, an entry evicted meanwhile) they read themselves, as before.
@@ -116,6 +116,6 @@ async function readAhead(st: State, w: Wanted): Promise<void> {
   if (again === null) return;
   const lists = await Promise.all(chunks(subdirs).map((c) => native.listDirs(again, c.join('/'))));
   lists.flat().forEach((l, i) => {
-    if (typeof l !== 'number') st.caches.putLowerListing(w.layer, joinPath(w.path, subdirs[i] as string), l);
+    if (typeof l !== 'number') st.caches.putLowerListing(w.layer, joinPath(w.path, subdirs[i] as string), l.entries, l.xattrs);
   });
 }

@@ -51,7 +51,7 @@ t.test('statxMany: each name as statx sees it, errno for the ones that fail', as
   tt.equal(r.filter((x) => x === E.ENOENT).length, 1500);
 });
 
-t.test('listDirs: each directory as getdents sees it, without . and ..', async (tt) => {
+t.test('listDirs: each directory as getdents sees it, without . and .., and its xattr names', async (tt) => {
   const dir = fs.mkdtempSync(path.join(root, 'l-'));
   fs.mkdirSync(path.join(dir, 'a'));
   fs.writeFileSync(path.join(dir, 'a', 'x'), '');
@@ -62,13 +62,18 @@ t.test('listDirs: each directory as getdents sees it, without . and ..', async (
   fs.mkdirSync(path.join(dir, 'empty'));
   fs.writeFileSync(path.join(dir, 'file'), '');
   fs.symlinkSync('a', path.join(dir, 'lnk'));
+  native.setxattr(path.join(dir, 'a'), 'trusted.overlay.opaque', Buffer.from('y'), 0, false);
+  native.setxattr(path.join(dir, 'a'), 'user.caf\xe9', Buffer.from('v'), 0, false);
   const fd = opath(dir);
   const got = native.listDirs(fd, ['a', 'big', 'empty', '.', 'file', 'lnk', 'missing'].join('/'));
   native.close(fd);
   const res = await got;
-  const names = (i: number): string[] => (res[i] as { name: string }[]).map((e) => e.name).sort();
+  type Listed = { entries: { name: string; type: number; ino: bigint }[]; xattrs: string[] | null };
+  const names = (i: number): string[] => (res[i] as Listed).entries.map((e) => e.name).sort();
   tt.same(names(0), ['sub', 'x']);
-  const sub = (res[0] as { name: string; type: number; ino: bigint }[]).find((e) => e.name === 'sub');
+  tt.same([...((res[0] as Listed).xattrs ?? [])].sort(), ['trusted.overlay.opaque', 'user.caf\xe9'], 'the directory\'s own xattr names');
+  tt.same((res[2] as Listed).xattrs, [], 'none');
+  const sub = (res[0] as Listed).entries.find((e) => e.name === 'sub');
   tt.equal(sub?.type, C.DT_DIR);
   tt.equal(sub?.ino, BigInt(fs.statSync(path.join(dir, 'a', 'sub')).ino));
   tt.equal(names(1).length, 800, 'more than one getdents buffer');

@@ -154,6 +154,27 @@ t.test('xattrs are listed once per node, and changes through the mount show', as
   t.same(f.ov.listxattr(ctx, some).sort(), ['user.b']);
 });
 
+t.test('closing the mount drops its nodes and cache entries', async (t) => {
+  const f = await fixture(2, ([l0, l1]) => {
+    for (let i = 0; i < 6; i++) {
+      put(l0 as string, `d${i}/a${i}`, 'x');
+      put(l1 as string, `d${i}/b${i}`, 'yy');
+    }
+  }, false, { caches: { listings: 4, stats: 4 } });
+  t.teardown(() => fs.rmSync(f.dir, { recursive: true, force: true })); // destroyed below, once
+  for (let i = 0; i < 6; i++) {
+    t.same(ls(f.ov, `d${i}`), [`a${i}`, `b${i}`]);
+    walk(f.ov, `d${i}/a${i}`);
+  }
+  const before = f.ov.cacheSizes;
+  t.ok(before.listings > 0 && before.listings <= 4, `listings within the bound while mounted (${before.listings})`);
+  t.ok(before.stats > 0 && before.stats <= 4, `stats within the bound while mounted (${before.stats})`);
+  t.ok(f.ov.nodeCount > 6, `the walk made nodes (${f.ov.nodeCount})`);
+  f.ov.destroy();
+  t.same(f.ov.cacheSizes, { listings: 0, listingBytes: 0, stats: 0, statBytes: 0 }, 'no cache entry after the close');
+  t.equal(f.ov.nodeCount, 1, 'only the root node after the close');
+});
+
 t.test('the count bounds hold and evicted entries are read again', async (t) => {
   const f = await fixture(2, ([l0, l1]) => {
     for (let i = 0; i < 6; i++) {

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { DirEntryOut } from '../../../src/fuse/api';
 import { Overlay } from '../../../src/overlay';
+import { native } from '../../../src/native';
 import { config, ctx, fixture, ls, put, readdirAll, walk, R } from './fixtures/helpers';
 
 const O = fs.constants;
@@ -81,6 +82,27 @@ t.test('lookups after the read-ahead answer as without it, from memory', async (
   t.same(ls(f.ov, 'd/sub'), ['x', 'y'], 'a subdirectory listed by the read-ahead');
   t.same(ls(f.ov, 'd/opq'), ['w'], 'the AUFS opaque marker read from the read-ahead listing');
   t.same(ls(f.ov, 'd/sub'), expectedSub);
+});
+
+t.test('the overlay marks of lower subdirectories come with the read-ahead', async (t) => {
+  const f = await fixture(2, ([l0, l1]) => {
+    put(l0 as string, 'd/x/top', 't');
+    put(l1 as string, 'd/x/bottom', 'b');
+    put(l0 as string, 'd/y/top', 't');
+    put(l1 as string, 'd/y/bottom', 'b');
+    native.setxattr(path.join(l0 as string, 'd/x'), 'trusted.overlay.opaque', Buffer.from('y'), 0, false);
+  }, true);
+  t.teardown(() => f.cleanup());
+  const plain = await Overlay.open(config(f.lowers));
+  t.teardown(() => plain.destroy());
+  t.same([ls(plain, 'd/x'), ls(plain, 'd/y')], [['top'], ['bottom', 'top']], 'x is opaque, y merges');
+  const d = walk(f.ov, 'd');
+  await f.ov.prefetchLookups(d, batch(f.ov, 'd'));
+  // behind the overlay, y gains a mark: the lookups know y's xattr names from the
+  // read-ahead (none), so it still merges; x's mark was read ahead (its value is read
+  // when a name says it is there)
+  native.setxattr(path.join(f.lowers[0] as string, 'd/y'), 'trusted.overlay.opaque', Buffer.from('y'), 0, false);
+  t.same([ls(f.ov, 'd/x'), ls(f.ov, 'd/y')], [['top'], ['bottom', 'top']], 'the marks read ahead');
 });
 
 t.test('the upper is never read ahead: changes through the mount show at once', async (t) => {
