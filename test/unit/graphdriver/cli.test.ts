@@ -66,7 +66,7 @@ const MANY = Array.from({ length: 501 }, (_x, i) => `/l${i}`);
 
 t.test('one MountSpec, one validator: the command line, a socket request and a MountServer caller get the same answer', async (t) => {
   const base = { lowerdirs: ['/l'], mountpoint: '/m', readOnly: false, volatile: false, timeout: 5, passthrough: 'auto' as const, acl: true, metacopy: false };
-  t.same(checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), { ...base, upperdir: '/u', workdir: '/w', uidMap: undefined, gidMap: undefined, squashToUid: undefined, squashToGid: undefined, writeback: 'off', redirectDir: true });
+  t.same(checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), { ...base, upperdir: '/u', workdir: '/w', uidMap: undefined, gidMap: undefined, squashToUid: undefined, squashToGid: undefined, writeback: 'off', uring: 'auto', redirectDir: true });
   t.equal(checkSpec(base).readOnly, true, 'no upper: read-only');
   const cases: [Partial<MountSpec>, string[], RegExp][] = [
     [{ lowerdirs: [] }, ['/m'], /^lowerdir= is required$/],
