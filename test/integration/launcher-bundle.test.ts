@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { daemonsFor, plainExec, run, runOk, waitFor } from '../lib/proc';
+import { scratchLayers } from '../lib/tmp';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -41,22 +42,9 @@ async function codeLine(pkg: string): Promise<string> {
 
 /** mounts through PKG's launcher, reads a lower file, unmounts; the file's text */
 async function mountAndRead(t: Test, pkg: string, env: NodeJS.ProcessEnv = process.env): Promise<{ text: string; environ: string[] }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-bundle-mnt-'));
-  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => path.join(dir, d)) as [string, string, string, string];
-  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
+  const { lower, mnt, layerOption } = await scratchLayers(t, 'bundle-mnt');
   fs.writeFileSync(path.join(lower, 'hello'), 'from the lower layer\n');
-  t.teardown(async () => {
-    if (isMounted(mnt)) await run('fusermount3', ['-u', '-z', mnt]);
-    for (const pid of daemonsFor(mnt)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  await runOk(...plainExec([path.join(pkg, 'bin', 'stratafs'), '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]), { env, timeoutMs: 20000 });
+  await runOk(...plainExec([path.join(pkg, 'bin', 'stratafs'), '-o', layerOption, mnt]), { env, timeoutMs: 20000 });
   const text = fs.readFileSync(path.join(mnt, 'hello'), 'utf8');
   const [pid] = daemonsFor(mnt);
   const environ = pid === undefined ? [] : fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');

@@ -7,7 +7,8 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { daemonsFor, plainExec, run, runOk, spawnListening, waitFor } from '../lib/proc';
+import { daemonsFor, plainExec, runOk, spawnListening, waitFor } from '../lib/proc';
+import { scratchLayers } from '../lib/tmp';
 
 const LAUNCHER = path.resolve(__dirname, '..', '..', 'bin', 'stratafs');
 const FLAG = '--max-semi-space-size=2';
@@ -16,26 +17,9 @@ function argvOf(pid: number): string[] {
   return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 }
 
-function isMounted(mnt: string): boolean {
-  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
-}
-
 t.test("a mount's own daemon runs with the launcher's heap flag", async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-heapflag-'));
-  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => path.join(dir, d)) as [string, string, string, string];
-  for (const d of [lower, upper, work, mnt]) fs.mkdirSync(d);
-  t.teardown(async () => {
-    if (isMounted(mnt)) await run('fusermount3', ['-u', '-z', mnt]);
-    for (const pid of daemonsFor(mnt)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  await runOk(...plainExec([LAUNCHER, '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]), { timeoutMs: 20000 });
+  const { mnt, layerOption } = await scratchLayers(t, 'heapflag');
+  await runOk(...plainExec([LAUNCHER, '-o', layerOption, mnt]), { timeoutMs: 20000 });
   const [pid] = daemonsFor(mnt);
   t.ok(pid !== undefined, 'the daemon serving the mount was found');
   if (pid !== undefined) t.ok(argvOf(pid).includes(FLAG), `node started with ${FLAG}: ${argvOf(pid).join(' ')}`);

@@ -1,8 +1,8 @@
 // Temporary directories for tests: mkdtemp under /tmp, removed recursively in teardown.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mountTable } from './mounts';
-import { run } from './proc';
+import { daemonsFor, run } from './proc';
 
 /** The part of a tap Test these helpers use (keeps them independent of tap's types). */
 export interface Teardown {
@@ -25,4 +25,35 @@ export async function tempDir(t: Teardown, prefix = 'test'): Promise<string> {
     await rm(dir, { recursive: true, force: true });
   });
   return dir;
+}
+
+export interface ScratchLayers {
+  dir: string;
+  lower: string;
+  upper: string;
+  work: string;
+  mnt: string;
+  /** the -o value naming the three layer dirs */
+  layerOption: string;
+}
+
+/**
+ * A tempDir with empty lower, upper, work and mnt dirs for a mount made through the
+ * launcher. Besides tempDir's detaching, the teardown ends (SIGKILL) any stratafs
+ * daemon still serving mnt, so a failed test leaves no process behind.
+ */
+export async function scratchLayers(t: Teardown, prefix: string): Promise<ScratchLayers> {
+  const dir = await tempDir(t, prefix);
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => join(dir, d)) as [string, string, string, string];
+  for (const d of [lower, upper, work, mnt]) await mkdir(d);
+  t.teardown(() => {
+    for (const pid of daemonsFor(mnt)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  });
+  return { dir, lower, upper, work, mnt, layerOption: `lowerdir=${lower},upperdir=${upper},workdir=${work}` };
 }
