@@ -532,14 +532,19 @@ t.test('process: raiseNofileLimit and setsid (in a child)', async (tt) => {
   tt.equal(out.again, 'EPERM', 'a session leader cannot setsid again');
 });
 
-t.test('a stopped poller lets go of its callbacks (an ended mount is collectable)', async (tt) => {
+/** a FIFO opened read-write, non-blocking: it never blocks and can be polled, a stand-in for /dev/fuse */
+function pollableFifo(tt: Test): number {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-poller-'));
   tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const fifo = path.join(dir, 'fifo');
   tt.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
-  // a FIFO opened read-write never blocks and can be polled: a stand-in for /dev/fuse
   const fd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
   tt.teardown(() => fs.closeSync(fd));
+  return fd;
+}
+
+t.test('a stopped poller lets go of its callbacks (an ended mount is collectable)', async (tt) => {
+  const fd = pollableFifo(tt);
   const collected: string[] = [];
   const registry = new FinalizationRegistry((what: string) => collected.push(what));
   (() => {
@@ -563,13 +568,7 @@ t.test('a stopped poller lets go of its callbacks (an ended mount is collectable
 });
 
 t.test('the poller reads into the shared area and describes each read in the index', async (tt) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-poller-'));
-  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const fifo = path.join(dir, 'fifo');
-  tt.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
-  // a FIFO opened read-write never blocks and can be polled: a stand-in for /dev/fuse
-  const fd = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
-  tt.teardown(() => fs.closeSync(fd));
+  const fd = pollableFifo(tt);
   const readSize = 1 << 16;
   const area = Buffer.alloc(readSize + 4096, 0xee);
   const index = new Int32Array(3 * 4).fill(-1);
