@@ -201,7 +201,7 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   const loc = st.locateData(node);
   const shifted = src.layer.idShifted === true;
   let result: CopyUpFileResult;
-  const sfd = native.openat(loc.dirfd, loc.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const sfd = openSource(loc.dirfd, loc.name);
   try {
     const dfd = native.openat(work, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
     try {
@@ -256,6 +256,22 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
 }
 
+/**
+ * Opens the file whose data a copy-up copies. O_NOATIME: reading it for the copy must
+ * not change the lower's atime (kernel overlayfs reads its lowers through private
+ * noatime mounts), and so dirty no lower inode. It needs the file's owner or CAP_FOWNER;
+ * without either the file is opened as it is.
+ */
+function openSource(dirfd: number, name: string): number {
+  const how = fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC;
+  try {
+    return native.openat(dirfd, name, how | C.O_NOATIME, 0);
+  } catch (e) {
+    if (toErrno(e) !== E.EPERM) throw e;
+    return native.openat(dirfd, name, how, 0);
+  }
+}
+
 /** Runs a step that may fail without undoing the copy-up; the failure is logged. */
 function bestEffort(what: string, f: () => void): void {
   try {
@@ -268,7 +284,7 @@ function bestEffort(what: string, f: () => void): void {
 async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boolean): Promise<void> {
   // the data: a lower metacopy file's is in the file below it
   const src = st.locateData(node);
-  const sfd = native.openat(src.dirfd, src.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const sfd = openSource(src.dirfd, src.name);
   let dfd = -1;
   try {
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
@@ -304,7 +320,7 @@ function setIgnoringUnsupported(f: () => void): void {
 async function completeMetacopy(st: State, node: Node, data: boolean): Promise<void> {
   if (data) {
     const src = st.locateData(node);
-    const sfd = native.openat(src.dirfd, src.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    const sfd = openSource(src.dirfd, src.name);
     try {
       const dst = st.locate(node);
       const dfd = native.openat(dst.dirfd, dst.name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);

@@ -232,3 +232,23 @@ t.test('a small file is copied up without the thread pool, a larger one on it', 
   t.equal(fs.statSync(path.join(f.upper, 'large')).size, INLINE_COPY_MAX + 1);
   t.same(workLeftovers(f.work), []);
 });
+
+t.test('copy-up leaves the lower file\'s atime as it was (kernel overlayfs: noatime lowers)', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    for (const n of ['small', 'large']) {
+      const p = path.join(l0 as string, n);
+      fs.writeFileSync(p, n === 'small' ? 'small' : Buffer.alloc(INLINE_COPY_MAX + 1, 1));
+      // atime before mtime: any read would move it, relatime or not
+      execFileSync('touch', ['-a', '-d', '2001-02-03 04:05:06', p]);
+    }
+  });
+  t.teardown(() => f.cleanup());
+  for (const n of ['small', 'large']) {
+    const lower = path.join(f.lowers[0] as string, n);
+    const before = fs.statSync(lower, { bigint: true }).atimeNs;
+    const { fh } = await f.ov.open(ctx, walk(f.ov, n), O.O_WRONLY | O.O_APPEND);
+    f.ov.release(fh);
+    t.equal(fs.statSync(path.join(f.upper, n)).size, n === 'small' ? 5 : INLINE_COPY_MAX + 1, `${n}: copied`);
+    t.equal(fs.statSync(lower, { bigint: true }).atimeNs, before, `${n}: lower atime unchanged`);
+  }
+});
