@@ -25,7 +25,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
-import type { Layer } from '../layers/access';
+import { layerKey, tryStatAt, type Layer } from '../layers/access';
 
 export interface CacheLimits {
   /** layer directory listings kept */
@@ -84,7 +84,11 @@ function typesOf(entries: DirEntry[]): Map<string, number> {
   return m;
 }
 
-function keyOf(layer: Layer, path: string): string {
+/** key of a listing: a directory a lookup asks about for each of its names (layerKey reuses it) */
+const keyOf = layerKey;
+
+/** key of a lower attribute: an object path, asked about once or twice */
+function statKeyOf(layer: Layer, path: string): string {
   return `${layer.index}\0${path}`;
 }
 
@@ -184,7 +188,7 @@ export class LayerCache {
 
   /** statx of lower object `path` of `layer` (null: it does not exist), from the cache or `stat`. */
   lowerStat(layer: Layer, path: string, stat: () => Stat | null): Stat | null {
-    const key = keyOf(layer, path);
+    const key = statKeyOf(layer, path);
     const hit = this.stats.get(key);
     if (hit !== undefined) return hit.s;
     const s = stat();
@@ -193,15 +197,26 @@ export class LayerCache {
     return s;
   }
 
+  /** lowerStat of `name` in the directory `dirfd` (a lookup: no closure per call) */
+  lowerStatAt(layer: Layer, path: string, dirfd: number, name: string): Stat | null {
+    const key = statKeyOf(layer, path);
+    const hit = this.stats.get(key);
+    if (hit !== undefined) return hit.s;
+    const s = tryStatAt(dirfd, name);
+    this.stats.set(key, { s });
+    LayerCache.bounded(this.stats, this.maxStats);
+    return s;
+  }
+
   /** Is the statx of lower object `path` of `layer` (or its miss) kept? */
   hasLowerStat(layer: Layer, path: string): boolean {
-    return !layer.upper && this.stats.has(keyOf(layer, path));
+    return !layer.upper && this.stats.has(statKeyOf(layer, path));
   }
 
   /** Keeps a statx of lower object `path` of `layer` made elsewhere (null: it does not exist). Never for the upper. */
   putLowerStat(layer: Layer, path: string, s: Stat | null): void {
     if (layer.upper) return;
-    this.stats.set(keyOf(layer, path), { s });
+    this.stats.set(statKeyOf(layer, path), { s });
     LayerCache.bounded(this.stats, this.maxStats);
   }
 
