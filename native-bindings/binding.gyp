@@ -17,6 +17,7 @@
         "src/fuse_dev.c",
         "src/fuse_poller.c",
         "src/fuse_uring.c",
+        "src/fuse_uring_requests.c",
         "src/fusermount.c",
         "src/mount.c",
         "src/process.c",

@@ -62,6 +62,8 @@ export class State {
   /** negotiated at init (files.ts adapts open flags to it) */
   passthrough = false;
   writebackCache = false;
+  /** closeState ran: the layer fds are closed (their numbers may belong to others now) */
+  closed = false;
   /** drops the kernel's cached attributes of a node (setInvalidator, api.ts) */
   invalidate: (node: NodeId) => void = () => undefined;
 

@@ -96,3 +96,37 @@ t.test('Overlay.open validates the configuration', async (t) => {
   t.equal(process.umask(), 0, 'umask 0');
   ov.destroy();
 });
+
+t.test('destroy() twice closes the layer fds once: fds reused in between stay open', async (t) => {
+  const openFds = (): Set<number> => new Set(fs.readdirSync('/proc/self/fd').map(Number));
+  const before = openFds();
+  const f = await fixture(2, (lowers, upper) => {
+    put(lowers[0] as string, 'a', 'x');
+    put(upper, 'b', 'y');
+  });
+  t.teardown(() => fs.rmSync(f.dir, { recursive: true, force: true }));
+  const mine = [...openFds()].filter((fd) => !before.has(fd));
+  t.ok(mine.length >= 3, `the overlay holds its layers open (${mine.join(' ')})`);
+  f.ov.destroy();
+  // take the freed numbers back, as any later open in the process would
+  const reused: number[] = [];
+  const extra: number[] = [];
+  while (reused.length < mine.length && extra.length < 1000) {
+    const fd = fs.openSync('/dev/null', 'r');
+    (mine.includes(fd) ? reused : extra).push(fd);
+  }
+  t.teardown(() => {
+    for (const fd of [...reused, ...extra]) fs.close(fd, () => undefined);
+  });
+  const byNumber = (a: number, b: number): number => a - b;
+  t.same([...reused].sort(byNumber), [...mine].sort(byNumber), 'the overlay\'s fd numbers are in use again');
+  f.ov.destroy();
+  const isNull = (fd: number): boolean => {
+    try {
+      return fs.fstatSync(fd).isCharacterDevice();
+    } catch {
+      return false;
+    }
+  };
+  for (const fd of reused) t.ok(isNull(fd), `fd ${fd} still open on /dev/null`);
+});
