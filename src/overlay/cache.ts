@@ -29,8 +29,8 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
-import { statAt, type Layer } from '../layers/access';
-import { listingSize, lowerIdentity, lowerPool, type Lease, type LowerListing, type LowerPool } from './lower-pool';
+import type { Layer } from '../layers/access';
+import { listingSize, lowerIdentities, lowerPool, type Lease, type LowerListing, type LowerPool } from './lower-pool';
 
 export interface CacheLimits {
   /** layer directory listings kept */
@@ -81,7 +81,7 @@ export class LayerCache {
   private readonly maxListings: number;
   private readonly listingBytes: number;
 
-  /** `lowers`: the mount's lower layers (their roots are statx'ed once to name them) */
+  /** `lowers`: the mount's lower layers (named once, by their roots: lowerIdentities) */
   constructor(limits: CacheLimits, lowers: readonly Layer[] = [], pool: LowerPool = lowerPool) {
     // bounded in count by hand: an LRU given `max` allocates its index arrays for that
     // many entries up front, which an idle mount would pay for
@@ -92,9 +92,7 @@ export class LayerCache {
     this.maxListings = limits.listings;
     this.listingBytes = limits.listingBytes;
     this.pool = pool;
-    const ids: Array<string | undefined> = [];
-    for (const l of lowers) ids[l.index] = lowerIdentity(statAt(l.rootFd, ''), l.path, l.idShifted === true);
-    this.lease = pool.attach(ids, limits);
+    this.lease = pool.attach(lowerIdentities(lowers), limits);
   }
 
   /** the pool key of lower object `path` of `layer`, or null when the mount keeps nothing of it */

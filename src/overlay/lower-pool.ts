@@ -14,8 +14,8 @@
  * A lower is known by what a mount reached: the device and inode of its root *and* the
  * path the mount was given for it. The same inodes seen through an idmapped mount show
  * other ids, and through another path they may be another mount of the same directory,
- * so only mounts given the same path to the same root share (a mount whose lower is
- * an idmapped mount is also told apart by `idShifted`).
+ * so only mounts given the same path to the same root share, and a lower on an
+ * idmapped mount is not shared at all (lowerIdentities).
  *
  * One pair of LRUs holds every shared lower's entries, keyed by a prefix per lower
  * (never reused, so an entry of a dropped lower can never answer for a new one). Their
@@ -26,6 +26,9 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
+import { readFileSync } from 'node:fs';
+import { statAt, type Layer } from '../layers/access';
+import { mountOf } from './mountinfo';
 
 export interface PoolLimits {
   listings: number;
@@ -94,7 +97,7 @@ export class LowerPool {
   private nextPrefix = 0;
 
   /**
-   * Attaches a mount with the lowers named by `identities` (lowerIdentity), indexed by
+   * Attaches a mount with the lowers named by `identities` (lowerIdentities), indexed by
    * layer index (holes allowed), and its cache bounds.
    */
   attach(identities: ReadonlyArray<string | undefined>, limits: PoolLimits): Lease {
@@ -161,9 +164,44 @@ export class LowerPool {
   }
 }
 
-/** The name of a lower as a mount reached it (see the header). */
-export function lowerIdentity(root: Stat, path: string, idShifted: boolean): string {
-  return `${root.devMajor}:${root.devMinor}:${root.ino}:${idShifted ? 'shifted' : 'plain'}:${path}`;
+let privates = 0;
+
+/** Does any mount of our namespace carry the `idmapped` option (true when it cannot be told)? */
+function anyIdmappedMount(): boolean {
+  try {
+    return readFileSync('/proc/self/mountinfo', 'latin1').includes('idmapped');
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * The names of a mount's lowers as the mount reached them (see the header), indexed by
+ * layer index: the device and inode of a lower's root and the path given, for a lower
+ * on a mount that shows the ids on disk. A lower on an idmapped mount (or where that
+ * cannot be told) gets a name of its own, shared with no other mount: its ids are those
+ * of a mapping that nothing here can see, and the temporary mount containers-storage
+ * makes for it may be made again at the same path with another mapping once this mount
+ * holds its clone (and the mount's id is reused then, too). The mount table is read
+ * once per mount, and looked into per lower only when some mount is idmapped.
+ */
+export function lowerIdentities(lowers: readonly Layer[]): Array<string | undefined> {
+  const idmapped = anyIdmappedMount();
+  const ids: Array<string | undefined> = [];
+  for (const l of lowers) {
+    let shared = l.idShifted !== true;
+    if (shared && idmapped) {
+      const on = mountOf(l.path);
+      shared = on !== undefined && !on.options.includes('idmapped');
+    }
+    if (!shared) {
+      ids[l.index] = `private:${(privates++).toString(36)}`;
+      continue;
+    }
+    const root = statAt(l.rootFd, '');
+    ids[l.index] = `${root.devMajor}:${root.devMinor}:${root.ino}:${l.path}`;
+  }
+  return ids;
 }
 
 /** The pool of this process. */

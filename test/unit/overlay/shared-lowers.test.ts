@@ -12,7 +12,9 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Overlay } from '../../../src/overlay';
-import { lowerPool } from '../../../src/overlay/lower-pool';
+import { lowerIdentities, lowerPool } from '../../../src/overlay/lower-pool';
+import type { Layer } from '../../../src/layers/access';
+import { C, native } from '../../../src/native';
 import { apart, config, ctx, fixture, ls, put, tmp, walk } from './fixtures/helpers';
 
 /** a second writable mount of `lowers`, with its own upper and work dirs */
@@ -138,4 +140,21 @@ t.test('the bounds are the sum of the attached mounts\' and shrink when one clos
   t.ok(one.listings > 0 && one.listings <= 3, `one mount left: listings within 3 (${one.listings})`);
   t.ok(one.stats > 0 && one.stats <= 4, `one mount left: stats within 4 (${one.stats})`);
   for (let i = 0; i < 8; i++) t.same(ls(b, `d${i}`), [`f${i}`], 'evicted entries are read again');
+});
+
+t.test('a lower on an idmapped mount is named apart for each mount', async (t) => {
+  const dir = tmp();
+  const fd = native.openat(C.AT_FDCWD, dir, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  t.teardown(() => {
+    native.close(fd);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const layer = (p: string, idShifted: boolean): Layer => ({ index: 1, path: p, rootFd: fd, devMajor: 0, devMinor: 0, upper: false, idShifted });
+  const name = (p: string, idShifted: boolean): string | undefined => lowerIdentities([layer(p, idShifted)])[1];
+  t.equal(name(dir, false), name(dir, false), 'a plain lower: one name for every mount given its path');
+  t.not(name(`${dir}/.`, false), name(dir, false), 'another path, another name');
+  // what the mount takes for a lower on an idmapped mount (overlay/idmap.ts onIdmappedMount)
+  const shifted = name(dir, true);
+  t.not(shifted, name(dir, true), 'idmapped: a name of its own each time');
+  t.not(shifted, name(dir, false));
 });
