@@ -26,6 +26,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { namesForClassesOnly } from './bundle-names.mjs';
 
 /**
  * The bundle's entry: main.js, and a warm-up the code cache is made with (the modules a
@@ -87,6 +88,9 @@ async function bundle(root) {
       },
     }],
   });
+  const named = namesForClassesOnly(fs.readFileSync(outfile, 'utf8'));
+  if (named === undefined) process.stderr.write('bundle: esbuild\'s __name helper is not the one expected: left as is\n');
+  else fs.writeFileSync(outfile, named);
   const inputs = Object.keys(result.metafile.inputs).filter((f) => path.basename(f) !== 'main.bundle-entry.js').sort().map((f) => manifestEntry(root, f));
   const own = manifestEntry(root, path.relative(root, outfile));
   const env = { ...process.env, STRATAFS_WRITE_CODE_CACHE: cache };
