@@ -90,11 +90,14 @@ export function readI64(buf: Buffer, at: number): Int64 {
 
 /** Writes V as an unsigned 64-bit little-endian field at AT (RangeError outside 0..2^64−1). */
 export function writeU64(buf: Buffer, v: Int64, at: number): void {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
-    buf.writeUInt32LE(v % 0x100000000, at);
-    buf.writeUInt32LE(Math.floor(v / 0x100000000), at + 4);
+  // a bigint in the safe range (an inode number) is written through a number: exact, and
+  // without the bigints writeBigUInt64LE makes of each half
+  const n = typeof v === 'bigint' && v <= MAX_SAFE_BIG && v >= 0n ? Number(v) : v;
+  if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) {
+    buf.writeUInt32LE(n % 0x100000000, at);
+    buf.writeUInt32LE(Math.floor(n / 0x100000000), at + 4);
   } else {
-    buf.writeBigUInt64LE(toBigInt(v), at);
+    buf.writeBigUInt64LE(toBigInt(n), at);
   }
 }
 

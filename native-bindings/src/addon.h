@@ -112,6 +112,9 @@ bool register_constants(napi_env env, napi_value exports);
 bool register_fsops(napi_env env, napi_value exports);
 bool register_stat(napi_env env, napi_value exports);
 bool register_batch(napi_env env, napi_value exports);
+/* what readAhead (batch.c) reads of a name */
+#define RA_STAT 1
+#define RA_LIST 2
 bool register_xattr(napi_env env, napi_value exports);
 bool register_io(napi_env env, napi_value exports);
 bool register_copydata(napi_env env, napi_value exports);

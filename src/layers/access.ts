@@ -48,6 +48,26 @@ export interface Layer {
   readonly idShifted?: boolean;
 }
 
+/** the last key layerKey made, and what it was made of */
+let lastKeyIndex = -1;
+let lastKeyPath = '';
+let lastKey = '';
+
+/**
+ * The cache key of `path` in `layer` (`index NUL path`), one string for all the caches
+ * of layer paths (directory fds, listings, attributes, AUFS marks). A lookup asks
+ * several of them about the same parent directory in a row: the last key is reused
+ * rather than built (and hashed) again for each.
+ */
+export function layerKey(layer: Layer, path: string): string {
+  if (layer.index !== lastKeyIndex || path !== lastKeyPath) {
+    lastKeyIndex = layer.index;
+    lastKeyPath = path;
+    lastKey = `${layer.index}\0${path}`;
+  }
+  return lastKey;
+}
+
 export function joinPath(dir: string, name: string): string {
   return dir === '' ? name : `${dir}/${name}`;
 }
@@ -160,7 +180,7 @@ export class DirFds {
    */
   get(layer: Layer, path: string): number {
     if (path === '') return layer.rootFd;
-    const key = `${layer.index}\0${path}`;
+    const key = layerKey(layer, path);
     const hit = this.cache.get(key);
     if (hit !== undefined) {
       hit.tick = this.tick;

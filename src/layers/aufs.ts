@@ -18,7 +18,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { native, type DirEntry } from '../native';
-import { openDirAt, tryStatAt, type Layer } from './access';
+import { layerKey, openDirAt, tryStatAt, type Layer } from './access';
 import { AUFS_OPAQUE, AUFS_PREFIX } from './whiteout';
 
 /**
@@ -70,7 +70,7 @@ export class AufsIndex {
   }
 
   private get(layer: Layer, path: string, dirfd: number, name: string): AufsDir | null {
-    const key = `${layer.index}\0${path}`;
+    const key = layerKey(layer, path);
     const hit = this.dirs.get(key);
     if (hit !== undefined) return hit;
     let d: AufsDir;

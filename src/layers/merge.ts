@@ -29,7 +29,7 @@ import { E, toErrno } from '../errors';
 import { native, type Stat } from '../native';
 import { basenameOf, dirnameOf, joinPath, tryGetXattr, tryStatAt, xattrPath, type DirFds, type Layer } from './access';
 import type { AufsIndex } from './aufs';
-import { dirMarks, isAufsName, isWhiteout, PRIVATE_PREFIXES, readPrivateXattr } from './whiteout';
+import { dirMarks, isAufsName, type DirMarks, isWhiteout, PRIVATE_PREFIXES, readPrivateXattr } from './whiteout';
 
 /** Where a directory (or the object itself) is in one lower layer. */
 export interface LowerRef {
@@ -54,6 +54,8 @@ export interface LowerStats {
   /** true when `name` is known to be absent from the lower directory `dir` */
   lowerLacks(layer: Layer, dir: string, name: string): boolean;
   lowerStat(layer: Layer, path: string, stat: () => Stat | null): Stat | null;
+  /** lowerStat of `name` in the directory `dirfd`, at layer path `path` (no closure per call) */
+  lowerStatAt(layer: Layer, path: string, dirfd: number, name: string): Stat | null;
   /** the xattr names of lower directory `path` when known (read ahead), else null: then listed */
   lowerXattrNames?(layer: Layer, path: string): readonly string[] | null;
 }
@@ -151,14 +153,12 @@ export function walkLowers(
   src: MergeSource, parentLowers: readonly LowerRef[], name: string, redirect: string | null, haveDir: boolean,
 ): FoundLower[] {
   const out: FoundLower[] = [];
+  // where the walk goes: `rel` in each parent lower directory, or the absolute path
+  // `abs` after an absolute redirect (no closures or per-layer allocations: this runs
+  // for every name a walk looks up)
   let abs: string | null = null;
   let rel = name;
-  const apply = (r: string): void => {
-    if (r.startsWith('/')) abs = r.replace(/^\/+/, '');
-    else if (abs !== null) abs = joinPath(dirnameOf(abs), r);
-    else rel = r;
-  };
-  if (redirect !== null) apply(redirect);
+  if (redirect !== null) ({ abs, rel } = redirected(abs, rel, redirect));
   let dirSeen = haveDir;
   for (const layer of src.lowers) {
     let dirPath: string;
@@ -175,8 +175,8 @@ export function walkLowers(
       if (walked === null) continue;
       ({ fd, stopAfter } = walked);
     } else {
-      const pref = parentLowers.find((r) => r.layer === layer);
-      if (!pref) continue;
+      const pref = refIn(parentLowers, layer);
+      if (pref === undefined) continue;
       dirPath = pref.path;
       base = rel;
       xw = pref.xwhiteouts;
@@ -188,14 +188,13 @@ export function walkLowers(
       if (stopAfter) break;
       continue;
     }
-    const dirfd = fd;
-    const s = src.caches.lowerStat(layer, joinPath(dirPath, base), () => tryStatAt(dirfd, base));
+    const path = joinPath(dirPath, base);
+    const s = src.caches.lowerStatAt(layer, path, fd, base);
     if (!s) {
       if (stopAfter) break;
       continue;
     }
     if (isWhiteout(fd, base, s, xw)) break;
-    const path = joinPath(dirPath, base);
     if (!isDirStat(s)) {
       if (!dirSeen) {
         const found: FoundLower = { layer, path, stat: s, xwhiteouts: false };
@@ -205,14 +204,32 @@ export function walkLowers(
       }
       break;
     }
-    const marks = dirMarks(fd, base, () => src.aufs.opaque(layer, path, dirfd, base, () => src.dirs.tryGet(layer, path)),
-      src.caches.lowerXattrNames?.(layer, path) ?? null);
+    const marks = lowerDirMarks(src, layer, path, fd, base);
     out.push({ layer, path, stat: s, xwhiteouts: marks.xwhiteouts });
     dirSeen = true;
     if (marks.opaque || stopAfter) break;
-    if (marks.redirect !== null) apply(marks.redirect);
+    if (marks.redirect !== null) ({ abs, rel } = redirected(abs, rel, marks.redirect));
   }
   return out;
+}
+
+/** Where the walk goes after redirect `r` (absolute, or a name in the same parent). */
+function redirected(abs: string | null, rel: string, r: string): { abs: string | null; rel: string } {
+  if (r.startsWith('/')) return { abs: r.replace(/^\/+/, ''), rel };
+  if (abs !== null) return { abs: joinPath(dirnameOf(abs), r), rel };
+  return { abs, rel: r };
+}
+
+/** The part of `refs` in `layer`, if any. */
+function refIn(refs: readonly LowerRef[], layer: Layer): LowerRef | undefined {
+  for (const r of refs) if (r.layer === layer) return r;
+  return undefined;
+}
+
+/** The overlay marks of lower directory `path` (`base` in `fd`), with its AUFS opaque mark. */
+function lowerDirMarks(src: MergeSource, layer: Layer, path: string, fd: number, base: string): DirMarks {
+  return dirMarks(fd, base, () => src.aufs.opaque(layer, path, fd, base, () => src.dirs.tryGet(layer, path)),
+    src.caches.lowerXattrNames?.(layer, path) ?? null);
 }
 
 /** bytes a metacopy file may have allocated: one xattr block (ext4: one 4 KiB block) */

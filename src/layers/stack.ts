@@ -13,7 +13,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { C, native, type DirEntry, type Stat } from '../native';
-import { DirFds, basenameOf, dirnameOf, joinPath, openDirAt, statAt, tryGetXattr, xattrPath, type Layer } from './access';
+import { DirFds, basenameOf, dirnameOf, joinPath, openDirAt, statAt, tryGetXattr, tryStatAt, xattrPath, type Layer } from './access';
 import { AufsIndex } from './aufs';
 import { mergeListing, type ListedDir, type ListingReader } from './listing';
 import { isDirStat, resolveName, type LowerRef, type LowerStats, type MergeSource, type Resolved, type UpperDir } from './merge';
@@ -43,7 +43,11 @@ const STACK_DIR_FDS = 1024;
 /** lower directories whose AUFS marks one walk remembers */
 const STACK_AUFS_DIRS = 4096;
 
-const NO_CACHE: LowerStats = { lowerLacks: () => false, lowerStat: (_l, _p, stat) => stat() };
+const NO_CACHE: LowerStats = {
+  lowerLacks: () => false,
+  lowerStat: (_l, _p, stat) => stat(),
+  lowerStatAt: (_l, _p, dirfd, name) => tryStatAt(dirfd, name),
+};
 
 /** A host path given as a JS string (UTF-8) in the byte form the addon takes. */
 const hostBytes = (p: string): string => Buffer.from(p, 'utf8').toString('latin1');

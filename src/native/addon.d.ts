@@ -139,6 +139,10 @@ export interface NativeConstants {
   DT_REG: number;
   DT_LNK: number;
   DT_SOCK: number;
+  /** readAhead: the statx of a name */
+  RA_STAT: number;
+  /** readAhead: the entries and xattr names of a name that is a directory */
+  RA_LIST: number;
   MS_NODEV: number;
   MS_NOSUID: number;
   MS_RDONLY: number;
@@ -200,19 +204,15 @@ export interface Addon {
   getdents(fd: number): DirEntry[];
   fstatfs(fd: number): StatFs;
   /**
-   * statx(2) of each name in `dirfd` on the thread pool (the fd is duplicated first: the
-   * caller may close its own meanwhile): a Stat, or the errno that name failed with.
-   * `names` is one byte string, the names joined by '/' (no name holds one; '' = none):
-   * one conversion for the lot, not one per name
+   * The read-ahead of one READDIRPLUS batch in one call on the thread pool (every fd is
+   * duplicated first: the caller may close its own meanwhile). Directory `dirfds[g]` is
+   * asked for the next `counts[g]` names of `names` (one byte string, all names joined
+   * by '/'); `wants[i]` (constants RA_STAT | RA_LIST) says what of name i: its statx (a
+   * final symlink not followed), and when it is a directory its entries and xattr names.
+   * One Buffer of results, name by name (layout: native-bindings/src/batch.c; decoded
+   * by src/overlay/readahead-result.ts).
    */
-  statxMany(dirfd: number, names: string, flags: number): Promise<Array<Stat | number>>;
-  /**
-   * Each directory of `names` (joined by '/', as for statxMany) in `dirfd`, read on the
-   * thread pool (fd duplicated as by statxMany): its entries ('.' and '..' left out)
-   * and its own xattr names (flistxattr; null when they could not be read), or the
-   * errno that directory failed with (a final symlink is never followed: ELOOP/ENOTDIR)
-   */
-  listDirs(dirfd: number, names: string): Promise<Array<{ entries: DirEntry[]; xattrs: string[] | null } | number>>;
+  readAhead(dirfds: Int32Array, counts: Uint32Array, names: string, wants: Uint8Array): Promise<Buffer>;
   ftruncate(fd: number, size: Int64): void;
   fsync(fd: number, datasync: boolean): void;
   syncfs(fd: number): void;

@@ -29,7 +29,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
-import type { Layer } from '../layers/access';
+import { tryStatAt, type Layer } from '../layers/access';
 import { listingSize, lowerIdentities, lowerPool, type Lease, type LowerListing, type LowerPool } from './lower-pool';
 
 export interface CacheLimits {
@@ -95,8 +95,30 @@ export class LayerCache {
     this.lease = pool.attach(lowerIdentities(lowers), limits);
   }
 
-  /** the pool key of lower object `path` of `layer`, or null when the mount keeps nothing of it */
+  /** the last key keyOf made, and what it was made of */
+  private lastIndex = -1;
+  private lastPath = '';
+  private lastKey: string | null = null;
+
+  /**
+   * The pool key of lower directory `path` of `layer` for its listing, or null when the
+   * mount keeps nothing of it. A lookup asks several questions about one parent
+   * directory in a row: the last key is reused rather than built (and hashed) again
+   * for each (as access.ts layerKey).
+   */
   private keyOf(layer: Layer, path: string): string | null {
+    if (layer.upper || !this.lease.live) return null;
+    if (layer.index === this.lastIndex && path === this.lastPath) return this.lastKey;
+    const p = this.lease.prefixes[layer.index];
+    const key = p === undefined ? null : `${p}\0${path}`;
+    this.lastIndex = layer.index;
+    this.lastPath = path;
+    this.lastKey = key;
+    return key;
+  }
+
+  /** The pool key of the attributes of lower object `path` of `layer` (asked once or twice: no reuse), or null. */
+  private statKeyOf(layer: Layer, path: string): string | null {
     if (layer.upper || !this.lease.live) return null;
     const p = this.lease.prefixes[layer.index];
     return p === undefined ? null : `${p}\0${path}`;
@@ -179,7 +201,7 @@ export class LayerCache {
 
   /** statx of lower object `path` of `layer` (null: it does not exist), from the cache or `stat`. */
   lowerStat(layer: Layer, path: string, stat: () => Stat | null): Stat | null {
-    const key = this.keyOf(layer, path);
+    const key = this.statKeyOf(layer, path);
     if (key === null) return stat();
     const hit = this.pool.stats.get(key);
     if (hit !== undefined) return hit.s;
@@ -189,15 +211,27 @@ export class LayerCache {
     return s;
   }
 
+  /** lowerStat of `name` in the directory `dirfd` (a lookup: no closure per call) */
+  lowerStatAt(layer: Layer, path: string, dirfd: number, name: string): Stat | null {
+    const key = this.statKeyOf(layer, path);
+    if (key === null) return tryStatAt(dirfd, name);
+    const hit = this.pool.stats.get(key);
+    if (hit !== undefined) return hit.s;
+    const s = tryStatAt(dirfd, name);
+    this.pool.stats.set(key, { s });
+    this.pool.trim();
+    return s;
+  }
+
   /** Is the statx of lower object `path` of `layer` (or its miss) kept? */
   hasLowerStat(layer: Layer, path: string): boolean {
-    const key = this.keyOf(layer, path);
+    const key = this.statKeyOf(layer, path);
     return key !== null && this.pool.stats.has(key);
   }
 
   /** Keeps a statx of lower object `path` of `layer` made elsewhere (null: it does not exist). Never for the upper. */
   putLowerStat(layer: Layer, path: string, s: Stat | null): void {
-    const key = this.keyOf(layer, path);
+    const key = this.statKeyOf(layer, path);
     if (key === null) return;
     this.pool.stats.set(key, { s });
     this.pool.trim();

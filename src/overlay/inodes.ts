@@ -54,40 +54,43 @@ export interface Alias {
   name: string;
 }
 
+/** bits of Node.flags */
+const UPPER = 1;
+const UPPER_XWHITEOUTS = 2;
+const METACOPY = 4;
+const NO_XATTRS = 8;
+const XATTRS_LISTED = 16;
+
+/**
+ * One node of the table. A tree walk makes one per entry and keeps it while the kernel
+ * does, so a node is kept small (README "What each lever gave"): its flags share one
+ * number, its first name is two fields (further names of a hard link are the only
+ * array), and a node holds a map of children only once it has one.
+ */
 export class Node {
   lookups = 0;
   /** open file and directory handles on this node */
   opens = 0;
   /** operations in flight using this node (InodeTable.hold) */
   holds = 0;
-  /** exists in the upper at upperPath() */
-  upper: boolean;
-  /** for the upper directory: holds xattr whiteouts */
-  upperXwhiteouts = false;
-  /**
-   * the upper file is a kernel "metacopy" (metadata only, `<prefix>metacopy`); its data
-   * is lowers[0]
-   */
-  metacopy = false;
+  /** the boolean properties below, as bits */
+  private flags = 0;
   /** where it exists in the lowers: the merge stack for a directory, the origin for others */
   lowers: LowerRef[];
   /** S_IFMT bits */
   readonly type: number;
   /** st_ino reported (see header; changes only when a lower hard link is copied up) */
   ino: bigint;
-  /** all names of this node; [0] is used to reach it. Empty once unlinked. */
-  aliases: Alias[];
-  /** named children known to the kernel */
-  readonly children = new Map<string, Node>();
+  /** the name used to reach it (its first alias); null once it has no name (unlinked) */
+  parent: Node | null;
+  /** the first alias's name ('' without one) */
+  name: string;
+  /** names beyond the first (hard links made through the mount), if any */
+  private more: Alias[] | null = null;
+  /** named children known to the kernel (null: none yet) */
+  private kids: Map<string, Node> | null = null;
   /** identity of the topmost real file (statKey), to match a fresh lookup */
   key = '';
-  /**
-   * known to have no xattrs a user can see (xattr.ts): every getxattr answers ENODATA
-   * without a syscall; cleared when its xattrs may change (setxattr, copy-up)
-   */
-  noXattrs = false;
-  /** xattrs listed once since the last change (xattr.ts): a getxattr goes straight to the file */
-  xattrsListed = false;
   /** the xattrs of its lower object while it is not in the upper (xattr.ts); dropped at copy-up */
   lowerXattrs: LowerXattrs | null = null;
   /**
@@ -108,23 +111,147 @@ export class Node {
     lowers: LowerRef[],
     ino: bigint,
   ) {
-    this.aliases = parent === null ? [] : [{ parent, name }];
+    this.parent = parent;
+    this.name = parent === null ? '' : name;
     this.type = type;
     this.upper = upper;
     this.lowers = lowers;
     this.ino = ino;
   }
 
+  private flag(bit: number): boolean {
+    return (this.flags & bit) !== 0;
+  }
+
+  private setFlag(bit: number, on: boolean): void {
+    this.flags = on ? this.flags | bit : this.flags & ~bit;
+  }
+
+  /** exists in the upper at upperPath() */
+  get upper(): boolean {
+    return this.flag(UPPER);
+  }
+
+  set upper(v: boolean) {
+    this.setFlag(UPPER, v);
+  }
+
+  /** for the upper directory: holds xattr whiteouts */
+  get upperXwhiteouts(): boolean {
+    return this.flag(UPPER_XWHITEOUTS);
+  }
+
+  set upperXwhiteouts(v: boolean) {
+    this.setFlag(UPPER_XWHITEOUTS, v);
+  }
+
+  /**
+   * the upper file is a kernel "metacopy" (metadata only, `<prefix>metacopy`); its data
+   * is lowers[0]
+   */
+  get metacopy(): boolean {
+    return this.flag(METACOPY);
+  }
+
+  set metacopy(v: boolean) {
+    this.setFlag(METACOPY, v);
+  }
+
+  /**
+   * known to have no xattrs a user can see (xattr.ts): every getxattr answers ENODATA
+   * without a syscall; cleared when its xattrs may change (setxattr, copy-up)
+   */
+  get noXattrs(): boolean {
+    return this.flag(NO_XATTRS);
+  }
+
+  set noXattrs(v: boolean) {
+    this.setFlag(NO_XATTRS, v);
+  }
+
+  /** xattrs listed once since the last change (xattr.ts): a getxattr goes straight to the file */
+  get xattrsListed(): boolean {
+    return this.flag(XATTRS_LISTED);
+  }
+
+  set xattrsListed(v: boolean) {
+    this.setFlag(XATTRS_LISTED, v);
+  }
+
   get isRoot(): boolean {
     return this.id === ROOT_ID;
   }
 
-  get parent(): Node | null {
-    return this.aliases[0]?.parent ?? null;
+  /** all names of this node, the one used to reach it first; empty once unlinked */
+  get aliases(): readonly Alias[] {
+    if (this.parent === null) return [];
+    const first = { parent: this.parent, name: this.name };
+    return this.more === null ? [first] : [first, ...this.more];
   }
 
-  get name(): string {
-    return this.aliases[0]?.name ?? '';
+  /** Adds a name: first (the one used to reach it) or after the others. */
+  addAlias(parent: Node, name: string, first: boolean): void {
+    if (this.parent === null) {
+      this.parent = parent;
+      this.name = name;
+      return;
+    }
+    const a = first ? { parent: this.parent, name: this.name } : { parent, name };
+    if (first) {
+      this.parent = parent;
+      this.name = name;
+    }
+    if (this.more === null) this.more = [a];
+    else if (first) this.more.unshift(a);
+    else this.more.push(a);
+  }
+
+  /** Drops the name parent/name, if it is one of this node's. */
+  dropAlias(parent: Node, name: string): void {
+    if (this.parent === parent && this.name === name) {
+      const next = this.more?.shift();
+      this.parent = next?.parent ?? null;
+      this.name = next?.name ?? '';
+    } else if (this.more !== null) {
+      this.more = this.more.filter((a) => !(a.parent === parent && a.name === name));
+    }
+    if (this.more?.length === 0) this.more = null;
+  }
+
+  /** Renames the name parent/name to newParent/newName; false when it is not one of this node's. */
+  renameAlias(parent: Node, name: string, newParent: Node, newName: string): boolean {
+    if (this.parent === parent && this.name === name) {
+      this.parent = newParent;
+      this.name = newName;
+      return true;
+    }
+    const a = this.more?.find((x) => x.parent === parent && x.name === name);
+    if (a === undefined) return false;
+    a.parent = newParent;
+    a.name = newName;
+    return true;
+  }
+
+  /** the child known by `name` */
+  child(name: string): Node | undefined {
+    return this.kids?.get(name);
+  }
+
+  setChild(name: string, node: Node): void {
+    (this.kids ??= new Map()).set(name, node);
+  }
+
+  deleteChild(name: string): void {
+    if (this.kids?.delete(name) === true && this.kids.size === 0) this.kids = null;
+  }
+
+  get childCount(): number {
+    return this.kids?.size ?? 0;
+  }
+
+  /** forgets every child (the mount is gone) */
+  clearChildren(): void {
+    this.kids = null;
   }
 
   /**
@@ -134,13 +261,13 @@ export class Node {
    */
   path(): string {
     if (this.isRoot) return '';
-    const a = this.aliases[0] ?? fail(E.ENOENT);
-    return joinPath(a.parent.path(), a.name);
+    const p = this.parent ?? fail(E.ENOENT);
+    return joinPath(p.path(), this.name);
   }
 
   /** has no name any more (unlinked, removed, or replaced by another object) */
   get removed(): boolean {
-    return !this.isRoot && this.aliases.length === 0;
+    return !this.isRoot && this.parent === null;
   }
 
   /** merged directory: more than one layer contributes */
@@ -170,8 +297,7 @@ export class InodeTable {
   add(make: (id: NodeId) => Node): Node {
     const node = make(this.nextId++);
     this.nodes.set(node.id, node);
-    const a = node.aliases[0];
-    if (a) a.parent.children.set(a.name, node);
+    if (node.parent !== null) node.parent.setChild(node.name, node);
     return node;
   }
 
@@ -188,37 +314,37 @@ export class InodeTable {
    */
   upperNode(key: string, type: number): Node | undefined {
     const n = this.byKey.get(key);
-    if (!n || n.key !== key || n.type !== type || !n.upper || n.aliases.length === 0) return undefined;
+    if (!n || n.key !== key || n.type !== type || !n.upper || n.parent === null) return undefined;
     return this.nodes.get(n.id) === n ? n : undefined;
   }
 
   /** Drops the name parent/name from the node (unlink, rename away, overwrite). */
   unlinkName(parent: Node, name: string): void {
-    const node = parent.children.get(name);
+    const node = parent.child(name);
     if (!node) return;
-    parent.children.delete(name);
-    node.aliases = node.aliases.filter((a) => !(a.parent === parent && a.name === name));
+    parent.deleteChild(name);
+    node.dropAlias(parent, name);
   }
 
   /** Adds a name to an existing node (hard link). */
   addName(node: Node, parent: Node, name: string): void {
     this.unlinkName(parent, name);
-    node.aliases.push({ parent, name });
-    parent.children.set(name, node);
+    node.addAlias(parent, name, false);
+    parent.setChild(name, node);
+  }
+
+  /** Gives a node a name as the one used to reach it (the names of an exchange). */
+  putName(node: Node, parent: Node, name: string): void {
+    node.addAlias(parent, name, true);
+    parent.setChild(name, node);
   }
 
   /** Moves a name (rename). */
   moveName(node: Node, parent: Node, name: string, newParent: Node, newName: string): void {
     this.unlinkName(newParent, newName);
-    if (parent.children.get(name) === node) parent.children.delete(name);
-    const a = node.aliases.find((x) => x.parent === parent && x.name === name);
-    if (a) {
-      a.parent = newParent;
-      a.name = newName;
-    } else {
-      node.aliases.unshift({ parent: newParent, name: newName });
-    }
-    newParent.children.set(newName, node);
+    if (parent.child(name) === node) parent.deleteChild(name);
+    if (!node.renameAlias(parent, name, newParent, newName)) node.addAlias(newParent, newName, true);
+    newParent.setChild(newName, node);
   }
 
   /** Lookup count bookkeeping; a node nobody refers to any more leaves the table. */
@@ -246,7 +372,7 @@ export class InodeTable {
   }
 
   private inUse(node: Node): boolean {
-    return node.lookups > 0 || node.opens > 0 || node.holds > 0 || node.isRoot || node.children.size > 0;
+    return node.lookups > 0 || node.opens > 0 || node.holds > 0 || node.isRoot || node.childCount > 0;
   }
 
   /** Drops the node unless something still refers to it (see inUse). */
@@ -255,7 +381,7 @@ export class InodeTable {
     this.nodes.delete(node.id);
     if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
     for (const a of node.aliases) {
-      if (a.parent.children.get(a.name) === node) a.parent.children.delete(a.name);
+      if (a.parent.child(a.name) === node) a.parent.deleteChild(a.name);
       // a parent kept only for this child may go now
       this.maybeDropParent(a.parent);
     }
@@ -277,7 +403,7 @@ export class InodeTable {
   forgetAll(): void {
     this.nodes.clear();
     this.byKey.clear();
-    this.root.children.clear();
+    this.root.clearChildren();
     this.nodes.set(ROOT_ID, this.root);
   }
 }

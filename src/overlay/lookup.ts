@@ -32,7 +32,7 @@ export function resolve(st: State, parent: Node, name: string): Resolved | null 
  * a lookup of a known upper file reads no `metacopy` xattr.
  */
 function knownMetacopy(st: State, parent: Node, name: string, s: Stat): boolean | undefined {
-  const known = parent.children.get(name);
+  const known = parent.child(name);
   if (known === undefined || !known.upper || known.type !== (s.mode & fsc.S_IFMT)) return undefined;
   return known.key === statKey(st.upper as Layer, s) ? known.metacopy : undefined;
 }
@@ -71,7 +71,7 @@ export function lookupNode(st: State, parent: Node, name: string): Node {
 
 export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Node {
   const key = keyOf(st, r);
-  const known = parent.children.get(name);
+  const known = parent.child(name);
   if (known && known.key === key && known.type === r.type) {
     known.upper = r.upper !== null;
     known.upperXwhiteouts = r.upperXwhiteouts;
@@ -113,7 +113,7 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
  */
 export function knownLowerChild(parent: Node, name: string): Node | null {
   if (parent.upper || parent.type !== fsc.S_IFDIR || parent.removed) return null;
-  const known = parent.children.get(name);
+  const known = parent.child(name);
   return known === undefined || known.upper ? null : known;
 }
 

@@ -6,9 +6,11 @@
  * of it (its AUFS opaque marker, aufs.ts; the walk lists it next anyway), one syscall
  * after the other on the JS thread, each waiting for the disk. Lowers never change
  * under a mount, so before the reply is filled the overlay reads what those lookups
- * will ask for in a few calls on the libuv thread pool (native statxMany and
- * listDirs, which also reads each subdirectory's xattr names: its overlay marks), split so that the pool's threads read in parallel, and keeps the results
- * in the lower caches (cache.ts). The lookups that follow are the ordinary ones and
+ * will ask for in one call on the libuv thread pool (native readAhead: every lower's
+ * statx of the batch's names, and the listing and xattr names — overlay marks — of each
+ * lower subdirectory; a batch of more than 2 × MIN_CHUNK names is split so that the
+ * pool's threads read in parallel), whose one Buffer of results (readahead-result.ts)
+ * is decoded straight into what the lower caches keep (cache.ts). The lookups that follow are the ordinary ones and
  * find what they need in memory; what the read-ahead skipped or failed to read (an
  * error, an entry evicted meanwhile) they read themselves, as before.
  *
@@ -17,41 +19,36 @@
  * hold it already (a warm walk stays synchronous). Batched, so the JS thread answers
  * other requests while the disk is read; the reply waits for its own read-ahead only.
  */
-import { constants as fsc } from 'node:fs';
 import createDebug from 'debug';
 import { E } from '../errors';
-import { C, native, type Stat } from '../native';
+import { C, native } from '../native';
 import type { DirEntryOut } from '../fuse/api';
 import { joinPath } from '../layers/access';
 import { AUFS_PREFIX, isAufsName } from '../layers/whiteout';
 import type { Node } from './inodes';
 import type { State } from './state';
+import { ReadAheadResult } from './readahead-result';
 
 const log = createDebug('stratafs:overlay');
 
 /** pool calls one batch of names is split into at most (libuv's pool has 4 threads by default) */
 const POOL_SPLIT = 4;
-/** fewest names worth a call of their own */
+/** fewest names worth a call of their own: a READDIRPLUS batch is usually one call */
 const MIN_CHUNK = 128;
+/**
+ * most lower directories one call takes: their fds are taken from the dir-fd cache one
+ * after the other and used together, so they must all stay in it meanwhile (an LRU of
+ * at least 64, mount.ts, keeps the last 32 taken)
+ */
+const MAX_DIRS = 32;
 
-function chunks<T>(items: T[]): T[][] {
-  const size = Math.max(MIN_CHUNK, Math.ceil(items.length / POOL_SPLIT));
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-/** statx of `names` in `dirfd`, split over the pool: results in the order of `names` */
-async function statMany(dirfd: number, names: string[]): Promise<Array<Stat | number>> {
-  const parts = await Promise.all(chunks(names).map((c) => native.statxMany(dirfd, c.join('/'), C.AT_SYMLINK_NOFOLLOW)));
-  return parts.flat();
-}
-
-/** One lower directory of the node and the names of the batch it holds. */
+/** One lower directory of the node and what the batch's lookups need of its names. */
 interface Wanted {
   layer: Node['lowers'][number]['layer'];
   path: string;
   names: string[];
+  /** per name: C.RA_STAT (its attributes are not kept), C.RA_LIST (a directory whose listing is not kept) */
+  wants: number[];
 }
 
 /**
@@ -62,6 +59,7 @@ interface Wanted {
 export function prefetchLookups(st: State, node: Node, entries: readonly DirEntryOut[]): Promise<void> | undefined {
   if (node.removed || node.lowers.length === 0) return undefined;
   const wanted: Wanted[] = [];
+  let total = 0;
   // names a layer above ends the lookup at (a non-directory, an AUFS whiteout): the
   // layers below are not asked for them (merge.ts walkLowers)
   const ended = new Set<string>();
@@ -69,7 +67,7 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
     const names = st.caches.peekLowerNames(ref.layer, ref.path);
     // not listed (a listing larger than the cache's bound): the lookups ask per name
     if (names === null) continue;
-    const missing: string[] = [];
+    const w: Wanted = { layer: ref.layer, path: ref.path, names: [], wants: [] };
     const endsHere: string[] = [];
     for (const e of entries) {
       const n = e.name;
@@ -80,42 +78,82 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
       }
       const type = names.get(n);
       if (type === undefined) continue;
-      if (type !== C.DT_DIR && type !== C.DT_UNKNOWN) endsHere.push(n);
-      if (!st.caches.hasLowerStat(ref.layer, joinPath(ref.path, n))) missing.push(n);
+      const maybeDir = type === C.DT_DIR || type === C.DT_UNKNOWN;
+      if (!maybeDir) endsHere.push(n);
+      const path = joinPath(ref.path, n);
+      let want = st.caches.hasLowerStat(ref.layer, path) ? 0 : C.RA_STAT;
+      // a lookup of a lower subdirectory lists it (its AUFS opaque marker, aufs.ts) and
+      // reads its xattr names (its overlay marks); the walk lists it next anyway
+      if (maybeDir && !st.caches.hasLowerListing(ref.layer, path)) want |= C.RA_LIST;
+      if (want === 0) continue;
+      w.names.push(n);
+      w.wants.push(want);
     }
     for (const n of endsHere) ended.add(n);
-    if (missing.length > 0) wanted.push({ layer: ref.layer, path: ref.path, names: missing });
+    if (w.names.length > 0) {
+      wanted.push(w);
+      total += w.names.length;
+    }
   }
   if (wanted.length === 0) return undefined;
-  return Promise.all(wanted.map((w) => readAhead(st, w))).then(
+  const calls = Math.min(POOL_SPLIT, Math.max(1, Math.floor(total / MIN_CHUNK)));
+  const size = Math.ceil(total / calls);
+  const work: Promise<void>[] = [];
+  // one call per `size` names, in order: a call may span several directories
+  for (let g = 0, i = 0; g < wanted.length;) {
+    const part: Wanted[] = [];
+    let left = size;
+    while (left > 0 && g < wanted.length && part.length < MAX_DIRS) {
+      const w = wanted[g] as Wanted;
+      const take = Math.min(left, w.names.length - i);
+      part.push(i === 0 && take === w.names.length ? w : { ...w, names: w.names.slice(i, i + take), wants: w.wants.slice(i, i + take) });
+      left -= take;
+      i += take;
+      if (i === w.names.length) {
+        g += 1;
+        i = 0;
+      }
+    }
+    work.push(readAhead(st, part));
+  }
+  return Promise.all(work).then(
     () => undefined,
     (e: unknown) => log('read-ahead failed: %s', (e as Error).message),
   );
 }
 
-/** The statx of the wanted names of one lower directory, then the listings of its subdirectories. */
-async function readAhead(st: State, w: Wanted): Promise<void> {
-  const fd = st.dirs.tryGet(w.layer, w.path);
-  if (fd === null) return;
-  const stats = await statMany(fd, w.names);
-  const subdirs: string[] = [];
-  stats.forEach((s, i) => {
-    const name = w.names[i] as string;
-    const path = joinPath(w.path, name);
-    if (typeof s === 'number') {
-      // vanished: a miss, as tryStatAt reads it; any other error is left to the lookup
-      if (s === E.ENOENT || s === E.ENOTDIR) st.caches.putLowerStat(w.layer, path, null);
-      return;
+/** One pool call for `part`: the statx of its names and the listings of its subdirectories, kept in the lower caches. */
+async function readAhead(st: State, part: Wanted[]): Promise<void> {
+  const asked: Wanted[] = [];
+  const fds: number[] = [];
+  for (const w of part) {
+    const fd = st.dirs.tryGet(w.layer, w.path);
+    if (fd === null) continue;
+    asked.push(w);
+    fds.push(fd);
+  }
+  if (asked.length === 0) return;
+  const wants = new Uint8Array(asked.reduce((n, w) => n + w.names.length, 0));
+  let k = 0;
+  for (const w of asked) for (const want of w.wants) wants[k++] = want;
+  const r = new ReadAheadResult(await native.readAhead(
+    Int32Array.from(fds),
+    Uint32Array.from(asked, (w) => w.names.length),
+    asked.map((w) => w.names.join('/')).join('/'),
+    wants,
+  ));
+  for (const w of asked) {
+    for (const name of w.names) {
+      const path = joinPath(w.path, name);
+      const s = r.stat();
+      if (typeof s === 'number') {
+        // vanished: a miss, as tryStatAt reads it; any other error is left to the lookup
+        if (s === E.ENOENT || s === E.ENOTDIR) st.caches.putLowerStat(w.layer, path, null);
+      } else if (s !== undefined) {
+        st.caches.putLowerStat(w.layer, path, s);
+      }
+      const l = r.listing();
+      if (typeof l === 'object') st.caches.putLowerListing(w.layer, path, l, r.xattrs);
     }
-    st.caches.putLowerStat(w.layer, path, s);
-    if ((s.mode & fsc.S_IFMT) === fsc.S_IFDIR && !st.caches.hasLowerListing(w.layer, path)) subdirs.push(name);
-  });
-  if (subdirs.length === 0) return;
-  // the fd taken above may have been evicted meanwhile: take it again
-  const again = st.dirs.tryGet(w.layer, w.path);
-  if (again === null) return;
-  const lists = await Promise.all(chunks(subdirs).map((c) => native.listDirs(again, c.join('/'))));
-  lists.flat().forEach((l, i) => {
-    if (typeof l !== 'number') st.caches.putLowerListing(w.layer, joinPath(w.path, subdirs[i] as string), l.entries, l.xattrs);
-  });
+  }
 }

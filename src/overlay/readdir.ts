@@ -50,7 +50,7 @@ export function mergedEntries(st: State, node: Node): DirEntryOut[] {
     dirFd: (layer, path) => st.dirs.get(layer, path),
   };
   mergeListing(dirs, reader, (dir, e, type) => {
-    const known = node.children.get(e.name);
+    const known = node.child(e.name);
     const entry = { name: e.name, ino: known ? known.ino : st.foldIno(dir.layer, e.ino), type, nextOffset: 0 };
     if (!known && dir.layer.upper && type === fsc.S_IFDIR) upperDirs.push(entry);
     out.push(entry);

@@ -164,8 +164,6 @@ async function exchange(st: State, a: Node, aParent: Node, aName: string, b: Nod
   st.inodes.unlinkName(aParent, aName);
   st.inodes.unlinkName(bParent, bName);
   // unlinkName dropped the aliases; put them back at their new places
-  a.aliases.unshift({ parent: bParent, name: bName });
-  bParent.children.set(bName, a);
-  b.aliases.unshift({ parent: aParent, name: aName });
-  aParent.children.set(aName, b);
+  st.inodes.putName(a, bParent, bName);
+  st.inodes.putName(b, aParent, aName);
 }

@@ -41,7 +41,12 @@ t.test('writeU64/writeI64 write every edge exactly, numbers and bigints alike', 
   for (const v of U64_EDGES) {
     writeU64(b, fromBigInt(v), 0);
     tt.equal(b.readBigUInt64LE(0), v, `u64 ${v}`);
+    // a bigint inside the safe range (an inode number) takes the number path
+    b.fill(0xff);
+    writeU64(b, v, 0);
+    tt.equal(b.readBigUInt64LE(0), v, `u64 ${v} as a bigint`);
   }
+  tt.throws(() => writeU64(b, -1n, 0), RangeError, 'a negative bigint u64 is refused');
   for (const v of I64_EDGES) {
     writeI64(b, fromBigInt(v), 0);
     tt.equal(b.readBigInt64LE(0), v, `i64 ${v}`);

@@ -30,7 +30,7 @@ export function dtype(typeBits: number): number {
 
 function writeDirent(b: Buffer, at: number, d: DirEntryOut): number {
   const namelen = Buffer.byteLength(d.name, 'latin1');
-  b.writeBigUInt64LE(d.ino, at);
+  writeU64(b, d.ino, at);
   writeU64(b, d.nextOffset, at + 8);
   b.writeUInt32LE(namelen, at + 16);
   b.writeUInt32LE(dtype(d.type), at + 20);

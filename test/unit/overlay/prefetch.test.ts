@@ -11,6 +11,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { createHook } from 'node:async_hooks';
 import type { DirEntryOut } from '../../../src/fuse/api';
 import { Overlay } from '../../../src/overlay';
 import { native } from '../../../src/native';
@@ -82,6 +83,36 @@ t.test('lookups after the read-ahead answer as without it, from memory', async (
   t.same(ls(f.ov, 'd/sub'), ['x', 'y'], 'a subdirectory listed by the read-ahead');
   t.same(ls(f.ov, 'd/opq'), ['w'], 'the AUFS opaque marker read from the read-ahead listing');
   t.same(ls(f.ov, 'd/sub'), expectedSub);
+});
+
+t.test('one thread-pool call per batch: every lower\'s attributes, listings and xattr names', async (t) => {
+  const f = await fixture(3, ([l0, l1, l2]) => {
+    layers(l0 as string, l1 as string);
+    put(l2 as string, 'd/sub/deep/z', 'z');
+    put(l2 as string, 'd/c', 'c');
+  }, true);
+  t.teardown(() => f.cleanup());
+  const d = walk(f.ov, 'd');
+  const entries = batch(f.ov, 'd');
+  // the addon's work on the libuv pool shows as async resources named stratafs.*
+  const calls: string[] = [];
+  const hook = createHook({
+    init(_id, type) {
+      if (type.startsWith('stratafs.')) calls.push(type);
+    },
+  }).enable();
+  t.teardown(() => hook.disable());
+  const before = f.ov.cacheSizes;
+  await f.ov.prefetchLookups(d, entries);
+  hook.disable();
+  const after = f.ov.cacheSizes;
+  t.equal(calls.length, 1, `one pool call (${calls.join(', ')})`);
+  // a and wh in the top lower end there; b in the middle; c in the bottom; sub in all
+  // three and opq in two, each listed where it is
+  t.equal(after.stats - before.stats, 8, 'the attributes from all three lowers');
+  t.equal(after.listings - before.listings, 5, 'the listings of the subdirectories in each lower');
+  t.equal(f.ov.prefetchLookups(d, entries), undefined, 'nothing left to read');
+  t.same(ls(f.ov, 'd/sub'), ['deep', 'x', 'y']);
 });
 
 t.test('the overlay marks of lower subdirectories come with the read-ahead', async (t) => {
