@@ -30,7 +30,7 @@ RUN mkdir /opt/gen && cd /opt/gen && for d in $(seq ${DIRS}); do mkdir d$d && fo
 RUN rm -rf /usr/share/locale /usr/share/zoneinfo && mv /usr/share/man /usr/share/man.old && mv /usr/lib/x86_64-linux-gnu/gconv /usr/lib/gconv.moved
 RUN for f in /etc/*.conf /etc/passwd /etc/group /usr/share/common-licenses/*; do echo "# appended" >> "$f"; done && cat /var/lib/dpkg/status >> /var/lib/dpkg/status-old
 RUN tar -C /opt -cf /tmp/gen.tar gen && rm -rf /opt/gen && mkdir /opt/copy && tar -C /opt/copy -xf /tmp/gen.tar && rm /tmp/gen.tar
-RUN find / -xdev | wc -l > /entries && ls -lR /usr/share/doc > /dev/null
+RUN find / -xdev | sort > /entries && ls -lR /usr/share/doc > /dev/null
 `;
 
 export interface BuildSetup {
@@ -53,6 +53,22 @@ async function must(what: string, p: Promise<ChildResult>): Promise<ChildResult>
   return r;
 }
 
+/**
+ * What the builds' last step saw (`find / -xdev`, one list per build, named NAMES) where
+ * the lists differ: the count of each build, then each path some builds lack and which
+ * builds have it. Nothing when they all agree.
+ */
+export function entryDifferences(names: string[], lists: string[][]): string[] {
+  const sets = lists.map((l) => new Set(l));
+  const all = [...new Set(lists.flat())].sort();
+  const differing = all.filter((p) => sets.some((s) => !s.has(p)));
+  if (differing.length === 0) return [];
+  const out = [`note: the builds disagree on the entries of the image: ${names.map((n, i) => `${n} ${lists[i].length}`).join(', ')}`];
+  for (const p of differing.slice(0, 50)) out.push(`  ${p}: only in ${names.filter((_n, i) => sets[i].has(p)).join(', ')}`);
+  if (differing.length > 50) out.push(`  ... ${differing.length - 50} more`);
+  return out;
+}
+
 export async function runBuild(o: BuildOptions, log: (s: string) => void): Promise<void> {
   if (!fs.existsSync(o.rootfs)) throw new Error(`no rootfs tarball at ${o.rootfs} (the container tests make it; or --rootfs=TAR)`);
   fs.mkdirSync(o.scratch, { recursive: true });
@@ -68,17 +84,25 @@ export async function runBuild(o: BuildOptions, log: (s: string) => void): Promi
   try {
     if (stratafs) daemon = await startDaemon(stratafs, sock);
     const build = ['build', '--network', 'none', '--pull=never', '--no-cache', '--quiet', '-t', OUT, '-f', path.join(ctx, 'Containerfile'), ctx];
-    const entries: string[] = [];
+    // every build's view of its image (the last step's `find`), checked after the run
+    const seen: { name: string; list: string[] }[] = [];
+    // (copied out through a bind mount: run() keeps only the tail of a long stdout)
+    const lists = path.join(dir, 'lists');
+    fs.mkdirSync(lists);
+    const record = async (i: number, what: string): Promise<void> => {
+      const file = String(seen.length);
+      await must('entries', podman(envs[i], ['run', '--rm', '--network', 'none', '--pull', 'never', '-v', `${lists}:/lists`, OUT, 'cp', '/entries', `/lists/${file}`]));
+      const list = fs.readFileSync(path.join(lists, file), 'utf8').split('\n').filter((l) => l !== '');
+      seen.push({ name: `${o.setups[i].name} (${what})`, list });
+      await podman(envs[i], ['rmi', '--force', OUT]);
+      await podman(envs[i], ['image', 'prune', '--force']);
+    };
     for (const [i, env] of envs.entries()) {
       await must('podman import', podman(env, ['import', '--quiet', o.rootfs, BASE]));
       log(`warm-up build (${o.setups[i].name})`);
       await must(`warm-up build (${o.setups[i].name})`, podman(env, build));
-      const r = await must('entries', podman(env, ['run', '--rm', '--network', 'none', '--pull', 'never', OUT, 'cat', '/entries']));
-      entries.push(r.stdout.trim());
-      await podman(env, ['rmi', '--force', OUT]);
-      await podman(env, ['image', 'prune', '--force']);
+      await record(i, 'warm-up');
     }
-    if (new Set(entries).size > 1) log(`note: the builds disagree on the entries of the image: ${o.setups.map((s, i) => `${s.name} ${entries[i]}`).join(', ')}`);
     const times: number[][] = o.setups.map(() => []);
     for (let rep = 0; rep < o.reps; rep++) {
       const n = o.setups.length;
@@ -87,10 +111,12 @@ export async function runBuild(o: BuildOptions, log: (s: string) => void): Promi
         const r = await must(`podman build (${o.setups[i].name})`, podman(envs[i], build));
         times[i].push(r.seconds);
         log(`rep ${rep + 1}/${o.reps}  ${o.setups[i].name.padEnd(20)} ${r.seconds.toFixed(2)} s`);
-        await podman(envs[i], ['rmi', '--force', OUT]);
-        await podman(envs[i], ['image', 'prune', '--force']);
+        await record(i, `rep ${rep + 1}`);
       }
     }
+    const differences = entryDifferences(seen.map((b) => b.name), seen.map((b) => b.list));
+    for (const line of differences) log(line);
+    if (differences.length === 0) log(`the ${seen.length} builds agree on the entries of the image (${seen[0]?.list.length ?? 0})`);
     const med = times.map((t) => median(t) ?? 0);
     const by = (name: string): number | undefined => med[o.setups.findIndex((s) => s.name === name)];
     console.log(`podman build of a ${CONTAINERFILE.split('\n').filter((l) => l.startsWith('RUN')).length}-step Containerfile over the Debian minbase image, --no-cache, ${o.reps} builds each, alternated (seconds)`);
