@@ -54,3 +54,14 @@ napi_value job_start(napi_env env, struct job *job, const char *name) {
   }
   return promise;
 }
+
+napi_value job_run_now(napi_env env, struct job *job) {
+  napi_value value = NULL;
+  job->work = NULL;
+  job->err = 0;
+  job->run(job);
+  if (job->err) throw_errno(env, job->err, job->syscall, NULL);
+  else value = job->result ? job->result(env, job) : js_undefined(env);
+  job->cleanup(env, job);
+  return value;
+}

@@ -22,4 +22,10 @@ struct job {
 /* Queues `job` and returns its promise; on failure cleans the job up and returns NULL. */
 napi_value job_start(napi_env env, struct job *job, const char *name);
 
+/*
+ * Runs `job` on the calling (JS) thread instead: returns result(...), or throws
+ * errno_error(err, syscall, NULL) and returns NULL; cleans the job up either way.
+ */
+napi_value job_run_now(napi_env env, struct job *job);
+
 #endif

@@ -244,7 +244,8 @@ static bool read_opts(napi_env env, napi_value o, struct copyup_job *job) {
   return true;
 }
 
-static napi_value b_copy_up_file(napi_env env, napi_callback_info info) {
+/* copyUpFile(src, dst, opts) on the pool; copyUpFileNow(...) the same on the calling thread */
+static napi_value copy_up_file(napi_env env, napi_callback_info info, bool now) {
   GET_ARGS(3);
   struct copyup_job *job;
   int src, dst;
@@ -261,12 +262,21 @@ static napi_value b_copy_up_file(napi_env env, napi_callback_info info) {
   job->base.result = copyup_result;
   job->base.cleanup = copyup_cleanup;
   job->base.syscall = "copyUpFile";
-  return job_start(env, &job->base, "stratafs.copyUpFile");
+  return now ? job_run_now(env, &job->base) : job_start(env, &job->base, "stratafs.copyUpFile");
+}
+
+static napi_value b_copy_up_file(napi_env env, napi_callback_info info) {
+  return copy_up_file(env, info, false);
+}
+
+static napi_value b_copy_up_file_now(napi_env env, napi_callback_info info) {
+  return copy_up_file(env, info, true);
 }
 
 bool register_copyup(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"copyUpFile", b_copy_up_file},
+    {"copyUpFileNow", b_copy_up_file_now},
   };
   return define_functions(env, exports, fns, COUNT_OF(fns));
 }

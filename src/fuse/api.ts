@@ -47,6 +47,12 @@ export interface OpenResult {
    * the overlay through `releaseBacking` when it no longer needs it.
    */
   backingFd?: number;
+  /**
+   * Names the real file behind `backingFd` (equal keys: the same file), so the bridge
+   * can tell whether a node's registered backing id still fits without a stat of the
+   * fd. Without it the bridge stats the fd.
+   */
+  backingKey?: string;
   keepCache?: boolean;
   directIo?: boolean;
   /** directories: the kernel may cache the listing (FOPEN_CACHE_DIR) */

@@ -241,6 +241,8 @@ export interface Addon {
    * skipped unless escaped with `escape`), times, then one fsync (`sync`).
    */
   copyUpFile(srcFd: number, dstFd: number, opts: CopyUpFileOptions): Promise<CopyUpFileResult>;
+  /** copyUpFile on the calling thread: the same steps, the same result, errors thrown */
+  copyUpFileNow(srcFd: number, dstFd: number, opts: CopyUpFileOptions): CopyUpFileResult;
 
   // ---- extended attributes; `path` may be "/proc/self/fd/N" for an O_PATH fd ----
   /** throws ENODATA when absent */

@@ -22,10 +22,15 @@
  * Both are LRUs bounded by a count and by approximate bytes (CACHE_LIMITS, one place; a
  * mount may give others, OverlayConfig.caches). A listing larger than the byte bound is
  * not kept: it is read again each time, as without a cache.
+ *
+ * What is kept of the lowers is shared by the mounts of this process that use the same
+ * lower directories (lower-pool.ts, reference-counted, dropped when the last of them
+ * closes); the upper's listings are the mount's own.
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
-import { layerKey, tryStatAt, type Layer } from '../layers/access';
+import { tryStatAt, type Layer } from '../layers/access';
+import { listingSize, lowerIdentities, lowerPool, type Lease, type LowerListing, type LowerPool } from './lower-pool';
 
 export interface CacheLimits {
   /** layer directory listings kept */
@@ -41,7 +46,8 @@ export interface CacheLimits {
 /**
  * Defaults per mount: ~16 MiB of listings (a 50k-file tree of 5k directories is ~5 MiB)
  * and ~8 MiB of lower attributes (~40k objects), so a daemon serving many mounts stays
- * small while the working set of a build or a tree walk fits.
+ * small while the working set of a build or a tree walk fits. The shared lower caches
+ * (lower-pool.ts) are bounded by the sum of their mounts' bounds.
  */
 export const CACHE_LIMITS: CacheLimits = {
   listings: 8192,
@@ -50,33 +56,11 @@ export const CACHE_LIMITS: CacheLimits = {
   statBytes: 8 * 1024 * 1024,
 };
 
-/**
- * approximate heap bytes of one listing entry besides its name (object, bigint, array
- * slot, and for a lower listing its slot in the name set)
- */
-const ENTRY_OVERHEAD = 96;
-/** approximate heap bytes of one listing besides its entries (objects, set, LRU slot) */
-const LISTING_OVERHEAD = 256;
-/** approximate heap bytes of one Stat (about twenty fields, bigint ino) besides its key */
-const STAT_OVERHEAD = 200;
-
-interface Listing {
+interface UpperListing {
   entries: DirEntry[];
-  /**
-   * lower listings: the names and their d_type, to answer a lookup of a name that is
-   * not there, and to tell the read-ahead (prefetch.ts) which names it need not stat
-   */
-  names: Map<string, number> | null;
-  /**
-   * lower listings read ahead (prefetch.ts): the directory's own xattr names, read with
-   * its entries; null when not read so
-   */
-  xattrs: string[] | null;
-  /** upper listings: upperGen when read; -1 for lower listings */
+  /** upperGen when read */
   gen: number;
 }
-
-type StatSlot = { s: Stat | null };
 
 function typesOf(entries: DirEntry[]): Map<string, number> {
   const m = new Map<string, number>();
@@ -84,61 +68,86 @@ function typesOf(entries: DirEntry[]): Map<string, number> {
   return m;
 }
 
-/** key of a listing: a directory a lookup asks about for each of its names (layerKey reuses it) */
-const keyOf = layerKey;
-
-/** key of a lower attribute: an object path, asked about once or twice */
-function statKeyOf(layer: Layer, path: string): string {
-  return `${layer.index}\0${path}`;
-}
-
 export class LayerCache {
-  private readonly listings: LRUCache<string, Listing>;
-  private readonly stats: LRUCache<string, StatSlot>;
+  /** the upper's listings, by path */
+  private readonly uppers: LRUCache<string, UpperListing>;
+  /** the lowers' listings and attributes, shared (lower-pool.ts) */
+  private readonly pool: LowerPool;
+  private readonly lease: Lease;
   /** changes whenever the upper may have changed (see header) */
   private upperGen = 0;
   /** operations that may change the upper, in flight */
   private changing = 0;
   private readonly maxListings: number;
-  private readonly maxStats: number;
+  private readonly listingBytes: number;
 
-  constructor(limits: CacheLimits) {
-    // bounded in count by hand (bounded()): an LRU given `max` allocates its index
-    // arrays for that many entries up front, which an idle mount would pay for
-    this.listings = new LRUCache<string, Listing>({
+  /** `lowers`: the mount's lower layers (named once, by their roots: lowerIdentities) */
+  constructor(limits: CacheLimits, lowers: readonly Layer[] = [], pool: LowerPool = lowerPool) {
+    // bounded in count by hand: an LRU given `max` allocates its index arrays for that
+    // many entries up front, which an idle mount would pay for
+    this.uppers = new LRUCache<string, UpperListing>({
       maxSize: limits.listingBytes,
-      sizeCalculation: (l, k) => LISTING_OVERHEAD + 2 * k.length + l.entries.reduce((n, e) => n + ENTRY_OVERHEAD + 2 * e.name.length, 0),
-    });
-    this.stats = new LRUCache<string, StatSlot>({
-      maxSize: limits.statBytes,
-      sizeCalculation: (_s, k) => STAT_OVERHEAD + 2 * k.length,
+      sizeCalculation: (l, k) => listingSize(l.entries, k),
     });
     this.maxListings = limits.listings;
-    this.maxStats = limits.stats;
+    this.listingBytes = limits.listingBytes;
+    this.pool = pool;
+    this.lease = pool.attach(lowerIdentities(lowers), limits);
   }
 
-  /** Drops the least recently used entries beyond `max`. */
-  private static bounded<V extends object>(lru: LRUCache<string, V>, max: number): void {
-    while (lru.size > max) lru.pop();
+  /** the last key keyOf made, and what it was made of */
+  private lastIndex = -1;
+  private lastPath = '';
+  private lastKey: string | null = null;
+
+  /**
+   * The pool key of lower directory `path` of `layer` for its listing, or null when the
+   * mount keeps nothing of it. A lookup asks several questions about one parent
+   * directory in a row: the last key is reused rather than built (and hashed) again
+   * for each (as access.ts layerKey).
+   */
+  private keyOf(layer: Layer, path: string): string | null {
+    if (layer.upper || !this.lease.live) return null;
+    if (layer.index === this.lastIndex && path === this.lastPath) return this.lastKey;
+    const p = this.lease.prefixes[layer.index];
+    const key = p === undefined ? null : `${p}\0${path}`;
+    this.lastIndex = layer.index;
+    this.lastPath = path;
+    this.lastKey = key;
+    return key;
+  }
+
+  /** The pool key of the attributes of lower object `path` of `layer` (asked once or twice: no reuse), or null. */
+  private statKeyOf(layer: Layer, path: string): string | null {
+    if (layer.upper || !this.lease.live) return null;
+    const p = this.lease.prefixes[layer.index];
+    return p === undefined ? null : `${p}\0${path}`;
+  }
+
+  private putListing(key: string, entries: DirEntry[], xattrs: string[] | null): void {
+    // a listing larger than this mount's byte bound is not kept (read again each time)
+    if (listingSize(entries, key) > this.listingBytes) return;
+    this.pool.listings.set(key, { entries, names: typesOf(entries), xattrs });
+    this.pool.trim();
   }
 
   /** The entries of directory `path` of `layer`, from the cache or from `read`. */
   listing(layer: Layer, path: string, read: () => DirEntry[]): DirEntry[] {
-    const key = keyOf(layer, path);
     if (!layer.upper) {
-      const hit = this.listings.get(key);
+      const key = this.keyOf(layer, path);
+      if (key === null) return read();
+      const hit = this.pool.listings.get(key);
       if (hit !== undefined) return hit.entries;
       const entries = read();
-      this.listings.set(key, { entries, names: typesOf(entries), xattrs: null, gen: -1 });
-      LayerCache.bounded(this.listings, this.maxListings);
+      this.putListing(key, entries, null);
       return entries;
     }
     if (this.changing > 0) return read();
-    const hit = this.listings.get(key);
+    const hit = this.uppers.get(path);
     if (hit !== undefined && hit.gen === this.upperGen) return hit.entries;
     const entries = read();
-    this.listings.set(key, { entries, names: null, xattrs: null, gen: this.upperGen });
-    LayerCache.bounded(this.listings, this.maxListings);
+    this.uppers.set(path, { entries, gen: this.upperGen });
+    while (this.uppers.size > this.maxListings) this.uppers.pop();
     return entries;
   }
 
@@ -147,17 +156,19 @@ export class LayerCache {
    * pool, prefetch.ts), unless a listing is kept already. Never for the upper.
    */
   putLowerListing(layer: Layer, path: string, entries: DirEntry[], xattrs: string[] | null = null): void {
-    if (layer.upper) return;
-    const key = keyOf(layer, path);
-    if (this.listings.has(key)) return;
-    this.listings.set(key, { entries, names: typesOf(entries), xattrs, gen: -1 });
-    LayerCache.bounded(this.listings, this.maxListings);
+    const key = this.keyOf(layer, path);
+    if (key === null || this.pool.listings.has(key)) return;
+    this.putListing(key, entries, xattrs);
+  }
+
+  private peekListing(layer: Layer, path: string): LowerListing | undefined {
+    const key = this.keyOf(layer, path);
+    return key === null ? undefined : this.pool.listings.peek(key);
   }
 
   /** The names (and d_types) of the kept listing of lower directory `path` of `layer`, or null (never the upper's). */
   peekLowerNames(layer: Layer, path: string): ReadonlyMap<string, number> | null {
-    if (layer.upper) return null;
-    return this.listings.peek(keyOf(layer, path))?.names ?? null;
+    return this.peekListing(layer, path)?.names ?? null;
   }
 
   /**
@@ -166,13 +177,13 @@ export class LayerCache {
    * directory reads its overlay marks (whiteout.ts dirMarks) without a listxattr.
    */
   lowerXattrNames(layer: Layer, path: string): readonly string[] | null {
-    if (layer.upper) return null;
-    return this.listings.peek(keyOf(layer, path))?.xattrs ?? null;
+    return this.peekListing(layer, path)?.xattrs ?? null;
   }
 
   /** Is a listing of lower directory `path` of `layer` kept? */
   hasLowerListing(layer: Layer, path: string): boolean {
-    return !layer.upper && this.listings.has(keyOf(layer, path));
+    const key = this.keyOf(layer, path);
+    return key !== null && this.pool.listings.has(key);
   }
 
   /**
@@ -182,42 +193,48 @@ export class LayerCache {
    * of the bottom layer is looked for in every layer above) cost no statx.
    */
   lowerLacks(layer: Layer, dir: string, name: string): boolean {
-    const l = this.listings.get(keyOf(layer, dir));
-    return l !== undefined && l.names !== null && !l.names.has(name);
+    const key = this.keyOf(layer, dir);
+    if (key === null) return false;
+    const l = this.pool.listings.get(key);
+    return l !== undefined && !l.names.has(name);
   }
 
   /** statx of lower object `path` of `layer` (null: it does not exist), from the cache or `stat`. */
   lowerStat(layer: Layer, path: string, stat: () => Stat | null): Stat | null {
-    const key = statKeyOf(layer, path);
-    const hit = this.stats.get(key);
+    const key = this.statKeyOf(layer, path);
+    if (key === null) return stat();
+    const hit = this.pool.stats.get(key);
     if (hit !== undefined) return hit.s;
     const s = stat();
-    this.stats.set(key, { s });
-    LayerCache.bounded(this.stats, this.maxStats);
+    this.pool.stats.set(key, { s });
+    this.pool.trim();
     return s;
   }
 
   /** lowerStat of `name` in the directory `dirfd` (a lookup: no closure per call) */
   lowerStatAt(layer: Layer, path: string, dirfd: number, name: string): Stat | null {
-    const key = statKeyOf(layer, path);
-    const hit = this.stats.get(key);
+    const key = this.statKeyOf(layer, path);
+    if (key === null) return tryStatAt(dirfd, name);
+    const hit = this.pool.stats.get(key);
     if (hit !== undefined) return hit.s;
     const s = tryStatAt(dirfd, name);
-    this.stats.set(key, { s });
-    LayerCache.bounded(this.stats, this.maxStats);
+    this.pool.stats.set(key, { s });
+    this.pool.trim();
     return s;
   }
 
   /** Is the statx of lower object `path` of `layer` (or its miss) kept? */
   hasLowerStat(layer: Layer, path: string): boolean {
-    return !layer.upper && this.stats.has(statKeyOf(layer, path));
+    const key = this.statKeyOf(layer, path);
+    return key !== null && this.pool.stats.has(key);
   }
 
   /** Keeps a statx of lower object `path` of `layer` made elsewhere (null: it does not exist). Never for the upper. */
   putLowerStat(layer: Layer, path: string, s: Stat | null): void {
-    if (layer.upper) return;
-    this.stats.set(statKeyOf(layer, path), { s });
-    LayerCache.bounded(this.stats, this.maxStats);
+    const key = this.statKeyOf(layer, path);
+    if (key === null) return;
+    this.pool.stats.set(key, { s });
+    this.pool.trim();
   }
 
   /**
@@ -241,18 +258,22 @@ export class LayerCache {
     return p.finally(done);
   }
 
-  /** for tests and statistics */
+  /**
+   * for tests and statistics: the upper listings of this mount, and the shared lower
+   * caches whole (every attached mount's lowers)
+   */
   get sizes(): { listings: number; listingBytes: number; stats: number; statBytes: number } {
     return {
-      listings: this.listings.size,
-      listingBytes: this.listings.calculatedSize,
-      stats: this.stats.size,
-      statBytes: this.stats.calculatedSize,
+      listings: this.uppers.size + this.pool.listings.size,
+      listingBytes: this.uppers.calculatedSize + this.pool.listings.calculatedSize,
+      stats: this.pool.stats.size,
+      statBytes: this.pool.stats.calculatedSize,
     };
   }
 
+  /** Drops the upper listings and detaches from the shared lower caches (the mount closes). */
   clear(): void {
-    this.listings.clear();
-    this.stats.clear();
+    this.uppers.clear();
+    this.pool.detach(this.lease);
   }
 }

@@ -9,8 +9,10 @@
  * thread, reflink when possible, holes kept), then owner, mode, xattrs (not the private
  * overlay ones), nanosecond times — and then renamed into the upper with
  * RENAME_NOREPLACE. A regular file whose data is its own does all of that up to the
- * rename, and its one fsync, in a single job on the thread pool (copyFileWhole, native
- * copyUpFile); the other objects (and metacopy files) take the steps one by one. The upper never holds a half-copied file; a crash leaves
+ * rename, and its one fsync, in a single native call (copyFileWhole: copyUpFileNow on
+ * the JS thread for a small file, copyUpFile on the thread pool for a larger one); the
+ * other objects (and metacopy files) take the steps one by one. The upper never holds
+ * a half-copied file; a crash leaves
  * at most a stray entry in the work dir, emptied at the next mount. The parent's times
  * are restored after the rename (a copy-up is not a change the user made). Directories
  * are copied as metadata only: their lower children stay where they are and merge.
@@ -30,7 +32,8 @@
  * the transition of `node.upper` from false to true: a second caller finds the promise
  * and awaits it instead of copying again, so concurrent opens copy up once. A copy-up
  * awaits the parent's copy-up, the file data copy and its fsync (for a plain regular
- * file also its metadata, all in the same job on private fds); other operations may
+ * file also its metadata, all in the same job on private fds; a small one's copy runs
+ * on the JS thread and does not wait); other operations may
  * run meanwhile (an unlink or a rename over the node waits for `node.copyUp` before it
  * takes the name away). From the metadata steps on, everything runs synchronously on
  * the JS thread, so nothing interleaves with them and the final rename. Locks are
@@ -170,14 +173,23 @@ function settle(st: State, node: Node, type: number, lowerNlink: number, ino: bi
   if ((type === fsc.S_IFDIR || brokenLink) && node.lookups > 0) st.invalidate(node.id);
 }
 
+/**
+ * Regular files up to this size (and copies without data) are copied up on the JS
+ * thread (native copyUpFileNow), larger ones on the thread pool (copyUpFile): the
+ * same steps and fsync either way. The bound is the addon's "small file" (copyup.c
+ * SMALL_FILE: copied in one copy_file_range).
+ */
+export const INLINE_COPY_MAX = 64 * 1024;
+
 /** Lower layers whose files cannot be reflinked into the upper (FICLONE refused once). */
 const noReflink = new WeakSet<Layer>();
 
 /**
  * The copy-up of a regular file whose data is its own (not a metacopy file), as kernel
  * overlayfs makes it: in the work dir, data, owner, mode, xattrs, times and one fsync
- * (unless `volatile`), all in one job on the thread pool (native copyUpFile); then, on
- * the JS thread, the rename into the upper and the parent's times put back. Owner and
+ * (unless `volatile`), all in one native call (copyUpFileNow on the JS thread up to
+ * INLINE_COPY_MAX bytes, else copyUpFile on the thread pool); then, on the JS thread,
+ * the rename into the upper and the parent's times put back. Owner and
  * mode come from the lower's cached stat (lowers do not change), size and times from
  * the file opened for the copy.
  */
@@ -189,11 +201,11 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   const loc = st.locateData(node);
   const shifted = src.layer.idShifted === true;
   let result: CopyUpFileResult;
-  const sfd = native.openat(loc.dirfd, loc.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const sfd = openSource(loc.dirfd, loc.name);
   try {
     const dfd = native.openat(work, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
     try {
-      result = await native.copyUpFile(sfd, dfd, {
+      const opts = {
         data,
         uid: copiedId(st.config, 'uid', s.uid, shifted),
         gid: copiedId(st.config, 'gid', s.gid, shifted),
@@ -204,7 +216,12 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
         xattrs: node.lowerXattrs === null || node.lowerXattrs.disk.length > 0,
         privatePrefixes: PRIVATE_PREFIXES,
         escape: XATTR_ESCAPE,
-      });
+      };
+      // a small copy costs less than the hop to the thread pool and back (README
+      // "What each lever gave"): done here, on the JS thread, as the kernel copies
+      // in the caller's context
+      const now = !data || s.size <= INLINE_COPY_MAX;
+      result = now ? native.copyUpFileNow(sfd, dfd, opts) : await native.copyUpFile(sfd, dfd, opts);
       fault('copyup.after-data');
     } catch (e) {
       native.close(dfd);
@@ -239,6 +256,22 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
 }
 
+/**
+ * Opens the file whose data a copy-up copies. O_NOATIME: reading it for the copy must
+ * not change the lower's atime (kernel overlayfs reads its lowers through private
+ * noatime mounts), and so dirty no lower inode. It needs the file's owner or CAP_FOWNER;
+ * without either the file is opened as it is.
+ */
+function openSource(dirfd: number, name: string): number {
+  const how = fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC;
+  try {
+    return native.openat(dirfd, name, how | C.O_NOATIME, 0);
+  } catch (e) {
+    if (toErrno(e) !== E.EPERM) throw e;
+    return native.openat(dirfd, name, how, 0);
+  }
+}
+
 /** Runs a step that may fail without undoing the copy-up; the failure is logged. */
 function bestEffort(what: string, f: () => void): void {
   try {
@@ -251,7 +284,7 @@ function bestEffort(what: string, f: () => void): void {
 async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boolean): Promise<void> {
   // the data: a lower metacopy file's is in the file below it
   const src = st.locateData(node);
-  const sfd = native.openat(src.dirfd, src.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const sfd = openSource(src.dirfd, src.name);
   let dfd = -1;
   try {
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
@@ -287,7 +320,7 @@ function setIgnoringUnsupported(f: () => void): void {
 async function completeMetacopy(st: State, node: Node, data: boolean): Promise<void> {
   if (data) {
     const src = st.locateData(node);
-    const sfd = native.openat(src.dirfd, src.name, fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    const sfd = openSource(src.dirfd, src.name);
     try {
       const dst = st.locate(node);
       const dfd = native.openat(dst.dirfd, dst.name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);

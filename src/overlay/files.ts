@@ -52,12 +52,20 @@ export function isWriteOpen(flags: number): boolean {
   return (flags & ACCMODE) !== fsc.O_RDONLY || (flags & fsc.O_TRUNC) !== 0;
 }
 
-export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Promise<OpenResult> {
-  if (node.type === fsc.S_IFDIR && isWriteOpen(flags)) fail(E.EISDIR);
-  if (isWriteOpen(flags)) {
-    st.requireUpper();
-    await copyUp(st, node, { data: (flags & fsc.O_TRUNC) === 0 });
-  }
+/** An open for writing (or truncating): copies up first, on the thread pool. */
+export async function openForWrite(st: State, _ctx: Ctx, node: Node, flags: number): Promise<OpenResult> {
+  if (node.type === fsc.S_IFDIR) fail(E.EISDIR);
+  st.requireUpper();
+  await copyUp(st, node, { data: (flags & fsc.O_TRUNC) === 0 });
+  return openNow(st, node, flags);
+}
+
+/** A read-only open copies nothing: answered at once, without a promise. */
+export function openReadOnly(st: State, _ctx: Ctx, node: Node, flags: number): OpenResult {
+  return openNow(st, node, flags);
+}
+
+function openNow(st: State, node: Node, flags: number): OpenResult {
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
   const how = openFlagsFor(st, flags);
@@ -79,7 +87,16 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
     }
   });
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData, shareKey });
-  return fileOpenResult(st, fh, fd, flags, lowerData);
+  return fileOpenResult(st, fh, fd, flags, lowerData, backingKey(node, lowerData));
+}
+
+/**
+ * The real file a node's handle reads: its lower data file or its upper file. Neither
+ * changes while the node lives (lowers are immutable; an upper file keeps its inode
+ * through renames and truncation; a copy-up moves the node from one to the other).
+ */
+export function backingKey(node: Node, lowerData: boolean): string {
+  return `${node.id}:${lowerData ? 'lower' : 'upper'}`;
 }
 
 /**
@@ -89,9 +106,9 @@ export async function open(st: State, _ctx: Ctx, node: Node, flags: number): Pro
  * that it keeps out of the page cache and does not count as a cached open (which would
  * end passthrough for the node).
  */
-export function fileOpenResult(st: State, fh: number, fd: number, flags: number, keepCache: boolean): OpenResult {
+export function fileOpenResult(st: State, fh: number, fd: number, flags: number, keepCache: boolean, key: string): OpenResult {
   if (st.passthrough && (flags & fsc.O_DIRECT) !== 0) return { fh, directIo: true };
-  return { fh, backingFd: fd, keepCache };
+  return { fh, backingFd: fd, backingKey: key, keepCache };
 }
 
 export function fileHandle(st: State, fh: number): FileHandle {

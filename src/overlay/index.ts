@@ -139,10 +139,10 @@ export class Overlay implements FileSystemApi {
     return this.changing(() => rename(this.st, this.st.node(parent), name, this.st.node(newParent), newName, flags));
   }
 
-  open(ctx: Ctx, node: NodeId, flags: number): Promise<OpenResult> {
+  open(ctx: Ctx, node: NodeId, flags: number): Promise<OpenResult> | OpenResult {
     // an open for writing copies up
-    if (files.isWriteOpen(flags)) return this.changing(() => files.open(this.st, ctx, this.st.node(node), flags));
-    return files.open(this.st, ctx, this.st.node(node), flags);
+    if (files.isWriteOpen(flags)) return this.changing(() => files.openForWrite(this.st, ctx, this.st.node(node), flags));
+    return files.openReadOnly(this.st, ctx, this.st.node(node), flags);
   }
 
   create(ctx: Ctx, parent: NodeId, name: string, mode: number, flags: number): Promise<{ entry: Entry; open: OpenResult }> {

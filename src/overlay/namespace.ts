@@ -33,7 +33,7 @@ import { lookupNode, lowerHasName, nodeFor, resolve } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
 import { isAufsName, isWhiteout } from '../layers/whiteout';
-import { fileOpenResult, openFlagsFor } from './files';
+import { backingKey, fileOpenResult, openFlagsFor } from './files';
 import { acquireFd, releaseFd } from './handle-fds';
 import { fault } from './faults';
 import { ACL_ACCESS, ACL_DEFAULT, aclForCreate, type CreateAcl } from './acl';
@@ -201,7 +201,7 @@ export async function create(st: State, ctx: Ctx, parent: Node, name: string, mo
   }
   const node = st.node(entry.nodeId);
   const fh = st.addHandle({ kind: 'file', fd, node, upper: true });
-  return { entry, open: fileOpenResult(st, fh, fd, flags, false) };
+  return { entry, open: fileOpenResult(st, fh, fd, flags, false, backingKey(node, false)) };
 }
 
 export async function link(st: State, node: Node, newParent: Node, newName: string): Promise<Entry> {

@@ -79,7 +79,7 @@ export class State {
     root: (id: NodeId) => Node,
   ) {
     this.inodes = new InodeTable(root);
-    this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches });
+    this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches }, lowers);
     this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
   }

@@ -8,6 +8,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MountServer } from '../../src/server/mount-server';
+import { lowerPool } from '../../src/overlay/lower-pool';
 import type { MountSpec } from '../../src/mount/spec';
 import { tempDir } from '../lib/tmp';
 import { run, runOk } from '../lib/proc';
@@ -72,6 +73,38 @@ t.test('one process serves several mounts over one lower', async (t) => {
   t.notOk(specs.some((s) => after.has(s.mountpoint)), 'nothing left mounted');
   await server.mount(specs[0]);
   t.equal(await sh(`cat ${specs[0].mountpoint}/etc/motd`), 'changed\n', 'a layer mounts again with its upper intact');
+});
+
+t.test('mounts of the same lower share what they read of it, each with its own ids', async (t) => {
+  const base = await tempDir(t, 'mountserver');
+  const lower = path.join(base, 'lower');
+  fs.mkdirSync(path.join(lower, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(lower, 'etc', 'f'), 'f\n');
+  fs.chownSync(path.join(lower, 'etc', 'f'), 100100, 100200);
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+  const lowersBefore = lowerPool.lowerCount;
+  const a = spec(base, 'a', lower);
+  await server.mount(a);
+  t.equal(await sh(`ls ${a.mountpoint}/etc`), 'f\n');
+  t.equal(await sh(`stat -c %u:%g ${a.mountpoint}/etc/f`), '100100:100200\n');
+  // behind the mount (a lower must not change while mounted): a mount of the same
+  // lower made now answers from what the first one read
+  fs.writeFileSync(path.join(lower, 'etc', 'later'), 'l\n');
+  const range = (inside: number, host: number, count: number): MountSpec['uidMap'] => [{ inside, host, count }];
+  const b = { ...spec(base, 'b', lower), uidMap: range(0, 100000, 65536), gidMap: range(0, 100000, 65536) };
+  await server.mount(b);
+  t.equal(lowerPool.lowerCount, lowersBefore + 1, 'one shared lower for both mounts');
+  t.equal(await sh(`ls ${b.mountpoint}/etc`), 'f\n', 'the second mount lists what the first one read');
+  t.equal(await sh(`stat -c %u:%g ${b.mountpoint}/etc/f`), '100:200\n', 'through its own mapping');
+  t.equal(await sh(`stat -c %u:%g ${a.mountpoint}/etc/f`), '100100:100200\n', 'the first mount\'s ids unchanged');
+  await server.unmount(a.mountpoint);
+  t.equal(await sh(`ls ${b.mountpoint}/etc`), 'f\n', 'kept while a mount of the lower is left');
+  await server.unmount(b.mountpoint);
+  t.equal(lowerPool.lowerCount, lowersBefore, 'the lower is dropped with its last mount');
+  const c = spec(base, 'c', lower);
+  await server.mount(c);
+  t.equal(await sh(`ls ${c.mountpoint}/etc`), 'f\nlater\n', 'a mount after that reads the lower afresh');
 });
 
 t.test('a failed mount leaves nothing behind', async (t) => {

@@ -84,15 +84,23 @@ function dirOpenOut(r: OpenResult): OpenOut {
   return { fh: r.fh, openFlags: flags, backingId: 0 };
 }
 
-async function openFile(core: Core, ctx: Ctx, node: NodeId, r: OpenResult, flags: number, openFlags: number): Promise<OpenOut> {
+/** Synchronous unless a truncating open must first clear set-id bits. */
+function openFile(core: Core, ctx: Ctx, node: NodeId, r: OpenResult, flags: number, openFlags: number): Awaitable<OpenOut> {
   if ((flags & fsc.O_TRUNC) !== 0 && (openFlags & OPEN_KILL_SUIDGID) !== 0 && core.killprivV2) {
-    try {
-      await killSuidgid(core.fs, ctx, node, core.noSetid, r.fh);
-    } catch (e) {
-      await core.fs.release(r.fh);
-      throw e;
-    }
+    return (async () => {
+      try {
+        await killSuidgid(core.fs, ctx, node, core.noSetid, r.fh);
+      } catch (e) {
+        await core.fs.release(r.fh);
+        throw e;
+      }
+      return registerOpen(core, node, r);
+    })();
   }
+  return registerOpen(core, node, r);
+}
+
+function registerOpen(core: Core, node: NodeId, r: OpenResult): OpenOut {
   // FLUSH does nothing here (no locks, data goes to the layer file as written): the
   // kernel need not send it on every close
   const out = core.registry.open(node, r);
@@ -227,16 +235,16 @@ export const handlers: HandlerTable = {
   async LINK(core, { header, body }, ctx) {
     return entryOutcome(core, header.unique, await core.fs.link(ctx, body.oldNodeId, header.nodeId, body.newName));
   },
-  async OPEN(core, { header, body }, ctx) {
-    const r = await core.fs.open(ctx, header.nodeId, body.flags);
-    const out = await openFile(core, ctx, header.nodeId, r, body.flags, body.openFlags);
-    return {
-      reply: encodeOpen(header.unique, out),
-      undo: async () => {
-        core.registry.release(r.fh);
-        await core.fs.release(r.fh);
-      },
-    };
+  // synchronous for a read-only open (no copy-up): `tar` opens every file it reads
+  OPEN(core, { header, body }, ctx) {
+    return then(core.fs.open(ctx, header.nodeId, body.flags), (r) =>
+      then(openFile(core, ctx, header.nodeId, r, body.flags, body.openFlags), (out) => ({
+        reply: encodeOpen(header.unique, out),
+        undo: async () => {
+          core.registry.release(r.fh);
+          await core.fs.release(r.fh);
+        },
+      })));
   },
   async CREATE(core, { header, body }, ctx) {
     const { entry, open } = await core.fs.create(withUmask(core, ctx, body.umask), header.nodeId, body.name, body.mode, body.flags);

@@ -82,7 +82,7 @@ export class PassthroughRegistry {
 
     let key: string;
     try {
-      key = this.dev.fileKey(r.backingFd);
+      key = r.backingKey ?? this.dev.fileKey(r.backingFd);
     } catch (e) {
       this.log('passthrough: cannot stat backing fd of node %d: %s', nodeId, (e as Error).message);
       return plain();

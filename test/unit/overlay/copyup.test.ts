@@ -2,7 +2,8 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { constants } from 'node:os';
+import { constants, tmpdir } from 'node:os';
+import { INLINE_COPY_MAX } from '../../../src/overlay/copyup';
 import { ctx, fixture, readFile, walk, writeFile, withErrno, workLeftovers } from './fixtures/helpers';
 
 const O = fs.constants;
@@ -184,4 +185,70 @@ t.test('copy-up completes when the parent times cannot be put back', async (t) =
   t.equal(fs.statSync(path.join(dir, 'sub')).mode & 0o7777, 0o700, 'directory copied up too');
   await f.ov.setattr(ctx, sub, { mode: 0o750 });
   t.same(workLeftovers(f.work), [], 'nothing left in the work dir');
+});
+
+t.test('a small file is copied up without the thread pool, a larger one on it', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    fs.writeFileSync(path.join(l0 as string, 'small'), 'small file');
+    fs.writeFileSync(path.join(l0 as string, 'large'), Buffer.alloc(INLINE_COPY_MAX + 1, 7));
+  });
+  t.teardown(() => f.cleanup());
+  const small = walk(f.ov, 'small');
+  const large = walk(f.ov, 'large');
+  // every thread of the pool waits in a read of an empty FIFO until released
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'stratafs-pool-'));
+  const fifos: number[] = [];
+  const reads: Promise<unknown>[] = [];
+  const release = (): void => {
+    for (const fd of fifos.splice(0)) fs.writeSync(fd, 'x');
+  };
+  t.teardown(async () => {
+    release();
+    await Promise.all(reads);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  for (let i = 0; i < threads; i++) {
+    const p = path.join(dir, `fifo${i}`);
+    execFileSync('mkfifo', [p]);
+    const fd = fs.openSync(p, fs.constants.O_RDWR);
+    fifos.push(fd);
+    reads.push(new Promise((resolve) => fs.read(fd, Buffer.alloc(1), 0, 1, null, () => {
+      fs.closeSync(fd);
+      resolve(null);
+    })));
+  }
+  const pending = Symbol('pending');
+  const waited = (p: unknown, ms: number) =>
+    Promise.race([p, new Promise((resolve) => setTimeout(() => resolve(pending), ms))]);
+  const opened = await waited(f.ov.open(ctx, small, O.O_WRONLY | O.O_APPEND), 5000);
+  t.not(opened, pending, 'the small copy-up finished while the pool was busy');
+  if (opened !== pending) f.ov.release((opened as { fh: number }).fh);
+  t.equal(fs.readFileSync(path.join(f.upper, 'small'), 'utf8'), 'small file');
+  const big = f.ov.open(ctx, large, O.O_WRONLY);
+  t.equal(await waited(big, 200), pending, 'the larger copy-up waits for the pool');
+  release();
+  f.ov.release((await big).fh);
+  t.equal(fs.statSync(path.join(f.upper, 'large')).size, INLINE_COPY_MAX + 1);
+  t.same(workLeftovers(f.work), []);
+});
+
+t.test('copy-up leaves the lower file\'s atime as it was (kernel overlayfs: noatime lowers)', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    for (const n of ['small', 'large']) {
+      const p = path.join(l0 as string, n);
+      fs.writeFileSync(p, n === 'small' ? 'small' : Buffer.alloc(INLINE_COPY_MAX + 1, 1));
+      // atime before mtime: any read would move it, relatime or not
+      execFileSync('touch', ['-a', '-d', '2001-02-03 04:05:06', p]);
+    }
+  });
+  t.teardown(() => f.cleanup());
+  for (const n of ['small', 'large']) {
+    const lower = path.join(f.lowers[0] as string, n);
+    const before = fs.statSync(lower, { bigint: true }).atimeNs;
+    const { fh } = await f.ov.open(ctx, walk(f.ov, n), O.O_WRONLY | O.O_APPEND);
+    f.ov.release(fh);
+    t.equal(fs.statSync(path.join(f.upper, n)).size, n === 'small' ? 5 : INLINE_COPY_MAX + 1, `${n}: copied`);
+    t.equal(fs.statSync(lower, { bigint: true }).atimeNs, before, `${n}: lower atime unchanged`);
+  }
 });

@@ -15,7 +15,7 @@ import { createHook } from 'node:async_hooks';
 import type { DirEntryOut } from '../../../src/fuse/api';
 import { Overlay } from '../../../src/overlay';
 import { native } from '../../../src/native';
-import { config, ctx, fixture, ls, put, readdirAll, walk, R } from './fixtures/helpers';
+import { apart, config, ctx, fixture, ls, put, readdirAll, walk, R } from './fixtures/helpers';
 
 const O = fs.constants;
 
@@ -58,7 +58,7 @@ t.test('lookups after the read-ahead answer as without it, from memory', async (
   const f = await fixture(2, ([l0, l1]) => layers(l0 as string, l1 as string), true);
   t.teardown(() => f.cleanup());
   // what an overlay over the same layers that reads nothing ahead answers
-  const plain = await Overlay.open(config(f.lowers));
+  const plain = await Overlay.open(config(apart(f.lowers)));
   t.teardown(() => plain.destroy());
   const expected = looked(plain, 'd', names);
   const expectedSub = ls(plain, 'd/sub');
@@ -124,7 +124,7 @@ t.test('the overlay marks of lower subdirectories come with the read-ahead', asy
     native.setxattr(path.join(l0 as string, 'd/x'), 'trusted.overlay.opaque', Buffer.from('y'), 0, false);
   }, true);
   t.teardown(() => f.cleanup());
-  const plain = await Overlay.open(config(f.lowers));
+  const plain = await Overlay.open(config(apart(f.lowers)));
   t.teardown(() => plain.destroy());
   t.same([ls(plain, 'd/x'), ls(plain, 'd/y')], [['top'], ['bottom', 'top']], 'x is opaque, y merges');
   const d = walk(f.ov, 'd');
