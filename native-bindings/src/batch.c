@@ -154,7 +154,11 @@ static void put_xattr_names(struct area *a, int fd) {
 /* Directory `name` in `dirfd`: i32 list status, and the listing when it could be read. */
 static void put_listing(struct ra_job *job, int dirfd, const char *name) {
   struct area *a = &job->out, *d = &job->dents;
-  int fd = openat(dirfd, name[0] ? name : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  /* O_NOATIME: listing a lower must not move its atime (as kernel overlayfs); it needs the
+     owner or CAP_FOWNER, without either the directory is read as it is */
+  const char *at = name[0] ? name : ".";
+  int fd = openat(dirfd, at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = openat(dirfd, at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     put_i32(a, errno);
     return;

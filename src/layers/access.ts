@@ -319,10 +319,20 @@ export function xattrPath(dirfd: number, name: string): { path: string; follow: 
 
 /**
  * Opens directory `name` in dirfd ('' = dirfd itself) for reading its entries or
- * syncing it, never following a final symlink. The caller closes the fd.
+ * syncing it, never following a final symlink. The caller closes the fd. O_NOATIME, as
+ * kernel overlayfs opens the real directories it reads: listing a lower must not move
+ * its atime (a lower is shared, read-only). O_NOATIME needs the directory's owner or
+ * CAP_FOWNER; without either it is opened as it is.
  */
 export function openDirAt(dirfd: number, name: string): number {
-  return native.openat(dirfd, name === '' ? '.' : name, fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const how = fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
+  const at = name === '' ? '.' : name;
+  try {
+    return native.openat(dirfd, at, how | C.O_NOATIME, 0);
+  } catch (e) {
+    if (toErrno(e) !== E.EPERM) throw e;
+    return native.openat(dirfd, at, how, 0);
+  }
 }
 
 /** getxattr or null when absent / unsupported. */

@@ -68,7 +68,8 @@ export function openReadOnly(st: State, _ctx: Ctx, node: Node, flags: number): O
 function openNow(st: State, node: Node, flags: number): OpenResult {
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
-  const how = openFlagsFor(st, flags);
+  // a lower file is read O_NOATIME on any mount, as kernel overlayfs reads its lowers
+  const how = openFlagsFor(st, flags) | (lowerData ? C.O_NOATIME : 0);
   const shareKey = isWriteOpen(flags) ? undefined : `${node.id}:${lowerData ? 'lower' : 'upper'}:${how}`;
   const fd = acquireFd(st, shareKey ?? null, () => {
     const loc = lowerData ? st.locateData(node) : st.locate(node);

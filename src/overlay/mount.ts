@@ -50,7 +50,23 @@ function openLowerRoot(path: string): number {
   }
   if (tree === null) return fd;
   native.close(fd);
+  quietLower(tree);
   return tree;
+}
+
+/**
+ * Makes a lower's private clone noatime (kernel overlayfs clones its lowers noatime too):
+ * nothing read through it moves the lower's atimes or dirties a lower inode, FUSE
+ * passthrough reads included (the kernel opens their backing files on the path of our
+ * fd, without our O_NOATIME). Where it is refused the clone stays as it is (lower files
+ * and directories are still opened O_NOATIME where the kernel allows).
+ */
+function quietLower(tree: number): void {
+  try {
+    native.mountSetattr(tree, '', C.AT_EMPTY_PATH, C.MOUNT_ATTR_NOATIME, C.MOUNT_ATTR__ATIME);
+  } catch {
+    // best effort, as above
+  }
 }
 
 /** Opens a layer root (O_PATH) after checking it is a readable directory. */
