@@ -5,11 +5,11 @@
  * daemon must not write to it.
  *
  * The lower's files and directories get atimes in the past (before their mtime, so that
- * relatime would move them on any read); then cat, ls, find and a read of a larger file
- * run on the mount (in child processes), and the lower's atimes are compared before and
- * after, on kernel overlayfs and on stratafs with passthrough on (as root: auto) and off,
- * with the default noatime mount and with relatime. The merged view's atime of the files
- * read is compared with the kernel's after the reads.
+ * relatime would move them on any read); then cat, ls, find, readlink and a read of a
+ * larger file run on the mount (in child processes), and the lower's atimes are compared
+ * before and after, on kernel overlayfs and on stratafs with passthrough on (as root:
+ * auto) and off, with the default noatime mount and with relatime. The merged view's
+ * atime of the files read is compared with the kernel's after the reads.
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -21,6 +21,8 @@ import { mountKernelOverlay, mountStratafs, type Mounted } from '../lib/mounts';
 /** lower entries, relative to the lower root ('' is the root itself) */
 const FILES = ['g', 'd/f', 'd/e/deep', 'big'];
 const DIRS = ['', 'd', 'd/e'];
+/** read with readlink (ls -l, find -printf %l) */
+const LINKS = ['d/ln'];
 const PAST = new Date('2020-01-01T00:00:00Z');
 const LATER = new Date('2021-01-01T00:00:00Z');
 
@@ -31,12 +33,15 @@ function buildLower(lower: string): void {
   fs.writeFileSync(path.join(lower, 'd/e/deep'), 'deep\n');
   fs.writeFileSync(path.join(lower, 'big'), Buffer.alloc(4 << 20, 7));
   // atime before mtime: relatime (and strictatime) would move it on a read
+  fs.symlinkSync('f', path.join(lower, 'd/ln'));
   for (const p of [...FILES, ...DIRS]) fs.utimesSync(path.join(lower, p), PAST, LATER);
+  for (const p of LINKS) fs.lutimesSync(path.join(lower, p), PAST, LATER);
 }
 
 function atimes(root: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const p of [...DIRS, ...FILES]) out[p || '.'] = fs.statSync(path.join(root, p), { bigint: true }).atimeNs.toString();
+  for (const p of LINKS) out[p] = fs.lstatSync(path.join(root, p), { bigint: true }).atimeNs.toString();
   return out;
 }
 
@@ -47,6 +52,7 @@ function readAll(t: tap.Test, mnt: string): void {
     ['dd', [`if=${path.join(mnt, 'big')}`, 'of=/dev/null', 'bs=1M', 'status=none']],
     ['ls', ['-la', mnt, path.join(mnt, 'd')]],
     ['find', [mnt, '-type', 'f', '-exec', 'wc', '-c', '{}', '+']],
+    ['readlink', [path.join(mnt, 'd/ln')]],
   ];
   for (const [cmd, args] of cmds) {
     const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000, maxBuffer: 1 << 20 });
