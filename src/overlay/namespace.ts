@@ -21,7 +21,7 @@
  * file would be invisible. Kernel overlayfs allows them; it has no AUFS reading.
  */
 import { constants as fsc } from 'node:fs';
-import { E, fail } from '../errors';
+import { E, fail, toErrno } from '../errors';
 import { C, native } from '../native';
 import type { Ctx, Entry, OpenResult } from '../fuse/api';
 import { entryOf, PERM_MASK, S_ISGID } from './attr';
@@ -29,7 +29,7 @@ import { copyUp, removeTmp, removeTree, settleCopyUp } from './copyup';
 import { creatorToHost } from './idmap';
 import type { Node } from './inodes';
 import { procFdPath, tryStatAt } from '../layers/access';
-import { lookupNode, lowerHasName, resolve } from './lookup';
+import { lookupNode, lowerHasName, nodeFor, resolve } from './lookup';
 import { isMergedEmpty } from './readdir';
 import type { State } from './state';
 import { isAufsName, isWhiteout } from '../layers/whiteout';
@@ -80,17 +80,21 @@ async function prepare(st: State, ctx: Ctx, parent: Node, name: string): Promise
 
 /**
  * Moves work/tmp to parent/name in the upper (see header). Returns true when it
- * replaced a whiteout.
+ * replaced a whiteout. The free name, the common case, costs the rename alone: only
+ * when RENAME_NOREPLACE finds the name taken is it looked at (a whiteout is replaced,
+ * anything else is EEXIST).
  */
 function install(st: State, parent: Node, name: string, tmp: string, isDir: boolean): boolean {
   const pfd = st.upperDirFd(parent);
   const work = st.workFd;
-  const existing = tryStatAt(pfd, name);
-  if (existing === null) {
+  try {
     native.renameat2(work, tmp, pfd, name, C.RENAME_NOREPLACE);
     return false;
+  } catch (e) {
+    if (toErrno(e) !== E.EEXIST) throw e;
   }
-  if (!isWhiteout(pfd, name, existing, parent.upperXwhiteouts)) fail(E.EEXIST);
+  const existing = tryStatAt(pfd, name);
+  if (existing === null || !isWhiteout(pfd, name, existing, parent.upperXwhiteouts)) fail(E.EEXIST);
   if (!isDir) {
     native.renameat2(work, tmp, pfd, name, 0);
   } else {
@@ -115,7 +119,9 @@ function finish(st: State, parent: Node, name: string, tmp: string, isDir: boole
     removeTmp(st.workFd, tmp, isDir);
     throw e;
   }
-  return entryOf(st, lookupNode(st, parent, name));
+  // the statx the lookup made of the new object is its attributes: no second one
+  const r = resolve(st, parent, name) ?? fail(E.ENOENT);
+  return entryOf(st, nodeFor(st, parent, name, r), r.upper ?? undefined);
 }
 
 export async function mkdir(st: State, ctx: Ctx, parent: Node, name: string, mode: number): Promise<Entry> {
@@ -128,7 +134,7 @@ export async function mkdir(st: State, ctx: Ctx, parent: Node, name: string, mod
     native.fchownat(work, tmp, o.uid, o.gid, C.AT_SYMLINK_NOFOLLOW);
     native.fchmodat(work, tmp, acl.mode | (o.sgid ? S_ISGID : 0));
     applyAcls(procFdPath(work, tmp), acl);
-    if (overWhiteout(st, parent, name) || parent.lowers.length > 0) {
+    if (parent.lowers.length > 0 || overWhiteout(st, parent, name)) {
       native.setxattr(procFdPath(work, tmp), `${st.prefix}opaque`, Buffer.from('y'), 0, false);
     }
   } catch (e) {

@@ -13,10 +13,13 @@ import { getAttr, PERM_MASK } from './attr';
 import { copyUp } from './copyup';
 import { idToHost } from './idmap';
 import type { Node } from './inodes';
-import { procFdPath, statAt } from '../layers/access';
+import { procFdPath } from '../layers/access';
 import type { State } from './state';
 
 type TimeChange = SetattrChanges['atime'];
+
+/** (uid_t)-1 / (gid_t)-1: fchownat leaves that id as it is */
+const SAME_ID = 0xffffffff;
 
 function timeArgs(t: TimeChange): [number, number] {
   if (t === undefined) return [0, C.UTIME_OMIT];
@@ -37,10 +40,8 @@ export async function setattr(st: State, ctx: Ctx, node: Node, ch: SetattrChange
   const loc = st.locate(node);
   const { dirfd, name } = loc;
   if (newUid !== undefined || newGid !== undefined) {
-    const cur = statAt(dirfd, name);
-    const uid = newUid ?? cur.uid;
-    const gid = newGid ?? cur.gid;
-    native.fchownat(dirfd, name, uid, gid, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
+    // an id not given stays as it is: (uid_t)-1 to fchownat, no statx to read it first
+    native.fchownat(dirfd, name, newUid ?? SAME_ID, newGid ?? SAME_ID, C.AT_SYMLINK_NOFOLLOW | (name === '' ? C.AT_EMPTY_PATH : 0));
   }
   if (ch.mode !== undefined) {
     // fchmodat follows a final symlink; a symlink's mode cannot change on Linux
@@ -70,9 +71,6 @@ export async function setattr(st: State, ctx: Ctx, node: Node, ch: SetattrChange
   }
   return getAttr(st, node);
 }
-
-/** (uid_t)-1 / (gid_t)-1: fchownat leaves that id as it is */
-const SAME_ID = 0xffffffff;
 
 /**
  * A setattr that changes nothing the kernel names: chown(path, -1, -1) arrives so (the

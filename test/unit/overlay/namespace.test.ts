@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { constants } from 'node:os';
+import { native } from '../../../src/native';
 import { ctx, exists, fixture, isWhiteoutFile, ls, put, readFile, walk, withErrno, xattr, R, look, workLeftovers } from './fixtures/helpers';
 
 const O = fs.constants;
@@ -258,4 +259,45 @@ t.test('whiteouts are links of one shared 0/0 inode, as the kernel makes them', 
   t.equal(fs.statSync(path.join(f.upper, 'd/a')).nlink, 4, 'three whiteouts and the shared one in the work dir');
   t.same(workLeftovers(f.work), [], 'nothing else in the work dir');
   t.same(ls(f.ov, 'd'), []);
+});
+
+t.test('create, mkdir and a chown of one id stat the new name no more than they must', async (t) => {
+  const f = await fixture(1, ([l0]) => put(l0 as string, 'lower', 'x'));
+  t.teardown(() => f.cleanup());
+  // count the statx calls that name `watched` (the untar path: thousands of these)
+  let watched = '';
+  let calls = 0;
+  const n = native as unknown as Record<'statx' | 'statxOrErrno', (...a: unknown[]) => unknown>;
+  const orig = { statx: n.statx, statxOrErrno: n.statxOrErrno };
+  for (const k of ['statx', 'statxOrErrno'] as const) {
+    n[k] = (...a: unknown[]) => {
+      if (a[1] === watched) calls++;
+      return orig[k].apply(native, a);
+    };
+  }
+  t.teardown(() => Object.assign(n, orig));
+  const count = async (name: string, op: () => Promise<unknown>): Promise<number> => {
+    watched = name;
+    calls = 0;
+    await op();
+    watched = '';
+    return calls;
+  };
+  // the free-name check (ENOENT) and the lookup of what was made: no second look at the
+  // name before the rename, nor a second statx for the reply's attributes
+  let fh = -1;
+  t.equal(await count('new', async () => {
+    fh = (await f.ov.create(ctx, 1, 'new', 0o640, O.O_RDWR)).open.fh;
+  }), 2, 'create: 2 statx of the name');
+  f.ov.release(fh);
+  t.equal(await count('dir', () => f.ov.mkdir(ctx, 1, 'dir', 0o755)), 2, 'mkdir in a merged parent: 2 statx of the name');
+  t.equal(xattr(path.join(f.upper, 'dir'), 'trusted.overlay.opaque'), 'y', 'still opaque in a merged parent');
+  // a chown naming only the owner: the group stays, without reading it first
+  const node = look(f.ov, 1, 'new').nodeId;
+  t.equal(await count('new', () => f.ov.setattr(ctx, node, { uid: 4321 })), 1, 'chown of the uid: 1 statx (the reply)');
+  const s = fs.lstatSync(path.join(f.upper, 'new'));
+  t.same([s.uid, s.gid, s.mode & 0o7777], [4321, 0, 0o640]);
+  await f.ov.setattr(ctx, node, { gid: 8765 });
+  const s2 = fs.lstatSync(path.join(f.upper, 'new'));
+  t.same([s2.uid, s2.gid], [4321, 8765], 'chown of the gid keeps the uid');
 });
