@@ -56,7 +56,7 @@ export function prepareMountpoint(target: string): string | undefined {
 }
 
 /** The type of the filesystem mounted exactly at `dir` (in our mount namespace), if any. */
-function mountedAt(dir: string): string | undefined {
+export function mountedAt(dir: string): string | undefined {
   let found: string | undefined;
   for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
     const fields = line.split(' ');

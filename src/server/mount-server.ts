@@ -20,7 +20,7 @@ import { realpathSync } from 'node:fs';
 import { Overlay } from '../overlay';
 import type { OverlayConfig } from '../overlay/config';
 import type { FuseSession } from '../fuse/bridge';
-import { mountFuse, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
+import { mountFuse, mountedAt, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
 import { DEFAULT_MOUNT_FLAGS } from '../mount/flags';
 import { checkSpec, type MountSpec } from '../mount/spec';
 import { StratafsError } from '../errors';
@@ -30,6 +30,9 @@ import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
 
 const log = createDebug('stratafs:server');
+
+/** how long a new mount waits for the cleanup of one the kernel already ended */
+const ENDED_WAIT_MS = 5_000;
 
 /** A mount being served. `ended` resolves once the connection is gone and cleaned up. */
 export interface ServedMount {
@@ -87,6 +90,8 @@ export class MountServer {
   private readonly realTargets = new Map<string, string>();
   /** mountpoint -> the directories it reads by path, symlinks resolved (own-mounts.ts) */
   private readonly readDirs = new Map<string, MountDirs>();
+  /** the mounts whose setup finished (not the placeholders of mounts under way) */
+  private readonly started = new WeakSet<ServedMount>();
 
   /**
    * Mounts and starts serving; resolves once the mount is ready to use. `onMounted` is
@@ -96,6 +101,7 @@ export class MountServer {
   async mount(asked: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
     const spec = checkSpec(asked);
     const target = spec.mountpoint;
+    await this.endedBehindUs(target);
     if (this.mounts.has(target)) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `${target} is already served by this process`);
     }
@@ -124,6 +130,7 @@ export class MountServer {
     try {
       const served = await this.start(spec, onMounted);
       this.mounts.set(target, served);
+      this.started.add(served);
       void served.ended.then(() => {
         if (this.mounts.get(target) === served) {
           this.mounts.delete(target);
@@ -140,6 +147,20 @@ export class MountServer {
     } finally {
       settle();
     }
+  }
+
+  /**
+   * A mount the kernel has already ended (an umount from outside) while its connection's
+   * end is still on its way to this process: waits, a bounded time, for its cleanup, so
+   * a mount asked for right after the umount is not refused. The mount table is read,
+   * never the mountpoint: this process must not access its own mounts.
+   */
+  private async endedBehindUs(target: string): Promise<void> {
+    const m = this.mounts.get(target);
+    const real = this.realTargets.get(target);
+    if (m === undefined || real === undefined || !this.started.has(m)) return;
+    if (mountedAt(real) !== undefined) return;
+    await Promise.race([m.ended, new Promise((r) => setTimeout(r, ENDED_WAIT_MS).unref())]);
   }
 
   private async start(spec: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {

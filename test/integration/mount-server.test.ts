@@ -8,6 +8,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MountServer } from '../../src/server/mount-server';
+import { native } from '../../src/native';
 import { lowerPool } from '../../src/overlay/lower-pool';
 import type { MountSpec } from '../../src/mount/spec';
 import { tempDir } from '../lib/tmp';
@@ -116,4 +117,26 @@ t.test('a failed mount leaves nothing behind', async (t) => {
   t.equal(server.size, 0, 'not kept as served');
   t.notOk((await mountTable()).has(s.mountpoint), 'not mounted');
   await t.rejects(server.unmount(s.mountpoint), /not served/);
+});
+
+t.test('a mount asked for right after an external umount of the same target is served', async (t) => {
+  const base = await tempDir(t, 'mountserver');
+  const lower = path.join(base, 'lower');
+  fs.mkdirSync(lower, { recursive: true });
+  fs.writeFileSync(path.join(lower, 'f'), 'f\n');
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+  const s = spec(base, 'a', lower);
+  await server.mount(s);
+  // unmounted as umount(8) does, from this thread: the mount request comes before the
+  // server has seen its connection end (a `mount; ls; umount` loop through a daemon)
+  native.umount2(s.mountpoint, 0);
+  t.ok(server.has(s.mountpoint), 'the end of the connection is not seen yet');
+  await server.mount(s);
+  t.ok((await mountTable()).has(s.mountpoint), 'mounted again');
+  t.equal(await sh(`cat ${s.mountpoint}/f`), 'f\n', 'and served');
+  t.equal(server.size, 1, 'one mount served');
+  await t.rejects(server.mount(s), /already served/, 'a mount still in place is still refused');
+  await server.unmount(s.mountpoint);
+  t.equal(server.size, 0);
 });
