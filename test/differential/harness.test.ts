@@ -1,7 +1,8 @@
 // The differential harness must be able to fail: kernel overlayfs against kernel
 // overlayfs on layers that differ in known ways must report exactly those differences.
 import t from 'tap';
-import { appendFile, chmod, utimes } from 'node:fs/promises';
+import { appendFile, chmod, readdir, readlink, utimes } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentSnapshot, type Op, type Outcome, type SnapshotEntry } from '../lib/agent';
 import { buildFixtureLayers } from '../lib/layers';
@@ -9,6 +10,7 @@ import { tempDir } from '../lib/tmp';
 import { type Difference } from './compare';
 import { compareRuns, fixtureLayout, mountLayout, runOnTarget } from './harness';
 import { TreeModel } from './model';
+import { LINK_TARGETS } from './random';
 
 const OPS: Op[] = [
   { op: 'read', path: 'play/f1' },
@@ -100,4 +102,30 @@ t.test('fixture layers carry fixed times, and copy-up keeps them', async (t) => 
   t.equal(mtime(ra.outcomes[3]), '500000000.123456789', 'utimens sets nanoseconds');
   t.match(ra.merged.entries['play'].mtime, /^10\d{8}\.\d{9}$/, 'copying up a child does not change the parent directory times');
   t.equal(ra.merged.entries['.'].mtime, 'recent', 'a time set while the ops run is "recent"');
+});
+
+// The agent runs the ops on the host, outside any container, and follows symlinks: an
+// absolute target that exists on the host would have the ops read, truncate, chmod or
+// write the host's own file (a random run once clobbered /etc/passwd this way).
+t.test('no symlink the ops can follow leads to a host file', async (t) => {
+  const dir = await tempDir(t, 'diff-links');
+  const layers = await buildFixtureLayers(dir);
+  const absolute: string[] = LINK_TARGETS.filter((l) => l.startsWith('/'));
+  for (const layer of layers.lowers) {
+    for (const e of await readdir(layer, { recursive: true, withFileTypes: true })) {
+      if (!e.isSymbolicLink()) continue;
+      const target = await readlink(join(e.parentPath, e.name));
+      if (target.startsWith('/')) absolute.push(target);
+    }
+  }
+  t.ok(absolute.length >= 2, `absolute link targets are still tested (${absolute.join(', ')})`);
+  for (const target of absolute) {
+    let reached = true;
+    try {
+      lstatSync(target);
+    } catch {
+      reached = false;
+    }
+    t.notOk(reached, `${target} resolves to nothing on the host`);
+  }
 });

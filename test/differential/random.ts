@@ -39,7 +39,12 @@ export function opCountFromEnv(): number {
 
 /** Names for new entries: many are lower names elsewhere in the tree. */
 const NAMES = ['f1', 'f2', 'x', 'y', 'm1', 't1', 's1', 'd1', 'd2', 'd3', 'sub', 'new', 'n', 'z', 'one', 'two', 'old1', 'hl-a', 'issue'];
-const LINK_TARGETS = ['f1', '../f1', 'd1', 'x', '/etc/passwd', 'missing', '..', '.'];
+/**
+ * Targets of new symlinks. The ops follow links from the host, outside any container, so an
+ * absolute target must never resolve there (a file below /dev/null cannot exist): one to
+ * /etc/passwd once had the host's file truncated and chmodded by a random run.
+ */
+export const LINK_TARGETS = ['f1', '../f1', 'd1', 'x', '/dev/null/etc/passwd', 'missing', '..', '.'];
 const XATTRS = ['user.note', 'user.dir-note', 'user.color', 'user.a', 'user.b'];
 const FILE_MODES = ['644', '600', '755', '700', '4755', '2755', '6755', '1755', '4644', '2644', '7777', '000'];
 const DIR_MODES = ['755', '700', '2775', '1777', '3755', '000'];
