@@ -318,21 +318,29 @@ export function xattrPath(dirfd: number, name: string): { path: string; follow: 
 }
 
 /**
- * Opens directory `name` in dirfd ('' = dirfd itself) for reading its entries or
- * syncing it, never following a final symlink. The caller closes the fd. O_NOATIME, as
- * kernel overlayfs opens the real directories it reads: listing a lower must not move
- * its atime (a lower is shared, read-only). O_NOATIME needs the directory's owner or
- * CAP_FOWNER; without either it is opened as it is.
+ * Opens with `how | O_NOATIME`, as kernel overlayfs opens the real files and
+ * directories it reads: reading a lower must not move its atime (a lower is shared,
+ * read-only) nor dirty its inode. O_NOATIME needs the file's owner or CAP_FOWNER
+ * (EPERM otherwise, e.g. an unprivileged daemon and a file of someone else): then it
+ * is opened as it is.
  */
-export function openDirAt(dirfd: number, name: string): number {
-  const how = fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
-  const at = name === '' ? '.' : name;
+export function openNoatime(open: (flags: number) => number, how: number): number {
   try {
-    return native.openat(dirfd, at, how | C.O_NOATIME, 0);
+    return open(how | C.O_NOATIME);
   } catch (e) {
     if (toErrno(e) !== E.EPERM) throw e;
-    return native.openat(dirfd, at, how, 0);
+    return open(how & ~C.O_NOATIME);
   }
+}
+
+/**
+ * Opens directory `name` in dirfd ('' = dirfd itself) for reading its entries or
+ * syncing it, never following a final symlink, O_NOATIME where allowed (openNoatime).
+ * The caller closes the fd.
+ */
+export function openDirAt(dirfd: number, name: string): number {
+  const at = name === '' ? '.' : name;
+  return openNoatime((f) => native.openat(dirfd, at, f, 0), fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC);
 }
 
 /** getxattr or null when absent / unsupported. */

@@ -52,7 +52,7 @@ import { C, native, type CopyUpFileResult, type Stat } from '../native';
 import { PERM_MASK } from './attr';
 import { copiedId } from './idmap';
 import { statKey, type Node } from './inodes';
-import { basenameOf, dirnameOf, joinPath, openDirAt, procFdPath, statAt, xattrPath, type Layer } from '../layers/access';
+import { basenameOf, dirnameOf, joinPath, openDirAt, openNoatime, procFdPath, statAt, xattrPath, type Layer } from '../layers/access';
 import type { State } from './state';
 import { PRIVATE_PREFIXES } from '../layers/whiteout';
 import { isPrivateXattr, XATTR_ESCAPE } from '../layers/xattr-names';
@@ -256,20 +256,9 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
 }
 
-/**
- * Opens the file whose data a copy-up copies. O_NOATIME: reading it for the copy must
- * not change the lower's atime (kernel overlayfs reads its lowers through private
- * noatime mounts), and so dirty no lower inode. It needs the file's owner or CAP_FOWNER;
- * without either the file is opened as it is.
- */
+/** Opens the file whose data a copy-up copies: reading it must not move the lower's atime. */
 function openSource(dirfd: number, name: string): number {
-  const how = fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC;
-  try {
-    return native.openat(dirfd, name, how | C.O_NOATIME, 0);
-  } catch (e) {
-    if (toErrno(e) !== E.EPERM) throw e;
-    return native.openat(dirfd, name, how, 0);
-  }
+  return openNoatime((f) => native.openat(dirfd, name, f, 0), fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC);
 }
 
 /** Runs a step that may fail without undoing the copy-up; the failure is logged. */

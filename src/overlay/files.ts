@@ -14,14 +14,14 @@
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
-import { C, isNativeError, native } from '../native';
+import { C, native } from '../native';
 import type { Ctx, DirEntryOut, OpenResult } from '../fuse/api';
 import { copyUp } from './copyup';
 import { acquireFd, releaseFd } from './handle-fds';
 import type { Node } from './inodes';
 import { readdirAt } from './readdir';
 import { syncFd } from './durable';
-import { openDirAt, procFdPath } from '../layers/access';
+import { openDirAt, openNoatime, procFdPath } from '../layers/access';
 import type { FileHandle, State } from './state';
 import { toSafeNumber, type Int64 } from '../int64';
 
@@ -70,7 +70,8 @@ function openNow(st: State, node: Node, flags: number): OpenResult {
   const lowerData = !node.upper || node.metacopy;
   // a lower file is read O_NOATIME on any mount, as kernel overlayfs reads its lowers
   const how = openFlagsFor(st, flags) | (lowerData ? C.O_NOATIME : 0);
-  const shareKey = isWriteOpen(flags) ? undefined : `${node.id}:${lowerData ? 'lower' : 'upper'}:${how}`;
+  const key = backingKey(node, lowerData);
+  const shareKey = isWriteOpen(flags) ? undefined : `${key}:${how}`;
   const fd = acquireFd(st, shareKey ?? null, () => {
     const loc = lowerData ? st.locateData(node) : st.locate(node);
     const openIt = (f: number): number =>
@@ -78,17 +79,10 @@ function openNow(st: State, node: Node, flags: number): OpenResult {
       : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)
       // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
       : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), f & ~C.O_NOFOLLOW, 0);
-    try {
-      return openIt(how);
-    } catch (e) {
-      // O_NOATIME needs the file's owner or CAP_FOWNER (an unprivileged daemon, a file of
-      // someone else): open it without, as the kernel would still read it
-      if (!(isNativeError(e) && e.code === 'EPERM' && (how & C.O_NOATIME) !== 0)) throw e;
-      return openIt(how & ~C.O_NOATIME);
-    }
+    return (how & C.O_NOATIME) !== 0 ? openNoatime(openIt, how) : openIt(how);
   });
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData, shareKey });
-  return fileOpenResult(st, fh, fd, flags, lowerData, backingKey(node, lowerData));
+  return fileOpenResult(st, fh, fd, flags, lowerData, key);
 }
 
 /**
