@@ -23,7 +23,7 @@ import createDebug from 'debug';
 import { E } from '../errors';
 import { C, native } from '../native';
 import type { DirEntryOut } from '../fuse/api';
-import { joinPath } from '../layers/access';
+import { joinPath, layerKey } from '../layers/access';
 import { AUFS_PREFIX, isAufsName } from '../layers/whiteout';
 import type { Node } from './inodes';
 import type { State } from './state';
@@ -52,31 +52,76 @@ interface Wanted {
 }
 
 /**
+ * most names a walk's read-ahead of a batch's subdirectories asks for (their entries'
+ * attributes and their own subdirectories' listings), beyond which a subdirectory is
+ * left to its own READDIRPLUS
+ */
+const BELOW_MAX_NAMES = 4096;
+
+/**
  * Reads ahead what the lookups of `entries` (a READDIRPLUS batch of directory `node`)
  * will need from the lowers; undefined when the caches hold it all already. Never
  * rejects: a failure only means the lookups read for themselves.
+ *
+ * In a walk (the READDIRPLUS of a directory whose parent had one), it also starts,
+ * without waiting for it, the read-ahead the READDIRPLUS of each subdirectory of the
+ * batch will need (readAheadBelow): the reply of a subdirectory then finds its data read
+ * or being read (it waits for that call, `pending`), and a directory of the walk with no
+ * subdirectories needs no pool call of its own. A plain `ls` of a directory whose parent
+ * was not listed reads nothing below it.
  */
 export function prefetchLookups(st: State, node: Node, entries: readonly DirEntryOut[]): Promise<void> | undefined {
   if (node.removed || node.lowers.length === 0) return undefined;
+  const ahead = st.readAhead;
+  const waiting = pendingFor(st, node.lowers);
+  // read ahead for it already under way: what that call did not cover is asked after it
+  if (waiting !== undefined) return waiting.then(() => prefetchLookups(st, node, entries));
+  const names = entries.map((e) => e.name);
   const wanted: Wanted[] = [];
+  const own = wantsOf(st, node.lowers, names, wanted) > 0 ? start(st, wanted, false) : undefined;
+  const walking = node.parent !== null && ahead.listed.has(node.parent);
+  ahead.listed.add(node);
+  if (walking) {
+    if (own === undefined) readAheadBelow(st, node, names);
+    else void own.then(() => readAheadBelow(st, node, names));
+  }
+  return own;
+}
+
+/** The read-ahead calls under way for the lower directories `lowers`, as one promise; undefined when none. */
+function pendingFor(st: State, lowers: readonly { layer: Wanted['layer']; path: string }[]): Promise<unknown> | undefined {
+  const pending = st.readAhead.pending;
+  if (pending.size === 0) return undefined;
+  let found: Promise<unknown>[] | undefined;
+  for (const ref of lowers) {
+    const p = pending.get(layerKey(ref.layer, ref.path));
+    if (p !== undefined) (found ??= []).push(p);
+  }
+  return found === undefined ? undefined : found.length === 1 ? found[0] : Promise.all(found);
+}
+
+/**
+ * Adds to `wanted` what lookups of `names` in the lower directories `lowers` (a merge
+ * stack, top first) need read that the caches lack; returns how many names it added.
+ */
+function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: string }[], names: Iterable<string>, wanted: Wanted[]): number {
   let total = 0;
   // names a layer above ends the lookup at (a non-directory, an AUFS whiteout): the
   // layers below are not asked for them (merge.ts walkLowers)
   const ended = new Set<string>();
-  for (const ref of node.lowers) {
-    const names = st.caches.peekLowerNames(ref.layer, ref.path);
+  for (const ref of lowers) {
+    const listed = st.caches.peekLowerNames(ref.layer, ref.path);
     // not listed (a listing larger than the cache's bound): the lookups ask per name
-    if (names === null) continue;
+    if (listed === null) continue;
     const w: Wanted = { layer: ref.layer, path: ref.path, names: [], wants: [] };
     const endsHere: string[] = [];
-    for (const e of entries) {
-      const n = e.name;
+    for (const n of names) {
       if (n === '.' || n === '..' || isAufsName(n) || ended.has(n)) continue;
-      if (names.has(AUFS_PREFIX + n)) {
+      if (listed.has(AUFS_PREFIX + n)) {
         endsHere.push(n); // hidden here and below: no lookup stats it
         continue;
       }
-      const type = names.get(n);
+      const type = listed.get(n);
       if (type === undefined) continue;
       const maybeDir = type === C.DT_DIR || type === C.DT_UNKNOWN;
       if (!maybeDir) endsHere.push(n);
@@ -95,11 +140,58 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
       total += w.names.length;
     }
   }
-  if (wanted.length === 0) return undefined;
+  return total;
+}
+
+/**
+ * Starts, not waited for, the read-ahead of the READDIRPLUS of each lower subdirectory
+ * named in `names` (of directory `node`, whose own read-ahead is done): the attributes
+ * of its entries and the listings of its subdirectories, at most BELOW_MAX_NAMES names.
+ * A subdirectory is taken in each lower down to the first that ends its merge (a
+ * non-directory, an AUFS whiteout); one that a mark makes opaque may be read for
+ * nothing, never wrongly: only lower caches are filled, and lowers do not change.
+ */
+function readAheadBelow(st: State, node: Node, names: readonly string[]): void {
+  try {
+    if (node.removed || st.closed) return;
+    const wanted: Wanted[] = [];
+    let total = 0;
+    for (const name of names) {
+      if (total >= BELOW_MAX_NAMES) break;
+      if (name === '.' || name === '..' || isAufsName(name)) continue;
+      const stack: { layer: Wanted['layer']; path: string }[] = [];
+      for (const ref of node.lowers) {
+        const listed = st.caches.peekLowerNames(ref.layer, ref.path);
+        if (listed === null || listed.has(AUFS_PREFIX + name)) break;
+        const type = listed.get(name);
+        if (type === undefined) continue;
+        if (type !== C.DT_DIR) break;
+        stack.push({ layer: ref.layer, path: joinPath(ref.path, name) });
+      }
+      if (stack.length === 0 || pendingFor(st, stack) !== undefined) continue;
+      const below = new Set<string>();
+      for (const ref of stack) {
+        const listed = st.caches.peekLowerNames(ref.layer, ref.path);
+        if (listed !== null) for (const n of listed.keys()) below.add(n);
+      }
+      total += wantsOf(st, stack, below, wanted);
+    }
+    if (wanted.length > 0) void start(st, wanted, true);
+  } catch (e) {
+    log('read-ahead below %s failed: %s', node.path(), (e as Error).message);
+  }
+}
+
+/**
+ * The pool calls for `wanted`, one per `size` names in order (a call may span several
+ * directories); `register`: each directory's calls are kept in `pending` until done.
+ */
+function start(st: State, wanted: Wanted[], register: boolean): Promise<void> {
+  const total = wanted.reduce((n, w) => n + w.names.length, 0);
   const calls = Math.min(POOL_SPLIT, Math.max(1, Math.floor(total / MIN_CHUNK)));
   const size = Math.ceil(total / calls);
   const work: Promise<void>[] = [];
-  // one call per `size` names, in order: a call may span several directories
+  const byDir = register ? new Map<string, Promise<void>[]>() : null;
   for (let g = 0, i = 0; g < wanted.length;) {
     const part: Wanted[] = [];
     let left = size;
@@ -114,12 +206,35 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
         i = 0;
       }
     }
-    work.push(readAhead(st, part));
+    const call = readAhead(st, part);
+    work.push(call);
+    if (byDir) {
+      for (const w of part) {
+        const key = layerKey(w.layer, w.path);
+        const list = byDir.get(key);
+        if (list) list.push(call);
+        else byDir.set(key, [call]);
+      }
+    }
   }
-  return Promise.all(work).then(
+  const all = Promise.all(work).then(
     () => undefined,
     (e: unknown) => log('read-ahead failed: %s', (e as Error).message),
   );
+  if (byDir) {
+    const pending = st.readAhead.pending;
+    for (const [key, list] of byDir) {
+      const done: Promise<void> = (list.length === 1 ? (list[0] as Promise<void>) : Promise.all(list)).then(
+        () => undefined,
+        () => undefined,
+      );
+      pending.set(key, done);
+      void done.then(() => {
+        if (pending.get(key) === done) pending.delete(key);
+      });
+    }
+  }
+  return all;
 }
 
 /** One pool call for `part`: the statx of its names and the listings of its subdirectories, kept in the lower caches. */

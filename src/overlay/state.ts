@@ -55,6 +55,12 @@ export class State {
   readonly inodes: InodeTable;
   /** AUFS whiteouts and opaque markers of the lower directories met (src/layers/aufs.ts) */
   readonly aufs: AufsIndex;
+  /**
+   * READDIRPLUS read-ahead (prefetch.ts): the directories a READDIRPLUS listed (a walk
+   * is a READDIRPLUS of a child of one), and the read-ahead calls under way by lower
+   * directory (layerKey), each removed when done
+   */
+  readonly readAhead = { listed: new WeakSet<Node>(), pending: new Map<string, Promise<void>>() };
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;
   /** makes the whiteouts, all links of one inode (src/layers/whiteout.ts) */

@@ -183,3 +183,85 @@ t.test('a removed directory or one without lowers reads nothing ahead', async (t
   await f.ov.rmdir(ctx, 1, 'low');
   t.equal(f.ov.prefetchLookups(low, entries), undefined, 'a removed directory');
 });
+
+/** a READDIRPLUS walk below `id` as the kernel makes one: batch, read-ahead, lookups, then each subdirectory */
+async function plusWalk(ov: Overlay, id: number, prefix: string, seen: Map<string, unknown>): Promise<number> {
+  const { fh } = ov.opendir(ctx, id);
+  let entries: DirEntryOut[];
+  try {
+    entries = readdirAll(ov, fh);
+  } finally {
+    ov.releasedir(fh);
+  }
+  await ov.prefetchLookups(id, entries);
+  let dirs = 1;
+  for (const e of entries) {
+    if (e.name === '.' || e.name === '..') continue;
+    const found = ov.lookup(ctx, id, e.name);
+    if (found === null) continue;
+    seen.set(prefix + e.name, { mode: found.attr.mode, size: found.attr.size, ino: found.attr.ino, nlink: found.attr.nlink });
+    if ((found.attr.mode & O.S_IFMT) === O.S_IFDIR) dirs += await plusWalk(ov, found.nodeId, `${prefix}${e.name}/`, seen);
+  }
+  return dirs;
+}
+
+t.test('a walk reads ahead below the directory it lists: fewer pool calls than directories', async (t) => {
+  const tree = (l0: string, l1: string): void => {
+    for (let a = 0; a < 4; a++) {
+      for (let b = 0; b < 5; b++) {
+        for (let c = 0; c < 6; c++) put(c % 2 === 0 && a !== 3 ? l0 : l1, `d/t${a}/s${b}/f${c}`, `file ${a} ${b} ${c}`);
+      }
+      put(l1, `d/t${a}/s9/.wh.gone`, '');
+    }
+    put(l0, 'd/t1/s2/.wh.f1', ''); // hides l1's f1 there
+    put(l0, 'd/t3', 'a file over the bottom directory'); // ends t3's merge in the top lower
+  };
+  const f = await fixture(2, ([l0, l1]) => tree(l0 as string, l1 as string), true);
+  t.teardown(() => f.cleanup());
+  const plain = await Overlay.open(config(apart(f.lowers)));
+  t.teardown(() => plain.destroy());
+  const calls: string[] = [];
+  const hook = createHook({
+    init(_id, type) {
+      if (type === 'stratafs.readAhead') calls.push(type);
+    },
+  }).enable();
+  t.teardown(() => hook.disable());
+  const seen = new Map<string, unknown>();
+  const dirs = await plusWalk(f.ov, 1, '', seen);
+  hook.disable();
+  // what the lookups answer, walked without READDIRPLUS (nothing read ahead)
+  const expected = new Map<string, unknown>();
+  const look = (id: number, prefix: string): void => {
+    const { fh } = plain.opendir(ctx, id);
+    const names = readdirAll(plain, fh).map((e) => e.name).filter((n) => n !== '.' && n !== '..');
+    plain.releasedir(fh);
+    for (const n of names) {
+      const e = plain.lookup(ctx, id, n);
+      if (e === null) continue;
+      expected.set(prefix + n, { mode: e.attr.mode, size: e.attr.size, ino: e.attr.ino, nlink: e.attr.nlink });
+      if ((e.attr.mode & O.S_IFMT) === O.S_IFDIR) look(e.nodeId, `${prefix}${n}/`);
+    }
+  };
+  look(1, '');
+  t.same([...seen.entries()].sort(), [...expected.entries()].sort(), 'the same answers as without read-ahead');
+  t.equal(dirs, 1 + 1 + 3 + 3 * 6, 'the directories walked (t3 is a file, s9 an empty one in each t)');
+  // root, d, and one call below each directory that has subdirectories (d, t0-t2)
+  t.ok(calls.length < dirs, `${calls.length} pool calls for ${dirs} directories`);
+  t.ok(calls.length <= 6, `${calls.length} pool calls`);
+});
+
+t.test('a READDIRPLUS whose parent was not listed reads nothing below it', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    for (let b = 0; b < 3; b++) for (let c = 0; c < 4; c++) put(l0 as string, `p/d/s${b}/f${c}`, 'f');
+  }, true);
+  t.teardown(() => f.cleanup());
+  const d = walk(f.ov, 'p/d');
+  const entries = batch(f.ov, 'p/d');
+  const before = f.ov.cacheSizes;
+  await f.ov.prefetchLookups(d, entries);
+  await new Promise((resolve) => setImmediate(resolve));
+  const after = f.ov.cacheSizes;
+  t.equal(after.stats - before.stats, 3, 'the attributes of the batch\'s names only');
+  t.equal(after.listings - before.listings, 3, 'and the listings of its subdirectories');
+});
