@@ -146,7 +146,8 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
 /**
  * Starts, not waited for, the read-ahead of the READDIRPLUS of each lower subdirectory
  * named in `names` (of directory `node`, whose own read-ahead is done): the attributes
- * of its entries and the listings of its subdirectories, at most BELOW_MAX_NAMES names.
+ * of its entries and the listings of its subdirectories, for at most BELOW_MAX_NAMES
+ * names (in each lower that has them).
  * A subdirectory is taken in each lower down to the first that ends its merge (a
  * non-directory, an AUFS whiteout); one that a mark makes opaque may be read for
  * nothing, never wrongly: only lower caches are filled, and lowers do not change.
@@ -155,9 +156,9 @@ function readAheadBelow(st: State, node: Node, names: readonly string[]): void {
   try {
     if (node.removed || st.closed) return;
     const wanted: Wanted[] = [];
-    let total = 0;
+    let taken = 0; // names of the subdirectories taken
     for (const name of names) {
-      if (total >= BELOW_MAX_NAMES) break;
+      if (taken >= BELOW_MAX_NAMES) break;
       if (name === '.' || name === '..' || isAufsName(name)) continue;
       const stack: { layer: Wanted['layer']; path: string }[] = [];
       for (const ref of node.lowers) {
@@ -174,7 +175,10 @@ function readAheadBelow(st: State, node: Node, names: readonly string[]): void {
         const listed = st.caches.peekLowerNames(ref.layer, ref.path);
         if (listed !== null) for (const n of listed.keys()) below.add(n);
       }
-      total += wantsOf(st, stack, below, wanted);
+      // one that would pass the bound (a huge directory) is left to its own READDIRPLUS
+      if (taken + below.size > BELOW_MAX_NAMES) continue;
+      taken += below.size;
+      wantsOf(st, stack, below, wanted);
     }
     if (wanted.length > 0) void start(st, wanted, true);
   } catch (e) {
