@@ -192,7 +192,11 @@ function readAheadBelow(st: State, node: Node, names: readonly string[]): void {
  */
 function start(st: State, wanted: Wanted[], register: boolean): Promise<void> {
   const total = wanted.reduce((n, w) => n + w.names.length, 0);
-  const calls = Math.min(POOL_SPLIT, Math.max(1, Math.floor(total / MIN_CHUNK)));
+  // below a walked directory, calls of about MIN_CHUNK names in order: the reply of the
+  // first subdirectory waits for its own call, not for the whole read-ahead
+  const calls = register
+    ? Math.max(1, Math.ceil(total / MIN_CHUNK))
+    : Math.min(POOL_SPLIT, Math.max(1, Math.floor(total / MIN_CHUNK)));
   const size = Math.ceil(total / calls);
   const work: Promise<void>[] = [];
   const byDir = register ? new Map<string, Promise<void>[]>() : null;
