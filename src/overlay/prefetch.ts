@@ -200,6 +200,7 @@ function start(st: State, wanted: Wanted[], register: boolean): Promise<void> {
   const size = Math.ceil(total / calls);
   const work: Promise<void>[] = [];
   const byDir = register ? new Map<string, Promise<void>[]>() : null;
+  let after: Promise<void> = Promise.resolve();
   for (let g = 0, i = 0; g < wanted.length;) {
     const part: Wanted[] = [];
     let left = size;
@@ -214,7 +215,10 @@ function start(st: State, wanted: Wanted[], register: boolean): Promise<void> {
         i = 0;
       }
     }
-    const call = readAhead(st, part);
+    // below a walked directory one call at a time, in order: one pool thread reads
+    // ahead of the walk, without crowding out the disk reads of what the walk does now
+    const call = register ? after.then(() => readAhead(st, part)) : readAhead(st, part);
+    after = call.then(() => undefined, () => undefined);
     work.push(call);
     if (byDir) {
       for (const w of part) {
@@ -247,6 +251,7 @@ function start(st: State, wanted: Wanted[], register: boolean): Promise<void> {
 
 /** One pool call for `part`: the statx of its names and the listings of its subdirectories, kept in the lower caches. */
 async function readAhead(st: State, part: Wanted[]): Promise<void> {
+  if (st.closed) return;
   const asked: Wanted[] = [];
   const fds: number[] = [];
   for (const w of part) {
