@@ -14,6 +14,13 @@
  * find what they need in memory; what the read-ahead skipped or failed to read (an
  * error, an entry evicted meanwhile) they read themselves, as before.
  *
+ * In a walk (a READDIRPLUS of a directory whose parent had one) the read-ahead goes one
+ * level further, not waited for: what the READDIRPLUS of each subdirectory of the batch
+ * will need (readAheadBelow), one pool call of about MIN_CHUNK names at a time, in
+ * order, so that one pool thread reads ahead of the walk; a subdirectory's READDIRPLUS
+ * waits for the call that covers it instead of making its own, so small sibling
+ * directories share a call. A plain `ls` reads nothing below what it lists.
+ *
  * Only lower directories are read ahead and only lower caches are filled: the upper is
  * always read at the moment of the lookup (it changes). Nothing is read when the caches
  * hold it already (a warm walk stays synchronous). Batched, so the JS thread answers
