@@ -9,6 +9,10 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -63,8 +67,10 @@ static napi_value b_thread_affinity(napi_env env, napi_callback_info info) {
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) < 0) return throw_errno(env, errno, "sched_getaffinity", NULL);
   if (napi_create_array(env, &out) != napi_ok) return NULL;
-  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+  int left = CPU_COUNT(&set);
+  for (int cpu = 0; cpu < CPU_SETSIZE && left > 0; cpu++) {
     if (!CPU_ISSET(cpu, &set)) continue;
+    left--;
     if (napi_set_element(env, out, n++, js_i32(env, cpu)) != napi_ok) return NULL;
   }
   return out;
@@ -97,6 +103,32 @@ static napi_value b_set_thread_affinity(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
+/*
+ * taskCpu(tid) -> the CPU thread `tid` last ran on (field 39, processor, of
+ * /proc/TID/task/TID/stat), or -1 when the thread is gone or the line cannot be read.
+ * The command name (field 2) may hold spaces and parentheses: fields are counted from
+ * its last ')'.
+ */
+static napi_value b_task_cpu(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t tid;
+  char path[64], line[1024];
+  if (!arg_i32(env, argv[0], "tid", &tid)) return NULL;
+  snprintf(path, sizeof path, "/proc/%d/task/%d/stat", tid, tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return js_i32(env, -1);
+  ssize_t n = read(fd, line, sizeof line - 1);
+  close(fd);
+  if (n <= 0) return js_i32(env, -1);
+  line[n] = '\0';
+  char *p = strrchr(line, ')');
+  if (!p) return js_i32(env, -1);
+  /* p[1] is the space before field 3; stop at the one before field 39 */
+  for (int field = 3; field <= 39 && p; field++) p = strchr(p + 1, ' ');
+  if (!p || p[1] < '0' || p[1] > '9') return js_i32(env, -1);
+  return js_i32(env, (int32_t)strtol(p + 1, NULL, 10));
+}
+
 bool register_process(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"raiseNofileLimit", b_raise_nofile},
@@ -104,6 +136,7 @@ bool register_process(napi_env env, napi_value exports) {
     {"mallocTrim", b_malloc_trim},
     {"threadAffinity", b_thread_affinity},
     {"setThreadAffinity", b_set_thread_affinity},
+    {"taskCpu", b_task_cpu},
   };
   return define_functions(env, exports, fns, COUNT_OF(fns));
 }

@@ -12,7 +12,7 @@
  *
  * The policy (AffinityPolicy) is pure: CPU samples and times in, pin/release decisions
  * out. ThreadAffinity samples one request in SAMPLE_EVERY, applies the decisions with
- * sched_setaffinity on the JS thread and releases after IDLE_MS without a sample. It is
+ * sched_setaffinity on the JS thread (the addon's setThreadAffinity) and releases after IDLE_MS without a sample. It is
  * one per process: every mount a daemon serves shares its one JS thread, so the clients
  * of all its mounts (those not mounted with affinity=off) are sampled together, and
  * clients of two mounts on two CPUs keep the thread unpinned.
@@ -140,41 +140,39 @@ export class ThreadAffinity {
     if (tid <= 0 || this.failed) return;
     const cpu = this.ops.taskCpu(tid);
     if (cpu === undefined) return;
+    let mask: number[];
+    try {
+      mask = this.ops.getMask();
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
     if (!this.policy) {
-      try {
-        this.base = this.ops.getMask();
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
-      this.lastSet = this.base;
-      this.policy = new AffinityPolicy(this.base, this.opts);
+      this.base = mask;
+      this.lastSet = mask;
+      this.policy = new AffinityPolicy(mask, this.opts);
+    } else if (!sameMask(mask, this.lastSet ?? [])) {
+      // changed from outside (taskset -p): that is the caller's mask from now on
+      this.log('affinity: mask changed from outside to [%s]', mask.join(','));
+      this.base = mask;
+      this.lastSet = mask;
+      this.policy.reset(mask);
+      this.disarm();
     }
     this.apply(this.policy.sample(cpu, this.ops.now()));
   }
 
   private apply(d: AffinityDecision): void {
-    const policy = this.policy;
-    if (!d || !policy) return;
+    if (!d) return;
+    const mask = d.kind === 'pin' ? [d.cpu] : (this.base ?? []);
     try {
-      const now = this.ops.getMask();
-      if (!sameMask(now, this.lastSet ?? [])) {
-        // changed from outside (taskset -p): that is the caller's mask from now on
-        this.log('affinity: mask changed from outside to [%s]', now.join(','));
-        this.base = now;
-        this.lastSet = now;
-        policy.reset(now);
-        this.disarm();
-        return;
-      }
-      const mask = d.kind === 'pin' ? [d.cpu] : (this.base ?? now);
       this.ops.setMask(mask);
-      this.lastSet = mask;
-      this.log('affinity: %s', d.kind === 'pin' ? `pinned to CPU ${d.cpu}` : `released to [${mask.join(',')}]`);
     } catch (e) {
       this.fail(e);
       return;
     }
+    this.lastSet = mask;
+    this.log('affinity: %s', d.kind === 'pin' ? `pinned to CPU ${d.cpu}` : `released to [${mask.join(',')}]`);
     if (d.kind === 'pin') this.arm();
     else this.disarm();
   }
@@ -186,7 +184,16 @@ export class ThreadAffinity {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const policy = this.policy;
-      if (!policy) return;
+      if (!policy || this.failed) return;
+      let mask: number[];
+      try {
+        mask = this.ops.getMask();
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+      // changed from outside since: left as it is (the next sample adopts it)
+      if (!sameMask(mask, this.lastSet ?? [])) return;
       const d = policy.check(this.ops.now());
       if (d) this.apply(d);
       else this.arm();
@@ -207,41 +214,6 @@ export class ThreadAffinity {
   }
 }
 
-const statBuf = Buffer.alloc(1024);
-
-/**
- * Field 39 (processor) of /proc/TID/task/TID/stat: the CPU thread TID last ran on.
- * /proc/TID/stat would do too for a thread that is not a leader, but the task entry
- * names the thread whatever it is.
- */
-export function procTaskCpu(tid: number): number | undefined {
-  let fd: number;
-  try {
-    fd = fs.openSync(`/proc/${tid}/task/${tid}/stat`, 'r');
-  } catch {
-    return undefined;
-  }
-  let n: number;
-  try {
-    n = fs.readSync(fd, statBuf, 0, statBuf.length, 0);
-  } catch {
-    return undefined;
-  } finally {
-    fs.closeSync(fd);
-  }
-  return parseStatCpu(statBuf.toString('latin1', 0, n));
-}
-
-/** the processor field of a stat line; the command name (field 2) may hold spaces and parens */
-export function parseStatCpu(line: string): number | undefined {
-  const close = line.lastIndexOf(')');
-  if (close < 0) return undefined;
-  // fields 3.. follow ") "; processor is field 39, i.e. the 37th of them
-  const rest = line.slice(close + 2).split(' ');
-  const v = Number(rest[36]);
-  return Number.isInteger(v) && v >= 0 ? v : undefined;
-}
-
 let shared: ThreadAffinity | undefined;
 
 /** the process's one ThreadAffinity over the addon (loaded on first use) */
@@ -255,7 +227,10 @@ export function threadAffinity(log?: (fmt: string, ...args: unknown[]) => void):
     shared = new ThreadAffinity({
       getMask: () => native.threadAffinity(),
       setMask: (cpus) => native.setThreadAffinity(cpus),
-      taskCpu: procTaskCpu,
+      taskCpu: (tid) => {
+        const cpu = native.taskCpu(tid);
+        return cpu < 0 ? undefined : cpu;
+      },
       now: () => performance.now(),
     }, DEFAULT_POLICY, log);
   }
