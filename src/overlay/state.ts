@@ -5,12 +5,13 @@
  */
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { DirEntryOut, NodeId } from '../fuse/api';
+import type { NodeId } from '../fuse/api';
 import type { OverlayConfig } from './config';
 import { AufsIndex } from '../layers/aufs';
 import { CACHE_LIMITS, LayerCache } from './cache';
 import { InodeTable, Node } from './inodes';
 import { Whiteouts } from '../layers/whiteout';
+import { ListingStore, type Collisions } from './dir-cookies';
 import { DirFds, basenameOf, dirnameOf, statAt, tryStatAt, type Layer } from '../layers/access';
 
 /** lower directories whose AUFS entries are remembered (a few hundred bytes each at most) */
@@ -26,13 +27,10 @@ export interface FileHandle {
   shareKey?: string;
 }
 
+/** an open directory: its listing is the node's (readdir.ts), the handle counts the open */
 export interface DirHandle {
   kind: 'dir';
   node: Node;
-  /** snapshot of the merged listing, '.' and '..' first; offsets index into it */
-  entries: DirEntryOut[] | null;
-  /** the snapshot has been served at least once (offset 0 then refreshes it) */
-  served: boolean;
 }
 
 export type Handle = FileHandle | DirHandle;
@@ -57,6 +55,9 @@ export class State {
   readonly aufs: AufsIndex;
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;
+  /** directory listings being read in pieces, and cookies moved by a hash collision (dir-cookies.ts) */
+  readonly listings = new ListingStore();
+  readonly cookieCollisions: Collisions = new WeakMap();
   /** makes the whiteouts, all links of one inode (src/layers/whiteout.ts) */
   readonly whiteouts: Whiteouts;
   /** negotiated at init (files.ts adapts open flags to it) */
@@ -78,7 +79,7 @@ export class State {
     readonly xinoBits: number,
     root: (id: NodeId) => Node,
   ) {
-    this.inodes = new InodeTable(root);
+    this.inodes = new InodeTable(root, (node) => this.listings.drop(node));
     this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches }, lowers);
     this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
