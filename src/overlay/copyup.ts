@@ -10,7 +10,8 @@
  * overlay ones), nanosecond times — and then renamed into the upper with
  * RENAME_NOREPLACE. A regular file whose data is its own does all of that up to the
  * rename, and its one fsync, in a single native call (copyFileWhole: copyUpFileNow on
- * the JS thread for a small file, copyUpFile on the thread pool for a larger one); the
+ * the JS thread for a small file in a process serving one mount or a `volatile` one,
+ * else copyUpFile on the thread pool); the
  * other objects (and metacopy files) take the steps one by one. The upper never holds
  * a half-copied file; a crash leaves
  * at most a stray entry in the work dir, emptied at the next mount. The parent's times
@@ -53,12 +54,13 @@ import { PERM_MASK } from './attr';
 import { copiedId } from './idmap';
 import { statKey, type Node } from './inodes';
 import { basenameOf, dirnameOf, joinPath, openDirAt, openNoatime, procFdPath, statAt, xattrPath, type Layer } from '../layers/access';
-import type { State } from './state';
+import { openStates, type State } from './state';
 import { PRIVATE_PREFIXES } from '../layers/whiteout';
 import { isPrivateXattr, XATTR_ESCAPE } from '../layers/xattr-names';
 import { syncFd } from './durable';
 import { fault } from './faults';
 import { markMetacopy, sizeOnly } from '../layers/metacopy';
+import type { Int64 } from '../int64';
 
 const log = createDebug('stratafs:overlay');
 
@@ -175,11 +177,25 @@ function settle(st: State, node: Node, type: number, lowerNlink: number, ino: bi
 
 /**
  * Regular files up to this size (and copies without data) are copied up on the JS
- * thread (native copyUpFileNow), larger ones on the thread pool (copyUpFile): the
- * same steps and fsync either way. The bound is the addon's "small file" (copyup.c
+ * thread (native copyUpFileNow) where that holds up no other mount (copiesOnThread),
+ * larger ones on the thread pool (copyUpFile): the same steps and fsync either way. The bound is the addon's "small file" (copyup.c
  * SMALL_FILE: copied in one copy_file_range).
  */
 export const INLINE_COPY_MAX = 64 * 1024;
+
+/** How many copyFileWhole copies ran on the JS thread and on the thread pool (statistics). */
+export const copyUpPaths = { onThread: 0, onPool: 0 };
+
+/**
+ * Whether a copy of `size` bytes runs on the JS thread: a small copy costs less than
+ * the hop to the thread pool and back (README "What each lever gave"), as the kernel
+ * copies in the caller's context; but its fsync blocks the thread, so only where no
+ * other mount is served by it (a daemon per mount) or nothing is flushed (`volatile`).
+ * In a process serving several mounts an fsync there would hold up all their requests.
+ */
+function copiesOnThread(st: State, size: Int64): boolean {
+  return size <= INLINE_COPY_MAX && (st.config.volatile === true || openStates() <= 1);
+}
 
 /** Lower layers whose files cannot be reflinked into the upper (FICLONE refused once). */
 const noReflink = new WeakSet<Layer>();
@@ -188,7 +204,8 @@ const noReflink = new WeakSet<Layer>();
  * The copy-up of a regular file whose data is its own (not a metacopy file), as kernel
  * overlayfs makes it: in the work dir, data, owner, mode, xattrs, times and one fsync
  * (unless `volatile`), all in one native call (copyUpFileNow on the JS thread up to
- * INLINE_COPY_MAX bytes, else copyUpFile on the thread pool); then, on the JS thread,
+ * INLINE_COPY_MAX bytes where copiesOnThread allows, else copyUpFile on the thread
+ * pool); then, on the JS thread,
  * the rename into the upper and the parent's times put back. Owner and
  * mode come from the lower's cached stat (lowers do not change), size and times from
  * the file opened for the copy.
@@ -217,10 +234,8 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
         privatePrefixes: PRIVATE_PREFIXES,
         escape: XATTR_ESCAPE,
       };
-      // a small copy costs less than the hop to the thread pool and back (README
-      // "What each lever gave"): done here, on the JS thread, as the kernel copies
-      // in the caller's context
-      const now = !data || s.size <= INLINE_COPY_MAX;
+      const now = copiesOnThread(st, data ? s.size : 0);
+      copyUpPaths[now ? 'onThread' : 'onPool'] += 1;
       result = now ? native.copyUpFileNow(sfd, dfd, opts) : await native.copyUpFile(sfd, dfd, opts);
       fault('copyup.after-data');
     } catch (e) {
