@@ -213,14 +213,13 @@ const noReflink = new WeakSet<Layer>();
 async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean): Promise<void> {
   const src = node.lowers[0] ?? fail(E.ENOENT);
   const s = st.lowerStat(node);
-  const work = st.workFd;
-  const tmp = st.tmpName();
   const loc = st.locateData(node);
   const shifted = src.layer.idShifted === true;
   let result: CopyUpFileResult;
+  let dst: CopyDst;
   const sfd = openSource(loc.dirfd, loc.name);
   try {
-    const dfd = native.openat(work, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
+    dst = openCopy(st);
     try {
       const opts = {
         data,
@@ -236,14 +235,12 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
       };
       const now = copiesOnThread(st, data ? s.size : 0);
       copyUpPaths[now ? 'onThread' : 'onPool'] += 1;
-      result = now ? native.copyUpFileNow(sfd, dfd, opts) : await native.copyUpFile(sfd, dfd, opts);
+      result = now ? native.copyUpFileNow(sfd, dst.fd, opts) : await native.copyUpFile(sfd, dst.fd, opts);
       fault('copyup.after-data');
     } catch (e) {
-      native.close(dfd);
-      removeTmp(work, tmp, false);
+      dropCopy(st, dst);
       throw e;
     }
-    native.close(dfd);
   } finally {
     native.close(sfd);
   }
@@ -254,11 +251,13 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
     pfd = st.upperDirFd(parent);
     pst = statAt(pfd, '');
     fault('copyup.before-rename');
-    native.renameat2(work, tmp, pfd, node.name, C.RENAME_NOREPLACE);
+    if (dst.tmp === null) native.linkat(C.AT_FDCWD, procFdPath(dst.fd), pfd, node.name, C.AT_SYMLINK_FOLLOW);
+    else native.renameat2(st.workFd, dst.tmp, pfd, node.name, C.RENAME_NOREPLACE);
   } catch (e) {
-    removeTmp(work, tmp, false);
+    dropCopy(st, dst);
     throw e;
   }
+  native.close(dst.fd);
   node.upper = true;
   fault('copyup.after-rename');
   node.metacopy = false;
@@ -269,6 +268,43 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   node.lowerXattrs = null;
   bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
   settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
+}
+
+/** The file a copy is built in: unnamed (O_TMPFILE, tmp null) or named `tmp` in the work dir. */
+interface CopyDst {
+  fd: number;
+  tmp: string | null;
+}
+
+/** Mounts whose work dir refused O_TMPFILE: their copies are built under a name. */
+const noTmpfile = new WeakSet<State>();
+
+/**
+ * Opens the file a copy-up builds its copy in: as kernel overlayfs, an O_TMPFILE in
+ * the work dir, linked into the upper once complete and flushed. It has no name until
+ * then, so its fsync does not also write the work dir's new entry (ext4 without a
+ * journal writes a new name's directory at the file's fsync: one write more per
+ * copy-up), and a crash leaves nothing in the work dir. Where the filesystem cannot,
+ * a fresh name in the work dir, renamed into the upper.
+ */
+function openCopy(st: State): CopyDst {
+  if (!noTmpfile.has(st)) {
+    try {
+      return { fd: native.openat(st.workFd, '.', C.O_TMPFILE | fsc.O_WRONLY | C.O_CLOEXEC, 0o600), tmp: null };
+    } catch (e) {
+      const errno = toErrno(e);
+      if (errno !== E.EOPNOTSUPP && errno !== E.EISDIR && errno !== E.EINVAL) throw e;
+      noTmpfile.add(st);
+    }
+  }
+  const tmp = st.tmpName();
+  return { fd: native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600), tmp };
+}
+
+/** Closes an unfinished copy and removes its name, if it has one. */
+function dropCopy(st: State, dst: CopyDst): void {
+  native.close(dst.fd);
+  if (dst.tmp !== null) removeTmp(st.workFd, dst.tmp, false);
 }
 
 /** Opens the file whose data a copy-up copies: reading it must not move the lower's atime. */
