@@ -11,7 +11,8 @@
  * RENAME_NOREPLACE. A regular file whose data is its own does all of that up to the
  * rename, and its one fsync, in a single native call (copyFileWhole: copyUpFileNow on
  * the JS thread for a small file in a process serving one mount or a `volatile` one,
- * else copyUpFile on the thread pool); the
+ * else copyUpFile on the thread pool), in an unnamed O_TMPFILE that is then linked into
+ * the upper, as kernel overlayfs does (openCopy); the
  * other objects (and metacopy files) take the steps one by one. The upper never holds
  * a half-copied file; a crash leaves
  * at most a stray entry in the work dir, emptied at the next mount. The parent's times
@@ -276,7 +277,11 @@ interface CopyDst {
   tmp: string | null;
 }
 
-/** Mounts whose work dir refused O_TMPFILE: their copies are built under a name. */
+/**
+ * Mounts whose work dir refused O_TMPFILE: their copies are built under a name. (The
+ * link is not refused where the copy was made: fs.protected_hardlinks lets the owner
+ * or CAP_FOWNER link, and the fchmod of the copy needed the same.)
+ */
 const noTmpfile = new WeakSet<State>();
 
 /**
