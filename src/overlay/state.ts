@@ -44,6 +44,18 @@ export interface Location {
   name: string;
 }
 
+/** States built and not closed yet in this process (State.close). */
+let openCount = 0;
+
+/**
+ * How many overlays this process has open. One that serves more than one (`stratafs
+ * daemon`, the graph driver) must not block its JS thread on a flush: every other
+ * mount's requests would wait for it (copyup.ts, copyFileWhole).
+ */
+export function openStates(): number {
+  return openCount;
+}
+
 export class State {
   readonly handles = new Map<number, Handle>();
   /** read-only opens' fds, shared by key (handle-fds.ts) */
@@ -64,7 +76,7 @@ export class State {
   passthrough = false;
   writebackCache = false;
   /** closeState ran: the layer fds are closed (their numbers may belong to others now) */
-  closed = false;
+  private isClosed = false;
   /** drops the kernel's cached attributes of a node (setInvalidator, api.ts) */
   invalidate: (node: NodeId) => void = () => undefined;
 
@@ -83,6 +95,19 @@ export class State {
     this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches }, lowers);
     this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
+    openCount += 1;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Marks the state closed (closeState); false if it was already. */
+  markClosed(): boolean {
+    if (this.isClosed) return false;
+    this.isClosed = true;
+    openCount -= 1;
+    return true;
   }
 
   get prefix(): string {
