@@ -282,6 +282,8 @@ export class InodeTable {
   private readonly byKey = new Map<string, Node>();
   private nextId = ROOT_ID + 1;
   readonly root: Node;
+  /** called for each node that leaves the table (state.ts: its kept fds are closed) */
+  onDrop: (node: Node) => void = () => undefined;
 
   constructor(root: (id: NodeId) => Node) {
     this.root = root(ROOT_ID);
@@ -379,6 +381,7 @@ export class InodeTable {
   maybeDrop(node: Node): void {
     if (this.inUse(node)) return;
     this.nodes.delete(node.id);
+    this.onDrop(node);
     if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
     for (const a of node.aliases) {
       if (a.parent.child(a.name) === node) a.parent.deleteChild(a.name);

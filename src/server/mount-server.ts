@@ -45,6 +45,8 @@ export interface ServedMount {
   nodeCount(): number;
   /** FUSE requests read so far, by opcode name (statistics: the workload's request mix) */
   requestCounts(): Record<string, number>;
+  /** passthrough backing ids: registered so far (BACKING_OPEN), kept with no handle, handles open (statistics) */
+  backingStats(): { opened: number; kept: number; handles: number };
 }
 
 /**
@@ -125,7 +127,8 @@ export class MountServer {
     this.readDirs.set(target, dirs);
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
-    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}) };
+    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}),
+      backingStats: () => ({ opened: 0, kept: 0, handles: 0 }) };
     this.mounts.set(target, placeholder);
     try {
       const served = await this.start(spec, onMounted);
@@ -190,7 +193,8 @@ export class MountServer {
     });
     const idle = holdIdleRelease();
     const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
-    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts() };
+    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts(),
+      backingStats: () => ({ opened: session.passthrough.opened, kept: session.passthrough.keptCount, handles: session.passthrough.stats().handles }) };
   }
 
   /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */
