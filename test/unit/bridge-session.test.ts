@@ -198,4 +198,9 @@ t.test('passthrough: a lower file\'s backing id outlives its last release until 
   await s.handleRequest(3, frame(Opcode.OPEN, 11, openIn(0)));
   t.equal(await open(11, { fh: 9, backingFd: 102, backingKey: '11:lower', keepBacking: true }), 0, 'a node with a cached open stands does not take its kept id');
   t.same(tr.backingOpens.length, 6, 'nor registers another');
+
+  const done = s.start();
+  tr.readers!.onEnd(3, 0);
+  await done;
+  t.same(tr.backingCloses, [1, 2, 3, 4, 5, 6], 'the end of the connection closes the kept one (the kernel would keep it with the device fd)');
 });

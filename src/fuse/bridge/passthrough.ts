@@ -199,6 +199,19 @@ export class PassthroughRegistry {
     }
   }
 
+  /**
+   * The connection ended: every backing id still registered is closed. The kernel
+   * frees them only with the connection, which lives as long as any fd of the device
+   * (a daemon serving other mounts may hold it on), and a kept id holds its lower file
+   * open, which would keep that filesystem busy.
+   */
+  end(): void {
+    for (const [id, b] of [...this.backings]) this.close(id, b);
+    this.kept.clear();
+    this.handles.clear();
+    this.cached.clear();
+  }
+
   /** backing ids kept registered with no handle (for tests and statistics) */
   get keptCount(): number {
     return this.kept.size;

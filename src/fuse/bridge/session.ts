@@ -175,6 +175,7 @@ export class FuseSession extends EventEmitter {
   private async finish(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.registry.end();
     try {
       await this.fs.destroy();
     } catch (e) {
