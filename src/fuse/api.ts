@@ -134,11 +134,18 @@ export interface FileSystemApi {
 
   opendir(ctx: Ctx, node: NodeId): Awaitable<OpenResult>;
   /**
-   * Entries from cookie `offset` on ('.' and '..' included). Offsets are stable: a
-   * listing continued with a cookie after the directory changed neither repeats nor
-   * skips entries that stayed. The bridge takes as many as fit and continues later.
+   * true: readdir and fsyncdir also work without a handle (fh 0, by `dir`), so the
+   * bridge lets a kernel that offers FUSE_NO_OPENDIR_SUPPORT open directories itself
+   * (no OPENDIR or RELEASEDIR; it then assumes keepCache and cacheDir).
    */
-  readdir(fh: number, offset: number): Awaitable<DirEntryOut[]>;
+  readonly listsWithoutOpen?: boolean;
+  /**
+   * Entries of directory `dir` (open as `fh`, or 0 for no handle) from cookie `offset`
+   * on ('.' and '..' included). Offsets are stable: a listing continued with a cookie
+   * after the directory changed neither repeats nor skips entries that stayed. The
+   * bridge takes as many as fit and continues later.
+   */
+  readdir(fh: number, offset: number, dir?: NodeId): Awaitable<DirEntryOut[]>;
   /**
    * Optional: called with a READDIRPLUS batch of directory `dir` before each of its names
    * is looked up, to read ahead what those lookups need (the bridge waits for a promise,
@@ -147,7 +154,8 @@ export interface FileSystemApi {
    */
   prefetchLookups?(dir: NodeId, entries: readonly DirEntryOut[]): Promise<void> | undefined;
   releasedir(fh: number): Awaitable<void>;
-  fsyncdir(fh: number, datasync: boolean): Awaitable<void>;
+  /** `fh` 0: directory `dir`, opened without OPENDIR (see listsWithoutOpen) */
+  fsyncdir(fh: number, datasync: boolean, dir?: NodeId): Awaitable<void>;
 
   statfs(ctx: Ctx, node: NodeId): Awaitable<FsStat>;
   setxattr(ctx: Ctx, node: NodeId, name: string, value: Buffer, flags: number): Awaitable<void>;

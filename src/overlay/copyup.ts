@@ -10,7 +10,9 @@
  * overlay ones), nanosecond times — and then renamed into the upper with
  * RENAME_NOREPLACE. A regular file whose data is its own does all of that up to the
  * rename, and its one fsync, in a single native call (copyFileWhole: copyUpFileNow on
- * the JS thread for a small file, copyUpFile on the thread pool for a larger one); the
+ * the JS thread for a small file in a process serving one mount or a `volatile` one,
+ * else copyUpFile on the thread pool), in an unnamed O_TMPFILE that is then linked into
+ * the upper, as kernel overlayfs does (openCopy); the
  * other objects (and metacopy files) take the steps one by one. The upper never holds
  * a half-copied file; a crash leaves
  * at most a stray entry in the work dir, emptied at the next mount. The parent's times
@@ -53,13 +55,14 @@ import { PERM_MASK } from './attr';
 import { copiedId } from './idmap';
 import { statKey, type Node } from './inodes';
 import { basenameOf, dirnameOf, joinPath, openDirAt, openNoatime, procFdPath, statAt, xattrPath, type Layer } from '../layers/access';
-import type { State } from './state';
+import { openStates, type State } from './state';
 import { PRIVATE_PREFIXES } from '../layers/whiteout';
 import { isPrivateXattr, XATTR_ESCAPE } from '../layers/xattr-names';
 import { syncFd } from './durable';
 import { dropKeptOf } from './handle-fds';
 import { fault } from './faults';
 import { markMetacopy, sizeOnly } from '../layers/metacopy';
+import type { Int64 } from '../int64';
 
 const log = createDebug('stratafs:overlay');
 
@@ -178,11 +181,25 @@ function settle(st: State, node: Node, type: number, lowerNlink: number, ino: bi
 
 /**
  * Regular files up to this size (and copies without data) are copied up on the JS
- * thread (native copyUpFileNow), larger ones on the thread pool (copyUpFile): the
- * same steps and fsync either way. The bound is the addon's "small file" (copyup.c
+ * thread (native copyUpFileNow) where that holds up no other mount (copiesOnThread),
+ * larger ones on the thread pool (copyUpFile): the same steps and fsync either way. The bound is the addon's "small file" (copyup.c
  * SMALL_FILE: copied in one copy_file_range).
  */
 export const INLINE_COPY_MAX = 64 * 1024;
+
+/** How many copyFileWhole copies ran on the JS thread and on the thread pool (statistics). */
+export const copyUpPaths = { onThread: 0, onPool: 0 };
+
+/**
+ * Whether a copy of `size` bytes runs on the JS thread: a small copy costs less than
+ * the hop to the thread pool and back (README "What each lever gave"), as the kernel
+ * copies in the caller's context; but its fsync blocks the thread, so only where no
+ * other mount is served by it (a daemon per mount) or nothing is flushed (`volatile`).
+ * In a process serving several mounts an fsync there would hold up all their requests.
+ */
+function copiesOnThread(st: State, size: Int64): boolean {
+  return size <= INLINE_COPY_MAX && (st.config.volatile === true || openStates() <= 1);
+}
 
 /** Lower layers whose files cannot be reflinked into the upper (FICLONE refused once). */
 const noReflink = new WeakSet<Layer>();
@@ -191,7 +208,8 @@ const noReflink = new WeakSet<Layer>();
  * The copy-up of a regular file whose data is its own (not a metacopy file), as kernel
  * overlayfs makes it: in the work dir, data, owner, mode, xattrs, times and one fsync
  * (unless `volatile`), all in one native call (copyUpFileNow on the JS thread up to
- * INLINE_COPY_MAX bytes, else copyUpFile on the thread pool); then, on the JS thread,
+ * INLINE_COPY_MAX bytes where copiesOnThread allows, else copyUpFile on the thread
+ * pool); then, on the JS thread,
  * the rename into the upper and the parent's times put back. Owner and
  * mode come from the lower's cached stat (lowers do not change), size and times from
  * the file opened for the copy.
@@ -199,14 +217,13 @@ const noReflink = new WeakSet<Layer>();
 async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean): Promise<void> {
   const src = node.lowers[0] ?? fail(E.ENOENT);
   const s = st.lowerStat(node);
-  const work = st.workFd;
-  const tmp = st.tmpName();
   const loc = st.locateData(node);
   const shifted = src.layer.idShifted === true;
   let result: CopyUpFileResult;
+  let dst: CopyDst;
   const sfd = openSource(loc.dirfd, loc.name, loc.layer);
   try {
-    const dfd = native.openat(work, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
+    dst = openCopy(st);
     try {
       const opts = {
         data,
@@ -220,18 +237,14 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
         privatePrefixes: PRIVATE_PREFIXES,
         escape: XATTR_ESCAPE,
       };
-      // a small copy costs less than the hop to the thread pool and back (README
-      // "What each lever gave"): done here, on the JS thread, as the kernel copies
-      // in the caller's context
-      const now = !data || s.size <= INLINE_COPY_MAX;
-      result = now ? native.copyUpFileNow(sfd, dfd, opts) : await native.copyUpFile(sfd, dfd, opts);
+      const now = copiesOnThread(st, data ? s.size : 0);
+      copyUpPaths[now ? 'onThread' : 'onPool'] += 1;
+      result = now ? native.copyUpFileNow(sfd, dst.fd, opts) : await native.copyUpFile(sfd, dst.fd, opts);
       fault('copyup.after-data');
     } catch (e) {
-      native.close(dfd);
-      removeTmp(work, tmp, false);
+      dropCopy(st, dst);
       throw e;
     }
-    native.close(dfd);
   } finally {
     native.close(sfd);
   }
@@ -242,11 +255,13 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
     pfd = st.upperDirFd(parent);
     pst = statAt(pfd, '');
     fault('copyup.before-rename');
-    native.renameat2(work, tmp, pfd, node.name, C.RENAME_NOREPLACE);
+    if (dst.tmp === null) native.linkat(C.AT_FDCWD, procFdPath(dst.fd), pfd, node.name, C.AT_SYMLINK_FOLLOW);
+    else native.renameat2(st.workFd, dst.tmp, pfd, node.name, C.RENAME_NOREPLACE);
   } catch (e) {
-    removeTmp(work, tmp, false);
+    dropCopy(st, dst);
     throw e;
   }
+  native.close(dst.fd);
   node.upper = true;
   fault('copyup.after-rename');
   node.metacopy = false;
@@ -257,6 +272,47 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   node.lowerXattrs = null;
   bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
   settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
+}
+
+/** The file a copy is built in: unnamed (O_TMPFILE, tmp null) or named `tmp` in the work dir. */
+interface CopyDst {
+  fd: number;
+  tmp: string | null;
+}
+
+/**
+ * Mounts whose work dir refused O_TMPFILE: their copies are built under a name. (The
+ * link is not refused where the copy was made: fs.protected_hardlinks lets the owner
+ * or CAP_FOWNER link, and the fchmod of the copy needed the same.)
+ */
+const noTmpfile = new WeakSet<State>();
+
+/**
+ * Opens the file a copy-up builds its copy in: as kernel overlayfs, an O_TMPFILE in
+ * the work dir, linked into the upper once complete and flushed. It has no name until
+ * then, so its fsync does not also write the work dir's new entry (ext4 without a
+ * journal writes a new name's directory at the file's fsync: one write more per
+ * copy-up), and a crash leaves nothing in the work dir. Where the filesystem cannot,
+ * a fresh name in the work dir, renamed into the upper.
+ */
+function openCopy(st: State): CopyDst {
+  if (!noTmpfile.has(st)) {
+    try {
+      return { fd: native.openat(st.workFd, '.', C.O_TMPFILE | fsc.O_WRONLY | C.O_CLOEXEC, 0o600), tmp: null };
+    } catch (e) {
+      const errno = toErrno(e);
+      if (errno !== E.EOPNOTSUPP && errno !== E.EISDIR && errno !== E.EINVAL) throw e;
+      noTmpfile.add(st);
+    }
+  }
+  const tmp = st.tmpName();
+  return { fd: native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600), tmp };
+}
+
+/** Closes an unfinished copy and removes its name, if it has one. */
+function dropCopy(st: State, dst: CopyDst): void {
+  native.close(dst.fd);
+  if (dst.tmp !== null) removeTmp(st.workFd, dst.tmp, false);
 }
 
 /** Opens the file whose data a copy-up copies: reading it must not move the lower's atime. */

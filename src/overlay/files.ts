@@ -10,7 +10,9 @@
  * - read/write go through the addon's worker-thread pread/pwrite.
  * - A handle opened on a lower file before someone else copied the file up keeps
  *   reading the lower version (as kernel overlayfs did before 4.19).
- * - Directory handles carry a snapshot of the merged listing (readdir.ts).
+ * - Directory handles only count the open: listings and their offsets are the node's
+ *   (readdir.ts), so a directory also lists without a handle (fh 0: the kernel opens
+ *   directories itself under FUSE_NO_OPENDIR_SUPPORT) and fsyncs by its node.
  */
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
@@ -160,25 +162,35 @@ export function opendir(st: State, node: Node): OpenResult {
   // the listing is built on the first READDIR: with a cached listing the kernel may
   // not ask at all. The kernel may keep listings (cacheDir + keepCache): it drops them
   // itself when the directory changes through the mount, and nothing else changes it
-  // (layers must not change behind a mount, as with kernel overlayfs).
-  const fh = st.addHandle({ kind: 'dir', node, entries: null, served: false });
+  // (layers must not change behind a mount, as with kernel overlayfs). These are also
+  // the flags the kernel assumes for a directory it opens itself (no OPENDIR).
+  const fh = st.addHandle({ kind: 'dir', node });
   return { fh, cacheDir: true, keepCache: true };
 }
 
-export function readdir(st: State, fh: number, offset: number): DirEntryOut[] {
+/** The directory a READDIR or FSYNCDIR is for: its handle's, or node `node` without one (fh 0). */
+function dirOf(st: State, fh: number, node: Node | undefined): Node {
+  if (fh === 0 && node) {
+    if (node.type !== fsc.S_IFDIR) fail(E.ENOTDIR);
+    return node;
+  }
   const h = st.handle(fh);
   if (h.kind !== 'dir') fail(E.EBADF);
-  return readdirAt(st, h, offset);
+  return h.node;
+}
+
+export function readdir(st: State, fh: number, offset: number, node?: Node): DirEntryOut[] {
+  return readdirAt(st, dirOf(st, fh, node), offset);
 }
 
 export function releasedir(st: State, fh: number): void {
   st.dropHandle(fh);
 }
 
-export async function fsyncdir(st: State, fh: number, datasync: boolean): Promise<void> {
-  const h = st.handle(fh);
-  if (h.kind !== 'dir' || st.config.volatile || !h.node.upper) return;
-  const loc = st.locate(h.node);
+export async function fsyncdir(st: State, fh: number, datasync: boolean, node?: Node): Promise<void> {
+  const dir = dirOf(st, fh, node);
+  if (st.config.volatile || !dir.upper) return;
+  const loc = st.locate(dir);
   const fd = openDirAt(loc.dirfd, loc.name);
   try {
     await syncFd(st, fd, datasync);

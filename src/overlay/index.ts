@@ -95,8 +95,10 @@ export class Overlay implements FileSystemApi {
     // through the handle's own fd (works after unlink); not for a metacopy file's data fd
     if (h && h.kind === 'file' && (h.upper || !n.upper)) return toAttr(this.st, n, native.statx(h.fd, '', C.AT_EMPTY_PATH));
     // an open directory without a name: what its upper directory was, with no links left
-    // (one only in a lower is still there, and answers below, as on kernel overlayfs)
-    if (n.removed && n.upper && n.type === fsc.S_IFDIR && n.opens > 0 && n.lastAttr) return { ...n.lastAttr, nlink: 0 };
+    // (one only in a lower is still there, and answers below, as on kernel overlayfs).
+    // Not only while a handle is open: the kernel opens directories itself when OPENDIR
+    // is not sent, and asks for a removed one only while something holds it.
+    if (n.removed && n.upper && n.type === fsc.S_IFDIR && n.lastAttr) return { ...n.lastAttr, nlink: 0 };
     return getAttr(this.st, n);
   }
 
@@ -185,8 +187,11 @@ export class Overlay implements FileSystemApi {
     return files.opendir(this.st, this.st.node(node));
   }
 
-  readdir(fh: number, offset: number): DirEntryOut[] {
-    return files.readdir(this.st, fh, offset);
+  /** lists and fsyncs a directory without a handle (fh 0) by its node */
+  readonly listsWithoutOpen = true;
+
+  readdir(fh: number, offset: number, dir?: NodeId): DirEntryOut[] {
+    return files.readdir(this.st, fh, offset, dir === undefined ? undefined : this.st.node(dir));
   }
 
   prefetchLookups(dir: NodeId, entries: readonly DirEntryOut[]): Promise<void> | undefined {
@@ -198,8 +203,8 @@ export class Overlay implements FileSystemApi {
     files.releasedir(this.st, fh);
   }
 
-  fsyncdir(fh: number, datasync: boolean): Promise<void> {
-    return files.fsyncdir(this.st, fh, datasync);
+  fsyncdir(fh: number, datasync: boolean, dir?: NodeId): Promise<void> {
+    return files.fsyncdir(this.st, fh, datasync, dir === undefined ? undefined : this.st.node(dir));
   }
 
   statfs(_ctx: Ctx, _node: NodeId): FsStat {

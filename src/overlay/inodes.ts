@@ -282,10 +282,9 @@ export class InodeTable {
   private readonly byKey = new Map<string, Node>();
   private nextId = ROOT_ID + 1;
   readonly root: Node;
-  /** called for each node that leaves the table (state.ts: its kept fds are closed) */
-  onDrop: (node: Node) => void = () => undefined;
 
-  constructor(root: (id: NodeId) => Node) {
+  /** `dropped`: told of each node that leaves the table (its listing goes with it) */
+  constructor(root: (id: NodeId) => Node, private readonly dropped: (node: Node) => void = () => undefined) {
     this.root = root(ROOT_ID);
     this.root.lookups = 1;
     this.nodes.set(ROOT_ID, this.root);
@@ -381,7 +380,7 @@ export class InodeTable {
   maybeDrop(node: Node): void {
     if (this.inUse(node)) return;
     this.nodes.delete(node.id);
-    this.onDrop(node);
+    this.dropped(node);
     if (this.byKey.get(node.key) === node) this.byKey.delete(node.key);
     for (const a of node.aliases) {
       if (a.parent.child(a.name) === node) a.parent.deleteChild(a.name);

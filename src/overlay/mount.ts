@@ -328,8 +328,7 @@ export function openState(config: OverlayConfig): State {
 /** Closes every fd the state holds and drops what it remembers (nodes, caches). */
 export function closeState(st: State): void {
   // once only: a second close of the layer fds could close what reuses their numbers
-  if (st.closed) return;
-  st.closed = true;
+  if (!st.markClosed()) return;
   for (const [fh, h] of [...st.handles]) {
     st.handles.delete(fh);
     if (h.kind === 'file') releaseFd(st, h.fd, h.shareKey);

@@ -7,10 +7,11 @@
  *
  * d_ino equals the st_ino a lookup would report (the origin's, inodes.ts).
  *
- * Offsets: the merged list is snapshotted when the directory is opened; a cookie is the
- * index of the next entry in that snapshot, so reading in pieces neither repeats nor
- * skips, whatever happens meanwhile. Reading from offset 0 again (rewinddir) takes a
- * fresh snapshot. '.' and '..' are entries 0 and 1.
+ * Offsets belong to names, not to opens (dir-cookies.ts), so a listing read with or
+ * without a directory handle (FUSE_NO_OPENDIR_SUPPORT: fh 0) neither repeats nor skips
+ * an entry that stayed, whatever happens meanwhile. A listing is made at offset 0
+ * (opendir or rewinddir: it sees every change) and kept while it is read in pieces.
+ * '.' and '..' come first, with cookies 1 and 2.
  */
 import { constants as fsc } from 'node:fs';
 import { native, type DirEntry } from '../native';
@@ -18,7 +19,8 @@ import type { DirEntryOut } from '../fuse/api';
 import type { Node } from './inodes';
 import { basenameOf, dirnameOf, openDirAt, type Layer } from '../layers/access';
 import { mergeListing, type ListedDir, type ListingReader } from '../layers/listing';
-import type { DirHandle, State } from './state';
+import type { State } from './state';
+import { assignCookies, firstAfter } from './dir-cookies';
 import { resolve } from './lookup';
 
 /** The raw entries of one layer directory (without '.' and '..'), through the cache (cache.ts). */
@@ -64,32 +66,38 @@ export function mergedEntries(st: State, node: Node): DirEntryOut[] {
   return out;
 }
 
-/** A full snapshot for a directory handle, '.' and '..' first, offsets filled in. */
-export function snapshot(st: State, node: Node): DirEntryOut[] {
+/** The whole listing of directory `node` in cookie order, '.' and '..' first. */
+export function listing(st: State, node: Node): DirEntryOut[] {
   const parent = node.parent ?? node;
-  const all: DirEntryOut[] = [
-    { name: '.', ino: node.ino, type: fsc.S_IFDIR, nextOffset: 0 },
-    { name: '..', ino: parent.ino, type: fsc.S_IFDIR, nextOffset: 0 },
-    ...mergedEntries(st, node),
+  const names = mergedEntries(st, node);
+  assignCookies(names, node, st.cookieCollisions);
+  return [
+    { name: '.', ino: node.ino, type: fsc.S_IFDIR, nextOffset: 1 },
+    { name: '..', ino: parent.ino, type: fsc.S_IFDIR, nextOffset: 2 },
+    ...names,
   ];
-  all.forEach((e, i) => {
-    e.nextOffset = i + 1;
-  });
-  return all;
 }
 
 /**
  * Most entries handed out per call: a READDIR reply holds a few hundred at most (the
  * bridge asks again from the next cookie), and slicing the whole rest of a big
- * snapshot on every call would cost O(n²) over a listing.
+ * listing on every call would cost O(n²) over a listing.
  */
 export const READDIR_BATCH = 512;
 
-/** Entries of an open directory from cookie `offset` on (at most READDIR_BATCH; none at the end). */
-export function readdirAt(st: State, h: DirHandle, offset: number): DirEntryOut[] {
-  if (h.entries === null || (offset === 0 && h.served)) h.entries = snapshot(st, h.node);
-  h.served = true;
-  return h.entries.slice(offset, offset + READDIR_BATCH);
+/**
+ * Entries of directory `node` from cookie `offset` on (at most READDIR_BATCH; none at
+ * the end, which drops the listing kept for the next piece).
+ */
+export function readdirAt(st: State, node: Node, offset: number): DirEntryOut[] {
+  let list = offset === 0 ? undefined : st.listings.get(node);
+  if (list === undefined) {
+    list = listing(st, node);
+    st.listings.set(node, list);
+  }
+  const from = firstAfter(list, offset);
+  if (from >= list.length) st.listings.drop(node);
+  return list.slice(from, from + READDIR_BATCH);
 }
 
 /** Is the merged directory empty (for rmdir and rename over a directory)? */

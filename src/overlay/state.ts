@@ -5,12 +5,13 @@
  */
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { DirEntryOut, NodeId } from '../fuse/api';
+import type { NodeId } from '../fuse/api';
 import type { OverlayConfig } from './config';
 import { AufsIndex } from '../layers/aufs';
 import { CACHE_LIMITS, LayerCache } from './cache';
 import { InodeTable, Node } from './inodes';
 import { Whiteouts } from '../layers/whiteout';
+import { ListingStore, type Collisions } from './dir-cookies';
 import { KEPT_FDS_MAX, dropKeptOf } from './handle-fds';
 import { DirFds, basenameOf, dirnameOf, statAt, tryStatAt, type Layer } from '../layers/access';
 
@@ -27,13 +28,10 @@ export interface FileHandle {
   shareKey?: string;
 }
 
+/** an open directory: its listing is the node's (readdir.ts), the handle counts the open */
 export interface DirHandle {
   kind: 'dir';
   node: Node;
-  /** snapshot of the merged listing, '.' and '..' first; offsets index into it */
-  entries: DirEntryOut[] | null;
-  /** the snapshot has been served at least once (offset 0 then refreshes it) */
-  served: boolean;
 }
 
 export type Handle = FileHandle | DirHandle;
@@ -45,6 +43,18 @@ export interface Location {
   dirfd: number;
   /** name inside dirfd; '' for a layer root and for an open node with no name left (locateOpen) */
   name: string;
+}
+
+/** States built and not closed yet in this process (State.close). */
+let openCount = 0;
+
+/**
+ * How many overlays this process has open. One that serves more than one (`stratafs
+ * daemon`, the graph driver) must not block its JS thread on a flush: every other
+ * mount's requests would wait for it (copyup.ts, copyFileWhole).
+ */
+export function openStates(): number {
+  return openCount;
 }
 
 export class State {
@@ -64,13 +74,16 @@ export class State {
   readonly aufs: AufsIndex;
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;
+  /** directory listings being read in pieces, and cookies moved by a hash collision (dir-cookies.ts) */
+  readonly listings = new ListingStore();
+  readonly cookieCollisions: Collisions = new WeakMap();
   /** makes the whiteouts, all links of one inode (src/layers/whiteout.ts) */
   readonly whiteouts: Whiteouts;
   /** negotiated at init (files.ts adapts open flags to it) */
   passthrough = false;
   writebackCache = false;
   /** closeState ran: the layer fds are closed (their numbers may belong to others now) */
-  closed = false;
+  private isClosed = false;
   /** drops the kernel's cached attributes of a node (setInvalidator, api.ts) */
   invalidate: (node: NodeId) => void = () => undefined;
 
@@ -85,11 +98,26 @@ export class State {
     readonly xinoBits: number,
     root: (id: NodeId) => Node,
   ) {
-    this.inodes = new InodeTable(root);
-    this.inodes.onDrop = (node) => dropKeptOf(this, node.id);
+    this.inodes = new InodeTable(root, (node) => {
+      this.listings.drop(node);
+      dropKeptOf(this, node.id);
+    });
     this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches }, lowers);
     this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
+    openCount += 1;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Marks the state closed (closeState); false if it was already. */
+  markClosed(): boolean {
+    if (this.isClosed) return false;
+    this.isClosed = true;
+    openCount -= 1;
+    return true;
   }
 
   get prefix(): string {

@@ -55,6 +55,7 @@ export class FakeFs implements FileSystemApi {
   nodes = new Map<string, number>([['a', 10], ['b', 11], ['c', 12], ['foo', 7]]);
   dir: DirEntryOut[] = [];
   prefetchLookups?: FileSystemApi['prefetchLookups'];
+  listsWithoutOpen?: boolean;
   modes = new Map<number, number>();
   gids = new Map<number, number>();
   opens: OpenResult[] = [];
@@ -111,9 +112,9 @@ export class FakeFs implements FileSystemApi {
   lseek(_fh: number, off: number): number { return off; }
   copyFileRange(): number { return 0; }
   opendir(): OpenResult { return { fh: 50, cacheDir: true, keepCache: true }; }
-  readdir(fh: number, offset: number): DirEntryOut[] { this.rec('readdir', fh, offset); return this.dir.slice(offset); }
-  releasedir(): void { /* nothing */ }
-  fsyncdir(): void { /* nothing */ }
+  readdir(fh: number, offset: number, dir?: number): DirEntryOut[] { this.rec('readdir', fh, offset, dir); return this.dir.slice(offset); }
+  releasedir(fh: number): void { this.rec('releasedir', fh); }
+  fsyncdir(fh: number, datasync: boolean, dir?: number): void { this.rec('fsyncdir', fh, datasync, dir); }
   statfs() { return { blocks: 1, bfree: 1, bavail: 1, files: 1, ffree: 1, bsize: 4096, namelen: 255, frsize: 4096 }; }
   setxattr(): void { /* nothing */ }
   getxattr(_c: Ctx, _n: number, name: string): Buffer {
@@ -177,8 +178,9 @@ export class FakeTransport implements FuseTransport {
 
 export const errorOf = (w: Written): number => w.buf.readInt32LE(4);
 
-export async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; writeback?: 'on' | 'off'; offered?: bigint; minor?: number; acl?: boolean } = {}) {
+export async function setup(opts: { isRoot?: boolean; passthrough?: 'auto' | 'off'; writeback?: 'on' | 'off'; offered?: bigint; minor?: number; acl?: boolean; listsWithoutOpen?: boolean } = {}) {
   const fs = new FakeFs();
+  fs.listsWithoutOpen = opts.listsWithoutOpen;
   const tr = new FakeTransport();
   const logs: string[] = [];
   const s = new FuseSession({

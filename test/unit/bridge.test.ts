@@ -387,3 +387,34 @@ t.test('an undeliverable CREATE reply gives back the entry and the handle', asyn
   t.same(tr.backingCloses, [1], 'backing id closed');
   t.same(s.passthrough.stats(), { nodes: 0, handles: 0, backings: 0 });
 });
+
+t.test('NO_OPENDIR_SUPPORT: OPENDIR answered ENOSYS when the filesystem lists without handles; READDIR and FSYNCDIR by node with fh 0', async (t) => {
+  const dirEnt = (name: string, i: number): DirEntryOut => ({ name, ino: BigInt(100 + i), type: 0o40000, nextOffset: i + 1 });
+  {
+    const { fs, tr, s } = await setup({ listsWithoutOpen: true });
+    await s.handleRequest(3, frame(Opcode.OPENDIR, 7, openIn(0)));
+    t.equal(errorOf(tr.last()), -E.ENOSYS, 'offered and supported: ENOSYS, so the kernel opens directories itself');
+    fs.dir = [dirEnt('.', 0), dirEnt('..', 1)];
+    await s.handleRequest(3, frame(Opcode.READDIRPLUS, 7, readIn(0, 0, 4096)));
+    t.equal(errorOf(tr.last()), 0);
+    await s.handleRequest(3, frame(Opcode.READDIR, 7, readIn(0, 1, 4096)));
+    t.same(fs.called('readdir'), [[0, 0, 7], [0, 1, 7]], 'fh 0 with the directory\'s node');
+    await s.handleRequest(3, frame(Opcode.FSYNCDIR, 7, Buffer.concat([u64(0), u32(1, 0)])));
+    t.equal(errorOf(tr.last()), 0);
+    t.same(fs.called('fsyncdir'), [[0, true, 7]]);
+  }
+  for (const [what, opts] of [
+    ['not offered', { listsWithoutOpen: true, offered: ALL_OFFERED & ~InitFlag.NO_OPENDIR_SUPPORT }],
+    ['a filesystem that lists by handle', {}],
+  ] as const) {
+    const { fs, tr, s } = await setup(opts);
+    await s.handleRequest(3, frame(Opcode.OPENDIR, 7, openIn(0)));
+    t.equal(errorOf(tr.last()), 0, `${what}: OPENDIR answered`);
+    t.equal(tr.last().buf.readBigUInt64LE(Size.OUT_HEADER), 50n, `${what}: with the handle`);
+    fs.dir = [dirEnt('.', 0)];
+    await s.handleRequest(3, frame(Opcode.READDIR, 7, readIn(50, 0, 4096)));
+    await s.handleRequest(3, frame(Opcode.RELEASEDIR, 7, Buffer.concat([u64(50), u32(0, 0), u64(0)])));
+    t.same(fs.called('readdir'), [[50, 0, 7]]);
+    t.same(fs.called('releasedir'), [[50]]);
+  }
+});

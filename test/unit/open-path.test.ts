@@ -51,7 +51,7 @@ t.test('OPEN answers without a promise when the filesystem opens synchronously',
   const dev = new CountingDevice();
   const core: Core = {
     fs, timeouts: { entry: 1, attr: 1 }, registry: new PassthroughRegistry(dev, true), killprivV2: true,
-    noSetid: new NoSetid(), dontMask: false, log: () => undefined,
+    noSetid: new NoSetid(), dontMask: false, noOpendir: false, log: () => undefined,
   };
   const ctx = { uid: 0, gid: 0, pid: 1 };
   const out = handlers.OPEN(core, req(9, { kind: 'OPEN', flags: fsc.O_RDONLY, openFlags: 0 }), ctx);

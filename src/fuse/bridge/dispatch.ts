@@ -41,6 +41,8 @@ export interface Core {
   noSetid: NoSetid;
   /** DONT_MASK negotiated: creations carry the caller's umask for the filesystem to apply */
   dontMask: boolean;
+  /** OPENDIR answered ENOSYS: the kernel opens directories itself (init.ts) */
+  noOpendir: boolean;
   log: (fmt: string, ...args: unknown[]) => void;
 }
 
@@ -314,20 +316,22 @@ export const handlers: HandlerTable = {
     return then(core.fs.flush(body.fh), empty(header.unique));
   },
   OPENDIR(core, { header }, ctx) {
+    // once is enough: the kernel sends no OPENDIR (nor RELEASEDIR) after this answer
+    if (core.noOpendir) return { reply: encodeError(header.unique, E.ENOSYS) };
     return then(core.fs.opendir(ctx, header.nodeId), (r) => ({
       reply: encodeOpen(header.unique, dirOpenOut(r)),
       undo: () => core.fs.releasedir(r.fh),
     }));
   },
   READDIR(core, { header, body }) {
-    return then(core.fs.readdir(body.fh, body.offset), (entries) => {
+    return then(core.fs.readdir(body.fh, body.offset, header.nodeId), (entries) => {
       const w = new DirentWriter(header.unique, body.size);
       for (const d of entries) if (!w.add(d)) break;
       return { reply: w.finish() };
     });
   },
   READDIRPLUS(core, { header, body }, ctx) {
-    return then(core.fs.readdir(body.fh, body.offset), (entries) => {
+    return then(core.fs.readdir(body.fh, body.offset, header.nodeId), (entries) => {
       const plus = new PlusReply(core, ctx, header.nodeId, entries, new DirentWriter(header.unique, body.size));
       const ahead = core.fs.prefetchLookups?.(header.nodeId, entries);
       return ahead === undefined ? plus.fill(0) : ahead.then(() => plus.fill(0));
@@ -337,7 +341,7 @@ export const handlers: HandlerTable = {
     return then(core.fs.releasedir(body.fh), empty(header.unique));
   },
   async FSYNCDIR(core, { header, body }) {
-    await core.fs.fsyncdir(body.fh, body.datasync);
+    await core.fs.fsyncdir(body.fh, body.datasync, header.nodeId);
     return { reply: encodeEmpty(header.unique) };
   },
   ACCESS(core, { header, body }, ctx) {

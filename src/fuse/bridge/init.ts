@@ -19,6 +19,11 @@
  * OVER_IO_URING (unless `uring` is 'off'): requests then come through an io_uring the
  * session sets up once INIT is answered (uring.ts); the kernel offers it only when the
  * fuse module's enable_uring is on.
+ * NO_OPENDIR_SUPPORT (offered by the kernel, nothing to reply): when the filesystem
+ * lists directories without a handle (FileSystemApi.listsWithoutOpen), the bridge
+ * answers OPENDIR with ENOSYS and the kernel opens directories itself from then on
+ * (fs/fuse/file.c: no OPENDIR, no RELEASEDIR; KEEP_CACHE and CACHE_DIR assumed;
+ * READDIR with fh 0).
  */
 import type { InitOut } from '../wire/encode';
 import {
@@ -34,6 +39,8 @@ export interface InitPolicy {
   acl?: boolean;
   /** FUSE over io_uring when the kernel offers it ('auto', the default) or never ('off') */
   uring?: 'auto' | 'off';
+  /** the filesystem lists directories without a handle (FileSystemApi.listsWithoutOpen) */
+  listsWithoutOpen?: boolean;
 }
 
 export interface KernelInit {
@@ -55,6 +62,8 @@ export interface Negotiated {
   dontMask: boolean;
   /** FUSE_OVER_IO_URING was agreed: the session registers its ring after the reply */
   uring: boolean;
+  /** OPENDIR is answered ENOSYS: the kernel offered NO_OPENDIR_SUPPORT and the filesystem lists without handles */
+  noOpendir: boolean;
 }
 
 export type InitDecision =
@@ -132,6 +141,7 @@ export function negotiate(k: KernelInit, policy: InitPolicy): InitDecision {
       killprivV2: (flags & InitFlag.HANDLE_KILLPRIV_V2) !== 0n,
       dontMask: (flags & InitFlag.DONT_MASK) !== 0n,
       uring,
+      noOpendir: policy.listsWithoutOpen === true && (offered & InitFlag.NO_OPENDIR_SUPPORT) !== 0n,
     },
   };
 }

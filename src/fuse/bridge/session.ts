@@ -327,6 +327,7 @@ export class FuseSession extends EventEmitter {
       writeback: this.opts.writeback ?? 'off',
       acl: this.opts.acl ?? true,
       uring: this.opts.uring ?? 'auto',
+      listsWithoutOpen: this.fs.listsWithoutOpen === true,
     });
     if (decision.kind === 'error') {
       this.log('INIT: %s', decision.reason);
@@ -365,6 +366,7 @@ export class FuseSession extends EventEmitter {
       killprivV2: n.killprivV2,
       noSetid: new NoSetid(),
       dontMask: n.dontMask,
+      noOpendir: n.noOpendir,
       log: this.log,
     };
     // the filesystem learns the mode before the kernel can send its first request
