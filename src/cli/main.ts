@@ -31,6 +31,8 @@ options (comma separated, -o may repeat):
                       upper then fails in write(); on loses such writes after close)
   uring=auto|off      FUSE over io_uring when the kernel offers it (the fuse module's
                       enable_uring), else /dev/fuse; off: /dev/fuse only (default auto)
+  affinity=auto|off   the daemon's JS thread runs on the CPU its clients send from while
+                      they keep to one (default auto); off: this mount never moves it
   noacl               do not enforce POSIX ACLs in the kernel (mode bits only)
   server=PATH         let the \`stratafs daemon --socket PATH\` process serve this mount
   nosuid|suid, nodev|dev, noexec|exec, noatime|relatime|strictatime|atime, nodiratime

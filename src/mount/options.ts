@@ -127,7 +127,7 @@ const NO_EFFECT = new Set([
 /** What the option list has set so far (the raw lowerdir and timeout until the end). */
 type Accum = Pick<MountOptions,
   'upperdir' | 'workdir' | 'readOnly' | 'volatile' | 'uidMap' | 'gidMap' | 'squashToUid' |
-  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'uring' | 'redirectDir' | 'ignored' | 'server'> & {
+  'squashToGid' | 'passthrough' | 'acl' | 'metacopy' | 'writeback' | 'uring' | 'affinity' | 'redirectDir' | 'ignored' | 'server'> & {
   flags: MountFlags;
   remount: boolean;
   /** every option name given, in order */
@@ -211,6 +211,13 @@ function applyOption(acc: Accum, opt: string): void {
       acc.uring = v;
       return;
     }
+    case 'affinity': {
+      once();
+      const v = needValue();
+      if (v !== 'auto' && v !== 'off') throw optionError(`option affinity takes auto or off, got "${v}"`);
+      acc.affinity = v;
+      return;
+    }
     case 'xattr_permissions':
       if (value !== undefined && value !== '0') {
         throw optionError(`option xattr_permissions=${value} is not supported (stratafs stores real owners and modes)`);
@@ -284,6 +291,7 @@ export function parseArgs(argv: string[], cwd: string = process.cwd()): Command 
     redirectDir: acc.redirectDir,
     writeback: acc.writeback,
     uring: acc.uring,
+    affinity: acc.affinity,
     flags: acc.flags,
   });
   return {

@@ -48,6 +48,11 @@ export interface MountSpec {
    * absent means auto. 'off': /dev/fuse reads only.
    */
   uring?: 'auto' | 'off';
+  /**
+   * the daemon's JS thread follows its clients' CPU (src/fuse/bridge/affinity.ts);
+   * absent means auto. 'off': this mount's requests never move it.
+   */
+  affinity?: 'auto' | 'off';
   /** nosuid, nodev, noexec, atime policy (flags.ts); absent: DEFAULT_MOUNT_FLAGS */
   flags?: MountFlags;
 }
@@ -98,6 +103,7 @@ export function checkSpec(s: MountSpec): MountSpec {
   if (s.passthrough !== 'auto' && s.passthrough !== 'off') refuse(`option passthrough takes auto or off, got ${String(s.passthrough)}`);
   if (s.writeback !== undefined && s.writeback !== 'on' && s.writeback !== 'off') refuse(`option writeback takes on or off, got ${String(s.writeback)}`);
   if (s.uring !== undefined && s.uring !== 'auto' && s.uring !== 'off') refuse(`option uring takes auto or off, got ${String(s.uring)}`);
+  if (s.affinity !== undefined && s.affinity !== 'auto' && s.affinity !== 'off') refuse(`option affinity takes auto or off, got ${String(s.affinity)}`);
   checkRanges('uidmapping', s.uidMap);
   checkRanges('gidmapping', s.gidMap);
   if (s.squashToUid !== undefined && !isId(s.squashToUid)) refuse(`option squash_to_uid is out of range: ${s.squashToUid}`);
@@ -120,6 +126,7 @@ export function checkSpec(s: MountSpec): MountSpec {
     redirectDir: s.redirectDir !== false,
     writeback: s.writeback === 'on' ? 'on' : 'off',
     uring: s.uring === 'off' ? 'off' : 'auto',
+    affinity: s.affinity === 'off' ? 'off' : 'auto',
     flags: checkMountFlags(s.flags),
   };
 }

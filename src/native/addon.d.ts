@@ -265,6 +265,12 @@ export interface Addon {
   setsid(): number;
   /** give the free pages of malloc's arenas back to the system: malloc_trim(0) (glibc; false elsewhere) */
   mallocTrim(): boolean;
+  /** the CPUs the calling thread may run on, ascending: sched_getaffinity(0) */
+  threadAffinity(): number[];
+  /** let the calling thread (only) run on `cpus`: sched_setaffinity(0); EINVAL for a CPU it may not use */
+  setThreadAffinity(cpus: number[]): void;
+  /** the CPU thread `tid` last ran on (field 39 of /proc/TID/task/TID/stat); -1 when it cannot be read */
+  taskCpu(tid: number): number;
 
   // ---- sockets ----
   /** the credentials of the peer of a connected unix socket: getsockopt(SO_PEERCRED) */

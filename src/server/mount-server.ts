@@ -20,6 +20,7 @@ import { realpathSync } from 'node:fs';
 import { Overlay } from '../overlay';
 import type { OverlayConfig } from '../overlay/config';
 import type { FuseSession } from '../fuse/bridge';
+import { threadAffinity } from '../fuse/bridge/affinity';
 import { mountFuse, mountedAt, prepareMountpoint, unmountFuse } from '../mount/mountpoint';
 import { DEFAULT_MOUNT_FLAGS } from '../mount/flags';
 import { checkSpec, type MountSpec } from '../mount/spec';
@@ -30,6 +31,7 @@ import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
 
 const log = createDebug('stratafs:server');
+const affinityLog = createDebug('stratafs:affinity');
 
 /** how long a new mount waits for the cleanup of one the kernel already ended */
 const ENDED_WAIT_MS = 5_000;
@@ -184,6 +186,7 @@ export class MountServer {
       passthrough: spec.passthrough,
       writeback: spec.writeback ?? 'off',
       uring: spec.uring ?? 'auto',
+      affinity: spec.affinity === 'off' ? undefined : threadAffinity(affinityLog),
       // passthrough (BACKING_OPEN) needs CAP_SYS_ADMIN in the initial user namespace
       isRoot: dev.privileged && privilege().hostAdmin,
       // the kernel's cache timeouts are the bridge's business: the overlay never sees them

@@ -81,6 +81,7 @@ export function parseSpec(v: unknown): MountSpec {
     redirectDir: s.redirectDir !== false,
     writeback: s.writeback as MountSpec['writeback'],
     uring: s.uring as MountSpec['uring'],
+    affinity: s.affinity as MountSpec['affinity'],
     flags: s.flags as MountSpec['flags'],
   });
 }

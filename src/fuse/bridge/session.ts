@@ -22,12 +22,13 @@ import { E, errnoName, toErrno } from '../../errors';
 import type { Int64 } from '../../int64';
 import { decode, type DecodeOptions, type InHeader, type Request } from '../wire/decode';
 import { encodeError, encodeInit, type Reply } from '../wire/encode';
-import { InitFlag, Opcode, opcodeName, initFlagNames } from '../wire/protocol';
+import { InitFlag, Opcode, opcodeName, initFlagNames, Size } from '../wire/protocol';
 import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from './dispatch';
 import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
 import { NoSetid } from './setattr';
+import { SAMPLE_EVERY, type ThreadAffinity } from './affinity';
 import { makeTransport, type FuseTransport } from './transport';
 import { isRingToken, makeRing, registerRing, RING_ENTRIES_PER_QUEUE, type RingStarted, type TransportName } from './uring';
 
@@ -59,6 +60,11 @@ export interface FuseSessionOptions {
   /** seconds the kernel may cache a name, or its absence (default: attrTimeout) */
   entryTimeout?: number;
   debug?: Logger;
+  /**
+   * moves the JS thread to the CPU the requests come from (affinity.ts; shared by the
+   * sessions of one process); absent: the thread's CPUs are left alone
+   */
+  affinity?: ThreadAffinity;
   /** device operations; defaults to the native addon (loaded on first use) */
   transport?: Partial<FuseTransport>;
 }
@@ -94,6 +100,7 @@ export class FuseSession extends EventEmitter {
   private readonly trace: boolean;
   /** requests read, by opcode (index: opcode; larger opcodes share the last slot) */
   private readonly counts = new Float64Array(OPCODE_SLOTS);
+  private readonly affinity: ThreadAffinity | undefined;
 
   constructor(opts: FuseSessionOptions) {
     super();
@@ -103,6 +110,7 @@ export class FuseSession extends EventEmitter {
     this.transport = makeTransport(opts.transport);
     this.log = opts.debug ?? createDebug('stratafs:fuse');
     this.trace = (this.log as { enabled?: boolean }).enabled === true;
+    this.affinity = opts.affinity;
     this.registry = new PassthroughRegistry(
       {
         backingOpen: (fd) => this.transport.backingOpen(this.devFd, fd),
@@ -189,6 +197,13 @@ export class FuseSession extends EventEmitter {
    */
   private onBatch(area: Buffer, index: Int32Array, n: number): void {
     const counts = this.counts;
+    const aff = this.affinity;
+    if (aff !== undefined && n > 0 && (aff.pending += n) >= SAMPLE_EVERY) {
+      aff.pending = 0;
+      // the sender (the header's pid, u32 at offset 32) of the first request, before its
+      // reply wakes it: the CPU it last ran on is the one it sent from
+      if ((index[2] as number) >= Size.IN_HEADER) aff.sample(area.readUInt32LE((index[1] as number) + 32));
+    }
     for (let i = 0; i < n; i++) {
       const fd = index[3 * i] as number;
       const at = index[3 * i + 1] as number;

@@ -44,6 +44,15 @@ t.test('-o server=PATH is carried to the mount options', async (t) => {
   t.throws(() => parseArgs(['-o', 'server=,lowerdir=/l', '/mnt']), { message: /server needs a value/ });
 });
 
+t.test('-o affinity=off is carried to the mount spec (default auto)', async (t) => {
+  const off = parseArgs(['-o', 'affinity=off,lowerdir=/l', '/mnt'], '/');
+  t.equal(off.kind === 'mount' && off.options.affinity, 'off');
+  const auto = parseArgs(['-o', 'lowerdir=/l', '/mnt'], '/');
+  t.equal(auto.kind === 'mount' && auto.options.affinity, 'auto');
+  const r = parseRequest(JSON.stringify({ op: 'mount', spec: { lowerdirs: ['/l'], mountpoint: '/m', timeout: 1, passthrough: 'auto', affinity: 'off' } }));
+  t.equal(r.op === 'mount' && r.spec.affinity, 'off', 'through the daemon socket too');
+});
+
 t.test('daemon requests are checked field by field', async (t) => {
   const spec = { lowerdirs: ['/l'], mountpoint: '/m', timeout: 1, passthrough: 'auto' };
   const r = parseRequest(JSON.stringify({ op: 'mount', spec }));
@@ -66,7 +75,7 @@ const MANY = Array.from({ length: 501 }, (_x, i) => `/l${i}`);
 
 t.test('one MountSpec, one validator: the command line, a socket request and a MountServer caller get the same answer', async (t) => {
   const base = { lowerdirs: ['/l'], mountpoint: '/m', readOnly: false, volatile: false, timeout: 5, passthrough: 'auto' as const, acl: true, metacopy: false };
-  t.same(checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), { ...base, upperdir: '/u', workdir: '/w', uidMap: undefined, gidMap: undefined, squashToUid: undefined, squashToGid: undefined, writeback: 'off', uring: 'auto', redirectDir: true });
+  t.same(checkSpec({ ...base, upperdir: '/u', workdir: '/w' }), { ...base, upperdir: '/u', workdir: '/w', uidMap: undefined, gidMap: undefined, squashToUid: undefined, squashToGid: undefined, writeback: 'off', uring: 'auto', affinity: 'auto', redirectDir: true });
   t.equal(checkSpec(base).readOnly, true, 'no upper: read-only');
   const cases: [Partial<MountSpec>, string[], RegExp][] = [
     [{ lowerdirs: [] }, ['/m'], /^lowerdir= is required$/],
@@ -76,6 +85,7 @@ t.test('one MountSpec, one validator: the command line, a socket request and a M
     [{ uidMap: [{ inside: 0, host: 1, count: 0 }] }, ['-o', 'lowerdir=/l,uidmapping=0:1:0', '/m'], /uidmapping has a range of length 0/],
     [{ lowerdirs: MANY }, ['-o', `lowerdir=${MANY.join(':')}`, '/m'], /^too many lowerdirs: 501 \(the limit is 500, as kernel overlayfs\)$/],
     [{ writeback: 'maybe' as 'on' }, ['-o', 'lowerdir=/l,writeback=maybe', '/m'], /writeback takes on or off/],
+    [{ affinity: 'on' as 'off' }, ['-o', 'lowerdir=/l,affinity=on', '/m'], /affinity takes auto or off/],
   ];
   for (const [change, argv, message] of cases) {
     const spec = { ...base, ...change };
