@@ -29,6 +29,7 @@ import { checkNotCrossed, checkOutsideServed, type MountDirs } from './own-mount
 import { treeClonesAllowed } from '../layers/tree';
 import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
+import { native } from '../native';
 
 const log = createDebug('stratafs:server');
 const affinityLog = createDebug('stratafs:affinity');
@@ -56,6 +57,14 @@ export interface ServedMount {
  * kernel queues requests until a reader takes them, and a caller told "mounted" (the
  * detached CLI) goes on while this loads.
  */
+function closeDevice(fd: number): void {
+  try {
+    native.close(fd);
+  } catch (e) {
+    log('closing device fd %d: %s', fd, (e as Error).message);
+  }
+}
+
 function sessionClass(): typeof FuseSession {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('../fuse/bridge') as typeof import('../fuse/bridge')).FuseSession;
@@ -195,7 +204,12 @@ export class MountServer {
       acl: spec.acl,
     });
     const idle = holdIdleRelease();
-    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
+    // the device fd is this process's to close once the connection has ended: an open
+    // fd of /dev/fuse keeps the kernel's connection (and what it holds) alive
+    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(() => {
+      closeDevice(dev.devFd);
+      idle();
+    });
     return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts(),
       backingStats: () => ({ opened: session.passthrough.opened, kept: session.passthrough.keptCount, handles: session.passthrough.stats().handles }) };
   }

@@ -2,11 +2,11 @@
 // and request counters, against a fake filesystem and transport.
 import t from 'tap';
 import {
-  ALL_OFFERED, E, FakeFs, FakeTransport, cstr, errorOf, frame, initFrame, openIn, releaseIn, setup, u32, u64,
+  ALL_OFFERED, E, FakeFs, FakeTransport, attr, cstr, errorOf, frame, initFrame, openIn, releaseIn, setup, u32, u64,
 } from '../lib/bridge-fixture';
 import { FOPEN, Opcode, Size } from '../../src/fuse/wire/protocol';
 import { FuseSession } from '../../src/fuse/bridge';
-import type { OpenResult } from '../../src/fuse/api';
+import type { Attr, Ctx, FileSystemApi, OpenResult } from '../../src/fuse/api';
 
 t.test('passthrough: reuse of one backing id per node, fallbacks', async (t) => {
   const { fs, tr, s } = await setup();
@@ -203,4 +203,28 @@ t.test('passthrough: a lower file\'s backing id outlives its last release until 
   tr.readers!.onEnd(3, 0);
   await done;
   t.same(tr.backingCloses, [1, 2, 3, 4, 5, 6], 'the end of the connection closes the kept one (the kernel would keep it with the device fd)');
+});
+
+t.test('a reply that comes after the connection ended is not written (the device fd is closed then, its number reused)', async (t) => {
+  let finish!: (a: Attr) => void;
+  const fs = new FakeFs();
+  const plain = fs.getattr.bind(fs);
+  // node 7 is answered later, as by a handler that waits on the thread pool
+  (fs as FileSystemApi).getattr = (c: Ctx, node: number) => (node === 7 ? new Promise<Attr>((r) => (finish = r)) : plain(c, node));
+  const tr = new FakeTransport();
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, isRoot: true, debug: () => undefined });
+  const done = s.start();
+  const rd = tr.readers!;
+  rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }]);
+  await s.ready();
+  rd.onBatch([{ fd: 3, buf: frame(Opcode.GETATTR, 7, Buffer.alloc(16)) }]);
+  await new Promise((r) => setImmediate(r));
+  const n = tr.written.length;
+  rd.onEnd(3, E.ENODEV);
+  await done;
+  finish(attr(7));
+  await new Promise((r) => setImmediate(r));
+  t.equal(tr.written.length, n, 'the late GETATTR reply is dropped');
+  t.equal(await s.notify.invalEntry(1, 'x'), false, 'a notify after the end writes nothing');
+  t.equal(tr.written.length, n, 'nothing written');
 });
