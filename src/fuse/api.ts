@@ -53,6 +53,12 @@ export interface OpenResult {
    * fd. Without it the bridge stats the fd.
    */
   backingKey?: string;
+  /**
+   * The real file behind `backingKey` cannot change while the node lives (a lower
+   * file): the bridge may keep its backing id registered after the last release, for
+   * the node's next open (passthrough.ts), until the kernel forgets the node.
+   */
+  keepBacking?: boolean;
   keepCache?: boolean;
   directIo?: boolean;
   /** directories: the kernel may cache the listing (FOPEN_CACHE_DIR) */

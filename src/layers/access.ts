@@ -317,30 +317,42 @@ export function xattrPath(dirfd: number, name: string): { path: string; follow: 
   return { path: procFdPath(dirfd, name), follow: name === '' };
 }
 
+/** Layers where O_NOATIME was refused once (openNoatime). */
+const noatimeRefused = new WeakSet<Layer>();
+
 /**
  * Opens with `how | O_NOATIME`, as kernel overlayfs opens the real files and
  * directories it reads: reading a lower must not move its atime (a lower is shared,
  * read-only) nor dirty its inode. O_NOATIME needs the file's owner or CAP_FOWNER
  * (EPERM otherwise, e.g. an unprivileged daemon and a file of someone else): then it
- * is opened as it is.
+ * is opened as it is. The refusal is remembered for `layer` (as copy-up remembers a
+ * refused FICLONE), so its later opens make one openat, not a refused one first: a
+ * daemon refused once is refused for most of a layer (a layer's files mostly have one
+ * owner). A file of that layer the daemon does own is then opened without O_NOATIME
+ * too, which moves no atime where the layer is read through its noatime clone (lowers,
+ * mount.ts) or on a noatime mount.
  */
-export function openNoatime(open: (flags: number) => number, how: number): number {
+export function openNoatime(open: (flags: number) => number, how: number, layer?: Layer): number {
+  if (layer !== undefined && noatimeRefused.has(layer)) return open(how & ~C.O_NOATIME);
   try {
     return open(how | C.O_NOATIME);
   } catch (e) {
     if (toErrno(e) !== E.EPERM) throw e;
-    return open(how & ~C.O_NOATIME);
+    const fd = open(how & ~C.O_NOATIME);
+    if (layer !== undefined) noatimeRefused.add(layer);
+    return fd;
   }
 }
 
 /**
  * Opens directory `name` in dirfd ('' = dirfd itself) for reading its entries or
- * syncing it, never following a final symlink, O_NOATIME where allowed (openNoatime).
+ * syncing it, never following a final symlink, O_NOATIME where allowed (openNoatime;
+ * `layer`: the layer it is in, where known).
  * The caller closes the fd.
  */
-export function openDirAt(dirfd: number, name: string): number {
+export function openDirAt(dirfd: number, name: string, layer?: Layer): number {
   const at = name === '' ? '.' : name;
-  return openNoatime((f) => native.openat(dirfd, at, f, 0), fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC);
+  return openNoatime((f) => native.openat(dirfd, at, f, 0), fsc.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, layer);
 }
 
 /** getxattr or null when absent / unsupported. */

@@ -121,7 +121,7 @@ export class LayerStack implements MergeSource {
 
   /** The raw entries of directory `path` of `layer`, '.' and '..' excluded. */
   list(layer: Layer, path: string): DirEntry[] {
-    const fd = openDirAt(this.dirs.get(layer, dirnameOf(path)), basenameOf(path));
+    const fd = openDirAt(this.dirs.get(layer, dirnameOf(path)), basenameOf(path), layer);
     try {
       return native.getdents(fd).filter((e) => e.name !== '.' && e.name !== '..');
     } finally {

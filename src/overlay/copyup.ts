@@ -59,6 +59,7 @@ import { openStates, type State } from './state';
 import { PRIVATE_PREFIXES } from '../layers/whiteout';
 import { isPrivateXattr, XATTR_ESCAPE } from '../layers/xattr-names';
 import { syncFd } from './durable';
+import { dropKeptOf } from './handle-fds';
 import { fault } from './faults';
 import { markMetacopy, sizeOnly } from '../layers/metacopy';
 import type { Int64 } from '../int64';
@@ -88,6 +89,8 @@ export async function copyUp(st: State, node: Node, opts: CopyUpOptions = { data
   const meta = opts.metaOnly === true && st.config.metacopy === true;
   const p = run(st, node, opts.data, meta).finally(() => {
     node.copyUp = null;
+    // its data is the upper file's now: a lower fd kept for its opens has no use
+    if (node.upper && !node.metacopy) dropKeptOf(st, node.id);
   });
   node.copyUp = p;
   await p;
@@ -218,7 +221,7 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   const shifted = src.layer.idShifted === true;
   let result: CopyUpFileResult;
   let dst: CopyDst;
-  const sfd = openSource(loc.dirfd, loc.name);
+  const sfd = openSource(loc.dirfd, loc.name, loc.layer);
   try {
     dst = openCopy(st);
     try {
@@ -313,8 +316,8 @@ function dropCopy(st: State, dst: CopyDst): void {
 }
 
 /** Opens the file whose data a copy-up copies: reading it must not move the lower's atime. */
-function openSource(dirfd: number, name: string): number {
-  return openNoatime((f) => native.openat(dirfd, name, f, 0), fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC);
+function openSource(dirfd: number, name: string, layer: Layer): number {
+  return openNoatime((f) => native.openat(dirfd, name, f, 0), fsc.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, layer);
 }
 
 /** Runs a step that may fail without undoing the copy-up; the failure is logged. */
@@ -329,7 +332,7 @@ function bestEffort(what: string, f: () => void): void {
 async function copyFile(st: State, node: Node, s: Stat, tmp: string, data: boolean): Promise<void> {
   // the data: a lower metacopy file's is in the file below it
   const src = st.locateData(node);
-  const sfd = openSource(src.dirfd, src.name);
+  const sfd = openSource(src.dirfd, src.name, src.layer);
   let dfd = -1;
   try {
     dfd = native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600);
@@ -365,7 +368,7 @@ function setIgnoringUnsupported(f: () => void): void {
 async function completeMetacopy(st: State, node: Node, data: boolean): Promise<void> {
   if (data) {
     const src = st.locateData(node);
-    const sfd = openSource(src.dirfd, src.name);
+    const sfd = openSource(src.dirfd, src.name, src.layer);
     try {
       const dst = st.locate(node);
       const dfd = native.openat(dst.dirfd, dst.name, fsc.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);

@@ -81,8 +81,8 @@ function openNow(st: State, node: Node, flags: number): OpenResult {
       : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)
       // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
       : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), f & ~C.O_NOFOLLOW, 0);
-    return (how & C.O_NOATIME) !== 0 ? openNoatime(openIt, how) : openIt(how);
-  });
+    return (how & C.O_NOATIME) !== 0 ? openNoatime(openIt, how, loc.layer) : openIt(how);
+  }, node.id);
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData, shareKey });
   return fileOpenResult(st, fh, fd, flags, lowerData, key);
 }
@@ -103,9 +103,11 @@ export function backingKey(node: Node, lowerData: boolean): string {
  * that it keeps out of the page cache and does not count as a cached open (which would
  * end passthrough for the node).
  */
-export function fileOpenResult(st: State, fh: number, fd: number, flags: number, keepCache: boolean, key: string): OpenResult {
+export function fileOpenResult(st: State, fh: number, fd: number, flags: number, lowerData: boolean, key: string): OpenResult {
   if (st.passthrough && (flags & fsc.O_DIRECT) !== 0) return { fh, directIo: true };
-  return { fh, backingFd: fd, backingKey: key, keepCache };
+  // a lower file cannot change: its page cache stays valid, and its backing id may
+  // outlive the handle (the key names the node's lower data file, never another)
+  return { fh, backingFd: fd, backingKey: key, keepCache: lowerData, keepBacking: lowerData };
 }
 
 export function fileHandle(st: State, fh: number): FileHandle {
@@ -129,7 +131,12 @@ export function fsync(st: State, fh: number, datasync: boolean): Promise<void> {
 
 export function release(st: State, fh: number): void {
   const h = st.dropHandle(fh);
-  if (h && h.kind === 'file') releaseFd(st, h.fd, h.shareKey);
+  if (!h || h.kind !== 'file') return;
+  // a lower data file's fd stays open for the node's next open while the node lives
+  // and still reads that file (handle-fds.ts)
+  const n = h.node;
+  const keep = !h.upper && (!n.upper || n.metacopy) && st.inodes.get(n.id) === n;
+  releaseFd(st, h.fd, h.shareKey, keep);
 }
 
 export function fallocate(st: State, fh: number, mode: number, offset: Int64, length: Int64): void {

@@ -18,18 +18,31 @@
  * - When the process table is full anyway (EMFILE/ENFILE from the kernel), the mount's
  *   directory-fd cache gives half its fds back and the open is tried once more; if it
  *   still fails, that request alone gets the error.
+ * - A lower file's fd is kept open after its last handle is released (`keep`), so that
+ *   the next read-only open of the node (a second `tar`, a build step reading the same
+ *   headers) makes no openat and no close: a lower file cannot change, and the key names
+ *   the node (ids are never reused in a mount) and the lower data file, so a kept fd is
+ *   the fd a new open would get. At most `keptMax` of them per mount, least recently
+ *   released closed first; they count in the mount's budget and are the first given
+ *   back when it or the process table is full. Dropped when the node leaves the inode
+ *   table, when it is copied up (its data is then the upper file's) and at unmount.
+ *   Upper files are never kept.
  *
- * State: `State.sharedFds` (key -> { fd, refs }) and the budget's counts change only on
- * the JS thread, synchronously, so no locking.
+ * State: `State.sharedFds` (key -> { fd, refs, node }), `State.keptFds` (the keys of
+ * entries with no handle, least recently released first) and the budget's counts change
+ * only on the JS thread, synchronously, so no locking.
  */
 import { E, fail, toErrno } from '../errors';
 import { native } from '../native';
+import type { NodeId } from '../fuse/api';
 import type { State } from './state';
 
 /** fds kept out of the pool for the device, sockets, layer roots and copy-up */
 const MARGIN = 256;
 /** a mount may always hold this many, whatever the others hold */
 const MIN_ALLOWANCE = 16;
+/** lower-file fds a mount keeps open with no handle at most (and never over a quarter of its allowance) */
+export const KEPT_FDS_MAX = 4096;
 
 /** Process-wide: how many open-file fds each mount (an owner object) holds. */
 export class FdBudget {
@@ -94,25 +107,32 @@ function openOrShed(st: State, open: () => number): number {
   } catch (e) {
     if (!isTableFull(e)) throw e;
     st.dirs.shed();
+    dropAllKept(st);
     return open();
   }
 }
 
 /**
- * The real fd for a new handle of the mount: `shareKey` (read-only opens) reuses an fd
- * already open under that key; otherwise (or the first time) `open` makes one, within
- * the mount's budget.
+ * The real fd for a new handle (of node `node`) of the mount: `shareKey` (read-only opens)
+ * reuses an fd already open under that key, a kept one included; otherwise (or the first
+ * time) `open` makes one, within the mount's budget.
  */
-export function acquireFd(st: State, shareKey: string | null, open: () => number): number {
+export function acquireFd(st: State, shareKey: string | null, open: () => number, node: NodeId = 0): number {
   if (shareKey !== null) {
     const s = st.sharedFds.get(shareKey);
     if (s) {
-      s.refs++;
+      if (s.refs++ === 0) unkeep(st, shareKey, s.node);
       return s.fd;
     }
   }
   const budget = fdBudget();
-  budget.take(st);
+  try {
+    budget.take(st);
+  } catch (e) {
+    if (st.keptFds.size === 0) throw e;
+    closeKept(st, st.keptFds.size);
+    budget.take(st);
+  }
   let fd: number;
   try {
     fd = openOrShed(st, open);
@@ -120,17 +140,74 @@ export function acquireFd(st: State, shareKey: string | null, open: () => number
     budget.give(st);
     throw e;
   }
-  if (shareKey !== null) st.sharedFds.set(shareKey, { fd, refs: 1 });
+  if (shareKey !== null) st.sharedFds.set(shareKey, { fd, refs: 1, node });
   return fd;
 }
 
-/** Gives back a handle's fd: closes it once no handle uses it. */
-export function releaseFd(st: State, fd: number, shareKey: string | undefined): void {
+/**
+ * Gives back a handle's fd: closes it once no handle uses it, unless `keep` (a lower
+ * file of a node still in the table): then it stays open for the node's next open.
+ */
+export function releaseFd(st: State, fd: number, shareKey: string | undefined, keep = false): void {
   if (shareKey !== undefined) {
     const s = st.sharedFds.get(shareKey);
     if (s && s.fd === fd && --s.refs > 0) return;
-    if (s && s.fd === fd) st.sharedFds.delete(shareKey);
+    if (s && s.fd === fd) {
+      if (keep && !st.closed) {
+        st.keptFds.add(shareKey);
+        const of = st.keptByNode.get(s.node);
+        if (of) of.push(shareKey);
+        else st.keptByNode.set(s.node, [shareKey]);
+        const max = Math.min(st.keptMax, Math.floor(fdBudget().allowance(st) / 4));
+        if (st.keptFds.size > max) closeKept(st, st.keptFds.size - max);
+        return;
+      }
+      st.sharedFds.delete(shareKey);
+    }
   }
   fdBudget().give(st);
   native.close(fd);
+}
+
+/** Closes the `n` least recently released kept fds. */
+function closeKept(st: State, n: number): void {
+  for (const key of st.keptFds) {
+    if (n-- <= 0) break;
+    dropKept(st, key);
+  }
+}
+
+/** `key` is no longer kept (used again, or closed) */
+function unkeep(st: State, key: string, node: NodeId): void {
+  st.keptFds.delete(key);
+  const of = st.keptByNode.get(node);
+  if (!of) return;
+  const i = of.indexOf(key);
+  if (i >= 0) of.splice(i, 1);
+  if (of.length === 0) st.keptByNode.delete(node);
+}
+
+function dropKept(st: State, key: string): void {
+  const s = st.sharedFds.get(key);
+  if (!s || s.refs > 0) {
+    st.keptFds.delete(key);
+    return;
+  }
+  unkeep(st, key, s.node);
+  st.sharedFds.delete(key);
+  fdBudget().give(st);
+  native.close(s.fd);
+}
+
+/** Closes the kept fds of `node` (it left the table, or its data moved to the upper). */
+export function dropKeptOf(st: State, node: NodeId): void {
+  const of = st.keptByNode.get(node);
+  if (of) for (const key of [...of]) dropKept(st, key);
+}
+
+/** Closes every kept fd (unmount, or the process fd table is full). */
+export function dropAllKept(st: State): number {
+  const n = st.keptFds.size;
+  closeKept(st, n);
+  return n;
 }

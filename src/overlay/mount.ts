@@ -17,7 +17,7 @@ import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
 import { openLayerTree } from '../layers/tree';
-import { releaseFd } from './handle-fds';
+import { dropAllKept, releaseFd } from './handle-fds';
 import { State } from './state';
 
 const WORK = 'work';
@@ -333,6 +333,7 @@ export function closeState(st: State): void {
     st.handles.delete(fh);
     if (h.kind === 'file') releaseFd(st, h.fd, h.shareKey);
   }
+  dropAllKept(st);
   st.dirs.clear();
   st.caches.clear();
   st.aufs.clear();

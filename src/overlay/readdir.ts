@@ -29,7 +29,7 @@ export function listLayerDir(st: State, layer: Layer, path: string): DirEntry[] 
 }
 
 function readLayerDir(st: State, layer: Layer, path: string): DirEntry[] {
-  const fd = openDirAt(st.dirs.get(layer, dirnameOf(path)), basenameOf(path));
+  const fd = openDirAt(st.dirs.get(layer, dirnameOf(path)), basenameOf(path), layer);
   try {
     return native.getdents(fd).filter((e) => e.name !== '.' && e.name !== '..');
   } finally {

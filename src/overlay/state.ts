@@ -12,6 +12,7 @@ import { CACHE_LIMITS, LayerCache } from './cache';
 import { InodeTable, Node } from './inodes';
 import { Whiteouts } from '../layers/whiteout';
 import { ListingStore, type Collisions } from './dir-cookies';
+import { KEPT_FDS_MAX, dropKeptOf } from './handle-fds';
 import { DirFds, basenameOf, dirnameOf, statAt, tryStatAt, type Layer } from '../layers/access';
 
 /** lower directories whose AUFS entries are remembered (a few hundred bytes each at most) */
@@ -58,8 +59,14 @@ export function openStates(): number {
 
 export class State {
   readonly handles = new Map<number, Handle>();
-  /** read-only opens' fds, shared by key (handle-fds.ts) */
-  readonly sharedFds = new Map<string, { fd: number; refs: number }>();
+  /** read-only opens' fds, shared by key, and the node each is of (handle-fds.ts) */
+  readonly sharedFds = new Map<string, { fd: number; refs: number; node: NodeId }>();
+  /** keys of sharedFds entries kept open with no handle, least recently released first */
+  readonly keptFds = new Set<string>();
+  /** the kept keys of each node */
+  readonly keptByNode = new Map<NodeId, string[]>();
+  /** at most this many kept (handle-fds.ts; tests lower it) */
+  keptMax = KEPT_FDS_MAX;
   private nextFh = 1;
   private tmpCounter = 0;
   readonly inodes: InodeTable;
@@ -97,7 +104,10 @@ export class State {
     readonly xinoBits: number,
     root: (id: NodeId) => Node,
   ) {
-    this.inodes = new InodeTable(root, (node) => this.listings.drop(node));
+    this.inodes = new InodeTable(root, (node) => {
+      this.listings.drop(node);
+      dropKeptOf(this, node.id);
+    });
     this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches }, lowers);
     this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());

@@ -29,6 +29,7 @@ import { checkNotCrossed, checkOutsideServed, type MountDirs } from './own-mount
 import { treeClonesAllowed } from '../layers/tree';
 import { holdIdleRelease } from './idle-memory';
 import { privilege } from '../privilege';
+import { native } from '../native';
 
 const log = createDebug('stratafs:server');
 const affinityLog = createDebug('stratafs:affinity');
@@ -47,6 +48,8 @@ export interface ServedMount {
   nodeCount(): number;
   /** FUSE requests read so far, by opcode name (statistics: the workload's request mix) */
   requestCounts(): Record<string, number>;
+  /** passthrough backing ids: registered so far (BACKING_OPEN), kept with no handle, handles open (statistics) */
+  backingStats(): { opened: number; kept: number; handles: number };
 }
 
 /**
@@ -54,6 +57,14 @@ export interface ServedMount {
  * kernel queues requests until a reader takes them, and a caller told "mounted" (the
  * detached CLI) goes on while this loads.
  */
+function closeDevice(fd: number): void {
+  try {
+    native.close(fd);
+  } catch (e) {
+    log('closing device fd %d: %s', fd, (e as Error).message);
+  }
+}
+
 function sessionClass(): typeof FuseSession {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('../fuse/bridge') as typeof import('../fuse/bridge')).FuseSession;
@@ -127,7 +138,8 @@ export class MountServer {
     this.readDirs.set(target, dirs);
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
-    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}) };
+    const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}),
+      backingStats: () => ({ opened: 0, kept: 0, handles: 0 }) };
     this.mounts.set(target, placeholder);
     try {
       const served = await this.start(spec, onMounted);
@@ -192,8 +204,14 @@ export class MountServer {
       acl: spec.acl,
     });
     const idle = holdIdleRelease();
-    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(idle);
-    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts() };
+    // the device fd is this process's to close once the connection has ended: an open
+    // fd of /dev/fuse keeps the kernel's connection (and what it holds) alive
+    const ended = session.start().then(() => log('connection ended: %s', spec.mountpoint)).finally(() => {
+      closeDevice(dev.devFd);
+      idle();
+    });
+    return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts(),
+      backingStats: () => ({ opened: session.passthrough.opened, kept: session.passthrough.keptCount, handles: session.passthrough.stats().handles }) };
   }
 
   /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */

@@ -140,3 +140,39 @@ t.test('a mount asked for right after an external umount of the same target is s
   await server.unmount(s.mountpoint);
   t.equal(server.size, 0);
 });
+
+/** this process's fds open on /dev/fuse (a FUSE connection lives as long as one is open) */
+function fuseDeviceFds(): number {
+  let n = 0;
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) === '/dev/fuse') n++;
+    } catch {
+      // closed while listed (readdir's own fd): not a device fd
+    }
+  }
+  return n;
+}
+
+t.test('an ended mount leaves no device fd open (nor its connection)', async (t) => {
+  const base = await tempDir(t, 'mountserver');
+  const lower = path.join(base, 'lower');
+  fs.mkdirSync(lower, { recursive: true });
+  fs.writeFileSync(path.join(lower, 'f'), 'f\n');
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+  const before = fuseDeviceFds();
+  const a = spec(base, 'a', lower);
+  const b = spec(base, 'b', lower);
+  await server.mount(a);
+  await server.mount(b);
+  t.equal(fuseDeviceFds(), before + 2, 'one device fd per served mount');
+  await sh(`cat ${a.mountpoint}/f ${b.mountpoint}/f`);
+  await server.unmount(a.mountpoint);
+  t.equal(fuseDeviceFds(), before + 1, 'unmounting one closes its device fd');
+  // ended from outside, as `umount` by docker or a person would
+  await runOk('umount', [b.mountpoint]);
+  for (let i = 0; i < 100 && server.has(b.mountpoint); i++) await new Promise((r) => setTimeout(r, 50));
+  t.notOk(server.has(b.mountpoint), 'the external umount ended the mount');
+  t.equal(fuseDeviceFds(), before, 'and closed its device fd');
+});

@@ -2,11 +2,11 @@
 // and request counters, against a fake filesystem and transport.
 import t from 'tap';
 import {
-  ALL_OFFERED, E, FakeFs, FakeTransport, cstr, errorOf, frame, initFrame, openIn, releaseIn, setup, u32,
+  ALL_OFFERED, E, FakeFs, FakeTransport, attr, cstr, errorOf, frame, initFrame, openIn, releaseIn, setup, u32, u64,
 } from '../lib/bridge-fixture';
 import { FOPEN, Opcode, Size } from '../../src/fuse/wire/protocol';
 import { FuseSession } from '../../src/fuse/bridge';
-import type { OpenResult } from '../../src/fuse/api';
+import type { Attr, Ctx, FileSystemApi, OpenResult } from '../../src/fuse/api';
 
 t.test('passthrough: reuse of one backing id per node, fallbacks', async (t) => {
   const { fs, tr, s } = await setup();
@@ -151,4 +151,80 @@ t.test('importing the bridge does not load the addon', async (t) => {
   const keys = Object.keys(require.cache);
   t.ok(keys.some((k) => /src[\\/]fuse[\\/]bridge[\\/]session/.test(k)), 'the bridge is in the module cache');
   t.same(keys.filter((k) => k.endsWith('.node') || /src[\\/]native[\\/]index/.test(k)), [], 'the addon is not');
+});
+
+t.test('passthrough: a lower file\'s backing id outlives its last release until FORGET, copy-up or the limit', async (t) => {
+  const { fs, tr, s } = await setup();
+  const open = async (node: number, r: OpenResult): Promise<number> => {
+    fs.opens.push(r);
+    await s.handleRequest(3, frame(Opcode.OPEN, node, openIn(0)));
+    t.equal(errorOf(tr.last()), 0);
+    return tr.last().buf.readInt32LE(28);
+  };
+  const release = (fh: number) => s.handleRequest(3, frame(Opcode.RELEASE, 0, releaseIn(fh)));
+  tr.keys.set(100, 'lower:1').set(101, 'upper:1').set(102, 'lower:2').set(103, 'lower:3');
+
+  t.equal(await open(7, { fh: 1, backingFd: 100, backingKey: '7:lower', keepBacking: true }), 1);
+  await release(1);
+  t.same(tr.backingCloses, [], 'kept after the last release');
+  t.equal(s.passthrough.keptCount, 1);
+  t.equal(await open(7, { fh: 2, backingFd: 100, backingKey: '7:lower', keepBacking: true }), 1, 'the next open reuses it');
+  t.same(tr.backingOpens, [100], 'one BACKING_OPEN for two opens (failed before: two)');
+  await release(2);
+  t.equal(await open(7, { fh: 3, backingFd: 101, backingKey: '7:upper' }), 2, 'copied up: the upper file gets its own');
+  t.same(tr.backingCloses, [1], 'and the kept lower one is closed');
+  await release(3);
+  t.same(tr.backingCloses, [1, 2], 'an upper file\'s id is not kept');
+
+  t.equal(await open(8, { fh: 4, backingFd: 102, backingKey: '8:lower', keepBacking: true }), 3);
+  await release(4);
+  await s.handleRequest(3, frame(Opcode.FORGET, 8, u64(1)));
+  t.same(tr.backingCloses, [1, 2, 3], 'FORGET closes it');
+
+  t.equal(await open(9, { fh: 5, backingFd: 103, backingKey: '9:lower', keepBacking: true }), 4);
+  await s.handleRequest(3, frame(Opcode.BATCH_FORGET, 0, Buffer.concat([u32(1, 0), u64(9, 1)])));
+  await release(5);
+  t.same(tr.backingCloses, [1, 2, 3, 4], 'a node forgotten before its RELEASE is not kept');
+
+  s.passthrough.keptMax = 1;
+  t.equal(await open(10, { fh: 6, backingFd: 100, backingKey: '10:lower', keepBacking: true }), 5);
+  t.equal(await open(11, { fh: 7, backingFd: 102, backingKey: '11:lower', keepBacking: true }), 6);
+  await release(6);
+  await release(7);
+  t.same(tr.backingCloses, [1, 2, 3, 4, 5], 'over the limit the least recently released goes');
+  t.equal(s.passthrough.keptCount, 1);
+
+  fs.opens.push({ fh: 8, keepCache: true });
+  await s.handleRequest(3, frame(Opcode.OPEN, 11, openIn(0)));
+  t.equal(await open(11, { fh: 9, backingFd: 102, backingKey: '11:lower', keepBacking: true }), 0, 'a node with a cached open stands does not take its kept id');
+  t.same(tr.backingOpens.length, 6, 'nor registers another');
+
+  const done = s.start();
+  tr.readers!.onEnd(3, 0);
+  await done;
+  t.same(tr.backingCloses, [1, 2, 3, 4, 5, 6], 'the end of the connection closes the kept one (the kernel would keep it with the device fd)');
+});
+
+t.test('a reply that comes after the connection ended is not written (the device fd is closed then, its number reused)', async (t) => {
+  let finish!: (a: Attr) => void;
+  const fs = new FakeFs();
+  const plain = fs.getattr.bind(fs);
+  // node 7 is answered later, as by a handler that waits on the thread pool
+  (fs as FileSystemApi).getattr = (c: Ctx, node: number) => (node === 7 ? new Promise<Attr>((r) => (finish = r)) : plain(c, node));
+  const tr = new FakeTransport();
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, isRoot: true, debug: () => undefined });
+  const done = s.start();
+  const rd = tr.readers!;
+  rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }]);
+  await s.ready();
+  rd.onBatch([{ fd: 3, buf: frame(Opcode.GETATTR, 7, Buffer.alloc(16)) }]);
+  await new Promise((r) => setImmediate(r));
+  const n = tr.written.length;
+  rd.onEnd(3, E.ENODEV);
+  await done;
+  finish(attr(7));
+  await new Promise((r) => setImmediate(r));
+  t.equal(tr.written.length, n, 'the late GETATTR reply is dropped');
+  t.equal(await s.notify.invalEntry(1, 'x'), false, 'a notify after the end writes nothing');
+  t.equal(tr.written.length, n, 'nothing written');
 });

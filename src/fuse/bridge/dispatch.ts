@@ -183,12 +183,14 @@ export const handlers: HandlerTable = {
   },
   FORGET(core, { header, body }) {
     core.noSetid.forget(header.nodeId);
+    core.registry.forget(header.nodeId);
     core.fs.forget(header.nodeId, body.nlookup);
     return null;
   },
   BATCH_FORGET(core, { body }) {
     for (const { nodeId, nlookup } of body.items) {
       core.noSetid.forget(nodeId);
+      core.registry.forget(nodeId);
       core.fs.forget(nodeId, nlookup);
     }
     return null;

@@ -20,11 +20,22 @@
  * old file open in passthrough mode it refuses the open itself (EIO, and it sends a
  * RELEASE we then process); in the common case (`cat f; echo x >> f`) the old handles are
  * already gone in the kernel and the open succeeds. Each backing id is closed when the
- * last handle that used it is released.
+ * last handle that used it is released, unless the open said the real file cannot
+ * change (`keepBacking`, a lower file): then it stays registered (`kept`) for the node's
+ * next open, which then makes no BACKING_OPEN (and its release no BACKING_CLOSE), until
+ * the kernel forgets the node, the node's next open names another file (copy-up), or
+ * more than `keptMax` are kept (least recently released closed first). What a kept id
+ * costs the kernel (fs/fuse/backing.c): the fuse_backing, a reference to the daemon's
+ * file and to its credentials; the kernel opens a backing file of its own per FUSE
+ * open, on that file's path, with the flags of the caller's open, so one id serves any
+ * later open of the node whatever its flags. The kernel frees every id left at the end
+ * of the connection.
  *
  * State (all touched synchronously on the JS thread, so no locking):
- * - `backings`: backingId -> { nodeId, key (dev:ino of the real file), openCount }: every
- *   registered backing id and how many handles still use it.
+ * - `backings`: backingId -> { nodeId, key (names the real file), openCount, keep }:
+ *   every registered backing id and how many handles still use it.
+ * - `kept`: backing ids with no handle left, kept registered, least recently released
+ *   first.
  * - `current`: nodeId -> backingId the next passthrough open of the node reuses when it
  *   names the same real file.
  * - `cached`: nodeId -> number of open handles that use the page cache. Protects the
@@ -48,7 +59,12 @@ interface Backing {
   nodeId: NodeId;
   key: string;
   openCount: number;
+  /** may stay registered with no handle (OpenResult.keepBacking) */
+  keep: boolean;
 }
+
+/** backing ids kept registered with no handle, at most (a few hundred bytes of kernel memory and a file reference each) */
+export const KEPT_BACKINGS_MAX = 4096;
 
 interface Handle {
   nodeId: NodeId;
@@ -61,6 +77,11 @@ export class PassthroughRegistry {
   private readonly current = new Map<NodeId, number>();
   private readonly cached = new Map<NodeId, number>();
   private readonly handles = new Map<number, Handle>();
+  private readonly kept = new Set<number>();
+  /** at most this many kept (tests lower it) */
+  keptMax = KEPT_BACKINGS_MAX;
+  /** BACKING_OPENs made (statistics) */
+  opened = 0;
 
   constructor(
     private readonly dev: PassthroughDevice,
@@ -88,13 +109,22 @@ export class PassthroughRegistry {
       return plain();
     }
     const currentId = this.current.get(nodeId);
-    const current = currentId === undefined ? undefined : this.backings.get(currentId);
+    let current = currentId === undefined ? undefined : this.backings.get(currentId);
+    // a kept id with no handle: no passthrough open stands, as after a close
+    const idle = current !== undefined && current.openCount === 0;
+    if (!current || idle) {
+      if ((this.cached.get(nodeId) ?? 0) > 0) return plain();
+    }
     if (currentId !== undefined && current && current.key === key) {
-      current.openCount++;
+      if (current.openCount++ === 0) this.kept.delete(currentId);
       this.track(r.fh, { nodeId, mode: 'passthrough', backingId: currentId });
       return { fh: r.fh, openFlags: FOPEN.PASSTHROUGH, backingId: currentId };
     }
-    if (!current && (this.cached.get(nodeId) ?? 0) > 0) return plain();
+    if (currentId !== undefined && idle) {
+      // kept for a file the node no longer reads (copied up)
+      this.closeKept(currentId);
+      current = undefined;
+    }
     if (current) {
       this.log('passthrough: node %d now backed by %s (was %s, %d handle(s) not yet released)',
         nodeId, key, current.key, current.openCount);
@@ -106,7 +136,8 @@ export class PassthroughRegistry {
       this.log('passthrough: BACKING_OPEN failed for node %d: %s', nodeId, (e as Error).message);
       return plain();
     }
-    this.backings.set(backingId, { nodeId, key, openCount: 1 });
+    this.opened++;
+    this.backings.set(backingId, { nodeId, key, openCount: 1, keep: r.keepBacking === true });
     this.current.set(nodeId, backingId);
     this.track(r.fh, { nodeId, mode: 'passthrough', backingId });
     return { fh: r.fh, openFlags: FOPEN.PASSTHROUGH, backingId };
@@ -129,14 +160,61 @@ export class PassthroughRegistry {
     } else if (h.mode === 'passthrough') {
       const b = this.backings.get(h.backingId);
       if (!b || --b.openCount > 0) return;
-      this.backings.delete(h.backingId);
-      if (this.current.get(h.nodeId) === h.backingId) this.current.delete(h.nodeId);
-      try {
-        this.dev.backingClose(h.backingId);
-      } catch (e) {
-        this.log('passthrough: BACKING_CLOSE %d failed: %s', h.backingId, (e as Error).message);
+      if (b.keep && this.current.get(h.nodeId) === h.backingId) {
+        this.kept.add(h.backingId);
+        if (this.kept.size > this.keptMax) this.closeKept(this.kept.values().next().value as number);
+        return;
       }
+      this.close(h.backingId, b);
     }
+  }
+
+  /**
+   * The kernel forgot the node: a backing id kept for it is closed, one still in use
+   * (its RELEASE may come after the FORGET) is closed at its last release.
+   */
+  forget(nodeId: NodeId): void {
+    const id = this.current.get(nodeId);
+    if (id === undefined) return;
+    if (this.kept.has(id)) this.closeKept(id);
+    else {
+      const b = this.backings.get(id);
+      if (b) b.keep = false;
+    }
+  }
+
+  private closeKept(backingId: number): void {
+    this.kept.delete(backingId);
+    const b = this.backings.get(backingId);
+    if (b) this.close(backingId, b);
+  }
+
+  private close(backingId: number, b: Backing): void {
+    this.backings.delete(backingId);
+    if (this.current.get(b.nodeId) === backingId) this.current.delete(b.nodeId);
+    try {
+      this.dev.backingClose(backingId);
+    } catch (e) {
+      this.log('passthrough: BACKING_CLOSE %d failed: %s', backingId, (e as Error).message);
+    }
+  }
+
+  /**
+   * The connection ended: every backing id still registered is closed. The kernel
+   * frees them only with the connection, which lives as long as any fd of the device
+   * (a daemon serving other mounts may hold it on), and a kept id holds its lower file
+   * open, which would keep that filesystem busy.
+   */
+  end(): void {
+    for (const [id, b] of [...this.backings]) this.close(id, b);
+    this.kept.clear();
+    this.handles.clear();
+    this.cached.clear();
+  }
+
+  /** backing ids kept registered with no handle (for tests and statistics) */
+  get keptCount(): number {
+    return this.kept.size;
   }
 
   /** for tests and debugging */

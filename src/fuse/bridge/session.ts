@@ -92,6 +92,11 @@ export class FuseSession extends EventEmitter {
   private core: Core | undefined;
   private negotiatedState: Negotiated | undefined;
   private destroyed = false;
+  /**
+   * The connection has ended: nothing is written to the device fd any more (its owner
+   * closes it then, and the number may soon name another mount's device).
+   */
+  private closed = false;
   private started: Promise<void> | undefined;
   /** the io_uring transport's handle, once registered (uring.ts) */
   private ring: unknown;
@@ -120,7 +125,10 @@ export class FuseSession extends EventEmitter {
       false,
       this.log,
     );
-    this.notify = new Notifier((bufs) => void this.transport.writev(this.devFd, bufs), this.log);
+    this.notify = new Notifier((bufs) => {
+      if (this.closed) throw new Error('the connection has ended');
+      void this.transport.writev(this.devFd, bufs);
+    }, this.log);
     // attributes only, at once: the caller's next stat must not see the old ones
     this.fs.setInvalidator?.((node) => void this.notify.invalAttrsNow(node));
   }
@@ -160,6 +168,7 @@ export class FuseSession extends EventEmitter {
   start(): Promise<void> {
     this.started ??= new Promise<void>((resolve) => {
       const onEnd = (fd: number, errno: number): void => {
+        this.closed = true;
         this.log('reader on fd %d ended (%s)', fd, errno === 0 ? 'clean' : errnoName(errno));
         setImmediate(() => {
           try {
@@ -183,6 +192,7 @@ export class FuseSession extends EventEmitter {
   private async finish(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.registry.end();
     try {
       await this.fs.destroy();
     } catch (e) {
@@ -223,6 +233,7 @@ export class FuseSession extends EventEmitter {
 
   /** writes a reply; false when the kernel refused it (ENOENT: interrupted) or it failed */
   private send(fd: number, reply: Reply): boolean {
+    if (this.closed) return false;
     try {
       if (isRingToken(fd)) this.transport.ringCommit(this.ring, fd, reply);
       else this.transport.writev(fd, reply);

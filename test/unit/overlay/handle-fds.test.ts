@@ -6,6 +6,7 @@ import t from 'tap';
 import { constants as fsc, readdirSync } from 'node:fs';
 import { E } from '../../../src/errors';
 import { FdBudget, setFdBudget } from '../../../src/overlay/handle-fds';
+import { native } from '../../../src/native';
 import { ctx, fixture, put, walk, withErrno } from './fixtures/helpers';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
@@ -83,4 +84,86 @@ t.test('a mount at its budget gets ENFILE, frees it on release', async (t) => {
   const again = await f.ov.open(ctx, e!.nodeId, fsc.O_RDONLY);
   t.ok(again.fh > 0, 'one released: one more open');
   for (const h of [...held, again]) f.ov.release(h.fh);
+});
+
+t.test('a lower file\'s fd is kept after the last release: the next open makes no openat; dropped at forget, copy-up and unmount', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    put(l0 as string, 'd/file', 'lower data');
+    put(l0 as string, 'd/gone', 'soon forgotten');
+  });
+  let closed = false;
+  t.teardown(() => {
+    if (!closed) f.cleanup();
+  });
+  const d = walk(f.ov, 'd');
+  const file = f.ov.lookup(ctx, d, 'file');
+  const gone = f.ov.lookup(ctx, d, 'gone');
+  if (file === null || gone === null) throw new Error('lower files not found');
+  const realOpenat = native.openat;
+  let openats = 0;
+  native.openat = (...a: Parameters<typeof realOpenat>) => {
+    openats++;
+    return realOpenat(...a);
+  };
+  t.teardown(() => {
+    native.openat = realOpenat;
+  });
+  const before = openFds();
+  const r1 = await f.ov.open(ctx, file.nodeId, fsc.O_RDONLY);
+  f.ov.release(r1.fh);
+  const opened = openats;
+  t.ok(opened >= 1, 'the first open opens the file');
+  t.equal(openFds() - before, 1, 'its fd stays open after the release');
+  const r2 = await f.ov.open(ctx, file.nodeId, fsc.O_RDONLY);
+  t.equal(openats, opened, 'the next open makes no openat (failed before: one more)');
+  t.equal(r2.backingFd, r1.backingFd, 'it gets the kept fd');
+  t.equal((await f.ov.read(r2.fh, 0, 64)).toString(), 'lower data', 'which reads the file');
+  f.ov.release(r2.fh);
+
+  const g = await f.ov.open(ctx, gone.nodeId, fsc.O_RDONLY);
+  f.ov.release(g.fh);
+  t.equal(openFds() - before, 2, 'two kept');
+  f.ov.forget(gone.nodeId, 1);
+  t.equal(openFds() - before, 1, 'the forgotten node\'s fd is closed');
+
+  const w = await f.ov.open(ctx, file.nodeId, fsc.O_WRONLY);
+  await f.ov.write(w.fh, 0, Buffer.from('UPPER'));
+  f.ov.release(w.fh);
+  const r3 = await f.ov.open(ctx, file.nodeId, fsc.O_RDONLY);
+  t.equal((await f.ov.read(r3.fh, 0, 64)).toString(), 'UPPER data', 'after copy-up a read-only open reads the upper copy');
+  f.ov.release(r3.fh);
+  // the directory-fd cache holds the upper copy of d/ now; no file fd is left open
+  t.ok(openFds() - before <= 1, `the kept lower fd was closed at copy-up, the upper one is not kept (${openFds() - before} more fds)`);
+
+  const r4 = await f.ov.open(ctx, (f.ov.lookup(ctx, d, 'file') as { nodeId: number }).nodeId, fsc.O_RDONLY);
+  f.ov.release(r4.fh);
+  const base = readdirSync('/proc/self/fd').length;
+  f.cleanup();
+  closed = true;
+  t.ok(readdirSync('/proc/self/fd').length < base, 'unmount closes what was left');
+});
+
+t.test('kept fds give way: at most keptMax, and first given back when the budget is used up', async (t) => {
+  setFdBudget(new FdBudget(64)); // allowance 32 for a mount alone; at most 8 kept
+  t.teardown(() => setFdBudget(undefined));
+  const f = await fixture(1, ([l0]) => {
+    for (let i = 0; i < 40; i++) put(l0 as string, `d/f${i}`, `file ${i}`);
+  });
+  t.teardown(() => f.cleanup());
+  const d = walk(f.ov, 'd');
+  const ids = Array.from({ length: 40 }, (_, i) => (f.ov.lookup(ctx, d, `f${i}`) as { nodeId: number }).nodeId);
+  const before = openFds();
+  for (let i = 0; i < 20; i++) {
+    const r = await f.ov.open(ctx, ids[i]!, fsc.O_RDONLY);
+    f.ov.release(r.fh);
+  }
+  t.equal(openFds() - before, 8, 'a quarter of the allowance kept');
+  const held = [];
+  // 32 files that are not kept (the kept are f12..f19, the last 8 released)
+  for (const i of [...Array(12).keys(), ...Array.from({ length: 20 }, (_, k) => k + 20)]) {
+    held.push(await f.ov.open(ctx, ids[i]!, fsc.O_RDONLY));
+  }
+  t.equal(held.length, 32, 'the whole allowance is still there for open files: the kept fds were given back');
+  t.equal(openFds() - before, 32, 'none kept any more');
+  for (const h of held) f.ov.release(h.fh);
 });
