@@ -10,7 +10,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MountServer, type ServedMount } from '../../src/server/mount-server';
-import type { MountSpec } from '../../src/mount/spec';
+import { servedSpec } from '../lib/mount-spec';
 import { tempDir } from '../lib/tmp';
 import { runOk } from '../lib/proc';
 
@@ -34,12 +34,7 @@ t.test('a lower file opened again reuses its backing id; copy-up and unmount dro
   fs.mkdirSync(path.join(lower, 'etc'), { recursive: true });
   fs.writeFileSync(path.join(lower, 'etc', 'motd'), 'base\n');
   fs.writeFileSync(path.join(lower, 'etc', 'other'), 'other\n');
-  for (const d of ['upper', 'work', 'mnt']) fs.mkdirSync(path.join(base, d));
-  const spec: MountSpec = {
-    lowerdirs: [lower], upperdir: path.join(base, 'upper'), workdir: path.join(base, 'work'),
-    mountpoint: path.join(base, 'mnt'), readOnly: false, volatile: false, metacopy: false,
-    timeout: 1, passthrough: 'auto', acl: true,
-  };
+  const spec = servedSpec(base, lower);
   const server = new MountServer();
   t.teardown(() => server.closeAll());
   const m = await server.mount(spec);

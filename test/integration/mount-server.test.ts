@@ -12,23 +12,18 @@ import { native } from '../../src/native';
 import { lowerPool } from '../../src/overlay/lower-pool';
 import type { MountSpec } from '../../src/mount/spec';
 import { tempDir } from '../lib/tmp';
+import { servedSpec } from '../lib/mount-spec';
 import { run, runOk } from '../lib/proc';
 import { mountTable } from '../lib/mounts';
 
-function spec(base: string, name: string, lower: string): MountSpec {
-  for (const d of ['upper', 'work', 'mnt']) fs.mkdirSync(path.join(base, name, d), { recursive: true });
-  return {
-    lowerdirs: [lower],
-    upperdir: path.join(base, name, 'upper'),
-    workdir: path.join(base, name, 'work'),
-    mountpoint: path.join(base, name, 'mnt'),
-    readOnly: false,
-    volatile: false,
-    metacopy: false,
-    timeout: 1,
-    passthrough: 'auto',
-    acl: true,
-  };
+const spec = (base: string, name: string, lower: string): MountSpec => servedSpec(path.join(base, name), lower);
+
+/** a lower holding one file, f */
+function oneFileLower(base: string): string {
+  const lower = path.join(base, 'lower');
+  fs.mkdirSync(lower, { recursive: true });
+  fs.writeFileSync(path.join(lower, 'f'), 'f\n');
+  return lower;
 }
 
 const sh = (cmd: string): Promise<string> => runOk('/bin/sh', ['-c', cmd], { timeoutMs: 20_000 });
@@ -121,9 +116,7 @@ t.test('a failed mount leaves nothing behind', async (t) => {
 
 t.test('a mount asked for right after an external umount of the same target is served', async (t) => {
   const base = await tempDir(t, 'mountserver');
-  const lower = path.join(base, 'lower');
-  fs.mkdirSync(lower, { recursive: true });
-  fs.writeFileSync(path.join(lower, 'f'), 'f\n');
+  const lower = oneFileLower(base);
   const server = new MountServer();
   t.teardown(() => server.closeAll());
   const s = spec(base, 'a', lower);
@@ -156,9 +149,7 @@ function fuseDeviceFds(): number {
 
 t.test('an ended mount leaves no device fd open (nor its connection)', async (t) => {
   const base = await tempDir(t, 'mountserver');
-  const lower = path.join(base, 'lower');
-  fs.mkdirSync(lower, { recursive: true });
-  fs.writeFileSync(path.join(lower, 'f'), 'f\n');
+  const lower = oneFileLower(base);
   const server = new MountServer();
   t.teardown(() => server.closeAll());
   const before = fuseDeviceFds();

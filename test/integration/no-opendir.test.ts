@@ -9,25 +9,9 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MountServer } from '../../src/server/mount-server';
-import type { MountSpec } from '../../src/mount/spec';
+import { servedSpec } from '../lib/mount-spec';
 import { tempDir } from '../lib/tmp';
 import { runOk } from '../lib/proc';
-
-function spec(base: string, lower: string): MountSpec {
-  for (const d of ['upper', 'work', 'mnt']) fs.mkdirSync(path.join(base, d), { recursive: true });
-  return {
-    lowerdirs: [lower],
-    upperdir: path.join(base, 'upper'),
-    workdir: path.join(base, 'work'),
-    mountpoint: path.join(base, 'mnt'),
-    readOnly: false,
-    volatile: false,
-    metacopy: false,
-    timeout: 1,
-    passthrough: 'auto',
-    acl: true,
-  };
-}
 
 t.test('a find sends no OPENDIR or RELEASEDIR per directory', async (t) => {
   const base = await tempDir(t, 'noopendir');
@@ -38,7 +22,7 @@ t.test('a find sends no OPENDIR or RELEASEDIR per directory', async (t) => {
   }
   const server = new MountServer();
   t.teardown(() => server.closeAll());
-  const s = spec(base, lower);
+  const s = servedSpec(base, lower);
   fs.mkdirSync(path.join(s.upperdir!, 'd3', 'sub', 'up'), { recursive: true });
   const mounted = await server.mount(s);
   const out = await runOk('find', [s.mountpoint], { timeoutMs: 60_000 });
@@ -76,7 +60,7 @@ t.test('a listing read in pieces while the directory changes repeats nothing and
   for (let i = 0; i < 3000; i++) fs.writeFileSync(path.join(lower, 'big', `f${i}`), '');
   const server = new MountServer();
   t.teardown(() => server.closeAll());
-  const s = spec(base, lower);
+  const s = servedSpec(base, lower);
   fs.mkdirSync(path.join(s.upperdir!, 'big'));
   for (let i = 0; i < 1000; i++) fs.writeFileSync(path.join(s.upperdir!, 'big', `f${i}`), 'upper');
   await server.mount(s);

@@ -140,13 +140,8 @@ export class ThreadAffinity {
     if (tid <= 0 || this.failed) return;
     const cpu = this.ops.taskCpu(tid);
     if (cpu === undefined) return;
-    let mask: number[];
-    try {
-      mask = this.ops.getMask();
-    } catch (e) {
-      this.fail(e);
-      return;
-    }
+    const mask = this.currentMask();
+    if (!mask) return;
     if (!this.policy) {
       this.base = mask;
       this.lastSet = mask;
@@ -185,13 +180,8 @@ export class ThreadAffinity {
       this.timer = undefined;
       const policy = this.policy;
       if (!policy || this.failed) return;
-      let mask: number[];
-      try {
-        mask = this.ops.getMask();
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
+      const mask = this.currentMask();
+      if (!mask) return;
       // changed from outside since: left as it is (the next sample adopts it)
       if (!sameMask(mask, this.lastSet ?? [])) return;
       const d = policy.check(this.ops.now());
@@ -207,6 +197,16 @@ export class ThreadAffinity {
   }
 
   /** the mask cannot be read or set (a seccomp filter, an odd kernel): stop trying */
+  /** the thread's mask now; undefined (and the lever stopped) when it cannot be read */
+  private currentMask(): number[] | undefined {
+    try {
+      return this.ops.getMask();
+    } catch (e) {
+      this.fail(e);
+      return undefined;
+    }
+  }
+
   private fail(e: unknown): void {
     this.failed = true;
     this.disarm();
