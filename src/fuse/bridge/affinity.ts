@@ -118,8 +118,8 @@ const sameMask = (a: readonly number[], b: readonly number[]): boolean =>
   a.length === b.length && a.every((c, i) => c === b[i]);
 
 export class ThreadAffinity {
-  /** requests since the last sample (the session adds to it and samples at SAMPLE_EVERY) */
-  pending = 0;
+  /** requests since the last sample */
+  private pending = 0;
   private base: number[] | undefined;
   /** the mask this object last set (to tell a change made from outside) */
   private lastSet: number[] | undefined;
@@ -133,6 +133,13 @@ export class ThreadAffinity {
   /** the CPU the thread is pinned to by this object, or undefined */
   get pinned(): number | undefined {
     return this.policy?.pinned;
+  }
+
+  /** `n` more requests came: true when one of them is to be sampled (one in SAMPLE_EVERY) */
+  due(n: number): boolean {
+    if ((this.pending += n) < SAMPLE_EVERY) return false;
+    this.pending = 0;
+    return true;
   }
 
   /** a request from thread `tid` (the request header's pid; 0: the kernel's own) */

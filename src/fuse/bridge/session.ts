@@ -20,7 +20,7 @@ import createDebug from 'debug';
 import type { Ctx, FileSystemApi } from '../api';
 import { E, errnoName, toErrno } from '../../errors';
 import type { Int64 } from '../../int64';
-import { decode, type DecodeOptions, type InHeader, type Request } from '../wire/decode';
+import { decode, headerPid, type DecodeOptions, type InHeader, type Request } from '../wire/decode';
 import { encodeError, encodeInit, type Reply } from '../wire/encode';
 import { InitFlag, Opcode, opcodeName, initFlagNames, Size } from '../wire/protocol';
 import { handlers, isThenable, type Core, type HandlerTable, type Outcome } from './dispatch';
@@ -28,7 +28,7 @@ import { negotiate, type Negotiated } from './init';
 import { Notifier } from './notify';
 import { PassthroughRegistry } from './passthrough';
 import { NoSetid } from './setattr';
-import { SAMPLE_EVERY, type ThreadAffinity } from './affinity';
+import type { ThreadAffinity } from './affinity';
 import { makeTransport, type FuseTransport } from './transport';
 import { isRingToken, makeRing, registerRing, RING_ENTRIES_PER_QUEUE, type RingStarted, type TransportName } from './uring';
 
@@ -207,12 +207,9 @@ export class FuseSession extends EventEmitter {
   private onBatch(area: Buffer, index: Int32Array, n: number): void {
     const counts = this.counts;
     const aff = this.affinity;
-    if (aff !== undefined && n > 0 && (aff.pending += n) >= SAMPLE_EVERY) {
-      aff.pending = 0;
-      // the sender (the header's pid, u32 at offset 32) of the first request, before its
-      // reply wakes it: the CPU it last ran on is the one it sent from
-      if ((index[2] as number) >= Size.IN_HEADER) aff.sample(area.readUInt32LE((index[1] as number) + 32));
-    }
+    // the sender of the first request, before its reply wakes it: the CPU it last ran
+    // on is the one it sent from
+    if (aff !== undefined && aff.due(n) && (index[2] as number) >= Size.IN_HEADER) aff.sample(headerPid(area, index[1] as number));
     for (let i = 0; i < n; i++) {
       const fd = index[3 * i] as number;
       const at = index[3 * i + 1] as number;

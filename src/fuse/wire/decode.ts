@@ -118,6 +118,11 @@ export interface DecodeOptions {
 
 const TWO_32 = 2 ** 32;
 
+/** fuse_in_header.pid of the request at `at`: the sending thread (the caller checked that the header fits) */
+export function headerPid(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at + 32);
+}
+
 /** the fixed-size header at `at` (the caller checked that it fits) */
 function readHeader(buf: Buffer, at: number): InHeader {
   const lo = buf.readUInt32LE(at + 16);
@@ -130,7 +135,7 @@ function readHeader(buf: Buffer, at: number): InHeader {
     nodeId: hi < 0x200000 ? hi * TWO_32 + lo : -1,
     uid: buf.readUInt32LE(at + 24),
     gid: buf.readUInt32LE(at + 28),
-    pid: buf.readUInt32LE(at + 32),
+    pid: headerPid(buf, at),
     totalExtlen: buf.readUInt16LE(at + 36),
   };
 }
