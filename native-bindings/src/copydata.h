@@ -13,6 +13,7 @@ struct copier {
   int dst;
   off_t size;
   bool use_cfr;        /* copy_file_range still worth trying (start with true) */
+  bool write_ahead;    /* dst will be fsync'ed: start its writeback as each window is copied */
   char *buf;           /* read/write fallback buffer, allocated on first use */
   int err;             /* errno of the failure */
   const char *syscall; /* the call that failed */

@@ -258,6 +258,7 @@ static napi_value copy_up_file(napi_env env, napi_callback_info info, bool now) 
   job->copy.src = src;
   job->copy.dst = dst;
   job->copy.use_cfr = true;
+  job->copy.write_ahead = job->sync;
   job->base.run = copyup_run;
   job->base.result = copyup_result;
   job->base.cleanup = copyup_cleanup;
