@@ -8,7 +8,8 @@
 #                          chroot test's rootfs),
 #                          podman, buildah, runc, uidmap, debootstrap (the Debian rootfs
 #                          of the dpkg test), docker.io, fuse-overlayfs and fio (the
-#                          container tests, the benchmarks and their smoke test);
+#                          container tests, the benchmarks and their smoke test), strace
+#                          (a test reads the addon's calls through it);
 #                          then containerd 1.7 and Docker 26 from Debian trixie, unpacked
 #                          into a private prefix (scripts/trixie-clients.sh) for the
 #                          snapshotter tests.
@@ -28,6 +29,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
 command -v fio >/dev/null 2>&1 || need+=(fio)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 fi
 trixie_clients() {
   if [ "${1:-all}" != core ] && [ "$(id -u)" -eq 0 ]; then
