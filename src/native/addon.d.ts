@@ -314,6 +314,12 @@ export interface Addon {
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
   /**
+   * Turns off the event loop's idle-time metrics (which Node.js turns on), so that libuv
+   * no longer polls with a zero timeout before each sleep; true when they were on. The
+   * loop's idle time (performance.eventLoopUtilization) stops growing after it.
+   */
+  loopIdleMetricsOff(): boolean;
+  /**
    * FUSE over io_uring for a connection whose INIT negotiates FUSE_OVER_IO_URING: one
    * queue per possible CPU, `perQueue` entries each with a payload buffer of the size the
    * kernel checks (max_write and max_pages pages of the INIT reply). Made before the INIT

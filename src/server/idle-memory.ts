@@ -9,11 +9,11 @@
  * collection then shrinks the young generation and frees those Buffers, and
  * malloc_trim(0) returns the arenas' free pages: RSS fell by about 40 MiB.
  *
- * So once per burst of work: every `intervalMs` (an unref'd timer) the event-loop
- * utilization of the last interval is read; an interval above `busy` marks a burst, and
- * the first interval below `idle` after one, with RSS grown by `minGrowthMiB` since the
- * last release, runs a full collection, then, once V8's background threads have freed
- * what it released, malloc_trim. A busy daemon is never interrupted; an idle one pays
+ * So once per burst of work: every `intervalMs` (an unref'd timer) the utilization of the
+ * last interval (the process's CPU time over the wall time) is read; an interval above
+ * `busy` marks a burst, and the first interval below `idle` after one, with RSS grown by
+ * `minGrowthMiB` since the last release, runs a full collection, then, once V8's
+ * background threads have freed what it released, malloc_trim. A busy daemon is never interrupted; an idle one pays
  * one collection (milliseconds for a heap of tens of MiB) per burst.
  *
  * Every mount's end also asks for a release a second later, without the growth test
@@ -32,7 +32,7 @@
  * an interval that fails is logged and skipped.
  */
 import createDebug from 'debug';
-import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { native } from '../native';
 
 const log = createDebug('stratafs:memory');
@@ -89,12 +89,21 @@ function fullCollection(): () => void {
   };
 }
 
-function loopUtilization(): () => number {
-  let last: EventLoopUtilization = performance.eventLoopUtilization();
+/**
+ * The process's CPU time over the wall time since the last call. Not the event loop's
+ * utilization: the FUSE reader turns off the loop's idle-time metrics (one poll per sleep
+ * instead of two, transport.ts), after which that utilization reads 1 whatever the load.
+ * The thread pool's CPU counts too: work all the same.
+ */
+export function cpuUtilization(): () => number {
+  let lastCpu = process.cpuUsage();
+  let lastWall = performance.now();
   return () => {
-    const now = performance.eventLoopUtilization();
-    const u = performance.eventLoopUtilization(now, last).utilization;
-    last = now;
+    const cpu = process.cpuUsage(lastCpu);
+    const wall = performance.now();
+    const u = (cpu.user + cpu.system) / 1000 / Math.max(wall - lastWall, 1);
+    lastCpu = process.cpuUsage();
+    lastWall = wall;
     return u;
   };
 }
@@ -124,7 +133,7 @@ export class IdleRelease {
       busy: 0.05,
       idle: 0.01,
       minGrowthMiB: 4,
-      utilization: loopUtilization(),
+      utilization: cpuUtilization(),
       rssBytes: () => process.memoryUsage.rss(),
       trim: () => native.mallocTrim(),
       later: (f) => setTimeout(f, 1000).unref(),

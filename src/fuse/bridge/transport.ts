@@ -66,12 +66,16 @@ export const nativeTransport: FuseTransport = {
     // allocated once per reader group, shared with the poller for its whole life
     const area = Buffer.allocUnsafeSlow(AREA_SIZE);
     const index = new Int32Array(3 * BATCH_MAX);
-    return loadNative().native.fuseStartPoller(fds, READ_BUFFER_SIZE, area, index, (n) => onBatch(area, index, n), onEnd);
+    const { native } = loadNative();
+    // one poll per sleep, not a zero-timeout one before it (the addon's loopIdleMetricsOff)
+    native.loopIdleMetricsOff();
+    return native.fuseStartPoller(fds, READ_BUFFER_SIZE, area, index, (n) => onBatch(area, index, n), onEnd);
   },
   stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
   ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => {
     const area = Buffer.allocUnsafeSlow(AREA_SIZE);
     const index = new Int32Array(3 * BATCH_MAX);
+    loadNative().native.loopIdleMetricsOff();
     return loadNative().native.fuseUringStart(devFd, perQueue, maxWrite, maxPages, area, index, (n) => onBatch(area, index, n), onEnd);
   },
   ringRegister: (handle) => loadNative().native.fuseUringRegister(handle as UringHandle),
