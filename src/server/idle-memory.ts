@@ -13,8 +13,9 @@
  * last interval (the process's CPU time over the wall time) is read; an interval above
  * `busy` marks a burst, and the first interval below `idle` after one, with RSS grown by
  * `minGrowthMiB` since the last release, runs a full collection, then, once V8's
- * background threads have freed what it released, malloc_trim. A busy daemon is never interrupted; an idle one pays
- * one collection (milliseconds for a heap of tens of MiB) per burst.
+ * background threads have freed what it released, malloc_trim. A busy daemon is never
+ * interrupted; an idle one pays one collection (milliseconds for a heap of tens of MiB)
+ * per burst.
  *
  * Every mount's end also asks for a release a second later, without the growth test
  * (mountEnded): what the mount held is garbage now, and a daemon whose last mount just
