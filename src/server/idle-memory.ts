@@ -100,10 +100,11 @@ export function cpuUtilization(): () => number {
   let lastCpu = process.cpuUsage();
   let lastWall = performance.now();
   return () => {
-    const cpu = process.cpuUsage(lastCpu);
+    const cpu = process.cpuUsage();
     const wall = performance.now();
-    const u = (cpu.user + cpu.system) / 1000 / Math.max(wall - lastWall, 1);
-    lastCpu = process.cpuUsage();
+    const usedMs = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000;
+    const u = usedMs / Math.max(wall - lastWall, 1);
+    lastCpu = cpu;
     lastWall = wall;
     return u;
   };
