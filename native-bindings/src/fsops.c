@@ -271,6 +271,16 @@ static napi_value b_ftruncate(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
+/* fcntl(F_SETFL): the status flags the kernel lets change (O_APPEND, O_NOATIME, O_NONBLOCK, ...) */
+static napi_value b_setfl(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int fd;
+  int32_t flags;
+  if (!arg_fd(env, argv[0], "fd", &fd) || !arg_i32(env, argv[1], "flags", &flags)) return NULL;
+  if (fcntl(fd, F_SETFL, flags) < 0) return throw_errno(env, errno, "fcntl", NULL);
+  return js_undefined(env);
+}
+
 static napi_value b_fsync(napi_env env, napi_callback_info info) {
   GET_ARGS(2);
   int fd;
@@ -300,7 +310,7 @@ bool register_fsops(napi_env env, napi_value exports) {
     {"renameat2", b_renameat2}, {"fchownat", b_fchownat},   {"fchmodat", b_fchmodat},
     {"fchmod", b_fchmod},       {"fchown", b_fchown},       {"utimensat", b_utimensat},
     {"futimens", b_futimens},   {"ftruncate", b_ftruncate}, {"fsync", b_fsync},
-    {"syncfs", b_syncfs},
+    {"syncfs", b_syncfs},       {"setfl", b_setfl},
   };
   return define_functions(env, exports, fns, COUNT_OF(fns));
 }

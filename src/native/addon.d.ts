@@ -214,6 +214,8 @@ export interface Addon {
    */
   readAhead(dirfds: Int32Array, counts: Uint32Array, names: string, wants: Uint8Array): Promise<Buffer>;
   ftruncate(fd: number, size: Int64): void;
+  /** fcntl(F_SETFL, flags): sets the status flags the kernel lets change (O_APPEND, O_NOATIME, O_NONBLOCK), ignores the others */
+  setfl(fd: number, flags: number): void;
   fsync(fd: number, datasync: boolean): void;
   syncfs(fd: number): void;
   pread(fd: number, buf: Buffer, offset: Int64): number;

@@ -66,6 +66,8 @@ import type { Int64 } from '../int64';
 
 const log = createDebug('stratafs:overlay');
 
+const ACCMODE = fsc.O_RDONLY | fsc.O_WRONLY | fsc.O_RDWR;
+
 export interface CopyUpOptions {
   /** copy file data (false for O_TRUNC / truncate to 0) */
   data: boolean;
@@ -74,26 +76,39 @@ export interface CopyUpOptions {
    * option a regular file is copied up as a metacopy file (src/layers/metacopy.ts)
    */
   metaOnly?: boolean;
+  /**
+   * the open(2) flags (files.ts openFlagsFor) of a write handle that the OPEN starting
+   * this copy-up will make: the copy is then built in an fd opened with this access
+   * mode (and O_NOATIME), which copyUp returns instead of closing (see openForWrite)
+   */
+  handleFlags?: number;
 }
 
-/** Makes sure `node` exists in the upper. */
-export async function copyUp(st: State, node: Node, opts: CopyUpOptions = { data: true }): Promise<void> {
+/** Flags of the copy's fd that the handle's open would give it too (set when it is opened). */
+const COPY_FD_FLAGS = C.O_NOATIME;
+
+/**
+ * Makes sure `node` exists in the upper. With `opts.handleFlags`, and when this call
+ * made a whole-file copy, returns the copy's fd (the upper file, opened with those
+ * flags' access mode), which the caller then owns; otherwise null.
+ */
+export async function copyUp(st: State, node: Node, opts: CopyUpOptions = { data: true }): Promise<number | null> {
   // a metacopy file is enough for a metadata change
   const done = (): boolean => node.upper && (!node.metacopy || opts.metaOnly === true);
-  if (done()) return;
+  if (done()) return null;
   st.requireUpper();
   while (node.copyUp) {
     await node.copyUp;
-    if (done()) return;
+    if (done()) return null;
   }
   const meta = opts.metaOnly === true && st.config.metacopy === true;
-  const p = run(st, node, opts.data, meta).finally(() => {
+  const p = run(st, node, opts.data, meta, opts.handleFlags).finally(() => {
     node.copyUp = null;
     // its data is the upper file's now: a lower fd kept for its opens has no use
     if (node.upper && !node.metacopy) dropKeptOf(st, node.id);
   });
   node.copyUp = p;
-  await p;
+  return p;
 }
 
 /**
@@ -106,15 +121,18 @@ export async function settleCopyUp(node: Node): Promise<void> {
   while (node.copyUp) await node.copyUp.catch(() => undefined);
 }
 
-async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Promise<void> {
-  if (node.upper && node.metacopy) return completeMetacopy(st, node, data);
+async function run(st: State, node: Node, data: boolean, metaOnly: boolean, handleFlags: number | undefined): Promise<number | null> {
+  if (node.upper && node.metacopy) {
+    await completeMetacopy(st, node, data);
+    return null;
+  }
   const parent = node.parent ?? fail(E.ENOENT);
   await copyUp(st, parent);
-  if (node.upper) return;
+  if (node.upper) return null;
   st.requireUpper();
   const src = node.lowers[0] ?? fail(E.ENOENT);
   // a regular file with its data in place: one job does all of it (copyFileWhole)
-  if (node.type === fsc.S_IFREG && !metaOnly && src.data === undefined) return copyFileWhole(st, node, parent, data);
+  if (node.type === fsc.S_IFREG && !metaOnly && src.data === undefined) return copyFileWhole(st, node, parent, data, handleFlags);
   const srcName = basenameOf(src.path);
   const s = statAt(st.dirs.get(src.layer, dirnameOf(src.path)), srcName);
   const type = s.mode & fsc.S_IFMT;
@@ -163,6 +181,7 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean): Pro
   });
   bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
   settle(st, node, type, s.nlink, statAt(pfd, node.name).ino);
+  return null;
 }
 
 /** What a finished copy-up changes in the node: its upper identity, and the kernel's cached attributes. */
@@ -212,9 +231,10 @@ const noReflink = new WeakSet<Layer>();
  * pool); then, on the JS thread,
  * the rename into the upper and the parent's times put back. Owner and
  * mode come from the lower's cached stat (lowers do not change), size and times from
- * the file opened for the copy.
+ * the file opened for the copy. With `handleFlags` the copy's fd, which is the upper
+ * file once linked, is returned open for the handle (copyUp); else it is closed.
  */
-async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean): Promise<void> {
+async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean, handleFlags: number | undefined): Promise<number | null> {
   const src = node.lowers[0] ?? fail(E.ENOENT);
   const s = st.lowerStat(node);
   const loc = st.locateData(node);
@@ -223,7 +243,7 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
   let dst: CopyDst;
   const sfd = openSource(loc.dirfd, loc.name, loc.layer);
   try {
-    dst = openCopy(st);
+    dst = openCopy(st, handleFlags);
     try {
       const opts = {
         data,
@@ -261,17 +281,24 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean)
     dropCopy(st, dst);
     throw e;
   }
-  native.close(dst.fd);
   node.upper = true;
-  fault('copyup.after-rename');
-  node.metacopy = false;
-  node.upperXwhiteouts = false;
-  // a copy without any xattr: later reads need no syscall (xattr.ts)
-  node.noXattrs = !result.hasXattrs;
-  node.xattrsListed = !result.hasXattrs;
-  node.lowerXattrs = null;
-  bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
-  settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
+  try {
+    fault('copyup.after-rename');
+    node.metacopy = false;
+    node.upperXwhiteouts = false;
+    // a copy without any xattr: later reads need no syscall (xattr.ts)
+    node.noXattrs = !result.hasXattrs;
+    node.xattrsListed = !result.hasXattrs;
+    node.lowerXattrs = null;
+    bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
+    settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
+  } catch (e) {
+    native.close(dst.fd);
+    throw e;
+  }
+  if (handleFlags !== undefined) return dst.fd;
+  native.close(dst.fd);
+  return null;
 }
 
 /** The file a copy is built in: unnamed (O_TMPFILE, tmp null) or named `tmp` in the work dir. */
@@ -293,12 +320,15 @@ const noTmpfile = new WeakSet<State>();
  * then, so its fsync does not also write the work dir's new entry (ext4 without a
  * journal writes a new name's directory at the file's fsync: one write more per
  * copy-up), and a crash leaves nothing in the work dir. Where the filesystem cannot,
- * a fresh name in the work dir, renamed into the upper.
+ * a fresh name in the work dir, renamed into the upper. Write-only, or with
+ * `handleFlags` that handle's access mode and O_NOATIME (set here, while the file is
+ * still ours: after the fchown only its owner or CAP_FOWNER may).
  */
-function openCopy(st: State): CopyDst {
+function openCopy(st: State, handleFlags: number | undefined): CopyDst {
+  const how = handleFlags === undefined ? fsc.O_WRONLY : handleFlags & (ACCMODE | COPY_FD_FLAGS);
   if (!noTmpfile.has(st)) {
     try {
-      return { fd: native.openat(st.workFd, '.', C.O_TMPFILE | fsc.O_WRONLY | C.O_CLOEXEC, 0o600), tmp: null };
+      return { fd: native.openat(st.workFd, '.', C.O_TMPFILE | how | C.O_CLOEXEC, 0o600), tmp: null };
     } catch (e) {
       const errno = toErrno(e);
       if (errno !== E.EOPNOTSUPP && errno !== E.EISDIR && errno !== E.EINVAL) throw e;
@@ -306,7 +336,7 @@ function openCopy(st: State): CopyDst {
     }
   }
   const tmp = st.tmpName();
-  return { fd: native.openat(st.workFd, tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600), tmp };
+  return { fd: native.openat(st.workFd, tmp, how | fsc.O_CREAT | fsc.O_EXCL | C.O_CLOEXEC, 0o600), tmp };
 }
 
 /** Closes an unfinished copy and removes its name, if it has one. */

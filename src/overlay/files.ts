@@ -54,12 +54,27 @@ export function isWriteOpen(flags: number): boolean {
   return (flags & ACCMODE) !== fsc.O_RDONLY || (flags & fsc.O_TRUNC) !== 0;
 }
 
-/** An open for writing (or truncating): copies up first, on the thread pool. */
+/**
+ * Flags of a write handle's open that a copy-up's fd cannot take on afterwards (fcntl
+ * F_SETFL ignores them): such a handle is opened anew. The copy's fd gets the others:
+ * the access mode and O_NOATIME when it is opened, O_APPEND and O_NONBLOCK by fcntl;
+ * O_TRUNC is what a copy without data already is.
+ */
+const REOPEN = fsc.O_SYNC | fsc.O_DSYNC;
+
+/**
+ * An open for writing (or truncating): copies up first. Where this open makes the
+ * copy-up of a whole file, its handle is the copy's fd (the upper file, opened with the
+ * handle's access mode), as the kernel's overlayfs opens the file it has just copied
+ * up: no openat and close of the upper file again.
+ */
 export async function openForWrite(st: State, _ctx: Ctx, node: Node, flags: number): Promise<OpenResult> {
   if (node.type === fsc.S_IFDIR) fail(E.EISDIR);
   st.requireUpper();
-  await copyUp(st, node, { data: (flags & fsc.O_TRUNC) === 0 });
-  return openNow(st, node, flags);
+  const how = openFlagsFor(st, flags);
+  const adopt = (how & ACCMODE) !== fsc.O_RDONLY && (how & REOPEN) === 0;
+  const fd = await copyUp(st, node, { data: (flags & fsc.O_TRUNC) === 0, handleFlags: adopt ? how : undefined });
+  return openNow(st, node, flags, fd);
 }
 
 /** A read-only open copies nothing: answered at once, without a promise. */
@@ -67,24 +82,61 @@ export function openReadOnly(st: State, _ctx: Ctx, node: Node, flags: number): O
   return openNow(st, node, flags);
 }
 
-function openNow(st: State, node: Node, flags: number): OpenResult {
+/**
+ * Makes the handle's fd of `node`; `copyFd`, when not null, is the fd of the upper file
+ * that this open's copy-up built (opened with its access mode and O_NOATIME), which
+ * becomes the handle's fd (closed if the open fails).
+ */
+function openNow(st: State, node: Node, flags: number, copyFd: number | null = null): OpenResult {
   // a metacopy file is read from its lower data file
   const lowerData = !node.upper || node.metacopy;
   // a lower file is read O_NOATIME on any mount, as kernel overlayfs reads its lowers
   const how = openFlagsFor(st, flags) | (lowerData ? C.O_NOATIME : 0);
   const key = backingKey(node, lowerData);
   const shareKey = isWriteOpen(flags) ? undefined : `${key}:${how}`;
-  const fd = acquireFd(st, shareKey ?? null, () => {
-    const loc = lowerData ? st.locateData(node) : st.locate(node);
-    const openIt = (f: number): number =>
-      loc.name !== '' ? native.openat(loc.dirfd, loc.name, f, 0)
-      : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)
-      // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
-      : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), f & ~C.O_NOFOLLOW, 0);
-    return (how & C.O_NOATIME) !== 0 ? openNoatime(openIt, how, loc.layer) : openIt(how);
-  }, node.id);
+  let given = copyFd;
+  let fd: number;
+  try {
+    fd = acquireFd(st, shareKey ?? null, () => {
+      if (given !== null) {
+        const f = given;
+        given = null;
+        return adoptCopyFd(f, how);
+      }
+      return openReal(st, node, lowerData, how);
+    }, node.id);
+  } finally {
+    if (given !== null) native.close(given);
+  }
   const fh = st.addHandle({ kind: 'file', fd, node, upper: !lowerData, shareKey });
   return fileOpenResult(st, fh, fd, flags, lowerData, key);
+}
+
+/**
+ * Makes a copy-up's fd what an open of the upper file with `how` would have given: its
+ * O_APPEND set (the copy could not be appended to), and an O_TRUNC open's new mtime and
+ * ctime (the copy has no data and the lower's times). Closed when that fails.
+ */
+function adoptCopyFd(fd: number, how: number): number {
+  try {
+    if ((how & (fsc.O_APPEND | fsc.O_NONBLOCK)) !== 0) native.setfl(fd, how);
+    if ((how & fsc.O_TRUNC) !== 0) native.ftruncate(fd, 0);
+  } catch (e) {
+    native.close(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** Opens the real file of a handle of `node`: its lower data file or its upper file. */
+function openReal(st: State, node: Node, lowerData: boolean, how: number): number {
+  const loc = lowerData ? st.locateData(node) : st.locate(node);
+  const openIt = (f: number): number =>
+    loc.name !== '' ? native.openat(loc.dirfd, loc.name, f, 0)
+    : node.isRoot ? native.openat(loc.dirfd, '.', f, 0)
+    // a file with no name left, reopened (/proc/PID/fd/N): through its open fd
+    : native.openat(C.AT_FDCWD, procFdPath(loc.dirfd), f & ~C.O_NOFOLLOW, 0);
+  return (how & C.O_NOATIME) !== 0 ? openNoatime(openIt, how, loc.layer) : openIt(how);
 }
 
 /**

@@ -100,7 +100,7 @@ export class Node {
    */
   lastAttr: Attr | undefined = undefined;
   /** pending copy-up of this node (see copyup.ts) */
-  copyUp: Promise<void> | null = null;
+  copyUp: Promise<unknown> | null = null;
 
   constructor(
     readonly id: NodeId,
