@@ -3,7 +3,8 @@
  *
  * - Opening a lower file read-only copies nothing: the handle reads the lower file
  *   (keepCache, it cannot change). Opening for write, or with O_TRUNC, copies up first
- *   (without data for O_TRUNC) and the handle is on the upper file.
+ *   (without data for O_TRUNC) and the handle is on the upper file: where that open
+ *   made the copy-up, the copy's own fd (openForWrite).
  * - Every handle has one fd, also offered as OpenResult.backingFd: the bridge decides
  *   whether to register it for passthrough. Read-only handles of a node share one fd
  *   (handle-fds.ts: an fd storm must not fill the daemon's table); release gives it back.
