@@ -53,11 +53,13 @@ function bundle() {
 
 const argv = process.argv.slice(2);
 if (process.env.STRATAFS_WRITE_CODE_CACHE) {
-  // scripts/bundle.mjs: compile the bundle, run its mount path's module bodies, keep
-  // what V8 compiled (the node binary and flags a mount runs with)
+  // scripts/bundle.mjs: compile the bundle, run its mount path (module bodies, then a
+  // mount's first requests without a kernel), keep what V8 compiled (the node binary and
+  // flags a mount runs with); the module bodies' cache when the requests fail
   const { exports, script } = runBundle(undefined);
-  exports.warmMountPath();
-  fs.writeFileSync(process.env.STRATAFS_WRITE_CODE_CACHE, script.createCachedData());
+  exports.warmMountPath().catch((e) => {
+    process.stderr.write(`bundle: the code cache holds the module bodies only (no request served: ${e.message})\n`);
+  }).then(() => fs.writeFileSync(process.env.STRATAFS_WRITE_CODE_CACHE, script.createCachedData()));
 } else if (argv[0] === 'daemon' || argv[0] === 'graphdriver' || argv[0] === 'snapshotter') {
   require(path.join(cli, 'main.js')).main(argv, 'modules of dist/ (not in the bundle)');
 } else {

@@ -6,8 +6,11 @@
  * reading some seventy files (README, Performance: what it gave).
  *
  * Then main.bundle.cache: V8's code cache of the bundle once its mount path's module
- * bodies have run (made by bin/stratafs.js itself, started by the launcher bin/stratafs,
- * so with the node binary and V8 flags a mount uses): a mount then compiles none of that code.
+ * bodies have run and a scratch overlay has served a mount's first requests without a
+ * kernel (src/server/warm-up.ts; made by bin/stratafs.js itself, started by the launcher
+ * bin/stratafs, so with the node binary and V8 flags a mount uses): a mount then compiles
+ * none of that code. Where the requests cannot be served, the cache holds the module
+ * bodies only, and the build says why in one line.
  *
  * Last, main.bundle.json lists every input file with its size and mtime, and the
  * bundle's and the cache's own: bin/stratafs.js runs the bundle only while all of them
@@ -29,14 +32,16 @@ import { fileURLToPath } from 'node:url';
 import { namesForClassesOnly } from './bundle-names.mjs';
 
 /**
- * The bundle's entry: main.js, and a warm-up the code cache is made with (the modules a
- * mount loads: the daemon, the mount server, the FUSE session).
+ * The bundle's entry: main.js, and a warm-up the code cache is made with: the modules a
+ * mount loads (the daemon, the mount server, the FUSE session), then a mount's first
+ * requests served without a kernel (src/server/warm-up.ts; a promise).
  */
 const ENTRY = `module.exports = require('./main.js');
 module.exports.warmMountPath = () => {
   require('./daemon.js');
   require('../server/mount-server.js');
   require('../fuse/bridge/index.js');
+  return require('../server/warm-up.js').warmUp();
 };
 `;
 
@@ -99,8 +104,11 @@ async function bundle(root) {
   // cache made under other flags)
   const made = spawnSync(path.join(root, 'bin', 'stratafs'), [], { env, stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
   let cached;
-  if (made.status === 0 && fs.existsSync(cache)) cached = manifestEntry(root, path.relative(root, cache));
-  else process.stderr.write(`bundle: no code cache (the bundle is used without): ${(made.stderr ?? made.error?.message ?? '').trim().split('\n')[0]}\n`);
+  if (made.status === 0 && fs.existsSync(cache)) {
+    cached = manifestEntry(root, path.relative(root, cache));
+    // why the cache holds less than the mount's first requests, if it does
+    process.stderr.write(made.stderr);
+  } else process.stderr.write(`bundle: no code cache (the bundle is used without): ${(made.stderr ?? made.error?.message ?? '').trim().split('\n')[0]}\n`);
   fs.writeFileSync(manifest, `${JSON.stringify({ bundle: own, ...(cached ? { cache: cached } : {}), inputs })}\n`);
   process.stdout.write(`bundle: ${path.relative(root, outfile)} from ${inputs.length} files${cached ? `, code cache ${cached[1]} bytes` : ''}\n`);
 }

@@ -21,8 +21,8 @@ function isMounted(mnt: string): boolean {
   return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
 }
 
-/** a private copy of the package; its bundle built by the real scripts/bundle.mjs */
-async function packageCopy(t: Test): Promise<string> {
+/** a private copy of the package; its bundle built by the real scripts/bundle.mjs (its stderr in `built`) */
+async function packageCopy(t: Test, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-bundle-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.cpSync(path.join(ROOT, 'bin'), path.join(dir, 'bin'), { recursive: true });
@@ -31,9 +31,14 @@ async function packageCopy(t: Test): Promise<string> {
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   fs.symlinkSync(path.join(ROOT, 'native-bindings'), path.join(dir, 'native-bindings'));
   for (const f of ['main.bundle.js', 'main.bundle.json', 'main.bundle.cache']) fs.rmSync(path.join(dir, 'dist', 'src', 'cli', f), { force: true });
-  await runOk(...plainExec([process.execPath, path.join(ROOT, 'scripts', 'bundle.mjs'), dir]));
+  const r = await run(...plainExec([process.execPath, path.join(ROOT, 'scripts', 'bundle.mjs'), dir]), { env });
+  if (r.code !== 0) throw new Error(`scripts/bundle.mjs: exit ${r.code}\n${r.stderr}`);
+  built.set(dir, r.stderr);
   return dir;
 }
+
+/** what scripts/bundle.mjs said on stderr, by package copy */
+const built = new Map<string, string>();
 
 async function codeLine(pkg: string): Promise<string> {
   const out = await runOk(...plainExec([path.join(pkg, 'bin', 'stratafs'), '--version']));
@@ -124,7 +129,7 @@ async function foreground(t: Test, args: string[], env: NodeJS.ProcessEnv): Prom
     fs.rmSync(dir, { recursive: true, force: true });
   });
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise((r) => child.on('close', r));
   t.ok(await waitFor(() => isMounted(mnt), 20000), `mounted (stderr: ${stderr})`);
   t.equal(fs.readFileSync(path.join(mnt, 'hello'), 'utf8'), 'hi\n');
@@ -149,4 +154,80 @@ t.test('the mount daemon starts without NODE_EXTRA_CA_CERTS (it makes no TLS con
   t.equal(text, 'from the lower layer\n');
   t.ok(environ.length > 0, 'the daemon environment was read');
   t.notOk(environ.some((e) => e.startsWith('NODE_EXTRA_CA_CERTS=')), 'not in the daemon environment');
+});
+
+/** the launcher's V8 flags (a code cache is refused under other flags) */
+function launcherFlags(): string[] {
+  const heap = /^heap=(\S+)$/m.exec(fs.readFileSync(path.join(ROOT, 'bin', 'stratafs'), 'utf8'));
+  return heap ? [heap[1] as string] : [];
+}
+
+/**
+ * Names of the functions V8 compiles during a foreground mount, a first `ls -l`, a read
+ * and the unmount, in a daemon that runs PKG's bundle from its code cache as
+ * bin/stratafs.js does: V8 prints the bytecode of every function it compiles from then
+ * on (--print-bytecode, set once the bundle is compiled; a function taken from the cache
+ * is not compiled, so not printed).
+ */
+async function compiledDuringMount(t: Test, pkg: string): Promise<Set<string>> {
+  const { dir, lower, mnt, layerOption } = await scratchLayers(t, 'bundle-compiled');
+  fs.mkdirSync(path.join(lower, 'etc'));
+  fs.writeFileSync(path.join(lower, 'etc', 'hostname'), 'lower\n');
+  const daemon = path.join(dir, 'daemon.js');
+  fs.writeFileSync(daemon, `
+const fs = require('node:fs'), vm = require('node:vm'), Module = require('node:module'), v8 = require('node:v8');
+const [cli, ...argv] = process.argv.slice(2);
+const file = cli + '/main.bundle.js';
+const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData: fs.readFileSync(cli + '/main.bundle.cache') });
+if (script.cachedDataRejected) throw new Error('the code cache was rejected');
+v8.setFlagsFromString('--print-bytecode');
+const m = { exports: {} };
+script.runInThisContext().call(m.exports, m.exports, Module.createRequire(file), m, file, cli);
+m.exports.main(argv);
+`);
+  // the printed bytecode into a file: a pipe this process reads would block the daemon
+  // while this process waits in a synchronous read of the mount
+  const outFile = path.join(dir, 'bytecode.txt');
+  const outFd = fs.openSync(outFile, 'w');
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...launcherFlags(), daemon, path.join(pkg, 'dist', 'src', 'cli'), '-f', '-o', layerOption, mnt],
+    { stdio: ['ignore', outFd, 'pipe'] });
+  fs.closeSync(outFd);
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise((r) => child.on('close', r));
+  t.teardown(async () => {
+    if (isMounted(mnt)) await run('fusermount3', ['-u', '-z', mnt]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  t.ok(await waitFor(() => isMounted(mnt), 20000), `mounted (stderr: ${stderr})`);
+  await runOk('ls', ['-l', mnt, path.join(mnt, 'etc')]);
+  t.equal(fs.readFileSync(path.join(mnt, 'etc', 'hostname'), 'utf8'), 'lower\n');
+  await runOk('fusermount3', ['-u', mnt]);
+  await exited;
+  t.equal(stderr, '', 'the daemon said nothing on stderr (its cache was used)');
+  return new Set([...fs.readFileSync(outFile, 'utf8').matchAll(/^\[generated bytecode for function: (\S+)/gm)].map((m) => m[1] as string));
+}
+
+/** functions of the request path (session, decode, handlers, overlay, replies): no other code has these names */
+const REQUEST_PATH = ['onBatch', 'dispatch', 'negotiate', 'LOOKUP', 'GETATTR', 'READDIRPLUS', 'GETXATTR', 'OPEN', 'RELEASE',
+  'encodeEntry', 'encodeAttr', 'PlusReply', 'mergeListing', 'openState', 'nodeFor', 'toAttr'];
+
+t.test('the code cache of npm run build holds the request path: a mount and its first walk compile none of it', async (t) => {
+  const compiled = await compiledDuringMount(t, ROOT);
+  t.ok(compiled.has('main'), 'what the cache does not hold is printed (the command line\'s main runs after the build\'s warm-up)');
+  t.same(REQUEST_PATH.filter((f) => compiled.has(f)), [], 'none of the request path compiled during the mount');
+});
+
+t.test('npm run build leaves nothing in the temp dir; where the requests cannot be served the cache holds the module bodies', async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-bundle-tmp-'));
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const pkg = await packageCopy(t, { ...process.env, TMPDIR: tmp });
+  t.equal(built.get(pkg), '', 'no complaint');
+  t.same(fs.readdirSync(tmp), [], 'the scratch overlay is gone');
+  // no temp dir to serve a scratch overlay in: the build goes on, says why in one line
+  const failed = await packageCopy(t, { ...process.env, TMPDIR: path.join(tmp, 'missing') });
+  t.match(built.get(failed), /^bundle: the code cache holds the module bodies only \(no request served: ENOENT[^\n]*\)\n$/);
+  t.equal(await codeLine(failed), 'code: bundle (dist/src/cli/main.bundle.js, code cache used)');
+  t.ok(fs.statSync(path.join(failed, 'dist', 'src', 'cli', 'main.bundle.cache')).size < fs.statSync(path.join(pkg, 'dist', 'src', 'cli', 'main.bundle.cache')).size,
+    'a smaller cache than the one with the request path');
 });

@@ -1,0 +1,35 @@
+/**
+ * What `npm run build` runs before it saves the bundle's code cache (scripts/bundle.mjs,
+ * bin/stratafs.js): a mount's command line parsed, a scratch overlay opened in a temp
+ * dir and a mount's first requests served by it without a kernel
+ * (src/fuse/bridge/first-requests.ts), so that the cache holds the functions a mount and
+ * its first walk compile, not only the module bodies. The temp dir is removed.
+ */
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serveFirstRequests } from '../fuse/bridge/first-requests';
+import { parseArgs } from '../mount/options';
+import { checkSpec } from '../mount/spec';
+import { Overlay } from '../overlay';
+import { overlayConfig } from './mount-server';
+
+async function serveScratch(dir: string): Promise<void> {
+  const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => join(dir, d)) as [string, string, string, string];
+  for (const d of [lower, upper, work, mnt, join(lower, 'etc')]) mkdirSync(d);
+  writeFileSync(join(lower, 'etc', 'hostname'), 'stratafs\n');
+  symlinkSync('etc/hostname', join(lower, 'name'));
+  const command = parseArgs(['-f', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, mnt]);
+  if (command.kind !== 'mount') throw new Error(`the command line parsed as ${command.kind}`);
+  await serveFirstRequests(await Overlay.open(overlayConfig(checkSpec(command.options))), { dir: 'etc', file: 'hostname', link: 'name' });
+}
+
+/** Serves a scratch overlay's first requests in a temp dir it removes again. */
+export async function warmUp(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'stratafs-warm-up-'));
+  try {
+    await serveScratch(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
