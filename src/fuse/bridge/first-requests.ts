@@ -9,7 +9,7 @@
 import { constants as fsc } from 'node:fs';
 import { constants } from 'node:os';
 import type { FileSystemApi } from '../api';
-import { InitFlag, Opcode, Size } from '../wire/protocol';
+import { InitFlag, KERNEL_MINOR_VERSION, KERNEL_VERSION, Opcode, Size } from '../wire/protocol';
 import { threadAffinity } from './affinity';
 import { FuseSession } from './session';
 import type { BatchHandler } from './transport';
@@ -20,6 +20,9 @@ const cstr = (s: string): Buffer => Buffer.from(`${s}\0`);
 
 /** what a kernel offers at INIT, io_uring aside (the warm-up has no ring) */
 const OFFERED = Object.values(InitFlag).reduce((a, b) => a | b, 0n) & ~InitFlag.INIT_RESERVED & ~InitFlag.OVER_IO_URING;
+
+/** the readahead a kernel offers at INIT (128 KiB, as Linux's default) */
+const MAX_READAHEAD = 128 * 1024;
 
 /** the fake device's fd number: above any fd limit, so no real fd can have it */
 const DEVICE_FD = 1 << 30;
@@ -131,7 +134,7 @@ export async function serveFirstRequests(fs: FileSystemApi, names: FirstRequestN
   const READ_IN = (fh: number, size: number): Buffer[] => [u64(fh, 0), u32(size, 0), u64(0), u32(0, 0)];
   const RELEASE_IN = (fh: number): Buffer[] => [u64(fh), u32(0, 0), u64(0)];
 
-  check(await dev.ask(Opcode.INIT, 0, u32(7, 45, 131072, Number(OFFERED & 0xffffffffn), Number(OFFERED >> 32n)), Buffer.alloc(44)), 'INIT');
+  check(await dev.ask(Opcode.INIT, 0, u32(KERNEL_VERSION, KERNEL_MINOR_VERSION, MAX_READAHEAD, Number(OFFERED & 0xffffffffn), Number(OFFERED >> 32n)), Buffer.alloc(44)), 'INIT');
   await dev.ask(Opcode.GETATTR, ROOT, u32(0, 0), u64(0));
   await dev.ask(Opcode.LOOKUP, ROOT, cstr('missing'));
   // the first OPENDIR is refused (ENOSYS: the kernel lists without opening from then on, no_opendir)
