@@ -4,6 +4,7 @@ import { constants } from 'node:os';
 import { FuseSession, type BatchHandler, type FuseTransport } from '../../src/fuse/bridge';
 import { FsError } from '../../src/errors';
 import { InitFlag, Opcode, Size, type InitFlagName } from '../../src/fuse/wire/protocol';
+import { cstr, initIn, openIn, readIn, releaseIn, requestFrame, u32, u64 } from '../../src/fuse/wire/request';
 import type {
   Attr, Ctx, DirEntryOut, Entry, FileSystemApi, OpenResult, SetattrChanges,
 } from '../../src/fuse/api';
@@ -13,29 +14,14 @@ export const E = constants.errno;
 
 let nextUnique = 100n;
 export function frame(opcode: number, nodeId: number, body: Buffer, unique = (nextUnique += 2n)): Buffer {
-  const h = Buffer.alloc(Size.IN_HEADER);
-  h.writeUInt32LE(Size.IN_HEADER + body.length, 0);
-  h.writeUInt32LE(opcode, 4);
-  h.writeBigUInt64LE(unique, 8);
-  h.writeBigUInt64LE(BigInt(nodeId), 16);
-  h.writeUInt32LE(1000, 24);
-  h.writeUInt32LE(1001, 28);
-  h.writeUInt32LE(77, 32);
-  return Buffer.concat([h, body]);
+  return requestFrame(opcode, nodeId, unique, { uid: 1000, gid: 1001, pid: 77 }, body);
 }
-export const u32 = (...v: number[]): Buffer => Buffer.concat(v.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(x); return b; }));
-export const u64 = (...v: number[]): Buffer => Buffer.concat(v.map((x) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(x)); return b; }));
-export const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'latin1');
+export { cstr, openIn, readIn, releaseIn, u32, u64 };
 export const uniqueOf = (f: Buffer): bigint => f.readBigUInt64LE(8);
 
 export function initFrame(minor: number, flags: bigint, major = 7): Buffer {
-  return frame(Opcode.INIT, 0, Buffer.concat([
-    u32(major, minor, 131072, Number(flags & 0xffffffffn), Number(flags >> 32n)), Buffer.alloc(44),
-  ]));
+  return frame(Opcode.INIT, 0, initIn(major, minor, flags));
 }
-export const readIn = (fh: number, offset: number, size: number): Buffer => Buffer.concat([u64(fh, offset), u32(size, 0), u64(0), u32(0, 0)]);
-export const openIn = (flags: number): Buffer => u32(flags, 0);
-export const releaseIn = (fh: number): Buffer => Buffer.concat([u64(fh), u32(0, 0), u64(0)]);
 
 /** every flag a 6.18 kernel offers (flags and flags2) */
 export const ALL_OFFERED = Object.values(InitFlag).reduce((a, b) => a | b, 0n) & ~InitFlag.INIT_RESERVED;

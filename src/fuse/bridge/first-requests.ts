@@ -10,19 +10,16 @@ import { constants as fsc } from 'node:fs';
 import { constants } from 'node:os';
 import type { FileSystemApi } from '../api';
 import { InitFlag, KERNEL_MINOR_VERSION, KERNEL_VERSION, Opcode, Size } from '../wire/protocol';
+import { cstr, initIn, openIn, readIn, releaseIn, requestFrame, u32, u64 } from '../wire/request';
 import { threadAffinity } from './affinity';
 import { FuseSession } from './session';
 import type { BatchHandler } from './transport';
 
-const u32 = (...v: number[]): Buffer => Buffer.from(Uint32Array.from(v).buffer);
-const u64 = (...v: number[]): Buffer => Buffer.from(BigUint64Array.from(v.map(BigInt)).buffer);
-const cstr = (s: string): Buffer => Buffer.from(`${s}\0`);
-
 /** what a kernel offers at INIT, io_uring aside (the warm-up has no ring) */
 const OFFERED = Object.values(InitFlag).reduce((a, b) => a | b, 0n) & ~InitFlag.INIT_RESERVED & ~InitFlag.OVER_IO_URING;
 
-/** the readahead a kernel offers at INIT (128 KiB, as Linux's default) */
-const MAX_READAHEAD = 128 * 1024;
+/** the requests' caller: this process, as a mount's first requests come from its mounter */
+const CALLER = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
 
 /** the fake device's fd number: above any fd limit, so no real fd can have it */
 const DEVICE_FD = 1 << 30;
@@ -70,8 +67,7 @@ class FakeDevice {
   /** one request frame, handed over as the poller does (in a reused area, with its index) */
   send(opcode: number, nodeId: number, ...body: Buffer[]): bigint {
     const unique = (this.unique += 2n);
-    const len = Size.IN_HEADER + body.reduce((n, b) => n + b.length, 0);
-    const frame = Buffer.concat([u32(len, opcode), u64(Number(unique), nodeId), u32(process.getuid?.() ?? 0, process.getgid?.() ?? 0, process.pid, 0), ...body]);
+    const frame = requestFrame(opcode, nodeId, unique, CALLER, ...body);
     (this.onBatch as BatchHandler)(frame, Int32Array.of(DEVICE_FD, 0, frame.length), 1);
     return unique;
   }
@@ -131,31 +127,29 @@ export async function serveFirstRequests(fs: FileSystemApi, names: FirstRequestN
   const dev = new FakeDevice(fs);
   const { O_RDONLY, O_RDWR, O_DIRECTORY } = fsc;
   const ROOT = 1;
-  const READ_IN = (fh: number, size: number): Buffer[] => [u64(fh, 0), u32(size, 0), u64(0), u32(0, 0)];
-  const RELEASE_IN = (fh: number): Buffer[] => [u64(fh), u32(0, 0), u64(0)];
 
-  check(await dev.ask(Opcode.INIT, 0, u32(KERNEL_VERSION, KERNEL_MINOR_VERSION, MAX_READAHEAD, Number(OFFERED & 0xffffffffn), Number(OFFERED >> 32n)), Buffer.alloc(44)), 'INIT');
+  check(await dev.ask(Opcode.INIT, 0, initIn(KERNEL_VERSION, KERNEL_MINOR_VERSION, OFFERED)), 'INIT');
   await dev.ask(Opcode.GETATTR, ROOT, u32(0, 0), u64(0));
   await dev.ask(Opcode.LOOKUP, ROOT, cstr('missing'));
   // the first OPENDIR is refused (ENOSYS: the kernel lists without opening from then on, no_opendir)
-  await dev.ask(Opcode.OPENDIR, ROOT, u32(O_RDONLY | O_DIRECTORY, 0));
-  const end = lastCookie(check(await dev.ask(Opcode.READDIRPLUS, ROOT, ...READ_IN(0, 4096)), 'READDIRPLUS'));
-  await dev.ask(Opcode.READDIRPLUS, ROOT, u64(0, end), u32(4096, 0), u64(0), u32(0, 0));
-  await dev.ask(Opcode.READDIR, ROOT, ...READ_IN(0, 4096));
+  await dev.ask(Opcode.OPENDIR, ROOT, openIn(O_RDONLY | O_DIRECTORY));
+  const end = lastCookie(check(await dev.ask(Opcode.READDIRPLUS, ROOT, readIn(0, 0, 4096)), 'READDIRPLUS'));
+  await dev.ask(Opcode.READDIRPLUS, ROOT, readIn(0, end, 4096));
+  await dev.ask(Opcode.READDIR, ROOT, readIn(0, 0, 4096));
   const etc = firstU64(check(await dev.ask(Opcode.LOOKUP, ROOT, cstr(names.dir)), 'LOOKUP'));
   const name = firstU64(check(await dev.ask(Opcode.LOOKUP, ROOT, cstr(names.link)), 'LOOKUP'));
   await dev.ask(Opcode.READLINK, name);
   const file = firstU64(check(await dev.ask(Opcode.LOOKUP, etc, cstr(names.file)), 'LOOKUP'));
   await dev.ask(Opcode.GETXATTR, file, u32(0, 0), cstr('security.capability'));
-  const fh = firstU64(check(await dev.ask(Opcode.OPEN, file, u32(O_RDONLY, 0)), 'OPEN'));
-  await dev.ask(Opcode.READ, file, ...READ_IN(fh, 4096));
+  const fh = firstU64(check(await dev.ask(Opcode.OPEN, file, openIn(O_RDONLY)), 'OPEN'));
+  await dev.ask(Opcode.READ, file, readIn(fh, 0, 4096));
   await dev.ask(Opcode.FLUSH, file, u64(fh, 0, 0));
-  await dev.ask(Opcode.RELEASE, file, ...RELEASE_IN(fh));
+  await dev.ask(Opcode.RELEASE, file, releaseIn(fh));
   // a copy-up: the lower file opened for writing, written, closed
-  const wfh = firstU64(check(await dev.ask(Opcode.OPEN, file, u32(O_RDWR, 0)), 'OPEN for writing'));
+  const wfh = firstU64(check(await dev.ask(Opcode.OPEN, file, openIn(O_RDWR)), 'OPEN for writing'));
   const data = cstr('warm');
   check(await dev.ask(Opcode.WRITE, file, u64(wfh, 0), u32(data.length, 0), u64(0), u32(0, 0), data), 'WRITE');
-  await dev.ask(Opcode.RELEASE, file, ...RELEASE_IN(wfh));
+  await dev.ask(Opcode.RELEASE, file, releaseIn(wfh));
   await dev.ask(Opcode.STATFS, ROOT);
   dev.send(Opcode.FORGET, name, u64(1));
   dev.send(Opcode.BATCH_FORGET, 0, u32(2, 0), u64(file, 1, etc, 1));

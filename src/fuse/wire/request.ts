@@ -1,0 +1,40 @@
+/**
+ * Request frames as the kernel writes them into /dev/fuse, for what hands a FuseSession
+ * requests without a kernel: the build's warm-up (bridge/first-requests.ts) and the
+ * session's test bench (test/lib/bridge-fixture.ts). Little-endian, as on every
+ * architecture FUSE runs on here.
+ */
+import { Size } from './protocol';
+
+export const u32 = (...v: number[]): Buffer => Buffer.from(Uint32Array.from(v).buffer);
+export const u64 = (...v: number[]): Buffer => Buffer.from(BigUint64Array.from(v.map(BigInt)).buffer);
+/** a name as the kernel sends it: its bytes and a NUL */
+export const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'latin1');
+
+/** who a request comes from (the header's uid, gid and pid) */
+export interface RequestCaller { uid: number; gid: number; pid: number }
+
+/** one request: the in-header, then the body's parts */
+export function requestFrame(opcode: number, nodeId: number, unique: bigint, caller: RequestCaller, ...body: Buffer[]): Buffer {
+  const len = Size.IN_HEADER + body.reduce((n, b) => n + b.length, 0);
+  const h = Buffer.alloc(Size.IN_HEADER);
+  h.writeUInt32LE(len, 0);
+  h.writeUInt32LE(opcode, 4);
+  h.writeBigUInt64LE(unique, 8);
+  h.writeBigUInt64LE(BigInt(nodeId), 16);
+  h.writeUInt32LE(caller.uid, 24);
+  h.writeUInt32LE(caller.gid, 28);
+  h.writeUInt32LE(caller.pid, 32);
+  return Buffer.concat([h, ...body]);
+}
+
+/** the readahead a kernel offers at INIT (128 KiB, Linux's default) */
+const MAX_READAHEAD = 128 * 1024;
+
+/** INIT's body: the kernel's version and the flags it offers */
+export const initIn = (major: number, minor: number, flags: bigint): Buffer =>
+  Buffer.concat([u32(major, minor, MAX_READAHEAD, Number(flags & 0xffffffffn), Number(flags >> 32n)), Buffer.alloc(44)]);
+/** READ's, READDIR's and READDIRPLUS's body */
+export const readIn = (fh: number, offset: number, size: number): Buffer => Buffer.concat([u64(fh, offset), u32(size, 0), u64(0), u32(0, 0)]);
+export const openIn = (flags: number): Buffer => u32(flags, 0);
+export const releaseIn = (fh: number): Buffer => Buffer.concat([u64(fh), u32(0, 0), u64(0)]);
