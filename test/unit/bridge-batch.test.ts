@@ -7,29 +7,21 @@
 import t from 'tap';
 import { constants } from 'node:os';
 import { FuseSession, type BatchHandler, type FuseTransport } from '../../src/fuse/bridge';
-import { InitFlag, Opcode, Size } from '../../src/fuse/wire/protocol';
+import { InitFlag, KERNEL_MINOR_VERSION, KERNEL_VERSION, Opcode } from '../../src/fuse/wire/protocol';
+import { cstr, initIn, requestFrame, u32, writeIn } from '../../src/fuse/wire/request';
 import type { FileSystemApi } from '../../src/fuse/api';
 
 const E = constants.errno;
 
+const NOBODY = { uid: 0, gid: 0, pid: 0 };
 let nextUnique = 10n;
-function frame(opcode: number, nodeId: number, body: Buffer): Buffer {
-  const h = Buffer.alloc(Size.IN_HEADER);
-  h.writeUInt32LE(Size.IN_HEADER + body.length, 0);
-  h.writeUInt32LE(opcode, 4);
-  h.writeBigUInt64LE((nextUnique += 2n), 8);
-  h.writeBigUInt64LE(BigInt(nodeId), 16);
-  return Buffer.concat([h, body]);
-}
-const u32 = (...v: number[]): Buffer => Buffer.concat(v.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(x); return b; }));
-const u64 = (...v: number[]): Buffer => Buffer.concat(v.map((x) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(x)); return b; }));
-const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'latin1');
+const frame = (opcode: number, nodeId: number, body: Buffer): Buffer => requestFrame(opcode, nodeId, (nextUnique += 2n), NOBODY, body);
 const initFrame = (): Buffer => {
   const all = Object.values(InitFlag).reduce((a, b) => a | b, 0n) & ~InitFlag.INIT_RESERVED;
-  return frame(Opcode.INIT, 0, Buffer.concat([u32(7, 45, 131072, Number(all & 0xffffffffn), Number(all >> 32n)), Buffer.alloc(44)]));
+  return frame(Opcode.INIT, 0, initIn(KERNEL_VERSION, KERNEL_MINOR_VERSION, all));
 };
 /** fuse_write_in (fh 4 at `offset`) and the data */
-const writeIn = (offset: number, data: Buffer): Buffer => Buffer.concat([u64(4, offset), u32(data.length, 0), u64(0), u32(0, 0), data]);
+const writeAt = (offset: number, data: Buffer): Buffer => writeIn(4, offset, data);
 /** fuse_setxattr_in with the SETXATTR_EXT fields (negotiated: every flag is offered), name, value */
 const setxattrIn = (name: string, value: Buffer): Buffer => Buffer.concat([u32(value.length, 0, 0, 0), cstr(name), value]);
 
@@ -101,14 +93,14 @@ t.test('what async handlers keep is theirs, not the reused area', async (t) => {
   tr.written.length = 0;
 
   tr.feed([
-    { fd: 3, buf: frame(Opcode.WRITE, 7, writeIn(0, Buffer.from('first-batch-write-a'))) },
-    { fd: 5, buf: frame(Opcode.WRITE, 7, writeIn(100, Buffer.from('first-batch-write-b'))) },
+    { fd: 3, buf: frame(Opcode.WRITE, 7, writeAt(0, Buffer.from('first-batch-write-a'))) },
+    { fd: 5, buf: frame(Opcode.WRITE, 7, writeAt(100, Buffer.from('first-batch-write-b'))) },
     { fd: 3, buf: frame(Opcode.SETXATTR, 8, setxattrIn('user.one', Buffer.from('value-one'))) },
     { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('name-one')) },
   ]);
   // the next batch overwrites the same bytes while the first batch's handlers still wait
   tr.feed([
-    { fd: 3, buf: frame(Opcode.WRITE, 7, writeIn(0, Buffer.from('SECOND-BATCH-WRITE-'))) },
+    { fd: 3, buf: frame(Opcode.WRITE, 7, writeAt(0, Buffer.from('SECOND-BATCH-WRITE-'))) },
     { fd: 3, buf: frame(Opcode.SETXATTR, 8, setxattrIn('user.two', Buffer.from('VALUE-TWO'))) },
     { fd: 3, buf: frame(Opcode.LOOKUP, 1, cstr('NAME-TWO')) },
   ]);

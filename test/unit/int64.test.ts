@@ -6,7 +6,8 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { add, fromBigInt, readI64, readU64, sub, toBigInt, toSafeNumber, writeI64, writeU64, type Int64 } from '../../src/int64';
-import { decode, encodeAttr, encodeLseek, encodeStatfs, Opcode, Size } from '../../src/fuse/wire';
+import { decode, encodeAttr, encodeLseek, encodeStatfs, Opcode } from '../../src/fuse/wire';
+import { requestFrame, u32, u64, writeIn } from '../../src/fuse/wire/request';
 import { C, native } from '../../src/native';
 import type { Attr } from '../../src/fuse/api';
 
@@ -67,17 +68,8 @@ t.test('arithmetic and conversions never round', async (tt) => {
 
 // ---- the wire -------------------------------------------------------------------------
 
-function frame(opcode: number, body: Buffer): Buffer {
-  const h = Buffer.alloc(Size.IN_HEADER);
-  h.writeUInt32LE(Size.IN_HEADER + body.length, 0);
-  h.writeUInt32LE(opcode, 4);
-  h.writeBigUInt64LE(2n, 8);
-  h.writeBigUInt64LE(1n, 16);
-  return Buffer.concat([h, body]);
-}
-const u64 = (...v: bigint[]): Buffer => Buffer.concat(v.map((x) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(x); return b; }));
+const frame = (opcode: number, body: Buffer): Buffer => requestFrame(opcode, 1, 2n, { uid: 0, gid: 0, pid: 0 }, body);
 const i64 = (x: bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigInt64LE(x); return b; };
-const u32 = (...v: number[]): Buffer => Buffer.concat(v.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(x); return b; }));
 
 function body(buf: Buffer): Record<string, unknown> {
   const r = decode(buf);
@@ -93,7 +85,7 @@ t.test('the decoder keeps sizes, offsets and lengths exact up to 2^63 - 1', asyn
     exact(tt, body(frame(Opcode.SETATTR, setattr)).size as Int64, v, `SETATTR size ${v}`);
     const read = Buffer.concat([u64(7n, v), u32(4096, 0), u64(0n), u32(0, 0)]);
     exact(tt, body(frame(Opcode.READ, read)).offset as Int64, v, `READ offset ${v}`);
-    const write = Buffer.concat([u64(7n, v), u32(1, 0), u64(0n), u32(0, 0), Buffer.from('x')]);
+    const write = writeIn(7, v, Buffer.from('x'));
     exact(tt, body(frame(Opcode.WRITE, write)).offset as Int64, v, `WRITE offset ${v}`);
     const falloc = body(frame(Opcode.FALLOCATE, Buffer.concat([u64(7n, v, v), u32(0, 0)])));
     exact(tt, falloc.offset as Int64, v, `FALLOCATE offset ${v}`);

@@ -7,29 +7,15 @@ import { constants } from 'node:os';
 import { format } from 'node:util';
 import { FuseSession, type FuseTransport } from '../../src/fuse/bridge';
 import type { FileSystemApi } from '../../src/fuse/api';
-import { InitFlag, Opcode, Size } from '../../src/fuse/wire/protocol';
+import { InitFlag, KERNEL_MINOR_VERSION, KERNEL_VERSION, Opcode, Size } from '../../src/fuse/wire/protocol';
+import { initIn, requestFrame } from '../../src/fuse/wire/request';
 import type { BatchHandler } from '../../src/fuse/bridge/transport';
 
 const E = constants.errno;
 
 let unique = 500n;
-function frame(opcode: number, body: Buffer): Buffer {
-  const h = Buffer.alloc(Size.IN_HEADER);
-  h.writeUInt32LE(Size.IN_HEADER + body.length, 0);
-  h.writeUInt32LE(opcode, 4);
-  h.writeBigUInt64LE((unique += 2n), 8);
-  h.writeBigUInt64LE(1n, 16);
-  return Buffer.concat([h, body]);
-}
-function initFrame(flags: bigint): Buffer {
-  const b = Buffer.alloc(64);
-  b.writeUInt32LE(7, 0);
-  b.writeUInt32LE(45, 4);
-  b.writeUInt32LE(131072, 8);
-  b.writeUInt32LE(Number(flags & 0xffffffffn), 12);
-  b.writeUInt32LE(Number(flags >> 32n), 16);
-  return frame(Opcode.INIT, b);
-}
+const frame = (opcode: number, body: Buffer): Buffer => requestFrame(opcode, 1, (unique += 2n), { uid: 0, gid: 0, pid: 0 }, body);
+const initFrame = (flags: bigint): Buffer => frame(Opcode.INIT, initIn(KERNEL_VERSION, KERNEL_MINOR_VERSION, flags));
 const OFFERED = InitFlag.INIT_EXT | InitFlag.MAX_PAGES | InitFlag.ASYNC_READ;
 
 interface Event { what: string; fd?: number; buf?: Buffer }

@@ -10,7 +10,7 @@ import { constants as fsc } from 'node:fs';
 import { constants } from 'node:os';
 import type { FileSystemApi } from '../api';
 import { InitFlag, KERNEL_MINOR_VERSION, KERNEL_VERSION, Opcode, Size } from '../wire/protocol';
-import { cstr, initIn, openIn, readIn, releaseIn, requestFrame, u32, u64 } from '../wire/request';
+import { cstr, initIn, openIn, readIn, releaseIn, requestFrame, u32, u64, writeIn } from '../wire/request';
 import { threadAffinity } from './affinity';
 import { FuseSession } from './session';
 import type { BatchHandler } from './transport';
@@ -148,7 +148,7 @@ export async function serveFirstRequests(fs: FileSystemApi, names: FirstRequestN
   // a copy-up: the lower file opened for writing, written, closed
   const wfh = firstU64(check(await dev.ask(Opcode.OPEN, file, openIn(O_RDWR)), 'OPEN for writing'));
   const data = cstr('warm');
-  check(await dev.ask(Opcode.WRITE, file, u64(wfh, 0), u32(data.length, 0), u64(0), u32(0, 0), data), 'WRITE');
+  check(await dev.ask(Opcode.WRITE, file, writeIn(wfh, 0, data)), 'WRITE');
   await dev.ask(Opcode.RELEASE, file, releaseIn(wfh));
   await dev.ask(Opcode.STATFS, ROOT);
   dev.send(Opcode.FORGET, name, u64(1));

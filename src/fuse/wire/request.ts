@@ -7,7 +7,7 @@
 import { Size } from './protocol';
 
 export const u32 = (...v: number[]): Buffer => Buffer.from(Uint32Array.from(v).buffer);
-export const u64 = (...v: number[]): Buffer => Buffer.from(BigUint64Array.from(v.map(BigInt)).buffer);
+export const u64 = (...v: (number | bigint)[]): Buffer => Buffer.from(BigUint64Array.from(v.map((x) => BigInt(x))).buffer);
 /** a name as the kernel sends it: its bytes and a NUL */
 export const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'latin1');
 
@@ -36,5 +36,8 @@ export const initIn = (major: number, minor: number, flags: bigint): Buffer =>
   Buffer.concat([u32(major, minor, MAX_READAHEAD, Number(flags & 0xffffffffn), Number(flags >> 32n)), Buffer.alloc(44)]);
 /** READ's, READDIR's and READDIRPLUS's body */
 export const readIn = (fh: number, offset: number, size: number): Buffer => Buffer.concat([u64(fh, offset), u32(size, 0), u64(0), u32(0, 0)]);
+/** WRITE's body: fuse_write_in (no write flags, lock owner or open flags) and the data */
+export const writeIn = (fh: number, offset: number | bigint, data: Buffer): Buffer =>
+  Buffer.concat([u64(fh, offset), u32(data.length, 0), u64(0), u32(0, 0), data]);
 export const openIn = (flags: number): Buffer => u32(flags, 0);
 export const releaseIn = (fh: number): Buffer => Buffer.concat([u64(fh), u32(0, 0), u64(0)]);
