@@ -115,6 +115,7 @@ bool register_batch(napi_env env, napi_value exports);
 /* what readAhead (batch.c) reads of a name */
 #define RA_STAT 1
 #define RA_LIST 2
+#define RA_XATTRS 4
 bool register_xattr(napi_env env, napi_value exports);
 bool register_io(napi_env env, napi_value exports);
 bool register_copydata(napi_env env, napi_value exports);

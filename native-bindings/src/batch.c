@@ -10,7 +10,10 @@
  *   RA_STAT  its statx(2), a final symlink not followed;
  *   RA_LIST  when it is a directory (by that statx, or, without one, by opening it),
  *            its entries (getdents64, '.' and '..' left out) and its own xattr names
- *            (flistxattr).
+ *            (flistxattr);
+ *   RA_XATTRS when it is not a directory (by that statx, or, without one, as the caller
+ *            knows from its listing), its xattr names (llistxattr through
+ *            /proc/self/fd/<dirfd>/<name>: a final symlink not followed).
  * Each name's outcome is its own. The binding duplicates every fd before queuing the
  * work (the caller's may be closed meanwhile); the pool thread closes the copies.
  *
@@ -23,12 +26,14 @@
  *   i32 list: -1 not read, 0 read (a listing follows), else the errno
  *   [listing: u32 entries; each: u64 ino, u8 d_type, u8 name length, the name;
  *    i32 xattr bytes (-1: not read), the names as flistxattr gives them (NUL-ended)]
+ *   i32 xattr bytes of a non-directory (-1: not read), the names as llistxattr gives them
  */
 #include "addon.h"
 #include "async.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -134,13 +139,17 @@ static void put_stat(struct area *a, const struct statx *st) {
   put(a, u, sizeof(u));
 }
 
-/* The xattr names of the open directory, as i32 length and bytes (-1: could not be read). */
-static void put_xattr_names(struct area *a, int fd) {
+/*
+ * The xattr names of the open directory `fd` (path NULL) or of `path` (a final symlink
+ * not followed), as i32 length and bytes (-1: could not be read).
+ */
+static void put_xattr_names(struct area *a, int fd, const char *path) {
   for (int attempt = 0; attempt < 2; attempt++) {
-    ssize_t size = attempt == 0 ? 1024 : flistxattr(fd, NULL, 0);
+    ssize_t size = attempt == 0 ? 1024 : path ? llistxattr(path, NULL, 0) : flistxattr(fd, NULL, 0);
     if (size < 0) break;
     if (!area_room(a, 4 + (size_t)size)) return;
-    ssize_t n = flistxattr(fd, a->p + a->len + 4, (size_t)size);
+    char *to = a->p + a->len + 4;
+    ssize_t n = path ? llistxattr(path, to, (size_t)size) : flistxattr(fd, to, (size_t)size);
     if (n >= 0) {
       put_i32(a, (int32_t)n); /* the names are in place after it */
       a->len += (size_t)n;
@@ -148,7 +157,20 @@ static void put_xattr_names(struct area *a, int fd) {
     }
     if (errno != ERANGE) break;
   }
-  put_i32(a, errno == ENOTSUP ? 0 : -1); /* no xattrs on this filesystem: an empty list */
+  /* a directory on a filesystem without xattrs: an empty list; a name's failure is left
+     to the caller, which lists the name itself (and answers its errno) */
+  put_i32(a, errno == ENOTSUP && !path ? 0 : -1);
+}
+
+/* The xattr names of `name` in directory `dirfd`, through /proc (no *listxattrat call). */
+static void put_name_xattrs(struct area *a, int dirfd, const char *name) {
+  char path[PATH_MAX];
+  int n = snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+  if (n < 0 || (size_t)n >= sizeof(path)) {
+    put_i32(a, -1);
+    return;
+  }
+  put_xattr_names(a, -1, path);
 }
 
 /* Directory `name` in `dirfd`: i32 list status, and the listing when it could be read. */
@@ -201,7 +223,7 @@ static void put_listing(struct ra_job *job, int dirfd, const char *name) {
     count++;
   }
   if (!a->failed) memcpy(a->p + count_at, &count, 4);
-  put_xattr_names(a, fd);
+  put_xattr_names(a, fd, NULL);
   close(fd);
 }
 
@@ -221,6 +243,13 @@ static void ra_run(struct job *j) {
       bool dir = serr == 0 ? S_ISDIR(st.stx_mode) : !(want & RA_STAT);
       if ((want & RA_LIST) && dir) {
         put_listing(job, fd, name);
+      } else {
+        put_i32(&job->out, -1);
+      }
+      /* not a directory: by its statx, or (none asked) as the caller's listing says */
+      bool file = serr == 0 ? !S_ISDIR(st.stx_mode) : serr == -1;
+      if ((want & RA_XATTRS) && file && name[0]) {
+        put_name_xattrs(&job->out, fd, name);
       } else {
         put_i32(&job->out, -1);
       }

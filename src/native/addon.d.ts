@@ -143,6 +143,8 @@ export interface NativeConstants {
   RA_STAT: number;
   /** readAhead: the entries and xattr names of a name that is a directory */
   RA_LIST: number;
+  /** readAhead: the xattr names of a name that is not a directory */
+  RA_XATTRS: number;
   MS_NODEV: number;
   MS_NOSUID: number;
   MS_RDONLY: number;
@@ -207,8 +209,9 @@ export interface Addon {
    * The read-ahead of one READDIRPLUS batch in one call on the thread pool (every fd is
    * duplicated first: the caller may close its own meanwhile). Directory `dirfds[g]` is
    * asked for the next `counts[g]` names of `names` (one byte string, all names joined
-   * by '/'); `wants[i]` (constants RA_STAT | RA_LIST) says what of name i: its statx (a
-   * final symlink not followed), and when it is a directory its entries and xattr names.
+   * by '/'); `wants[i]` (constants RA_STAT | RA_LIST | RA_XATTRS) says what of name i: its
+   * statx (a final symlink not followed), when it is a directory its entries and xattr
+   * names, and when it is not its xattr names.
    * One Buffer of results, name by name (layout: native-bindings/src/batch.c; decoded
    * by src/overlay/readahead-result.ts).
    */

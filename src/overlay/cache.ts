@@ -124,7 +124,7 @@ export class LayerCache {
     return p === undefined ? null : `${p}\0${path}`;
   }
 
-  private putListing(key: string, entries: DirEntry[], xattrs: string[] | null): void {
+  private putListing(key: string, entries: DirEntry[], xattrs: readonly string[] | null): void {
     // a listing larger than this mount's byte bound is not kept (read again each time)
     if (listingSize(entries, key) > this.listingBytes) return;
     this.pool.listings.set(key, { entries, names: typesOf(entries), xattrs });
@@ -155,7 +155,7 @@ export class LayerCache {
    * Keeps the entries of lower directory `path` of `layer` read elsewhere (the thread
    * pool, prefetch.ts), unless a listing is kept already. Never for the upper.
    */
-  putLowerListing(layer: Layer, path: string, entries: DirEntry[], xattrs: string[] | null = null): void {
+  putLowerListing(layer: Layer, path: string, entries: DirEntry[], xattrs: readonly string[] | null = null): void {
     const key = this.keyOf(layer, path);
     if (key === null || this.pool.listings.has(key)) return;
     this.putListing(key, entries, xattrs);
@@ -229,12 +229,26 @@ export class LayerCache {
     return key !== null && this.pool.stats.has(key);
   }
 
-  /** Keeps a statx of lower object `path` of `layer` made elsewhere (null: it does not exist). Never for the upper. */
-  putLowerStat(layer: Layer, path: string, s: Stat | null): void {
+  /**
+   * Keeps a statx of lower object `path` of `layer` made elsewhere (null: it does not
+   * exist) and, when given, its xattr names as stored. Never for the upper.
+   */
+  putLowerStat(layer: Layer, path: string, s: Stat | null, xattrs: readonly string[] | null = null): void {
     const key = this.statKeyOf(layer, path);
     if (key === null) return;
-    this.pool.stats.set(key, { s });
+    this.pool.stats.set(key, xattrs === null || s === null ? { s } : { s, x: xattrs });
     this.pool.trim();
+  }
+
+  /**
+   * The xattr names (as stored) of lower object `path` of `layer` when the read-ahead
+   * listed them with its statx (a non-directory; a directory's come with its listing,
+   * lowerXattrNames), else null. Never the upper's.
+   */
+  lowerFileXattrs(layer: Layer, path: string): readonly string[] | null {
+    const key = this.statKeyOf(layer, path);
+    if (key === null) return null;
+    return this.pool.stats.peek(key)?.x ?? null;
   }
 
   /**

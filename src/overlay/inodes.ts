@@ -41,8 +41,8 @@ export type { LowerRef };
 
 /** The xattrs of a lower object, read once (xattr.ts). */
 export interface LowerXattrs {
-  /** names as stored */
-  disk: string[];
+  /** names as stored (may be shared with the lower caches: never changed) */
+  disk: readonly string[];
   /** names a user may see (before the trusted.* filter of the caller) */
   shown: string[];
   /** values read so far, by stored name (small ones only) */

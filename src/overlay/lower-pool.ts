@@ -43,10 +43,14 @@ export interface LowerListing {
   /** the names and their d_type (a lookup of a name not there; the read-ahead) */
   names: Map<string, number>;
   /** the directory's own xattr names when read with its entries (prefetch.ts), else null */
-  xattrs: string[] | null;
+  xattrs: readonly string[] | null;
 }
 
-export type StatSlot = { s: Stat | null };
+/**
+ * A lower object's statx (null: it does not exist) and, when the read-ahead listed them
+ * with it (a non-directory, prefetch.ts), its xattr names as stored.
+ */
+export type StatSlot = { s: Stat | null; x?: readonly string[] };
 
 /**
  * approximate heap bytes of one listing entry besides its name (object, bigint, array
@@ -57,6 +61,20 @@ export const ENTRY_OVERHEAD = 96;
 export const LISTING_OVERHEAD = 256;
 /** approximate heap bytes of one Stat (about twenty fields, bigint ino) besides its key */
 export const STAT_OVERHEAD = 200;
+/** approximate heap bytes of a slot's xattr name list besides the names (the array; none when empty: one shared) */
+export const XATTRS_OVERHEAD = 32;
+/** approximate heap bytes of one kept xattr name besides its characters */
+export const XATTR_NAME_OVERHEAD = 24;
+
+export function statSlotSize(slot: StatSlot, key: string): number {
+  let n = STAT_OVERHEAD + 2 * key.length;
+  const x = slot.x;
+  if (x !== undefined && x.length > 0) {
+    n += XATTRS_OVERHEAD;
+    for (const name of x) n += XATTR_NAME_OVERHEAD + name.length;
+  }
+  return n;
+}
 
 export function listingSize(entries: readonly DirEntry[], key: string): number {
   let n = LISTING_OVERHEAD + 2 * key.length;
@@ -90,7 +108,7 @@ export class LowerPool {
   });
   readonly stats = new LRUCache<string, StatSlot>({
     maxSize: NO_BOUND,
-    sizeCalculation: (_s, k) => STAT_OVERHEAD + 2 * k.length,
+    sizeCalculation: statSlotSize,
   });
   private readonly lowers = new Map<string, Shared>();
   private readonly bound: PoolLimits = { listings: 0, listingBytes: 0, stats: 0, statBytes: 0 };

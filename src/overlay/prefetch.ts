@@ -85,8 +85,8 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
   if (waiting !== undefined) return waiting.then(() => prefetchLookups(st, node, entries));
   const names = entries.map((e) => e.name);
   const wanted: Wanted[] = [];
-  const own = wantsOf(st, node.lowers, names, wanted) > 0 ? start(st, wanted, false) : undefined;
   const walking = node.parent !== null && ahead.listed.has(node.parent);
+  const own = wantsOf(st, node.lowers, names, wanted, !walking) > 0 ? start(st, wanted, false) : undefined;
   ahead.listed.add(node);
   if (walking) {
     if (own === undefined) readAheadBelow(st, node, names);
@@ -110,18 +110,25 @@ function pendingFor(st: State, lowers: readonly { layer: Wanted['layer']; path: 
 /**
  * Adds to `wanted` what lookups of `names` in the lower directories `lowers` (a merge
  * stack, top first) need read that the caches lack; returns how many names it added.
+ * `xattrs`: the xattr names of the non-directories too, with their statx (a listing
+ * outside a walk: `ls -l` asks each file for two xattrs; a walk such as `find` or `tar`
+ * asks none, so there they would be read for nothing).
  */
-function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: string }[], names: Iterable<string>, wanted: Wanted[]): number {
+function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: string }[], names: Iterable<string>, wanted: Wanted[],
+  xattrs: boolean): number {
   let total = 0;
   // names a layer above ends the lookup at (a non-directory, an AUFS whiteout): the
   // layers below are not asked for them (merge.ts walkLowers)
   const ended = new Set<string>();
+  // names a layer above has (as a directory): not the node's top object here
+  const below = lowers.length > 1 ? new Set<string>() : null;
   for (const ref of lowers) {
     const listed = st.caches.peekLowerNames(ref.layer, ref.path);
     // not listed (a listing larger than the cache's bound): the lookups ask per name
     if (listed === null) continue;
     const w: Wanted = { layer: ref.layer, path: ref.path, names: [], wants: [] };
     const endsHere: string[] = [];
+    const here: string[] | null = below === null ? null : [];
     for (const n of names) {
       if (n === '.' || n === '..' || isAufsName(n) || ended.has(n)) continue;
       if (listed.has(AUFS_PREFIX + n)) {
@@ -130,6 +137,7 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       }
       const type = listed.get(n);
       if (type === undefined) continue;
+      here?.push(n);
       const maybeDir = type === C.DT_DIR || type === C.DT_UNKNOWN;
       if (!maybeDir) endsHere.push(n);
       const path = joinPath(ref.path, n);
@@ -137,11 +145,17 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       // a lookup of a lower subdirectory lists it (its AUFS opaque marker, aufs.ts) and
       // reads its xattr names (its overlay marks); the walk lists it next anyway
       if (maybeDir && !st.caches.hasLowerListing(ref.layer, path)) want |= C.RA_LIST;
+      // the first getxattr of a node lists its object's xattr names (`ls -l` asks two
+      // of every file, xattr.ts): those of the top object of a non-directory are read
+      // here, beside its statx when that is read (no pool call for them alone; a
+      // directory's come with its listing)
+      if (xattrs && (want & C.RA_STAT) !== 0 && type !== C.DT_DIR && !below?.has(n)) want |= C.RA_XATTRS;
       if (want === 0) continue;
       w.names.push(n);
       w.wants.push(want);
     }
     for (const n of endsHere) ended.add(n);
+    if (here !== null) for (const n of here) below?.add(n);
     if (w.names.length > 0) {
       wanted.push(w);
       total += w.names.length;
@@ -185,7 +199,7 @@ function readAheadBelow(st: State, node: Node, names: readonly string[]): void {
       // one that would pass the bound (a huge directory) is left to its own READDIRPLUS
       if (taken + below.size > BELOW_MAX_NAMES) continue;
       taken += below.size;
-      wantsOf(st, stack, below, wanted);
+      wantsOf(st, stack, below, wanted, false);
     }
     if (wanted.length > 0) void start(st, wanted, true);
   } catch (e) {
@@ -284,11 +298,11 @@ async function readAhead(st: State, part: Wanted[]): Promise<void> {
       if (typeof s === 'number') {
         // vanished: a miss, as tryStatAt reads it; any other error is left to the lookup
         if (s === E.ENOENT || s === E.ENOTDIR) st.caches.putLowerStat(w.layer, path, null);
-      } else if (s !== undefined) {
-        st.caches.putLowerStat(w.layer, path, s);
       }
       const l = r.listing();
       if (typeof l === 'object') st.caches.putLowerListing(w.layer, path, l, r.xattrs);
+      const x = r.fileXattrs();
+      if (typeof s === 'object') st.caches.putLowerStat(w.layer, path, s, x);
     }
   }
 }

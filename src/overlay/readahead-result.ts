@@ -1,6 +1,7 @@
 /**
  * Reading the one Buffer native `readAhead` gives (layout: native-bindings/src/batch.c):
- * name by name, in the order they were asked, first stat() then listing(). Nothing is
+ * name by name, in the order they were asked, first stat(), then listing(), then
+ * fileXattrs(). Nothing is
  * made for a name until it is read, and nothing but what the caches keep: a Stat, the
  * entries, the xattr names.
  */
@@ -8,12 +9,14 @@ import type { DirEntry, Stat } from '../native';
 import type { Int64 } from '../int64';
 
 const TWO_32 = 2 ** 32;
+/** the names of an object without xattrs (most): one array for all */
+const NO_NAMES: readonly string[] = Object.freeze([]);
 
 export class ReadAheadResult {
   private readonly view: DataView;
   private pos = 0;
   /** the xattr names of the directory the last listing() read; null when unread */
-  xattrs: string[] | null = null;
+  xattrs: readonly string[] | null = null;
 
   constructor(private readonly buf: Buffer) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -80,22 +83,33 @@ export class ReadAheadResult {
       entries[i] = { name: this.buf.toString('latin1', p + 10, p + 10 + len), ino, type };
       p += 10 + len;
     }
-    const xlen = v.getInt32(p, true);
-    p += 4;
-    if (xlen < 0) {
-      this.xattrs = null;
-    } else {
-      const names: string[] = [];
-      for (let s = p; s < p + xlen;) {
-        let e = s;
-        while (e < p + xlen && this.buf[e] !== 0) e++;
-        if (e > s) names.push(this.buf.toString('latin1', s, e));
-        s = e + 1;
-      }
-      this.xattrs = names;
-      p += xlen;
-    }
     this.pos = p;
+    this.xattrs = this.names();
     return entries;
+  }
+
+  /** The next name's own xattr names (a non-directory's, RA_XATTRS), or null when not read. */
+  fileXattrs(): readonly string[] | null {
+    return this.names();
+  }
+
+  /** xattr names as listxattr gives them (i32 length, -1: not read; NUL-ended names) */
+  private names(): readonly string[] | null {
+    const p = this.pos + 4;
+    const xlen = this.view.getInt32(this.pos, true);
+    if (xlen < 0) {
+      this.pos = p;
+      return null;
+    }
+    this.pos = p + xlen;
+    if (xlen === 0) return NO_NAMES;
+    const names: string[] = [];
+    for (let s = p; s < p + xlen;) {
+      let e = s;
+      while (e < p + xlen && this.buf[e] !== 0) e++;
+      if (e > s) names.push(this.buf.toString('latin1', s, e));
+      s = e + 1;
+    }
+    return names;
   }
 }

@@ -17,6 +17,7 @@
  * Reading and writing trusted.* by an unprivileged caller the kernel refuses before we
  * are asked (xattr_permission); listing is ours to filter.
  */
+import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import { native } from '../native';
 import type { LowerXattrs, Node } from './inodes';
@@ -82,13 +83,28 @@ const LOWER_VALUE_MAX = 4096;
  */
 function lowerIndex(st: State, node: Node): LowerXattrs {
   if (node.lowerXattrs !== null) return node.lowerXattrs;
-  const { path, follow } = where(st, node);
-  const disk = native.listxattr(path, follow);
+  const disk = readAheadNames(st, node) ?? listLower(st, node);
   const shown = visible(st, disk);
   const index: LowerXattrs = { disk, shown, values: new Map() };
   node.lowerXattrs = index;
   node.noXattrs = shown.length === 0;
   return index;
+}
+
+/**
+ * The names of the node's top lower object as the read-ahead of a listing kept them
+ * (prefetch.ts; a directory's with its listing, another object's with its statx), so
+ * that a fresh mount's `ls -l` makes no listxattr per file; null when not kept.
+ */
+function readAheadNames(st: State, node: Node): readonly string[] | null {
+  const ref = node.lowers[0];
+  if (ref === undefined) return null;
+  return node.type === fsc.S_IFDIR ? st.caches.lowerXattrNames(ref.layer, ref.path) : st.caches.lowerFileXattrs(ref.layer, ref.path);
+}
+
+function listLower(st: State, node: Node): string[] {
+  const { path, follow } = where(st, node);
+  return native.listxattr(path, follow);
 }
 
 function lowerValue(st: State, node: Node, disk: string): Buffer | null {
@@ -102,7 +118,7 @@ function lowerValue(st: State, node: Node, disk: string): Buffer | null {
   return v;
 }
 
-function visible(st: State, names: string[]): string[] {
+function visible(st: State, names: readonly string[]): string[] {
   const out: string[] = [];
   for (const n of names) {
     const shown = visibleXattrName(st.prefix, n);

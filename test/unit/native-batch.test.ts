@@ -26,7 +26,9 @@ function opath(p: string): number {
 interface Got {
   stat: Stat | number | undefined;
   list: DirEntry[] | number | undefined;
-  xattrs?: string[] | null;
+  xattrs?: readonly string[] | null;
+  /** a non-directory's own xattr names (RA_XATTRS), when read */
+  fileXattrs?: readonly string[];
 }
 
 /** readAhead of `groups` (a dir fd and its names with what is wanted of each), decoded */
@@ -38,11 +40,14 @@ async function readAhead(groups: [number, [string, number][]][]): Promise<Got[]>
   return names.map(() => {
     const stat = r.stat();
     const list = r.listing();
-    return typeof list === 'object' ? { stat, list, xattrs: r.xattrs } : { stat, list };
+    const got: Got = typeof list === 'object' ? { stat, list, xattrs: r.xattrs } : { stat, list };
+    const own = r.fileXattrs();
+    if (own !== null) got.fileXattrs = own;
+    return got;
   });
 }
 
-const { RA_STAT, RA_LIST } = C;
+const { RA_STAT, RA_LIST, RA_XATTRS } = C;
 const BOTH = RA_STAT | RA_LIST;
 
 t.test('readAhead: each name as statx sees it, errno for the ones that fail', async (tt) => {
@@ -143,6 +148,40 @@ t.test('readAhead: each directory as getdents sees it, without . and .., and its
   const rd = native.openat(C.AT_FDCWD, dir, O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
   t.teardown(() => native.close(rd));
   tt.same(names(3), native.getdents(rd).map((e) => e.name).filter((n) => n !== '.' && n !== '..').sort(), 'as getdents');
+});
+
+t.test('readAhead: a non-directory\'s own xattr names, as llistxattr gives them', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(root, 'x-'));
+  const f = path.join(dir, 'f');
+  fs.writeFileSync(f, '');
+  native.setxattr(f, 'user.caf\xe9', Buffer.from('v'), 0, false);
+  native.setxattr(f, 'trusted.overlay.metacopy', Buffer.alloc(0), 0, false);
+  fs.writeFileSync(path.join(dir, 'none'), '');
+  const many = path.join(dir, 'many');
+  fs.writeFileSync(many, '');
+  // more names than the first 1 KiB buffer: listed again at the size asked
+  for (let i = 0; i < 60; i++) native.setxattr(many, `user.${'m'.repeat(30)}${i}`, Buffer.from('v'), 0, false);
+  fs.symlinkSync('f', path.join(dir, 'lnk'));
+  fs.mkdirSync(path.join(dir, 'd'));
+  native.setxattr(path.join(dir, 'd'), 'user.d', Buffer.from('v'), 0, false);
+  const fd = opath(dir);
+  t.teardown(() => native.close(fd));
+  const all = RA_STAT | RA_LIST | RA_XATTRS;
+  const res = await readAhead([[fd, [['f', all], ['none', RA_STAT | RA_XATTRS], ['many', RA_XATTRS], ['lnk', all], ['d', all],
+    ['d', RA_STAT | RA_XATTRS], ['missing', all], ['f', RA_STAT]]]]);
+  tt.same([...(res[0]?.fileXattrs ?? [])].sort(), native.listxattr(f, false).sort(), 'the names on disk, private ones too');
+  tt.equal(res[0]?.fileXattrs?.length, 2);
+  tt.same(res[0]?.stat, native.statx(fd, 'f', C.AT_SYMLINK_NOFOLLOW), 'with its statx');
+  tt.same(res[1]?.fileXattrs, [], 'none');
+  tt.equal(res[2]?.stat, undefined, 'not stat\'ed: only what was asked');
+  tt.same([...(res[2]?.fileXattrs ?? [])].sort(), native.listxattr(many, false).sort(), 'a set larger than the first buffer');
+  tt.same(res[3]?.fileXattrs, native.listxattr(path.join(dir, 'lnk'), false), 'a symlink\'s own, not its target\'s');
+  tt.not(res[3]?.fileXattrs?.length, 2);
+  tt.equal(res[4]?.fileXattrs, undefined, 'a directory: its names come with its listing');
+  tt.same(res[4]?.xattrs, ['user.d']);
+  tt.equal(res[5]?.fileXattrs, undefined, 'a directory stat\'ed only: none either');
+  tt.same(res[6], { stat: E.ENOENT, list: undefined }, 'a missing name: its statx errno, nothing else');
+  tt.equal(res[7]?.fileXattrs, undefined, 'not asked, not read');
 });
 
 t.test('bad arguments throw at once', async (tt) => {

@@ -1,0 +1,153 @@
+/**
+ * The xattr names of lower files come with the READDIRPLUS read-ahead
+ * (src/overlay/prefetch.ts, RA_XATTRS): `ls -l` asks every file of a fresh mount for
+ * security.selinux and system.posix_acl_access, and those first GETXATTRs then answer
+ * without a listxattr on the JS thread, with the answers an overlay that reads nothing
+ * ahead gives (names with and without xattrs, user.* ones, a set larger than the first
+ * buffer the read-ahead tries, escaped overlay names, symlinks, directories, a file
+ * under a lower directory above it), and whiteouts and opaque directories unchanged.
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { DirEntryOut } from '../../../src/fuse/api';
+import { Overlay } from '../../../src/overlay';
+import { native } from '../../../src/native';
+import { apart, config, ctx, fixture, ls, put, readdirAll, walk } from './fixtures/helpers';
+
+/** the entries of a READDIRPLUS batch of `p`: the whole listing */
+function batch(ov: Overlay, p: string): DirEntryOut[] {
+  const { fh } = ov.opendir(ctx, walk(ov, p));
+  try {
+    return readdirAll(ov, fh);
+  } finally {
+    ov.releasedir(fh);
+  }
+}
+
+/** Calls of the addon's listxattr (the JS thread's), counted while `f` runs. */
+function countListxattr<T>(f: () => T): { result: T; calls: number } {
+  const real = native.listxattr;
+  let calls = 0;
+  native.listxattr = (...a: Parameters<typeof real>): string[] => {
+    calls += 1;
+    return real(...a);
+  };
+  try {
+    return { result: f(), calls };
+  } finally {
+    native.listxattr = real;
+  }
+}
+
+const ASKED = ['security.selinux', 'system.posix_acl_access', 'user.one', 'user.big.7', 'trusted.overlay.mine'];
+
+/** what `ls -l` (and then getfattr) asks of each name of directory `p`: its xattrs */
+function xattrsOf(ov: Overlay, p: string): Record<string, unknown> {
+  const dir = walk(ov, p);
+  const out: Record<string, unknown> = {};
+  for (const n of ls(ov, p)) {
+    const e = ov.lookup(ctx, dir, n);
+    if (e === null) {
+      out[n] = null;
+      continue;
+    }
+    out[n] = {
+      values: ASKED.map((a) => ov.getxattr(ctx, e.nodeId, a)?.toString('latin1') ?? null),
+      names: ov.listxattr(ctx, e.nodeId).sort(),
+    };
+  }
+  return out;
+}
+
+function layers(l0: string, l1: string): void {
+  const set = (rel: string, name: string, value: string): void =>
+    native.setxattr(path.join(l0, rel), name, Buffer.from(value), 0, false);
+  for (let i = 0; i < 20; i++) put(l0, `d/plain${i}`, 'p');
+  put(l0, 'd/one', '1');
+  set('d/one', 'user.one', 'value one');
+  put(l0, 'd/big', 'b');
+  // more names than the read-ahead's first 1 KiB buffer holds: its ERANGE retry
+  for (let i = 0; i < 40; i++) set('d/big', `user.big.${i}`, `v${i}`.padEnd(20, 'x'));
+  put(l0, 'd/escaped', 'e');
+  set('d/escaped', 'trusted.overlay.overlay.mine', 'the user\'s own');
+  set('d/escaped', 'trusted.overlay.metacopy', '');
+  fs.symlinkSync('one', path.join(l0, 'd/link'));
+  put(l0, 'd/sub/x', 'x');
+  set('d/sub', 'user.one', 'of a directory');
+  // a directory in the top lower over a file of the same name below: the file is not the node's
+  put(l0, 'd/shadow/inside', 'i');
+  put(l1, 'd/shadow', 'file below');
+  native.setxattr(path.join(l1, 'd/shadow'), 'user.one', Buffer.from('below'), 0, false);
+  // whiteouts and an opaque directory over what the lower below has
+  put(l1, 'd/gone', 'hidden');
+  execFileSync('mknod', [path.join(l0, 'd/gone'), 'c', '0', '0']);
+  put(l1, 'd/aufs', 'hidden too');
+  put(l0, 'd/.wh.aufs', '');
+  put(l0, 'd/opq/top', 't');
+  set('d/opq', 'trusted.overlay.opaque', 'y');
+  put(l1, 'd/opq/bottom', 'b');
+  put(l1, 'd/only-below', 'o');
+  native.setxattr(path.join(l1, 'd/only-below'), 'user.one', Buffer.from('from below'), 0, false);
+}
+
+t.test('a fresh mount\'s first getxattr of a lower file makes no listxattr, and answers as without read-ahead', async (t) => {
+  const f = await fixture(2, ([l0, l1]) => layers(l0 as string, l1 as string), true);
+  t.teardown(() => f.cleanup());
+  const plain = await Overlay.open(config(apart(f.lowers)));
+  t.teardown(() => plain.destroy());
+  const expected = countListxattr(() => xattrsOf(plain, 'd'));
+  t.ok(expected.calls >= 27, `without read-ahead each file is listed on the JS thread (${expected.calls})`);
+
+  const entries = batch(f.ov, 'd');
+  await f.ov.prefetchLookups(walk(f.ov, 'd'), entries);
+  const got = countListxattr(() => xattrsOf(f.ov, 'd'));
+  t.same(got.result, expected.result, 'the same answers');
+  t.equal(got.calls, 0, 'no listxattr on the JS thread after the read-ahead');
+  const shown = got.result as Record<string, { values: (string | null)[]; names: string[] } | null>;
+  t.same(Object.keys(shown).sort(), ['big', 'escaped', 'link', 'one', 'only-below', 'opq', 'shadow', 'sub',
+    ...Array.from({ length: 20 }, (_v, i) => `plain${i}`)].sort(), 'whiteouts still hide their names');
+  t.same(shown.one?.values, [null, null, 'value one', null, null]);
+  t.equal(shown.big?.names.length, 40);
+  t.same(shown.escaped?.names, ['trusted.overlay.mine'], 'an escaped name shown, the overlay\'s own hidden');
+  t.same(shown.shadow?.names, [], 'the directory on top, not the file below');
+  t.same(shown['only-below']?.values[2], 'from below');
+  t.same(shown.sub?.values[2], 'of a directory');
+  t.same(ls(f.ov, 'd/opq'), ['top'], 'the opaque directory still opaque');
+});
+
+t.test('the xattr names read ahead are kept in the lower caches: a second mount lists none either', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    for (let i = 0; i < 10; i++) put(l0 as string, `d/f${i}`, 'f');
+    native.setxattr(path.join(l0 as string, 'd/f3'), 'user.x', Buffer.from('3'), 0, false);
+  }, true);
+  t.teardown(() => f.cleanup());
+  const before = f.ov.cacheSizes.statBytes;
+  await f.ov.prefetchLookups(walk(f.ov, 'd'), batch(f.ov, 'd'));
+  const grown = f.ov.cacheSizes.statBytes - before;
+  t.ok(grown > 0, 'counted in the attributes\' byte bound');
+  // the same lowers by the same paths: the second mount shares what the first read
+  const second = await Overlay.open(config(f.lowers));
+  t.teardown(() => second.destroy());
+  t.equal(second.prefetchLookups(walk(second, 'd'), batch(second, 'd')), undefined, 'nothing left to read');
+  const got = countListxattr(() => xattrsOf(second, 'd'));
+  t.equal(got.calls, 0);
+  t.same((got.result as Record<string, { names: string[] }>).f3?.names, ['user.x']);
+});
+
+t.test('a walk reads no xattr names ahead: `find` and `tar` ask for none', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    for (let i = 0; i < 10; i++) put(l0 as string, `top/d/f${i}`, 'f');
+    put(l0 as string, 'top/g', 'g');
+  }, true);
+  t.teardown(() => f.cleanup());
+  // the listing of top (its parent, the root, not listed): its files' names read ahead
+  await f.ov.prefetchLookups(walk(f.ov, 'top'), batch(f.ov, 'top'));
+  t.equal(countListxattr(() => xattrsOf(f.ov, 'top')).calls, 0, 'a listing outside a walk');
+  // top/d below a listed top: a walk, whose files' attributes only are read ahead
+  const before = f.ov.cacheSizes.stats;
+  await f.ov.prefetchLookups(walk(f.ov, 'top/d'), batch(f.ov, 'top/d'));
+  t.equal(f.ov.cacheSizes.stats - before, 10, 'the attributes read ahead');
+  t.equal(countListxattr(() => xattrsOf(f.ov, 'top/d')).calls, 10, 'the xattr names read when asked');
+});
