@@ -83,7 +83,16 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
   const waiting = pendingFor(st, node.lowers);
   // read ahead for it already under way: what that call did not cover is asked after it
   if (waiting !== undefined) return waiting.then(() => prefetchLookups(st, node, entries));
-  const names = entries.map((e) => e.name);
+  // A listing is read in pages, each READDIRPLUS handed the rest of it (up to
+  // READDIR_BATCH entries, readdir.ts): the names up to the last one an earlier batch of
+  // the same listing covered were read ahead (or found in the caches) then. Only the
+  // names after it are looked at; one of those read ahead and since evicted is read by
+  // its lookup, as any name the read-ahead missed.
+  const seen = ahead.covered.get(node);
+  const from = seen === undefined ? 0 : entries.lastIndexOf(seen) + 1;
+  if (entries.length > 0) ahead.covered.set(node, entries[entries.length - 1] as DirEntryOut);
+  const names: string[] = [];
+  for (let i = from; i < entries.length; i++) names.push((entries[i] as DirEntryOut).name);
   const wanted: Wanted[] = [];
   const walking = node.parent !== null && ahead.listed.has(node.parent);
   const own = wantsOf(st, node.lowers, names, wanted, !walking) > 0 ? start(st, wanted, false) : undefined;

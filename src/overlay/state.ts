@@ -5,7 +5,7 @@
  */
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { NodeId } from '../fuse/api';
+import type { DirEntryOut, NodeId } from '../fuse/api';
 import type { OverlayConfig } from './config';
 import { AufsIndex } from '../layers/aufs';
 import { CACHE_LIMITS, LayerCache } from './cache';
@@ -75,9 +75,12 @@ export class State {
   /**
    * READDIRPLUS read-ahead (prefetch.ts): the directories a READDIRPLUS listed (a walk
    * is a READDIRPLUS of a child of one), and the read-ahead calls under way by lower
-   * directory (layerKey), each removed when done
+   * directory (layerKey), each removed when done, and by directory the last entry of its
+   * listing a batch covered
    */
-  readonly readAhead = { listed: new WeakSet<Node>(), pending: new Map<string, Promise<void>>() };
+  readonly readAhead = {
+    listed: new WeakSet<Node>(), pending: new Map<string, Promise<void>>(), covered: new WeakMap<Node, DirEntryOut>(),
+  };
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;
   /** directory listings being read in pieces, and cookies moved by a hash collision (dir-cookies.ts) */

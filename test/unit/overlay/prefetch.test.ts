@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { createHook } from 'node:async_hooks';
 import type { DirEntryOut } from '../../../src/fuse/api';
 import { Overlay } from '../../../src/overlay';
+import type { State } from '../../../src/overlay/state';
 import { native } from '../../../src/native';
 import { apart, config, ctx, fixture, ls, put, readdirAll, walk, R } from './fixtures/helpers';
 
@@ -264,4 +265,49 @@ t.test('a READDIRPLUS whose parent was not listed reads nothing below it', async
   const after = f.ov.cacheSizes;
   t.equal(after.stats - before.stats, 3, 'the attributes of the batch\'s names only');
   t.equal(after.listings - before.listings, 3, 'and the listings of its subdirectories');
+});
+
+t.test('a listing read in pages looks at each name once for the read-ahead, not at the whole rest per page', async (t) => {
+  const FILES = 1000;
+  // a READDIRPLUS page of 4 KiB holds about this many entries
+  const PER_PAGE = 25;
+  const f = await fixture(1, ([l0]) => {
+    for (let i = 0; i < FILES; i++) put(l0 as string, `big/file-${i}`, 'f');
+  }, true);
+  t.teardown(() => f.cleanup());
+  const st = (f.ov as unknown as { st: State }).st;
+  const has = st.caches.hasLowerStat.bind(st.caches);
+  let asked = 0;
+  st.caches.hasLowerStat = (layer, p) => {
+    asked++;
+    return has(layer, p);
+  };
+  const calls: string[] = [];
+  const hook = createHook({
+    init(_id, type) {
+      if (type === 'stratafs.readAhead') calls.push(type);
+    },
+  }).enable();
+  t.teardown(() => hook.disable());
+  const dir = walk(f.ov, 'big');
+  // as the bridge reads it without a handle: each READDIRPLUS is handed the rest of the
+  // listing (readdir's batch), reads ahead for it and looks up the names its page holds
+  const found: string[] = [];
+  for (let off = 0; ;) {
+    const entries = f.ov.readdir(0, off, dir);
+    if (entries.length === 0) break;
+    await f.ov.prefetchLookups(dir, entries);
+    const page = entries.slice(0, PER_PAGE);
+    for (const e of page) {
+      if (e.name === '.' || e.name === '..') continue;
+      if (f.ov.lookup(ctx, dir, e.name) !== null) found.push(e.name);
+    }
+    off = (page[page.length - 1] as DirEntryOut).nextOffset;
+  }
+  hook.disable();
+  t.equal(found.length, FILES, 'every name listed and found');
+  t.equal(asked, FILES, 'each name looked at once (the rest of the listing per page: about 16,000)');
+  // the first batch (READDIR_BATCH names) read ahead at once, and the names each later
+  // page brings into the batch read ahead too (about one call per page, as before)
+  t.ok(calls.length > 1, `${calls.length} pool calls: names past the first batch are read ahead too`);
 });
