@@ -88,13 +88,14 @@ class Subject {
 
   private constructor(readonly dist: string, readonly ov: OverlayLike) {}
 
-  static async open(dist: string, tree: Tree): Promise<Subject> {
+  /** `warm`: `list/` listed and every file of both directories looked up (else INIT and `list/` only) */
+  static async open(dist: string, tree: Tree, lower = tree.lower, warm = true): Promise<Subject> {
     /* eslint-disable @typescript-eslint/no-require-imports */
     const { Overlay } = require(path.resolve(dist, 'src/overlay')) as { Overlay: { open(c: unknown): Promise<OverlayLike> } };
     const { FuseSession } = require(path.resolve(dist, 'src/fuse/bridge')) as { FuseSession: SessionCtor };
     /* eslint-enable @typescript-eslint/no-require-imports */
     const ov = await Overlay.open({
-      lowerdirs: [tree.lower], upperdir: tree.upper, workdir: tree.work, xattrPrefix: 'trusted.overlay.', volatile: false,
+      lowerdirs: [lower], upperdir: tree.upper, workdir: tree.work, xattrPrefix: 'trusted.overlay.', volatile: false,
     });
     const s = new Subject(dist, ov);
     const transport: TransportLike = {
@@ -118,6 +119,7 @@ class Subject {
     const offered = Object.values(P.InitFlag).reduce((a, b) => a | b, 0n) & ~P.InitFlag.INIT_RESERVED! & ~P.InitFlag.OVER_IO_URING!;
     await s.ask(s.frame(Opcode.INIT!, 0, req.initIn(P.KERNEL_VERSION, P.KERNEL_MINOR_VERSION, offered)));
     s.dir = s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP!, 1, req.cstr('list'))));
+    if (!warm) return s;
     s.plain = s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP!, 1, req.cstr('plain'))));
     // the listed directory: read to its end once, as `ls` does
     await s.ask(s.frame(Opcode.OPENDIR!, s.dir, req.openIn(fsc.O_RDONLY | fsc.O_DIRECTORY)));
@@ -192,21 +194,22 @@ function lastCookie(reply: Buffer): number {
   return cookie;
 }
 
-interface Tree { root: string; lower: string; upper: string; work: string; names: string[] }
+interface Tree { root: string; lower: string; coldLower: string; upper: string; work: string; names: string[] }
 
 function makeTree(files: number): Tree {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'stratafs-request-cost-'));
   const lower = path.join(root, 'lower');
+  const coldLower = path.join(root, 'cold');
   const names = Array.from({ length: files }, (_, i) => `file-${i}`);
-  for (const d of ['list', 'plain']) {
-    fs.mkdirSync(path.join(lower, d), { recursive: true });
-    for (const n of names) fs.writeFileSync(path.join(lower, d, n), 'small file\n');
+  for (const [l, d] of [[lower, 'list'], [lower, 'plain'], [coldLower, 'list']] as const) {
+    fs.mkdirSync(path.join(l, d), { recursive: true });
+    for (const n of names) fs.writeFileSync(path.join(l, d, n), 'small file\n');
   }
   const upper = path.join(root, 'upper');
   const work = path.join(root, 'work');
   fs.mkdirSync(upper);
   fs.mkdirSync(work);
-  return { root, lower, upper, work, names };
+  return { root, lower, coldLower, upper, work, names };
 }
 
 /** the frames of one loop, packed in one area as the poller packs a batch */
@@ -226,7 +229,12 @@ function pack(frames: Buffer[]): Frames {
 }
 
 /** a loop: its frames, made once per subject and handed over in turn; or a run of its own */
-interface Loop { name: string; frames?: (s: Subject, names: string[]) => Buffer[] | Promise<Buffer[]>; run?: (s: Subject) => Promise<number> }
+interface Loop {
+  name: string;
+  frames?: (s: Subject, names: string[]) => Buffer[] | Promise<Buffer[]>;
+  /** requests served, and the ns they took */
+  run?: (s: Subject, tree: Tree) => Promise<[number, number]>;
+}
 const LOOPS: Loop[] = [
   { name: 'LOOKUP hit, listed dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP!, s.dir, req.cstr(n))) },
   { name: 'LOOKUP miss, listed dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP!, s.dir, req.cstr(`missing-${n}`))) },
@@ -242,7 +250,8 @@ const LOOPS: Loop[] = [
     frames: (s) => s.files.map((id) => s.frame(Opcode.GETXATTR!, id, req.u32(XATTR_SIZE, 0), req.cstr('system.posix_acl_access'))),
   },
   { name: 'READDIRPLUS, 4 KiB pages of the listed dir', frames: readdirFrames },
-  { name: 'OPEN + READ + RELEASE, small lower file', run: (s) => openReadRelease(s, s.files.slice(0, OPENS)) },
+  { name: 'READDIRPLUS, 4 KiB pages of a dir never read (fresh overlay)', run: coldListing },
+  { name: 'OPEN + READ + RELEASE, small lower file', run: (s) => timed(() => openReadRelease(s, s.files.slice(0, OPENS))) },
 ];
 /** files opened, read and released per round */
 const OPENS = 200;
@@ -263,6 +272,32 @@ async function readdirFrames(s: Subject): Promise<Buffer[]> {
     off = lastCookie(r);
   }
   return frames;
+}
+
+async function timed(f: () => Promise<number>): Promise<[number, number]> {
+  const t0 = process.hrtime.bigint();
+  const n = await f();
+  return [n, Number(process.hrtime.bigint() - t0)];
+}
+
+/**
+ * READDIRPLUS of every page of `list/` in a lower of its own, through a new overlay (so
+ * no cache holds it: what the read-ahead reads comes from the page cache)
+ */
+async function coldListing(s: Subject, tree: Tree): Promise<[number, number]> {
+  const c = await Subject.open(s.dist, tree, tree.coldLower, false);
+  try {
+    return await timed(async () => {
+      let n = 0;
+      for (let off = 0; ; n++) {
+        const r = await c.ask(c.frame(Opcode.READDIRPLUS!, c.dir, req.readIn(0, off, PAGE)));
+        if (r.length <= Size.OUT_HEADER!) return n + 1;
+        off = lastCookie(r);
+      }
+    });
+  } finally {
+    await c.ov.destroy();
+  }
 }
 
 /** OPEN, READ, RELEASE: run as it goes (the READ and RELEASE name the OPEN's fh) */
@@ -299,17 +334,19 @@ async function main(): Promise<void> {
           const i = r % 2 === 0 ? k : subjects.length - 1 - k;
           const s = subjects[i] as Subject;
           let n = 0;
-          const t0 = process.hrtime.bigint();
+          let took = 0;
           if (run !== undefined) {
-            n = await run(s);
+            [n, took] = await run(s, tree);
           } else {
             const fr = (packed.get(name) as Frames[])[i] as Frames;
             // about 5,000 requests per subject and round
             const reps = Math.ceil(5000 / fr.requests);
-            for (let rep = 0; rep < reps; rep++) await s.run(fr.area, fr.at, fr.len);
-            n = reps * fr.requests;
+            [n, took] = await timed(async () => {
+              for (let rep = 0; rep < reps; rep++) await s.run(fr.area, fr.at, fr.len);
+              return reps * fr.requests;
+            });
           }
-          const ns = Number(process.hrtime.bigint() - t0) / n;
+          const ns = took / n;
           if (r > 0) (times.get(name) as number[][])[i]?.push(ns); // round 0 warms up
         }
       }

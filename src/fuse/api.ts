@@ -150,9 +150,10 @@ export interface FileSystemApi {
    * Optional: called with a READDIRPLUS batch of directory `dir` before each of its names
    * is looked up, to read ahead what those lookups need (the bridge waits for a promise,
    * then looks up as usual). Without it, or when it returns undefined, the lookups run
-   * at once. Must not reject.
+   * at once. Must not reject. `fits`: most entries of the batch the reply can hold (its
+   * first ones; the rest come again in the next READDIRPLUS's batch).
    */
-  prefetchLookups?(dir: NodeId, entries: readonly DirEntryOut[]): Promise<void> | undefined;
+  prefetchLookups?(dir: NodeId, entries: readonly DirEntryOut[], fits?: number): Promise<void> | undefined;
   releasedir(fh: number): Awaitable<void>;
   /** `fh` 0: directory `dir`, opened without OPENDIR (see listsWithoutOpen) */
   fsyncdir(fh: number, datasync: boolean, dir?: NodeId): Awaitable<void>;

@@ -194,9 +194,9 @@ export class Overlay implements FileSystemApi {
     return files.readdir(this.st, fh, offset, dir === undefined ? undefined : this.st.node(dir));
   }
 
-  prefetchLookups(dir: NodeId, entries: readonly DirEntryOut[]): Promise<void> | undefined {
+  prefetchLookups(dir: NodeId, entries: readonly DirEntryOut[], fits?: number): Promise<void> | undefined {
     const n = this.st.inodes.get(dir);
-    return n === undefined ? undefined : prefetchLookups(this.st, n, entries);
+    return n === undefined ? undefined : prefetchLookups(this.st, n, entries, fits);
   }
 
   releasedir(fh: number): void {

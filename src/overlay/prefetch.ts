@@ -76,13 +76,18 @@ const BELOW_MAX_NAMES = 4096;
  * or being read (it waits for that call, `pending`), and a directory of the walk with no
  * subdirectories needs no pool call of its own. A plain `ls` of a directory whose parent
  * was not listed reads nothing below it.
+ *
+ * `fits`: most entries of the batch (its first ones) the reply can hold. A listing is
+ * read a page at a time, each page handed the rest of it: a batch whose first `fits`
+ * names an earlier batch covered reads nothing, and the first that reaches past them
+ * reads ahead for every name of it not covered yet.
  */
-export function prefetchLookups(st: State, node: Node, entries: readonly DirEntryOut[]): Promise<void> | undefined {
+export function prefetchLookups(st: State, node: Node, entries: readonly DirEntryOut[], fits = entries.length): Promise<void> | undefined {
   if (node.removed || node.lowers.length === 0) return undefined;
   const ahead = st.readAhead;
   const waiting = pendingFor(st, node.lowers);
   // read ahead for it already under way: what that call did not cover is asked after it
-  if (waiting !== undefined) return waiting.then(() => prefetchLookups(st, node, entries));
+  if (waiting !== undefined) return waiting.then(() => prefetchLookups(st, node, entries, fits));
   // A listing is read in pages, each READDIRPLUS handed the rest of it (up to
   // READDIR_BATCH entries, readdir.ts): the names up to the last one an earlier batch of
   // the same listing covered were read ahead (or found in the caches) then. Only the
@@ -90,6 +95,10 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
   // its lookup, as any name the read-ahead missed.
   const seen = ahead.covered.get(node);
   const from = seen === undefined ? 0 : entries.lastIndexOf(seen) + 1;
+  // every name this reply can hold was covered: the names after them wait until a page
+  // reaches them, and are then read ahead with the rest of that page's batch (one pool
+  // call for hundreds of names rather than one for the few each page adds)
+  if (from >= Math.min(fits, entries.length)) return undefined;
   if (entries.length > 0) ahead.covered.set(node, entries[entries.length - 1] as DirEntryOut);
   const names: string[] = [];
   for (let i = from; i < entries.length; i++) names.push((entries[i] as DirEntryOut).name);

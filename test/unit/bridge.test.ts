@@ -236,14 +236,18 @@ t.test('READDIRPLUS lets the filesystem read ahead before its lookups, and waits
   fs.dir = [d('a', 0), d('b', 1)];
   let release: () => void = () => undefined;
   const seen: string[][] = [];
-  fs.prefetchLookups = (dir, entries) => {
+  const fits: (number | undefined)[] = [];
+  fs.prefetchLookups = (dir, entries, most) => {
     seen.push([String(dir), ...entries.map((e) => e.name)]);
+    fits.push(most);
     return new Promise<void>((r) => { release = r; });
   };
   const n = fs.called('lookup').length;
   const done = s.handleRequest(3, frame(Opcode.READDIRPLUS, 1, readIn(50, 0, 4096)));
   await new Promise((r) => setImmediate(r));
   t.same(seen, [['1', 'a', 'b']], 'asked with the directory and the batch');
+  // 4096 bytes over fuse_entry_out (128) + fuse_dirent (24) + a one-byte name padded to 8
+  t.same(fits, [Math.floor(4096 / (128 + 32))], 'and the most entries its reply can hold');
   t.equal(fs.called('lookup').length, n, 'no lookup while the read-ahead runs');
   release();
   await done;

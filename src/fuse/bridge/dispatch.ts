@@ -23,7 +23,7 @@ import {
   encodeReadlink, encodeStatfs, encodeWrite, encodeXattrSize, xattrList, type OpenOut, type Reply,
   encodeError, encodeNegativeEntry,
 } from '../wire/encode';
-import { DirentWriter } from '../wire/dirent';
+import { DirentWriter, direntplusSize } from '../wire/dirent';
 import { FOPEN, OPEN_KILL_SUIDGID, RENAME_FLAG, WRITE_KILL_SUIDGID } from '../wire/protocol';
 import type { PassthroughRegistry } from './passthrough';
 import { killSuidgid, setattrChanges, type NoSetid } from './setattr';
@@ -171,6 +171,9 @@ class PlusReply {
     throw e;
   }
 }
+
+/** the fewest body bytes a READDIRPLUS entry takes (a one-byte name) */
+const PLUS_MIN = direntplusSize('.');
 
 export const handlers: HandlerTable = {
   LOOKUP(core, { header, body }, ctx) {
@@ -333,7 +336,7 @@ export const handlers: HandlerTable = {
   READDIRPLUS(core, { header, body }, ctx) {
     return then(core.fs.readdir(body.fh, body.offset, header.nodeId), (entries) => {
       const plus = new PlusReply(core, ctx, header.nodeId, entries, new DirentWriter(header.unique, body.size));
-      const ahead = core.fs.prefetchLookups?.(header.nodeId, entries);
+      const ahead = core.fs.prefetchLookups?.(header.nodeId, entries, Math.floor(body.size / PLUS_MIN));
       return ahead === undefined ? plus.fill(0) : ahead.then(() => plus.fill(0));
     });
   },
