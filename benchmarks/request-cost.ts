@@ -5,9 +5,10 @@
  * request per wake-up, in a reused area), no kernel and no mount. What it leaves out is
  * the device's read and write syscalls and the wake-ups, the same for every build.
  *
- * The tree: one lower holding `list/` and `plain/` with `--files` small files each (and
- * a few xattr-less directories), an empty upper. `list/` is listed once before the
- * rounds (as `ls` would), `plain/` never is.
+ * The tree: one lower holding `list/` and `plain/` with `--files` small files each,
+ * an empty upper. `list/` is listed once before the rounds (as `ls` would), `plain/`
+ * never is. A second lower holds another `list/`, read through a new overlay in each
+ * round: a listing no cache holds.
  *
  * A/B: every `--dist=DIR` (a built tree's dist/, e.g. a worktree of main and this one)
  * gets its own session and overlay in this one process; the rounds alternate between
@@ -23,6 +24,10 @@ import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as P from '../src/fuse/wire/protocol';
+import * as req from '../src/fuse/wire/request';
+
+const { Opcode, Size } = P;
 
 interface TransportLike {
   startReaders(fds: number[], onBatch: Batch, onEnd: (fd: number, errno: number) => void): unknown;
@@ -35,27 +40,10 @@ type Batch = (area: Buffer, index: Int32Array, n: number) => void;
 interface SessionLike { start(): Promise<void> }
 interface SessionCtor { new (o: object): SessionLike }
 interface OverlayLike { destroy(): void | Promise<void> }
-interface RequestModule {
-  requestFrame(op: number, node: number, unique: bigint, caller: object, ...body: Buffer[]): Buffer;
-  cstr(s: string): Buffer;
-  u32(...v: number[]): Buffer;
-  u64(...v: number[]): Buffer;
-  initIn(major: number, minor: number, flags: bigint): Buffer;
-  readIn(fh: number, offset: number, size: number): Buffer;
-  openIn(flags: number): Buffer;
-  releaseIn(fh: number): Buffer;
-}
-interface ProtocolModule {
-  Opcode: Record<string, number>;
-  InitFlag: Record<string, bigint>;
-  KERNEL_VERSION: number;
-  KERNEL_MINOR_VERSION: number;
-  Size: Record<string, number>;
-}
 
 const DEV = 1 << 30;
 const CALLER = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
-/** what `ls -l` asks of every file, and its size (the kernel's buffer) */
+/** the value buffer an `ls -l` getxattr offers */
 const XATTR_SIZE = 256;
 /** READDIRPLUS's size per request: one page, as the kernel asks */
 const PAGE = 4096;
@@ -64,12 +52,6 @@ function arg(name: string, def: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
   return a === undefined ? def : a.slice(name.length + 3);
 }
-
-/* eslint-disable @typescript-eslint/no-require-imports */
-const req = require('../src/fuse/wire/request') as RequestModule;
-const P = require('../src/fuse/wire/protocol') as ProtocolModule;
-/* eslint-enable @typescript-eslint/no-require-imports */
-const { Opcode, Size } = P;
 
 /** One session over one overlay, and a device that hands it frames and takes its replies. */
 class Subject {
@@ -116,20 +98,20 @@ class Subject {
     };
     const session = new FuseSession({ devFd: DEV, fs: ov, uring: 'off', passthrough: 'off', isRoot: false, transport, debug: () => undefined });
     void session.start();
-    const offered = Object.values(P.InitFlag).reduce((a, b) => a | b, 0n) & ~P.InitFlag.INIT_RESERVED! & ~P.InitFlag.OVER_IO_URING!;
-    await s.ask(s.frame(Opcode.INIT!, 0, req.initIn(P.KERNEL_VERSION, P.KERNEL_MINOR_VERSION, offered)));
-    s.dir = s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP!, 1, req.cstr('list'))));
+    const offered = Object.values(P.InitFlag).reduce((a, b) => a | b, 0n) & ~P.InitFlag.INIT_RESERVED & ~P.InitFlag.OVER_IO_URING;
+    await s.ask(s.frame(Opcode.INIT, 0, req.initIn(P.KERNEL_VERSION, P.KERNEL_MINOR_VERSION, offered)));
+    s.dir = s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP, 1, req.cstr('list'))));
     if (!warm) return s;
-    s.plain = s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP!, 1, req.cstr('plain'))));
+    s.plain = s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP, 1, req.cstr('plain'))));
     // the listed directory: read to its end once, as `ls` does
-    await s.ask(s.frame(Opcode.OPENDIR!, s.dir, req.openIn(fsc.O_RDONLY | fsc.O_DIRECTORY)));
+    await s.ask(s.frame(Opcode.OPENDIR, s.dir, req.openIn(fsc.O_RDONLY | fsc.O_DIRECTORY)));
     for (let off = 0; ;) {
-      const r = await s.ask(s.frame(Opcode.READDIRPLUS!, s.dir, req.readIn(0, off, PAGE)));
-      if (r.length <= Size.OUT_HEADER!) break;
+      const r = await s.ask(s.frame(Opcode.READDIRPLUS, s.dir, req.readIn(0, off, PAGE)));
+      if (r.length <= Size.OUT_HEADER) break;
       off = lastCookie(r);
     }
-    for (const n of tree.names) s.files.push(s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP!, s.dir, req.cstr(n)))));
-    for (const n of tree.names) s.plainFiles.push(s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP!, s.plain, req.cstr(n)))));
+    for (const n of tree.names) s.files.push(s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP, s.dir, req.cstr(n)))));
+    for (const n of tree.names) s.plainFiles.push(s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP, s.plain, req.cstr(n)))));
     return s;
   }
 
@@ -161,7 +143,7 @@ class Subject {
   }
 
   nodeOf(entry: Buffer): number {
-    return Number(entry.readBigUInt64LE(Size.OUT_HEADER!));
+    return Number(entry.readBigUInt64LE(Size.OUT_HEADER));
   }
 
   /**
@@ -186,10 +168,10 @@ class Subject {
 /** the offset (cookie) of a READDIRPLUS reply's last entry */
 function lastCookie(reply: Buffer): number {
   let cookie = 0;
-  for (let at = Size.OUT_HEADER!; at < reply.length;) {
-    const dirent = at + Size.ENTRY_OUT!;
+  for (let at = Size.OUT_HEADER; at < reply.length;) {
+    const dirent = at + Size.ENTRY_OUT;
     cookie = Number(reply.readBigUInt64LE(dirent + 8));
-    at = dirent + Size.DIRENT_BASE! + ((reply.readUInt32LE(dirent + 16) + 7) & ~7);
+    at = dirent + Size.DIRENT_BASE + ((reply.readUInt32LE(dirent + 16) + 7) & ~7);
   }
   return cookie;
 }
@@ -236,18 +218,18 @@ interface Loop {
   run?: (s: Subject, tree: Tree) => Promise<[number, number]>;
 }
 const LOOPS: Loop[] = [
-  { name: 'LOOKUP hit, listed dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP!, s.dir, req.cstr(n))) },
-  { name: 'LOOKUP miss, listed dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP!, s.dir, req.cstr(`missing-${n}`))) },
-  { name: 'LOOKUP hit, unlisted dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP!, s.plain, req.cstr(n))) },
-  { name: 'LOOKUP miss, unlisted dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP!, s.plain, req.cstr(`missing-${n}`))) },
-  { name: 'GETATTR', frames: (s) => s.files.map((id) => s.frame(Opcode.GETATTR!, id, req.u32(0, 0), req.u64(0))) },
+  { name: 'LOOKUP hit, listed dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP, s.dir, req.cstr(n))) },
+  { name: 'LOOKUP miss, listed dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP, s.dir, req.cstr(`missing-${n}`))) },
+  { name: 'LOOKUP hit, unlisted dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP, s.plain, req.cstr(n))) },
+  { name: 'LOOKUP miss, unlisted dir', frames: (s, names) => names.map((n) => s.frame(Opcode.LOOKUP, s.plain, req.cstr(`missing-${n}`))) },
+  { name: 'GETATTR', frames: (s) => s.files.map((id) => s.frame(Opcode.GETATTR, id, req.u32(0, 0), req.u64(0))) },
   {
     name: 'GETXATTR security.selinux (ENODATA)',
-    frames: (s) => s.files.map((id) => s.frame(Opcode.GETXATTR!, id, req.u32(XATTR_SIZE, 0), req.cstr('security.selinux'))),
+    frames: (s) => s.files.map((id) => s.frame(Opcode.GETXATTR, id, req.u32(XATTR_SIZE, 0), req.cstr('security.selinux'))),
   },
   {
     name: 'GETXATTR system.posix_acl_access (ENODATA)',
-    frames: (s) => s.files.map((id) => s.frame(Opcode.GETXATTR!, id, req.u32(XATTR_SIZE, 0), req.cstr('system.posix_acl_access'))),
+    frames: (s) => s.files.map((id) => s.frame(Opcode.GETXATTR, id, req.u32(XATTR_SIZE, 0), req.cstr('system.posix_acl_access'))),
   },
   { name: 'READDIRPLUS, 4 KiB pages of the listed dir', frames: readdirFrames },
   { name: 'READDIRPLUS, 4 KiB pages of a dir never read (fresh overlay)', run: coldListing },
@@ -265,9 +247,9 @@ function median(xs: number[]): number {
 async function readdirFrames(s: Subject): Promise<Buffer[]> {
   const frames: Buffer[] = [];
   for (let off = 0; ;) {
-    const f = s.frame(Opcode.READDIRPLUS!, s.dir, req.readIn(0, off, PAGE));
+    const f = s.frame(Opcode.READDIRPLUS, s.dir, req.readIn(0, off, PAGE));
     const r = await s.ask(f);
-    if (r.length <= Size.OUT_HEADER!) break;
+    if (r.length <= Size.OUT_HEADER) break;
     frames.push(f);
     off = lastCookie(r);
   }
@@ -290,8 +272,8 @@ async function coldListing(s: Subject, tree: Tree): Promise<[number, number]> {
     return await timed(async () => {
       let n = 0;
       for (let off = 0; ; n++) {
-        const r = await c.ask(c.frame(Opcode.READDIRPLUS!, c.dir, req.readIn(0, off, PAGE)));
-        if (r.length <= Size.OUT_HEADER!) return n + 1;
+        const r = await c.ask(c.frame(Opcode.READDIRPLUS, c.dir, req.readIn(0, off, PAGE)));
+        if (r.length <= Size.OUT_HEADER) return n + 1;
         off = lastCookie(r);
       }
     });
@@ -303,9 +285,9 @@ async function coldListing(s: Subject, tree: Tree): Promise<[number, number]> {
 /** OPEN, READ, RELEASE: run as it goes (the READ and RELEASE name the OPEN's fh) */
 async function openReadRelease(s: Subject, ids: number[]): Promise<number> {
   for (const id of ids) {
-    const fh = s.nodeOf(await s.ask(s.frame(Opcode.OPEN!, id, req.openIn(fsc.O_RDONLY))));
-    await s.ask(s.frame(Opcode.READ!, id, req.readIn(fh, 0, PAGE)));
-    await s.ask(s.frame(Opcode.RELEASE!, id, req.releaseIn(fh)));
+    const fh = s.nodeOf(await s.ask(s.frame(Opcode.OPEN, id, req.openIn(fsc.O_RDONLY))));
+    await s.ask(s.frame(Opcode.READ, id, req.readIn(fh, 0, PAGE)));
+    await s.ask(s.frame(Opcode.RELEASE, id, req.releaseIn(fh)));
   }
   return 3 * ids.length;
 }
