@@ -9,6 +9,9 @@ import { MountServer } from '../server/mount-server';
 import type { MountOptions } from '../mount/options';
 import type { ReadyChannel } from './detach';
 
+// main.ts takes it from here: this module is the one it loads (lazily) to mount
+export { leaveSession } from '../mount/session';
+
 const log = createDebug('stratafs:daemon');
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;

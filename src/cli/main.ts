@@ -133,7 +133,8 @@ export async function main(argv: string[], startup = 'modules of dist/'): Promis
     // the daemon module loads the native addon: load it only when mounting, with require:
     // a dynamic import() would start Node's ESM loader first (about 20 ms)
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { serve } = require('./daemon.js') as typeof import('./daemon.js');
+    const { leaveSession, serve } = require('./daemon.js') as typeof import('./daemon.js');
+    if (channel) leaveSession();
     await serve(opts, report);
   } catch (e) {
     report.error(oneLine(e));

@@ -11,8 +11,13 @@ import type { Addon, NativeConstants, NativeError } from './addon';
 export type { CopyUpFileOptions, CopyUpFileResult, Stat, StatFs, DirEntry, NativeError } from './addon';
 
 function load(): Addon {
-  // dist/src/native/index.js or src/native/index.ts: the package root is three or two up
-  const roots = [path.resolve(__dirname, '..', '..'), path.resolve(__dirname, '..', '..', '..')];
+  // the package root is three up from dist/src/native/index.js and from the start-up
+  // bundle (dist/src/cli), two up from src/native/index.ts. The layout this code runs
+  // from is tried first: a missing path costs require a lookup per extension and an
+  // error, at every mount
+  const twoUp = path.resolve(__dirname, '..', '..');
+  const threeUp = path.resolve(twoUp, '..');
+  const roots = path.basename(twoUp) === 'dist' ? [threeUp, twoUp] : [twoUp, threeUp];
   const failures: string[] = [];
   for (const root of roots) {
     for (const flavour of ['Release', 'Debug']) {
