@@ -4,8 +4,9 @@
  * tools wait for EOF on the stderr they passed us.
  *
  * The waiting side is the shell launcher bin/stratafs (so that a mount costs one Node.js
- * start): it runs this program as a new session leader with stdio on /dev/null and a
- * pipe on fd 3, announced by STRATAFS_READY_FD=3. The daemon writes the verdict's lines
+ * start): it runs this program (which makes itself a new session's leader before it
+ * mounts, src/mount/session.ts) with stdio on /dev/null and a pipe on fd 3, announced
+ * by STRATAFS_READY_FD=3. The daemon writes the verdict's lines
  * on that pipe ("notice TEXT", then "ready" | "error TEXT" | "usage TEXT": the one
  * verdict protocol, src/mount/verdict.ts) and closes it after the verdict. If the pipe
  * closes without one, the daemon died: that is an error too.
