@@ -108,7 +108,7 @@ class Subject {
     for (let off = 0; ;) {
       const r = await s.ask(s.frame(Opcode.READDIRPLUS, s.dir, req.readIn(0, off, PAGE)));
       if (r.length <= Size.OUT_HEADER) break;
-      off = lastCookie(r);
+      off = req.lastPlusOffset(r);
     }
     for (const n of tree.names) s.files.push(s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP, s.dir, req.cstr(n)))));
     for (const n of tree.names) s.plainFiles.push(s.nodeOf(await s.ask(s.frame(Opcode.LOOKUP, s.plain, req.cstr(n)))));
@@ -163,17 +163,6 @@ class Subject {
       this.keepLast = true;
     }
   }
-}
-
-/** the offset (cookie) of a READDIRPLUS reply's last entry */
-function lastCookie(reply: Buffer): number {
-  let cookie = 0;
-  for (let at = Size.OUT_HEADER; at < reply.length;) {
-    const dirent = at + Size.ENTRY_OUT;
-    cookie = Number(reply.readBigUInt64LE(dirent + 8));
-    at = dirent + Size.DIRENT_BASE + ((reply.readUInt32LE(dirent + 16) + 7) & ~7);
-  }
-  return cookie;
 }
 
 interface Tree { root: string; lower: string; coldLower: string; upper: string; work: string; names: string[] }
@@ -251,7 +240,7 @@ async function readdirFrames(s: Subject): Promise<Buffer[]> {
     const r = await s.ask(f);
     if (r.length <= Size.OUT_HEADER) break;
     frames.push(f);
-    off = lastCookie(r);
+    off = req.lastPlusOffset(r);
   }
   return frames;
 }
@@ -274,7 +263,7 @@ async function coldListing(s: Subject, tree: Tree): Promise<[number, number]> {
       for (let off = 0; ; n++) {
         const r = await c.ask(c.frame(Opcode.READDIRPLUS, c.dir, req.readIn(0, off, PAGE)));
         if (r.length <= Size.OUT_HEADER) return n + 1;
-        off = lastCookie(r);
+        off = req.lastPlusOffset(r);
       }
     });
   } finally {

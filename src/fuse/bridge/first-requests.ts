@@ -10,7 +10,7 @@ import { constants as fsc } from 'node:fs';
 import { constants } from 'node:os';
 import type { FileSystemApi } from '../api';
 import { InitFlag, KERNEL_MINOR_VERSION, KERNEL_VERSION, Opcode, Size } from '../wire/protocol';
-import { cstr, initIn, openIn, readIn, releaseIn, requestFrame, u32, u64, writeIn } from '../wire/request';
+import { cstr, initIn, lastPlusOffset, openIn, readIn, releaseIn, requestFrame, u32, u64, writeIn } from '../wire/request';
 import { threadAffinity } from './affinity';
 import { FuseSession } from './session';
 import type { BatchHandler } from './transport';
@@ -98,17 +98,6 @@ const errorOf = (reply: Buffer): number => reply.readInt32LE(4);
 /** the node id of an entry reply, the fh of an open reply (both come first after the header) */
 const firstU64 = (reply: Buffer): number => Number(reply.readBigUInt64LE(Size.OUT_HEADER));
 
-/** the offset (cookie) of a READDIRPLUS reply's last entry: where the next one starts */
-function lastCookie(reply: Buffer): number {
-  let cookie = 0;
-  for (let at = Size.OUT_HEADER; at < reply.length;) {
-    const dirent = at + Size.ENTRY_OUT;
-    cookie = Number(reply.readBigUInt64LE(dirent + 8));
-    at = dirent + Size.DIRENT_BASE + ((reply.readUInt32LE(dirent + 16) + 7) & ~7);
-  }
-  return cookie;
-}
-
 function check(reply: Buffer, what: string): Buffer {
   if (errorOf(reply) !== 0) throw new Error(`${what}: error ${-errorOf(reply)}`);
   return reply;
@@ -133,7 +122,7 @@ export async function serveFirstRequests(fs: FileSystemApi, names: FirstRequestN
   await dev.ask(Opcode.LOOKUP, ROOT, cstr('missing'));
   // the first OPENDIR is refused (ENOSYS: the kernel lists without opening from then on, no_opendir)
   await dev.ask(Opcode.OPENDIR, ROOT, openIn(O_RDONLY | O_DIRECTORY));
-  const end = lastCookie(check(await dev.ask(Opcode.READDIRPLUS, ROOT, readIn(0, 0, 4096)), 'READDIRPLUS'));
+  const end = lastPlusOffset(check(await dev.ask(Opcode.READDIRPLUS, ROOT, readIn(0, 0, 4096)), 'READDIRPLUS'));
   await dev.ask(Opcode.READDIRPLUS, ROOT, readIn(0, end, 4096));
   await dev.ask(Opcode.READDIR, ROOT, readIn(0, 0, 4096));
   const etc = firstU64(check(await dev.ask(Opcode.LOOKUP, ROOT, cstr(names.dir)), 'LOOKUP'));

@@ -1,7 +1,8 @@
 /**
  * Request frames as the kernel writes them into /dev/fuse, for what hands a FuseSession
- * requests without a kernel: the build's warm-up (bridge/first-requests.ts) and the
- * session's test bench (test/lib/bridge-fixture.ts). Little-endian, as on every
+ * requests without a kernel: the build's warm-up (bridge/first-requests.ts), the
+ * session's test bench (test/lib/bridge-fixture.ts) and benchmarks/request-cost.ts; and
+ * the one reading of a reply they share (where a READDIRPLUS page ends). Little-endian, as on every
  * architecture FUSE runs on here.
  */
 import { Size } from './protocol';
@@ -41,3 +42,14 @@ export const writeIn = (fh: number, offset: number | bigint, data: Buffer): Buff
   Buffer.concat([u64(fh, offset), u32(data.length, 0), u64(0), u32(0, 0), data]);
 export const openIn = (flags: number): Buffer => u32(flags, 0);
 export const releaseIn = (fh: number): Buffer => Buffer.concat([u64(fh), u32(0, 0), u64(0)]);
+
+/** the offset (cookie) of a READDIRPLUS reply's last entry: where the next page starts */
+export function lastPlusOffset(reply: Buffer): number {
+  let offset = 0;
+  for (let at = Size.OUT_HEADER; at < reply.length;) {
+    const dirent = at + Size.ENTRY_OUT;
+    offset = Number(reply.readBigUInt64LE(dirent + 8));
+    at = dirent + Size.DIRENT_BASE + ((reply.readUInt32LE(dirent + 16) + 7) & ~7);
+  }
+  return offset;
+}

@@ -11,20 +11,9 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import type { DirEntryOut } from '../../../src/fuse/api';
 import { Overlay } from '../../../src/overlay';
 import { native } from '../../../src/native';
-import { apart, config, ctx, fixture, ls, put, readdirAll, walk } from './fixtures/helpers';
-
-/** the entries of a READDIRPLUS batch of `p`: the whole listing */
-function batch(ov: Overlay, p: string): DirEntryOut[] {
-  const { fh } = ov.opendir(ctx, walk(ov, p));
-  try {
-    return readdirAll(ov, fh);
-  } finally {
-    ov.releasedir(fh);
-  }
-}
+import { apart, config, ctx, fixture, ls, plusBatch, put, walk } from './fixtures/helpers';
 
 /** Calls of the addon's listxattr (the JS thread's), counted while `f` runs. */
 function countListxattr<T>(f: () => T): { result: T; calls: number } {
@@ -100,7 +89,7 @@ t.test('a fresh mount\'s first getxattr of a lower file makes no listxattr, and 
   const expected = countListxattr(() => xattrsOf(plain, 'd'));
   t.ok(expected.calls >= 27, `without read-ahead each file is listed on the JS thread (${expected.calls})`);
 
-  const entries = batch(f.ov, 'd');
+  const entries = plusBatch(f.ov, 'd');
   await f.ov.prefetchLookups(walk(f.ov, 'd'), entries);
   const got = countListxattr(() => xattrsOf(f.ov, 'd'));
   t.same(got.result, expected.result, 'the same answers');
@@ -124,13 +113,13 @@ t.test('the xattr names read ahead are kept in the lower caches: a second mount 
   }, true);
   t.teardown(() => f.cleanup());
   const before = f.ov.cacheSizes.statBytes;
-  await f.ov.prefetchLookups(walk(f.ov, 'd'), batch(f.ov, 'd'));
+  await f.ov.prefetchLookups(walk(f.ov, 'd'), plusBatch(f.ov, 'd'));
   const grown = f.ov.cacheSizes.statBytes - before;
   t.ok(grown > 0, 'counted in the attributes\' byte bound');
   // the same lowers by the same paths: the second mount shares what the first read
   const second = await Overlay.open(config(f.lowers));
   t.teardown(() => second.destroy());
-  t.equal(second.prefetchLookups(walk(second, 'd'), batch(second, 'd')), undefined, 'nothing left to read');
+  t.equal(second.prefetchLookups(walk(second, 'd'), plusBatch(second, 'd')), undefined, 'nothing left to read');
   const got = countListxattr(() => xattrsOf(second, 'd'));
   t.equal(got.calls, 0);
   t.same((got.result as Record<string, { names: string[] }>).f3?.names, ['user.x']);
@@ -143,11 +132,11 @@ t.test('a walk reads no xattr names ahead: `find` and `tar` ask for none', async
   }, true);
   t.teardown(() => f.cleanup());
   // the listing of top (its parent, the root, not listed): its files' names read ahead
-  await f.ov.prefetchLookups(walk(f.ov, 'top'), batch(f.ov, 'top'));
+  await f.ov.prefetchLookups(walk(f.ov, 'top'), plusBatch(f.ov, 'top'));
   t.equal(countListxattr(() => xattrsOf(f.ov, 'top')).calls, 0, 'a listing outside a walk');
   // top/d below a listed top: a walk, whose files' attributes only are read ahead
   const before = f.ov.cacheSizes.stats;
-  await f.ov.prefetchLookups(walk(f.ov, 'top/d'), batch(f.ov, 'top/d'));
+  await f.ov.prefetchLookups(walk(f.ov, 'top/d'), plusBatch(f.ov, 'top/d'));
   t.equal(f.ov.cacheSizes.stats - before, 10, 'the attributes read ahead');
   t.equal(countListxattr(() => xattrsOf(f.ov, 'top/d')).calls, 10, 'the xattr names read when asked');
 });

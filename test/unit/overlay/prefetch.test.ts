@@ -11,24 +11,13 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { createHook } from 'node:async_hooks';
 import type { DirEntryOut } from '../../../src/fuse/api';
 import { Overlay } from '../../../src/overlay';
 import type { State } from '../../../src/overlay/state';
 import { native } from '../../../src/native';
-import { apart, config, ctx, fixture, ls, put, readdirAll, walk, R } from './fixtures/helpers';
+import { apart, config, ctx, fixture, ls, plusBatch, put, readdirAll, recordPoolCalls, walk, R } from './fixtures/helpers';
 
 const O = fs.constants;
-
-/** the entries of a READDIRPLUS batch of `p`: the whole listing */
-function batch(ov: Overlay, p: string): DirEntryOut[] {
-  const { fh } = ov.opendir(ctx, walk(ov, p));
-  try {
-    return readdirAll(ov, fh);
-  } finally {
-    ov.releasedir(fh);
-  }
-}
 
 /** what a lookup of each name of `p` answers: type, mode, size, ino, or null */
 function looked(ov: Overlay, p: string, names: string[]): unknown[] {
@@ -64,7 +53,7 @@ t.test('lookups after the read-ahead answer as without it, from memory', async (
   const expected = looked(plain, 'd', names);
   const expectedSub = ls(plain, 'd/sub');
 
-  const entries = batch(f.ov, 'd');
+  const entries = plusBatch(f.ov, 'd');
   t.same(entries.map((e) => e.name).filter((n) => n !== '.' && n !== '..').sort(), ['a', 'b', 'opq', 'sub']);
   const before = f.ov.cacheSizes;
   const ahead = f.ov.prefetchLookups(walk(f.ov, 'd'), entries);
@@ -94,18 +83,12 @@ t.test('one thread-pool call per batch: every lower\'s attributes, listings and 
   }, true);
   t.teardown(() => f.cleanup());
   const d = walk(f.ov, 'd');
-  const entries = batch(f.ov, 'd');
-  // the addon's work on the libuv pool shows as async resources named stratafs.*
-  const calls: string[] = [];
-  const hook = createHook({
-    init(_id, type) {
-      if (type.startsWith('stratafs.')) calls.push(type);
-    },
-  }).enable();
-  t.teardown(() => hook.disable());
+  const entries = plusBatch(f.ov, 'd');
+  const { calls, stop } = recordPoolCalls((type) => type.startsWith('stratafs.'));
+  t.teardown(stop);
   const before = f.ov.cacheSizes;
   await f.ov.prefetchLookups(d, entries);
-  hook.disable();
+  stop();
   const after = f.ov.cacheSizes;
   t.equal(calls.length, 1, `one pool call (${calls.join(', ')})`);
   // a and wh in the top lower end there; b in the middle; c in the bottom; sub in all
@@ -129,7 +112,7 @@ t.test('the overlay marks of lower subdirectories come with the read-ahead', asy
   t.teardown(() => plain.destroy());
   t.same([ls(plain, 'd/x'), ls(plain, 'd/y')], [['top'], ['bottom', 'top']], 'x is opaque, y merges');
   const d = walk(f.ov, 'd');
-  await f.ov.prefetchLookups(d, batch(f.ov, 'd'));
+  await f.ov.prefetchLookups(d, plusBatch(f.ov, 'd'));
   // behind the overlay, y gains a mark: the lookups know y's xattr names from the
   // read-ahead (none), so it still merges; x's mark was read ahead (its value is read
   // when a name says it is there)
@@ -144,7 +127,7 @@ t.test('the upper is never read ahead: changes through the mount show at once', 
   });
   t.teardown(() => f.cleanup());
   const d = walk(f.ov, 'd');
-  const entries = batch(f.ov, 'd');
+  const entries = plusBatch(f.ov, 'd');
   await f.ov.prefetchLookups(d, entries);
   t.equal(f.ov.prefetchLookups(d, entries), undefined);
 
@@ -164,7 +147,7 @@ t.test('the upper is never read ahead: changes through the mount show at once', 
   t.not(f.ov.lookup(ctx, d, 'behind'), null, 'the upper is read at the lookup');
   t.same(ls(f.ov, 'd'), ['b2', 'behind', 'hidden', 'opq', 'sub', 'up']);
   // a read-ahead after the changes reads only the lowers again, and changes no answer
-  const again = batch(f.ov, 'd');
+  const again = plusBatch(f.ov, 'd');
   await f.ov.prefetchLookups(d, again);
   t.equal(f.ov.lookup(ctx, d, 'a'), null);
   t.equal(f.ov.lookup(ctx, d, 'b'), null);
@@ -176,10 +159,10 @@ t.test('a removed directory or one without lowers reads nothing ahead', async (t
     put(upper, 'up/f', 'f');
   });
   t.teardown(() => f.cleanup());
-  t.equal(f.ov.prefetchLookups(walk(f.ov, 'up'), batch(f.ov, 'up')), undefined, 'an upper-only directory');
+  t.equal(f.ov.prefetchLookups(walk(f.ov, 'up'), plusBatch(f.ov, 'up')), undefined, 'an upper-only directory');
   t.equal(f.ov.prefetchLookups(424242, []), undefined, 'an unknown node');
   const low = walk(f.ov, 'low');
-  const entries = batch(f.ov, 'low');
+  const entries = plusBatch(f.ov, 'low');
   await f.ov.unlink(ctx, low, 'f');
   await f.ov.rmdir(ctx, 1, 'low');
   t.equal(f.ov.prefetchLookups(low, entries), undefined, 'a removed directory');
@@ -221,16 +204,11 @@ t.test('a walk reads ahead below the directory it lists: fewer pool calls than d
   t.teardown(() => f.cleanup());
   const plain = await Overlay.open(config(apart(f.lowers)));
   t.teardown(() => plain.destroy());
-  const calls: string[] = [];
-  const hook = createHook({
-    init(_id, type) {
-      if (type === 'stratafs.readAhead') calls.push(type);
-    },
-  }).enable();
-  t.teardown(() => hook.disable());
+  const { calls, stop } = recordPoolCalls((type) => type === 'stratafs.readAhead');
+  t.teardown(stop);
   const seen = new Map<string, unknown>();
   const dirs = await plusWalk(f.ov, 1, '', seen);
-  hook.disable();
+  stop();
   // what the lookups answer, walked without READDIRPLUS (nothing read ahead)
   const expected = new Map<string, unknown>();
   const look = (id: number, prefix: string): void => {
@@ -258,7 +236,7 @@ t.test('a READDIRPLUS whose parent was not listed reads nothing below it', async
   }, true);
   t.teardown(() => f.cleanup());
   const d = walk(f.ov, 'p/d');
-  const entries = batch(f.ov, 'p/d');
+  const entries = plusBatch(f.ov, 'p/d');
   const before = f.ov.cacheSizes;
   await f.ov.prefetchLookups(d, entries);
   await new Promise((resolve) => setImmediate(resolve));
@@ -282,13 +260,8 @@ t.test('a listing read in pages looks at each name once for the read-ahead, not 
     asked++;
     return has(layer, p);
   };
-  const calls: string[] = [];
-  const hook = createHook({
-    init(_id, type) {
-      if (type === 'stratafs.readAhead') calls.push(type);
-    },
-  }).enable();
-  t.teardown(() => hook.disable());
+  const { calls, stop } = recordPoolCalls((type) => type === 'stratafs.readAhead');
+  t.teardown(stop);
   const dir = walk(f.ov, 'big');
   // as the bridge reads it without a handle: each READDIRPLUS is handed the rest of the
   // listing (readdir's batch), reads ahead for it and looks up the names its page holds
@@ -307,7 +280,7 @@ t.test('a listing read in pages looks at each name once for the read-ahead, not 
     }
     off = (page[page.length - 1] as DirEntryOut).nextOffset;
   }
-  hook.disable();
+  stop();
   t.equal(found.length, FILES, 'every name listed and found');
   t.equal(asked, FILES, 'each name looked at once (the rest of the listing per page: about 16,000)');
   // the first batch (READDIR_BATCH names) read ahead at once, the rest once a page
