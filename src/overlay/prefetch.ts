@@ -138,15 +138,15 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
   // names a layer above ends the lookup at (a non-directory, an AUFS whiteout): the
   // layers below are not asked for them (merge.ts walkLowers)
   const ended = new Set<string>();
-  // names a layer above has (as a directory): not the node's top object here
-  const below = lowers.length > 1 ? new Set<string>() : null;
+  // names a layer above has (as a directory): not the node's top object here (kept only
+  // where xattr names are wanted: a walk's read-ahead does not pay for it per name)
+  const below = xattrs && lowers.length > 1 ? new Set<string>() : null;
   for (const ref of lowers) {
     const listed = st.caches.peekLowerNames(ref.layer, ref.path);
     // not listed (a listing larger than the cache's bound): the lookups ask per name
     if (listed === null) continue;
     const w: Wanted = { layer: ref.layer, path: ref.path, names: [], wants: [] };
     const endsHere: string[] = [];
-    const here: string[] | null = below === null ? null : [];
     for (const n of names) {
       if (n === '.' || n === '..' || isAufsName(n) || ended.has(n)) continue;
       if (listed.has(AUFS_PREFIX + n)) {
@@ -155,7 +155,6 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       }
       const type = listed.get(n);
       if (type === undefined) continue;
-      here?.push(n);
       const maybeDir = type === C.DT_DIR || type === C.DT_UNKNOWN;
       if (!maybeDir) endsHere.push(n);
       const path = joinPath(ref.path, n);
@@ -168,12 +167,13 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       // here, beside its statx when that is read (no pool call for them alone; a
       // directory's come with its listing)
       if (xattrs && (want & C.RA_STAT) !== 0 && type !== C.DT_DIR && !below?.has(n)) want |= C.RA_XATTRS;
+      // (a listing names each name once: marking it now cannot hide it in this layer)
+      below?.add(n);
       if (want === 0) continue;
       w.names.push(n);
       w.wants.push(want);
     }
     for (const n of endsHere) ended.add(n);
-    if (here !== null) for (const n of here) below?.add(n);
     if (w.names.length > 0) {
       wanted.push(w);
       total += w.names.length;
