@@ -29,6 +29,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
+import type { Awaitable } from '../fuse/api';
 import { tryStatAt, type Layer } from '../layers/access';
 import { listingSize, lowerIdentities, lowerPool, type Lease, type LowerListing, type LowerPool } from './lower-pool';
 
@@ -255,21 +256,26 @@ export class LayerCache {
    * Runs `op`, which may change the upper: no cached upper listing is used while it
    * runs, and none read before it is used after it.
    */
-  changingUpper<T>(op: () => Promise<T>): Promise<T> {
+  changingUpper<T>(op: () => Promise<T>): Promise<T>;
+  /** ... or that may be done at once: then its value (or its throw), with no promise */
+  changingUpper<T>(op: () => Awaitable<T>): Awaitable<T>;
+  changingUpper<T>(op: () => Awaitable<T>): Awaitable<T> {
     this.upperGen += 1;
     this.changing += 1;
     const done = (): void => {
       this.changing -= 1;
       this.upperGen += 1;
     };
-    let p: Promise<T>;
+    let p: Awaitable<T>;
     try {
       p = op();
     } catch (e) {
       done();
       throw e;
     }
-    return p.finally(done);
+    if (p instanceof Promise) return p.finally(done);
+    done();
+    return p;
   }
 
   /**

@@ -32,7 +32,9 @@
  *
  * Lock: `node.copyUp` holds the promise of the copy-up running for that node. It guards
  * the transition of `node.upper` from false to true: a second caller finds the promise
- * and awaits it instead of copying again, so concurrent opens copy up once. A copy-up
+ * and awaits it instead of copying again, so concurrent opens copy up once. A small
+ * file's copy made whole on the JS thread (copyUpNow) takes no lock: nothing runs
+ * between its first step and its link. A copy-up
  * awaits the parent's copy-up, the file data copy and its fsync (for a plain regular
  * file also its metadata, all in the same job on private fds; a small one's copy runs
  * on the JS thread and does not wait); other operations may
@@ -50,7 +52,7 @@
 import { constants as fsc } from 'node:fs';
 import createDebug from 'debug';
 import { E, fail, toErrno } from '../errors';
-import { C, native, type CopyUpFileResult, type Stat } from '../native';
+import { C, native, type CopyUpFileOptions, type CopyUpFileResult, type Stat } from '../native';
 import { PERM_MASK } from './attr';
 import { copiedId } from './idmap';
 import { statKey, type Node } from './inodes';
@@ -63,6 +65,7 @@ import { dropKeptOf } from './handle-fds';
 import { fault } from './faults';
 import { markMetacopy, sizeOnly } from '../layers/metacopy';
 import type { Int64 } from '../int64';
+import type { Awaitable } from '../fuse/api';
 
 const log = createDebug('stratafs:overlay');
 
@@ -90,27 +93,76 @@ const COPY_FD_FLAGS = C.O_NOATIME;
 /**
  * Makes sure `node` exists in the upper. With `opts.handleFlags`, and when this call
  * made a whole-file copy, returns the copy's fd (the upper file, opened with those
- * flags' access mode), which the caller then owns; otherwise null.
+ * flags' access mode), which the caller then owns; otherwise null. A value, not a
+ * promise, when nothing was to be done or the copy ran whole on the JS thread
+ * (copyUpNow): no other request can interleave with it, so it needs no lock.
  */
-export async function copyUp(st: State, node: Node, opts: CopyUpOptions = { data: true }): Promise<number | null> {
-  // a metacopy file is enough for a metadata change
-  const done = (): boolean => node.upper && (!node.metacopy || opts.metaOnly === true);
-  if (done()) return null;
+export function copyUp(st: State, node: Node, opts: CopyUpOptions = { data: true }): Awaitable<number | null> {
+  if (isDone(node, opts)) return null;
   st.requireUpper();
+  if (node.copyUp === null) {
+    const now = copyUpNow(st, node, opts);
+    if (now !== undefined) return now;
+  }
+  return copyUpLocked(st, node, opts);
+}
+
+/** Nothing to copy: `node` is in the upper (a metacopy file is enough for a metadata change). */
+function isDone(node: Node, opts: CopyUpOptions): boolean {
+  return node.upper && (!node.metacopy || opts.metaOnly === true);
+}
+
+/** A copy-up that may wait (for the parent's, the thread pool or another caller's): under `node.copyUp`. */
+async function copyUpLocked(st: State, node: Node, opts: CopyUpOptions): Promise<number | null> {
   while (node.copyUp) {
     await node.copyUp;
-    if (done()) return null;
+    if (isDone(node, opts)) return null;
   }
   const meta = opts.metaOnly === true && st.config.metacopy === true;
   const p = run(st, node, opts.data, meta, opts.handleFlags).finally(() => {
     node.copyUp = null;
-    // its data is the upper file's now: a lower fd kept for its opens has no use
-    if (node.upper && !node.metacopy) dropKeptOf(st, node.id);
+    afterCopyUp(st, node);
   });
   node.copyUp = p;
   return p;
 }
 
+/** its data is the upper file's now: a lower fd kept for its opens has no use */
+function afterCopyUp(st: State, node: Node): void {
+  if (node.upper && !node.metacopy) dropKeptOf(st, node.id);
+}
+
+/**
+ * The copy-up of a small regular file whose parent is in the upper already, whole on
+ * the JS thread where copiesOnThread allows it (a process serving one mount, or a
+ * `volatile` one): copyFileWhole's steps without a promise. Undefined when the copy
+ * is not of that kind (copyUpLocked makes it).
+ */
+function copyUpNow(st: State, node: Node, opts: CopyUpOptions): number | null | undefined {
+  const parent = node.parent;
+  if (node.upper || parent === null || !isDone(parent, { data: true })) return undefined;
+  const src = node.lowers[0];
+  const metaOnly = opts.metaOnly === true && st.config.metacopy === true;
+  if (src === undefined || node.type !== fsc.S_IFREG || metaOnly || src.data !== undefined) return undefined;
+  const s = st.lowerStat(node);
+  if (!copiesOnThread(st, opts.data ? s.size : 0)) return undefined;
+  try {
+    const copy = startCopy(st, node, opts.data, opts.handleFlags);
+    let result: CopyUpFileResult;
+    try {
+      copyUpPaths.onThread += 1;
+      result = native.copyUpFileNow(copy.sfd, copy.dst.fd, copy.opts);
+    } catch (e) {
+      dropCopy(st, copy.dst);
+      throw e;
+    } finally {
+      native.close(copy.sfd);
+    }
+    return linkCopy(st, node, parent, copy, result, opts.handleFlags);
+  } finally {
+    afterCopyUp(st, node);
+  }
+}
 /**
  * Waits until no copy-up of `node` is in flight (whether it succeeds or not). An
  * operation that takes the node's name away calls it first: the copy-up renames into
@@ -235,43 +287,75 @@ const noReflink = new WeakSet<Layer>();
  * file once linked, is returned open for the handle (copyUp); else it is closed.
  */
 async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean, handleFlags: number | undefined): Promise<number | null> {
+  const copy = startCopy(st, node, data, handleFlags);
+  let result: CopyUpFileResult;
+  try {
+    const now = copiesOnThread(st, data ? copy.size : 0);
+    copyUpPaths[now ? 'onThread' : 'onPool'] += 1;
+    result = now ? native.copyUpFileNow(copy.sfd, copy.dst.fd, copy.opts) : await native.copyUpFile(copy.sfd, copy.dst.fd, copy.opts);
+  } catch (e) {
+    dropCopy(st, copy.dst);
+    throw e;
+  } finally {
+    native.close(copy.sfd);
+  }
+  return linkCopy(st, node, parent, copy, result, handleFlags);
+}
+
+/** A whole-file copy opened (startCopy) and not yet made: its source fd, its copy and the native call's options. */
+interface StartedCopy {
+  sfd: number;
+  dst: CopyDst;
+  layer: Layer;
+  /** the lower's size (cached stat) */
+  size: Int64;
+  nlink: number;
+  opts: CopyUpFileOptions;
+}
+
+/**
+ * Opens the source and the copy of a whole-file copy-up and fills in the native
+ * call's options: owner and mode from the lower's cached stat (lowers do not change).
+ */
+function startCopy(st: State, node: Node, data: boolean, handleFlags: number | undefined): StartedCopy {
   const src = node.lowers[0] ?? fail(E.ENOENT);
   const s = st.lowerStat(node);
   const loc = st.locateData(node);
   const shifted = src.layer.idShifted === true;
-  let result: CopyUpFileResult;
-  let dst: CopyDst;
   const sfd = openSource(loc.dirfd, loc.name, loc.layer);
+  let dst: CopyDst;
   try {
     dst = openCopy(st, handleFlags);
-    try {
-      const opts = {
-        data,
-        uid: copiedId(st.config, 'uid', s.uid, shifted),
-        gid: copiedId(st.config, 'gid', s.gid, shifted),
-        mode: s.mode & PERM_MASK,
-        sync: !st.config.volatile,
-        reflink: !noReflink.has(loc.layer),
-        // the lower's xattrs may be known already (xattr.ts): none, nothing to list
-        xattrs: node.lowerXattrs === null || node.lowerXattrs.disk.length > 0,
-        privatePrefixes: PRIVATE_PREFIXES,
-        escape: XATTR_ESCAPE,
-      };
-      const now = copiesOnThread(st, data ? s.size : 0);
-      copyUpPaths[now ? 'onThread' : 'onPool'] += 1;
-      result = now ? native.copyUpFileNow(sfd, dst.fd, opts) : await native.copyUpFile(sfd, dst.fd, opts);
-      fault('copyup.after-data');
-    } catch (e) {
-      dropCopy(st, dst);
-      throw e;
-    }
-  } finally {
+  } catch (e) {
     native.close(sfd);
+    throw e;
   }
-  if (result.reflinkUnsupported) noReflink.add(loc.layer);
+  const opts: CopyUpFileOptions = {
+    data,
+    uid: copiedId(st.config, 'uid', s.uid, shifted),
+    gid: copiedId(st.config, 'gid', s.gid, shifted),
+    mode: s.mode & PERM_MASK,
+    sync: !st.config.volatile,
+    reflink: !noReflink.has(loc.layer),
+    // the lower's xattrs may be known already (xattr.ts): none, nothing to list
+    xattrs: node.lowerXattrs === null || node.lowerXattrs.disk.length > 0,
+    privatePrefixes: PRIVATE_PREFIXES,
+    escape: XATTR_ESCAPE,
+  };
+  return { sfd, dst, layer: loc.layer, size: s.size, nlink: s.nlink, opts };
+}
+
+/**
+ * Links a made copy (flushed unless `volatile`) into the upper, on the JS thread: the
+ * parent's times put back, the node settled. With `handleFlags` returns the copy's fd.
+ */
+function linkCopy(st: State, node: Node, parent: Node, copy: StartedCopy, result: CopyUpFileResult, handleFlags: number | undefined): number | null {
+  const { dst } = copy;
+  if (result.reflinkUnsupported) noReflink.add(copy.layer);
   let pfd: number;
   let pst: Stat;
   try {
+    fault('copyup.after-data');
     pfd = st.upperDirFd(parent);
     pst = statAt(pfd, '');
     fault('copyup.before-rename');
@@ -291,7 +375,7 @@ async function copyFileWhole(st: State, node: Node, parent: Node, data: boolean,
     node.xattrsListed = !result.hasXattrs;
     node.lowerXattrs = null;
     bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));
-    settle(st, node, fsc.S_IFREG, s.nlink, result.ino);
+    settle(st, node, fsc.S_IFREG, copy.nlink, result.ino);
   } catch (e) {
     native.close(dst.fd);
     throw e;

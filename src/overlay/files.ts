@@ -18,7 +18,7 @@
 import { constants as fsc } from 'node:fs';
 import { E, fail } from '../errors';
 import { C, native } from '../native';
-import type { Ctx, DirEntryOut, OpenResult } from '../fuse/api';
+import type { Awaitable, Ctx, DirEntryOut, OpenResult } from '../fuse/api';
 import { copyUp } from './copyup';
 import { acquireFd, releaseFd } from './handle-fds';
 import type { Node } from './inodes';
@@ -69,13 +69,14 @@ const REOPEN = fsc.O_SYNC | fsc.O_DSYNC;
  * handle's access mode), as the kernel's overlayfs opens the file it has just copied
  * up: no openat and close of the upper file again.
  */
-export async function openForWrite(st: State, _ctx: Ctx, node: Node, flags: number): Promise<OpenResult> {
+export function openForWrite(st: State, _ctx: Ctx, node: Node, flags: number): Awaitable<OpenResult> {
   if (node.type === fsc.S_IFDIR) fail(E.EISDIR);
   st.requireUpper();
   const how = openFlagsFor(st, flags);
   const adopt = (how & ACCMODE) !== fsc.O_RDONLY && (how & REOPEN) === 0;
-  const fd = await copyUp(st, node, { data: (flags & fsc.O_TRUNC) === 0, handleFlags: adopt ? how : undefined });
-  return openNow(st, node, flags, fd);
+  const fd = copyUp(st, node, { data: (flags & fsc.O_TRUNC) === 0, handleFlags: adopt ? how : undefined });
+  // a copy-up made on the JS thread (or none needed): answered without a promise
+  return fd instanceof Promise ? fd.then((f) => openNow(st, node, flags, f)) : openNow(st, node, flags, fd);
 }
 
 /** A read-only open copies nothing: answered at once, without a promise. */

@@ -143,7 +143,7 @@ export class Overlay implements FileSystemApi {
 
   open(ctx: Ctx, node: NodeId, flags: number): Promise<OpenResult> | OpenResult {
     // an open for writing copies up
-    if (files.isWriteOpen(flags)) return this.changing(() => files.openForWrite(this.st, ctx, this.st.node(node), flags));
+    if (files.isWriteOpen(flags)) return this.st.caches.changingUpper(() => files.openForWrite(this.st, ctx, this.st.node(node), flags));
     return files.openReadOnly(this.st, ctx, this.st.node(node), flags);
   }
 
