@@ -89,5 +89,13 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  {
+    // the start-up bundle has no `performance` (scripts/bundle.mjs: loading node:perf_hooks
+    // took 3-5 ms of every mount's start); a monotonic clock is process.uptime()
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-globals': ['error', { name: 'performance', message: 'not in the start-up bundle (scripts/bundle.mjs): use process.uptime()' }],
+    },
+  },
   ...sourceFiles('src').flatMap(layering),
 );

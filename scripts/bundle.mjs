@@ -79,6 +79,11 @@ async function bundle(root) {
     format: 'cjs',
     // constructor names stay as in the modules (errors are told apart by them)
     keepNames: true,
+    // no `performance` global in the bundle: its first touch loads node:perf_hooks (3-5 ms
+    // of every start), and lru-cache touches it as it loads only to pick its clock, which
+    // then is Date (used for TTLs; no cache here has one). Our own code keeps time with
+    // process.uptime() (eslint.config.mjs forbids the global in src/).
+    define: { performance: 'undefined' },
     metafile: true,
     logLevel: 'error',
     absWorkingDir: root,

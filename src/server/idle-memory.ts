@@ -33,7 +33,6 @@
  * an interval that fails is logged and skipped.
  */
 import createDebug from 'debug';
-import { performance } from 'node:perf_hooks';
 import { native } from '../native';
 
 const log = createDebug('stratafs:memory');
@@ -98,10 +97,11 @@ function fullCollection(): () => void {
  */
 export function cpuUtilization(): () => number {
   let lastCpu = process.cpuUsage();
-  let lastWall = performance.now();
+  // wall time in ms from the monotonic clock (no perf_hooks: scripts/bundle.mjs)
+  let lastWall = process.uptime() * 1000;
   return () => {
     const cpu = process.cpuUsage();
-    const wall = performance.now();
+    const wall = process.uptime() * 1000;
     const usedMs = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000;
     const u = usedMs / Math.max(wall - lastWall, 1);
     lastCpu = cpu;

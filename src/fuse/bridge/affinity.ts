@@ -238,7 +238,7 @@ export function threadAffinity(log?: (fmt: string, ...args: unknown[]) => void):
         const cpu = native.taskCpu(tid);
         return cpu < 0 ? undefined : cpu;
       },
-      now: () => performance.now(),
+      now: () => process.uptime() * 1000,
     }, DEFAULT_POLICY, log);
   }
   return shared;
