@@ -31,7 +31,7 @@ import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
 import type { Awaitable } from '../fuse/api';
 import { tryStatAt, type Layer } from '../layers/access';
-import { listingSize, lowerIdentities, lowerPool, type Lease, type LowerListing, type LowerPool } from './lower-pool';
+import { listingSize, lowerIdentities, lowerPool, type Lease, type LowerListing, type LowerPool, type StatSlot } from './lower-pool';
 
 export interface CacheLimits {
   /** layer directory listings kept */
@@ -205,11 +205,28 @@ export class LayerCache {
     const key = this.statKeyOf(layer, path);
     if (key === null) return stat();
     const hit = this.pool.stats.get(key);
-    if (hit !== undefined) return hit.s;
+    if (hit !== undefined && hit.s !== undefined) return hit.s;
     const s = stat();
     this.pool.stats.set(key, { s });
     this.pool.trim();
     return s;
+  }
+
+  /**
+   * The kept slot of lower object `path` of `layer` (its statx, null when it does not
+   * exist), from the cache or made with `stat`; a fresh slot the cache does not hold
+   * when the mount keeps nothing of the layer. For a node to keep while the slot's `s`
+   * is set (lower-pool.ts StatSlot).
+   */
+  lowerStatSlot(layer: Layer, path: string, stat: () => Stat | null): StatSlot {
+    const key = this.statKeyOf(layer, path);
+    if (key === null) return { s: stat() };
+    const hit = this.pool.stats.get(key);
+    if (hit !== undefined && hit.s !== undefined) return hit;
+    const slot: StatSlot = { s: stat() };
+    this.pool.stats.set(key, slot);
+    this.pool.trim();
+    return slot;
   }
 
   /** lowerStat of `name` in the directory `dirfd` (a lookup: no closure per call) */
@@ -217,7 +234,7 @@ export class LayerCache {
     const key = this.statKeyOf(layer, path);
     if (key === null) return tryStatAt(dirfd, name);
     const hit = this.pool.stats.get(key);
-    if (hit !== undefined) return hit.s;
+    if (hit !== undefined && hit.s !== undefined) return hit.s;
     const s = tryStatAt(dirfd, name);
     this.pool.stats.set(key, { s });
     this.pool.trim();

@@ -33,6 +33,7 @@ import type { Attr, NodeId } from '../fuse/api';
 import type { Layer } from '../layers/access';
 import { joinPath } from '../layers/access';
 import type { LowerRef } from '../layers/merge';
+import type { StatSlot } from './lower-pool';
 
 export const ROOT_ID: NodeId = 1;
 
@@ -101,6 +102,11 @@ export class Node {
   lastAttr: Attr | undefined = undefined;
   /** pending copy-up of this node (see copyup.ts) */
   copyUp: Promise<unknown> | null = null;
+  /**
+   * the lower attribute cache's slot of lowers[0] once asked (State.lowerStat); null
+   * until then, and again whenever `lowers` is set anew
+   */
+  lowerSlot: StatSlot | null = null;
 
   constructor(
     readonly id: NodeId,

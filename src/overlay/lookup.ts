@@ -75,7 +75,11 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
   if (known && known.key === key && known.type === r.type) {
     known.upper = r.upper !== null;
     known.upperXwhiteouts = r.upperXwhiteouts;
+    const was = known.lowers[0];
     known.lowers = refsOf(r);
+    // the slot kept is that of the top lower object: dropped if that is another one now
+    const now = known.lowers[0];
+    if (was === undefined || now === undefined || was.layer !== now.layer || was.path !== now.path) known.lowerSlot = null;
     known.metacopy = r.metacopy;
     return known;
   }

@@ -48,9 +48,18 @@ export interface LowerListing {
 
 /**
  * A lower object's statx (null: it does not exist) and, when the read-ahead listed them
- * with it (a non-directory, prefetch.ts), its xattr names as stored.
+ * with it (a non-directory, prefetch.ts), its xattr names as stored. A node keeps the
+ * slot of its lower object (State.lowerStat: no key built and looked up per GETATTR);
+ * when the slot leaves the cache its fields are cleared (`s` undefined), so what a node
+ * still holds of an evicted slot is the empty slot, and the node asks the cache again.
  */
-export type StatSlot = { s: Stat | null; x?: readonly string[] };
+export type StatSlot = { s: Stat | null | undefined; x?: readonly string[] | undefined };
+
+/** Empties a slot that leaves the cache (see StatSlot). */
+function emptySlot(slot: StatSlot): void {
+  slot.s = undefined;
+  if (slot.x !== undefined) slot.x = undefined;
+}
 
 /**
  * approximate heap bytes of one listing entry besides its name (object, bigint, array
@@ -109,6 +118,7 @@ export class LowerPool {
   readonly stats = new LRUCache<string, StatSlot>({
     maxSize: NO_BOUND,
     sizeCalculation: statSlotSize,
+    dispose: emptySlot,
   });
   private readonly lowers = new Map<string, Shared>();
   private readonly bound: PoolLimits = { listings: 0, listingBytes: 0, stats: 0, statBytes: 0 };

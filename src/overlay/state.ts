@@ -241,13 +241,21 @@ export class State {
     return this.lowerStat(node);
   }
 
-  /** statx of the node's top lower object (ENOENT when it has none) */
+  /**
+   * statx of the node's top lower object (ENOENT when it has none), through the slot of
+   * the lower attribute cache the node keeps (no key built and looked up per call; an
+   * emptied slot, one the cache let go, is asked for again: lower-pool.ts StatSlot)
+   */
   lowerStat(node: Node): Stat {
-    const ref = node.lowers[0] ?? fail(E.ENOENT);
-    const s = this.caches.lowerStat(ref.layer, ref.path, () => {
-      const loc = this.locateLower(node);
-      return tryStatAt(loc.dirfd, loc.name);
-    });
-    return s ?? fail(E.ENOENT);
+    let slot = node.lowerSlot;
+    if (slot === null || slot.s === undefined) {
+      const ref = node.lowers[0] ?? fail(E.ENOENT);
+      slot = this.caches.lowerStatSlot(ref.layer, ref.path, () => {
+        const loc = this.locateLower(node);
+        return tryStatAt(loc.dirfd, loc.name);
+      });
+      node.lowerSlot = slot;
+    }
+    return slot.s ?? fail(E.ENOENT);
   }
 }
