@@ -8,10 +8,11 @@
  * user namespace that does not own our mount namespace), and without the capability,
  * the fusermount3 handshake hands us the device fd, as libfuse does.
  */
-import { accessSync, constants as fsc, readFileSync, realpathSync } from 'node:fs';
+import { accessSync, constants as fsc, realpathSync } from 'node:fs';
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
 import { privilege } from '../privilege';
+import { mountedAt } from '../mountinfo';
 import { fusermountFlagOptions, msFlags, type MountFlags } from './flags';
 
 export const FS_NAME = 'stratafs';
@@ -36,7 +37,7 @@ export function prepareMountpoint(target: string): string | undefined {
     }
     const busy = mountedAt(realpathSync(target));
     if (busy !== undefined) {
-      throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} is busy: ${busy} is mounted there (unmount it first)`);
+      throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} is busy: ${busy.fstype} is mounted there (unmount it first)`);
     }
     return undefined;
   } catch (e) {
@@ -53,20 +54,6 @@ export function prepareMountpoint(target: string): string | undefined {
     if (e.code === 'ENOENT') throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} does not exist`);
     throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target}: ${e.message}`);
   }
-}
-
-/** The type of the filesystem mounted exactly at `dir` (in our mount namespace), if any. */
-export function mountedAt(dir: string): string | undefined {
-  let found: string | undefined;
-  for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
-    const fields = line.split(' ');
-    const sep = fields.indexOf('-');
-    if (sep < 0) continue;
-    // mountinfo escapes space, tab, newline and backslash as \ooo
-    const at = fields[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (at === dir) found = fields[sep + 1]; // the last one listed is on top
-  }
-  return found;
 }
 
 function viaFusermount(target: string, readOnly: boolean, flags: MountFlags): MountedDevice {

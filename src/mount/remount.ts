@@ -14,27 +14,15 @@
  * - anything else (lowerdir, upperdir, uidmapping, ...) cannot change on a mounted
  *   stratafs: refused in one line, where kernel overlayfs ignores it without a word.
  */
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { StratafsError } from '../errors';
 import { C, native } from '../native';
 import { privilege } from '../privilege';
+import { mountedAt } from '../mountinfo';
 import { applyFlagOption, msFlags, type MountFlags } from './flags';
 import { FS_NAME, FS_TYPE } from './mountpoint';
 
 const ATIME_OPTIONS = new Set(['noatime', 'relatime', 'strictatime', 'atime', 'nodiratime', 'diratime']);
-
-/** fstype and per-mount options of the mount exactly at DIR (the top one), if any. */
-function mountAt(dir: string): { fstype: string; options: Set<string> } | undefined {
-  let found: { fstype: string; options: Set<string> } | undefined;
-  for (const line of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
-    const fields = line.split(' ');
-    const sep = fields.indexOf('-');
-    if (sep < 0) continue;
-    const at = fields[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (at === dir) found = { fstype: fields[sep + 1], options: new Set(fields[5].split(',')) };
-  }
-  return found;
-}
 
 /** Remounts TARGET with the ro/rw and flag options GIVEN (in order); OTHER are refused. */
 export function remount(target: string, given: readonly string[], other: readonly string[]): void {
@@ -49,14 +37,14 @@ export function remount(target: string, given: readonly string[], other: readonl
   } catch (e) {
     throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `cannot remount ${target}: ${(e as Error).message}`);
   }
-  const cur = mountAt(real);
+  const cur = mountedAt(real);
   if (cur?.fstype !== FS_TYPE) {
     throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `cannot remount ${target}: no stratafs is mounted there`);
   }
   if (!privilege().capSysAdmin) {
     throw new StratafsError('STRATAFS_ERR_MOUNT', `cannot remount ${target}: remounting needs CAP_SYS_ADMIN (fusermount3 cannot remount)`);
   }
-  const has = (w: string): boolean => cur.options.has(w);
+  const has = (w: string): boolean => cur.options.includes(w);
   const flags: MountFlags = {
     nosuid: has('nosuid'),
     nodev: has('nodev'),

@@ -14,7 +14,7 @@
  */
 import { E, fail } from '../errors';
 import type { IdMapRange, OverlayConfig } from './config';
-import { mountOf } from './mountinfo';
+import { mountOf } from '../mountinfo';
 
 export const OVERFLOW_ID = 65534;
 

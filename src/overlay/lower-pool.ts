@@ -26,9 +26,8 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
-import { readFileSync } from 'node:fs';
 import { statAt, type Layer } from '../layers/access';
-import { mountOf } from './mountinfo';
+import { mountOf, readMounts, type MountEntry } from '../mountinfo';
 
 export interface PoolLimits {
   listings: number;
@@ -194,12 +193,12 @@ export class LowerPool {
 
 let privates = 0;
 
-/** Does any mount of our namespace carry the `idmapped` option (true when it cannot be told)? */
-function anyIdmappedMount(): boolean {
+/** Our namespace's mount table; undefined when it cannot be read. */
+function mountTable(): readonly MountEntry[] | undefined {
   try {
-    return readFileSync('/proc/self/mountinfo', 'latin1').includes('idmapped');
+    return readMounts();
   } catch {
-    return true;
+    return undefined;
   }
 }
 
@@ -214,12 +213,14 @@ function anyIdmappedMount(): boolean {
  * once per mount, and looked into per lower only when some mount is idmapped.
  */
 export function lowerIdentities(lowers: readonly Layer[]): Array<string | undefined> {
-  const idmapped = anyIdmappedMount();
+  const mounts = mountTable();
+  // a table that cannot be read cannot tell an idmapped mount: no lower is shared then
+  const idmapped = mounts === undefined || mounts.some((m) => m.options.includes('idmapped'));
   const ids: Array<string | undefined> = [];
   for (const l of lowers) {
     let shared = l.idShifted !== true;
     if (shared && idmapped) {
-      const on = mountOf(l.path);
+      const on = mounts && mountOf(l.path, mounts);
       shared = on !== undefined && !on.options.includes('idmapped');
     }
     if (!shared) {

@@ -12,7 +12,7 @@ import { E, StratafsError, toErrno, errnoName } from '../errors';
 import { C, native } from '../native';
 import type { OverlayConfig } from './config';
 import { onIdmappedMount } from './idmap';
-import { mountOf } from './mountinfo';
+import { mountOf } from '../mountinfo';
 import { removeTree } from './copyup';
 import { Node, type LowerRef } from './inodes';
 import { DirFds, procFdPath, statAt, type Layer } from '../layers/access';
