@@ -19,13 +19,21 @@
  * will need (readAheadBelow), one pool call of about MIN_CHUNK names at a time, in
  * order, so that one pool thread reads ahead of the walk; a subdirectory's READDIRPLUS
  * waits for the call that covers it instead of making its own, so small sibling
- * directories share a call. A plain `ls` reads nothing below what it lists.
+ * directories share a call. When the walk enters the first subdirectory of a directory,
+ * what the READDIRPLUS of the subdirectories of all its subdirectories will need is read
+ * ahead with it (withCousins: one call for a run of small cousins, not one per
+ * directory that has any); when it enters the first subdirectory of a directory listed
+ * outside a walk (the first level of `find` at a mount's root), the read-ahead below
+ * that directory starts then, for all its subdirectories, rather than one call of each
+ * that its reply waits for. A plain `ls` reads nothing below what it lists (an `ls` of
+ * one of the subdirectories it listed is taken for the start of a walk).
  *
  * Only lower directories are read ahead and only lower caches are filled: the upper is
  * always read at the moment of the lookup (it changes). Nothing is read when the caches
  * hold it already (a warm walk stays synchronous). Batched, so the JS thread answers
  * other requests while the disk is read; the reply waits for its own read-ahead only.
  */
+import { constants as fsc } from 'node:fs';
 import createDebug from 'debug';
 import { E } from '../errors';
 import { C, native } from '../native';
@@ -85,6 +93,16 @@ const BELOW_MAX_NAMES = 4096;
 export function prefetchLookups(st: State, node: Node, entries: readonly DirEntryOut[], fits = entries.length): Promise<void> | undefined {
   if (node.removed || node.lowers.length === 0) return undefined;
   const ahead = st.readAhead;
+  // the first subdirectory a walk enters of a directory listed outside one (the first
+  // level of `find` at a mount's root): read ahead for it and its siblings together, as
+  // a walk does for the subdirectories of each directory it lists, rather than one call
+  // per sibling that its reply waits for (the pending call found next covers this one)
+  const parent = node.parent;
+  const siblings = parent === null ? undefined : ahead.subdirs.get(parent);
+  if (parent !== null && siblings !== undefined && !siblings.walking) {
+    ahead.subdirs.delete(parent);
+    readAheadBelow(st, [{ lowers: parent.lowers, names: siblings.names }]);
+  }
   const waiting = pendingFor(st, node.lowers);
   // read ahead for it already under way: what that call did not cover is asked after it
   if (waiting !== undefined) return waiting.then(() => prefetchLookups(st, node, entries, fits));
@@ -106,11 +124,57 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
   const walking = node.parent !== null && ahead.listed.has(node.parent);
   const own = wantsOf(st, node.lowers, names, wanted, !walking) > 0 ? start(st, wanted, false) : undefined;
   ahead.listed.add(node);
+  keepSubdirs(st, node, entries, from, walking);
   if (walking) {
-    if (own === undefined) readAheadBelow(st, node, names);
-    else void own.then(() => readAheadBelow(st, node, names));
+    if (own === undefined) readAheadBelow(st, withCousins(st, node, names));
+    else void own.then(() => readAheadBelow(st, withCousins(st, node, names)));
   }
   return own;
+}
+
+/**
+ * Keeps the names of the subdirectories among `entries` (from index `from`) of `node`
+ * (at most BELOW_MAX_NAMES, as readAheadBelow takes no more): when the walk enters the
+ * first of them, what it needs below them all is read ahead together (prefetchLookups,
+ * withCousins).
+ */
+function keepSubdirs(st: State, node: Node, entries: readonly DirEntryOut[], from: number, walking: boolean): void {
+  const kept = st.readAhead.subdirs.get(node) ?? { names: [], walking };
+  for (let i = from; i < entries.length && kept.names.length < BELOW_MAX_NAMES; i++) {
+    const e = entries[i] as DirEntryOut;
+    if (e.type === fsc.S_IFDIR && e.name !== '.' && e.name !== '..') kept.names.push(e.name);
+  }
+  if (kept.names.length > 0) st.readAhead.subdirs.set(node, kept);
+}
+
+/**
+ * What the read-ahead below walked directory `node` (listing `names`) covers: its own
+ * subdirectories and, when it is the first subdirectory of its parent the walk enters,
+ * those of its siblings too (in the parent's listing order), whose listings the read-ahead
+ * below the parent read. One call then serves a run of small sibling directories (in
+ * a Debian rootfs, each of a hundred /usr/share/locale/LANG/ holds one LC_MESSAGES/ of
+ * one or two files: a pool call of one or two names each). A sibling whose listing is
+ * not in the caches yet adds nothing and is read ahead below when the walk enters it.
+ */
+function withCousins(st: State, node: Node, names: readonly string[]): Below[] {
+  if (node.removed) return [];
+  const dirs: Below[] = [{ lowers: node.lowers, names }];
+  const parent = node.parent;
+  const siblings = parent === null ? undefined : st.readAhead.subdirs.get(parent);
+  if (parent === null || siblings === undefined) return dirs;
+  st.readAhead.subdirs.delete(parent);
+  for (const name of siblings.names) {
+    if (name === node.name) continue;
+    const stack = stackOf(st, parent.lowers, name);
+    if (stack.length === 0) continue;
+    const below = new Set<string>();
+    for (const ref of stack) {
+      const listed = st.caches.peekLowerNames(ref.layer, ref.path);
+      if (listed !== null) for (const n of listed.keys()) below.add(n);
+    }
+    if (below.size > 0) dirs.push({ lowers: stack, names: [...below] });
+  }
+  return dirs;
 }
 
 /** The read-ahead calls under way for the lower directories `lowers`, as one promise; undefined when none. */
@@ -184,45 +248,70 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
 
 /**
  * Starts, not waited for, the read-ahead of the READDIRPLUS of each lower subdirectory
- * named in `names` (of directory `node`, whose own read-ahead is done): the attributes
- * of its entries and the listings of its subdirectories, for at most BELOW_MAX_NAMES
- * names (in each lower that has them).
+ * named in `names` of each directory `node` of `dirs` (whose own read-ahead is done):
+ * the attributes of its entries and the listings of its subdirectories, for at most
+ * BELOW_MAX_NAMES names in all (in each lower that has them).
  * A subdirectory is taken in each lower down to the first that ends its merge (a
  * non-directory, an AUFS whiteout); one that a mark makes opaque may be read for
  * nothing, never wrongly: only lower caches are filled, and lowers do not change.
  */
-function readAheadBelow(st: State, node: Node, names: readonly string[]): void {
+function readAheadBelow(st: State, dirs: readonly Below[]): void {
   try {
-    if (node.removed || st.closed) return;
+    if (st.closed) return;
     const wanted: Wanted[] = [];
     let taken = 0; // names of the subdirectories taken
-    for (const name of names) {
+    for (const dir of dirs) {
       if (taken >= BELOW_MAX_NAMES) break;
-      if (name === '.' || name === '..' || isAufsName(name)) continue;
-      const stack: { layer: Wanted['layer']; path: string }[] = [];
-      for (const ref of node.lowers) {
-        const listed = st.caches.peekLowerNames(ref.layer, ref.path);
-        if (listed === null || listed.has(AUFS_PREFIX + name)) break;
-        const type = listed.get(name);
-        if (type === undefined) continue;
-        if (type !== C.DT_DIR) break;
-        stack.push({ layer: ref.layer, path: joinPath(ref.path, name) });
-      }
-      if (stack.length === 0 || pendingFor(st, stack) !== undefined) continue;
-      const below = new Set<string>();
-      for (const ref of stack) {
-        const listed = st.caches.peekLowerNames(ref.layer, ref.path);
-        if (listed !== null) for (const n of listed.keys()) below.add(n);
-      }
-      // one that would pass the bound (a huge directory) is left to its own READDIRPLUS
-      if (taken + below.size > BELOW_MAX_NAMES) continue;
-      taken += below.size;
-      wantsOf(st, stack, below, wanted, false);
+      taken = wantsBelow(st, dir, wanted, taken);
     }
     if (wanted.length > 0) void start(st, wanted, true);
   } catch (e) {
-    log('read-ahead below %s failed: %s', node.path(), (e as Error).message);
+    log('read-ahead below %s failed: %s', dirs[0]?.lowers[0]?.path, (e as Error).message);
   }
+}
+
+/** A merged directory's lower directories (a merge stack, top first) and names in it. */
+interface Below {
+  lowers: readonly { layer: Wanted['layer']; path: string }[];
+  names: readonly string[];
+}
+
+/**
+ * The lower directories (top first) of subdirectory `name` of the merged directory of
+ * `lowers`, down to the first lower that ends its merge (a non-directory, an AUFS
+ * whiteout); empty when it is no lower directory or a listing is not in the caches.
+ */
+function stackOf(st: State, lowers: Below['lowers'], name: string): { layer: Wanted['layer']; path: string }[] {
+  const stack: { layer: Wanted['layer']; path: string }[] = [];
+  for (const ref of lowers) {
+    const listed = st.caches.peekLowerNames(ref.layer, ref.path);
+    if (listed === null || listed.has(AUFS_PREFIX + name)) break;
+    const type = listed.get(name);
+    if (type === undefined) continue;
+    if (type !== C.DT_DIR) break;
+    stack.push({ layer: ref.layer, path: joinPath(ref.path, name) });
+  }
+  return stack;
+}
+
+/** Adds to `wanted` what the READDIRPLUS of each subdirectory named in `dir` needs; returns `taken` plus their names taken. */
+function wantsBelow(st: State, dir: Below, wanted: Wanted[], taken: number): number {
+  for (const name of dir.names) {
+    if (taken >= BELOW_MAX_NAMES) break;
+    if (name === '.' || name === '..' || isAufsName(name)) continue;
+    const stack = stackOf(st, dir.lowers, name);
+    if (stack.length === 0 || pendingFor(st, stack) !== undefined) continue;
+    const below = new Set<string>();
+    for (const ref of stack) {
+      const listed = st.caches.peekLowerNames(ref.layer, ref.path);
+      if (listed !== null) for (const n of listed.keys()) below.add(n);
+    }
+    // one that would pass the bound (a huge directory) is left to its own READDIRPLUS
+    if (taken + below.size > BELOW_MAX_NAMES) continue;
+    taken += below.size;
+    wantsOf(st, stack, below, wanted, false);
+  }
+  return taken;
 }
 
 /**

@@ -76,10 +76,12 @@ export class State {
    * READDIRPLUS read-ahead (prefetch.ts): the directories a READDIRPLUS listed (a walk
    * is a READDIRPLUS of a child of one), and the read-ahead calls under way by lower
    * directory (layerKey), each removed when done, and by directory the last entry of its
-   * listing a batch covered
+   * listing a batch covered; and the subdirectory names a READDIRPLUS listed, until the
+   * walk enters the first of them
    */
   readonly readAhead = {
     listed: new WeakSet<Node>(), pending: new Map<string, Promise<void>>(), covered: new WeakMap<Node, DirEntryOut>(),
+    subdirs: new WeakMap<Node, { names: string[]; walking: boolean }>(),
   };
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;

@@ -230,6 +230,37 @@ t.test('a walk reads ahead below the directory it lists: fewer pool calls than d
   t.ok(calls.length <= 6, `${calls.length} pool calls`);
 });
 
+t.test('a walk from the root reads ahead for the first level and for runs of small sibling directories together', async (t) => {
+  // as in a Debian rootfs: /usr/share/locale/LANG/LC_MESSAGES/ of one file each, a few
+  // first-level directories, split over two lowers
+  const LANGS = 12;
+  const tree = (l0: string, l1: string): void => {
+    for (let i = 0; i < LANGS; i++) put(i % 2 === 0 ? l0 : l1, `usr/share/locale/l${i}/LC_MESSAGES/m${i}.mo`, `mo ${i}`);
+    put(l1, 'usr/bin/sh', 'sh');
+    for (let i = 0; i < 4; i++) put(l0, `etc/e${i}/conf`, `conf ${i}`);
+    put(l1, 'var/lib/dpkg/status', 'status');
+    put(l0, 'var/cache/c', 'c');
+  };
+  const f = await fixture(2, ([l0, l1]) => tree(l0 as string, l1 as string), true);
+  t.teardown(() => f.cleanup());
+  const plain = await Overlay.open(config(apart(f.lowers)));
+  t.teardown(() => plain.destroy());
+  const expected = new Map<string, unknown>();
+  await plusWalk(plain, 1, '', expected);
+  const { calls, stop } = recordPoolCalls((type) => type === 'stratafs.readAhead');
+  t.teardown(stop);
+  const seen = new Map<string, unknown>();
+  const dirs = await plusWalk(f.ov, 1, '', seen);
+  stop();
+  t.same([...seen.entries()].sort(), [...expected.entries()].sort(), 'the same answers');
+  t.equal(dirs, 1 + 3 + 2 + 1 + 2 * LANGS + 4 + 3, 'the directories walked');
+  // the root's own; one below it for usr, etc and var (otherwise a call of each that
+  // its reply waits for); below usr, share, locale, var, var/lib and etc; below the
+  // LANGs together (otherwise one call per LANG): 9 (22 when each directory reads
+  // ahead below itself alone)
+  t.ok(calls.length <= 9, `${calls.length} pool calls for ${dirs} directories`);
+});
+
 t.test('a READDIRPLUS whose parent was not listed reads nothing below it', async (t) => {
   const f = await fixture(1, ([l0]) => {
     for (let b = 0; b < 3; b++) for (let c = 0; c < 4; c++) put(l0 as string, `p/d/s${b}/f${c}`, 'f');
