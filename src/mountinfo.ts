@@ -38,13 +38,13 @@ export function parseMounts(text: string): MountEntry[] {
 /**
  * The mount `dir` is on: the entry whose mount point is the longest prefix of its real
  * path (the last one listed when mounts are stacked); undefined when it cannot be told.
- * `mounts` is a table read already.
+ * `mounts` is a table read already, `resolved` the real path of `dir` resolved already.
  */
-export function mountOf(dir: string, mounts?: readonly MountEntry[]): MountEntry | undefined {
+export function mountOf(dir: string, mounts?: readonly MountEntry[], resolved?: string): MountEntry | undefined {
   let real: string;
   let table: readonly MountEntry[];
   try {
-    real = realpathSync(dir);
+    real = resolved ?? realpathSync(dir);
     table = mounts ?? readMounts();
   } catch {
     return undefined;

@@ -12,7 +12,7 @@ import { accessSync, constants as fsc, realpathSync } from 'node:fs';
 import { native, C, isNativeError } from '../native';
 import { StratafsError } from '../errors';
 import { privilege } from '../privilege';
-import { mountedAt } from '../mountinfo';
+import { mountedAt, readMounts, type MountEntry } from '../mountinfo';
 import { fusermountFlagOptions, msFlags, type MountFlags } from './flags';
 
 export const FS_NAME = 'stratafs';
@@ -24,22 +24,33 @@ export interface MountedDevice {
   privileged: boolean;
 }
 
+/** What the mountpoint check found: a notice for the person who asked, the table it read. */
+export interface PreparedMountpoint {
+  /** a stale FUSE mount was detached */
+  notice?: string;
+  /** the mount table read for the check (absent when a stale mount was detached instead) */
+  mounts?: readonly MountEntry[];
+}
+
 /**
- * Checks the mountpoint before anything is mounted. A stale FUSE mount left by a
- * killed daemon ("Transport endpoint is not connected") is detached so the new mount
- * can take its place; the returned message says so. Anything else wrong is an error.
+ * Checks the mountpoint before anything is mounted (`real`: its real path, where resolved
+ * already). A stale FUSE mount left by a killed daemon ("Transport endpoint is not
+ * connected") is detached so the new mount can take its place; the notice says so.
+ * Anything else wrong is an error. The mount table read for the check is handed on: the
+ * rest of the start looks into it and reads it no more.
  */
-export function prepareMountpoint(target: string): string | undefined {
+export function prepareMountpoint(target: string, real?: string): PreparedMountpoint {
   try {
     const st = native.statx(C.AT_FDCWD, target, 0);
     if ((st.mode & fsc.S_IFMT) !== fsc.S_IFDIR) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} is not a directory`);
     }
-    const busy = mountedAt(realpathSync(target));
+    const mounts = readMounts();
+    const busy = mountedAt(real ?? realpathSync(target), mounts);
     if (busy !== undefined) {
       throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} is busy: ${busy.fstype} is mounted there (unmount it first)`);
     }
-    return undefined;
+    return { mounts };
   } catch (e) {
     if (!isNativeError(e)) throw e;
     if (e.code === 'ENOTCONN') {
@@ -49,7 +60,7 @@ export function prepareMountpoint(target: string): string | undefined {
         throw new StratafsError('STRATAFS_ERR_MOUNTPOINT',
           `mountpoint ${target} is a stale FUSE mount and could not be detached: ${(u as Error).message}`);
       }
-      return `mountpoint ${target} was a stale mount (transport endpoint is not connected); detached it`;
+      return { notice: `mountpoint ${target} was a stale mount (transport endpoint is not connected); detached it` };
     }
     if (e.code === 'ENOENT') throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target} does not exist`);
     throw new StratafsError('STRATAFS_ERR_MOUNTPOINT', `mountpoint ${target}: ${e.message}`);

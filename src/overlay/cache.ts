@@ -32,6 +32,7 @@ import type { DirEntry, Stat } from '../native';
 import type { Awaitable } from '../fuse/api';
 import { tryStatAt, type Layer } from '../layers/access';
 import { listingSize, lowerIdentities, lowerPool, type Lease, type LowerListing, type LowerPool, type StatSlot } from './lower-pool';
+import type { MountEntry } from '../mountinfo';
 
 export interface CacheLimits {
   /** layer directory listings kept */
@@ -82,8 +83,11 @@ export class LayerCache {
   private readonly maxListings: number;
   private readonly listingBytes: number;
 
-  /** `lowers`: the mount's lower layers (named once, by their roots: lowerIdentities) */
-  constructor(limits: CacheLimits, lowers: readonly Layer[] = [], pool: LowerPool = lowerPool) {
+  /**
+   * `lowers`: the mount's lower layers (named once, by their roots: lowerIdentities);
+   * `mounts`: the mount table, where the mount's start read it already
+   */
+  constructor(limits: CacheLimits, lowers: readonly Layer[] = [], pool: LowerPool = lowerPool, mounts?: readonly MountEntry[]) {
     // bounded in count by hand: an LRU given `max` allocates its index arrays for that
     // many entries up front, which an idle mount would pay for
     this.uppers = new LRUCache<string, UpperListing>({
@@ -93,7 +97,7 @@ export class LayerCache {
     this.maxListings = limits.listings;
     this.listingBytes = limits.listingBytes;
     this.pool = pool;
-    this.lease = pool.attach(lowerIdentities(lowers), limits);
+    this.lease = pool.attach(lowerIdentities(lowers, mounts), limits);
   }
 
   /** the last key keyOf made, and what it was made of */

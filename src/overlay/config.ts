@@ -3,6 +3,18 @@
  * The CLI (and later the graph driver) produce it; `Overlay.open(config)` consumes it.
  */
 import type { CacheLimits } from './cache';
+import type { MountEntry } from '../mountinfo';
+
+/**
+ * What the mount's start has read already (src/server/mount-server.ts), so opening the
+ * layers reads none of it again: the mount table, and the real paths (symlinks
+ * resolved) of the directories given, keyed by the path as given. Whatever is absent
+ * is read where it is needed.
+ */
+export interface StartReads {
+  mounts?: readonly MountEntry[];
+  realPaths?: ReadonlyMap<string, string>;
+}
 
 /**
  * One range of a uid/gid mapping: ids [host, host+count) stored in the layers appear as
@@ -52,4 +64,6 @@ export interface OverlayConfig {
   noatime?: boolean;
   /** bounds of the listing and attribute caches (cache.ts), CACHE_LIMITS where absent */
   caches?: Partial<CacheLimits>;
+  /** the mount table and real paths the start has read already */
+  startReads?: StartReads;
 }

@@ -14,7 +14,7 @@
  */
 import { E, fail } from '../errors';
 import type { IdMapRange, OverlayConfig } from './config';
-import { mountOf } from '../mountinfo';
+import { mountOf, type MountEntry } from '../mountinfo';
 
 export const OVERFLOW_ID = 65534;
 
@@ -78,7 +78,10 @@ export function copiedId(config: OverlayConfig, kind: Kind, id: number, shifted:
   return shifted ? creatorToHost(config, kind, id) : id;
 }
 
-/** Whether `dir` lies on an idmapped mount of our mount namespace (false when it cannot be told). */
-export function onIdmappedMount(dir: string): boolean {
-  return mountOf(dir)?.options.includes('idmapped') ?? false;
+/**
+ * Whether `dir` lies on an idmapped mount of our mount namespace (false when it cannot be
+ * told); `mounts` and `real`: the table and `dir`'s real path, where read already.
+ */
+export function onIdmappedMount(dir: string, mounts?: readonly MountEntry[], real?: string): boolean {
+  return mountOf(dir, mounts, real)?.options.includes('idmapped') ?? false;
 }

@@ -210,10 +210,11 @@ function mountTable(): readonly MountEntry[] | undefined {
  * of a mapping that nothing here can see, and the temporary mount containers-storage
  * makes for it may be made again at the same path with another mapping once this mount
  * holds its clone (and the mount's id is reused then, too). The mount table is read
- * once per mount, and looked into per lower only when some mount is idmapped.
+ * once per mount (`table`: the one the mount's start read), and looked into per lower
+ * only when some mount is idmapped.
  */
-export function lowerIdentities(lowers: readonly Layer[]): Array<string | undefined> {
-  const mounts = mountTable();
+export function lowerIdentities(lowers: readonly Layer[], table?: readonly MountEntry[]): Array<string | undefined> {
+  const mounts = table ?? mountTable();
   // a table that cannot be read cannot tell an idmapped mount: no lower is shared then
   const idmapped = mounts === undefined || mounts.some((m) => m.options.includes('idmapped'));
   const ids: Array<string | undefined> = [];

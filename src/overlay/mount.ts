@@ -22,6 +22,11 @@ import { State } from './state';
 
 const WORK = 'work';
 
+/** The real path of layer dir `p`: the one the mount's start resolved, else resolved now. */
+function realOf(config: OverlayConfig, p: string): string {
+  return config.startReads?.realPaths?.get(p) ?? realpathSync(p);
+}
+
 function layerError(path: string, why: string): StratafsError {
   return new StratafsError('STRATAFS_ERR_LAYER', `${path}: ${why}`);
 }
@@ -145,15 +150,15 @@ function emptyWorkDir(workFd: number): void {
  * overlayfs refuses overlapping layers too): writes would change a read-only layer.
  */
 function checkOverlap(config: OverlayConfig, upper: Layer, lowers: Layer[]): void {
-  const ru = realpathSync(upper.path);
+  const ru = realOf(config, upper.path);
   let rw: string | undefined;
   try {
-    rw = config.workdir === undefined ? undefined : realpathSync(config.workdir);
+    rw = config.workdir === undefined ? undefined : realOf(config, config.workdir);
   } catch {
     rw = undefined; // missing: openWork says so
   }
   for (const l of lowers) {
-    const rl = realpathSync(l.path);
+    const rl = realOf(config, l.path);
     if (inside(ru, rl) || inside(rl, ru)) {
       throw layerError(upper.path, `upperdir and lowerdir ${l.path} overlap (the same directory or one inside the other)`);
     }
@@ -171,8 +176,8 @@ function openWork(config: OverlayConfig, upper: Layer): { workFd: number; prefix
     if (ws.devMajor !== upper.devMajor || ws.devMinor !== upper.devMinor) {
       throw layerError(workdir, 'workdir must be on the same filesystem as the upperdir');
     }
-    const ru = realpathSync(upper.path);
-    const rw = realpathSync(workdir);
+    const ru = realOf(config, upper.path);
+    const rw = realOf(config, workdir);
     if (inside(rw, ru)) throw layerError(workdir, 'workdir must not be inside the upperdir');
     if (inside(ru, rw)) throw layerError(upper.path, 'upperdir must not be inside the workdir');
     // before anything is created: a refused upper is left as it was
@@ -220,12 +225,13 @@ const relativeTo = (dir: string, p: string): string => (p === dir ? '.' : p.slic
  * it is refused, or the copy does not show the same directories (a mount in between),
  * the fds stay as they are (files are opened O_NOATIME anyway, files.ts).
  */
-function reopenNoatime(upperdir: string, workdir: string, upperFd: number, workFd: number): [number, number] | undefined {
+function reopenNoatime(config: OverlayConfig, upperFd: number, workFd: number): [number, number] | undefined {
   let clone = -1;
   const got: number[] = [];
   try {
-    const ru = realpathSync(upperdir);
-    const rw = realpathSync(`${workdir}/${WORK}`);
+    const ru = realOf(config, config.upperdir as string);
+    // the staging dir is a directory, not a link (openWork opens it O_NOFOLLOW)
+    const rw = `${realOf(config, config.workdir as string)}/${WORK}`;
     const top = commonDir(ru, rw);
     clone = native.openTree(C.AT_FDCWD, top, C.OPEN_TREE_CLONE | C.OPEN_TREE_CLOEXEC);
     native.mountSetattr(clone, '', C.AT_EMPTY_PATH, C.MOUNT_ATTR_NOATIME, C.MOUNT_ATTR__ATIME);
@@ -259,10 +265,11 @@ export function openState(config: OverlayConfig): State {
     // every check before the work dir is created or emptied: a refused mount changes nothing
     const base = config.upperdir !== undefined ? 1 : 0;
     const mapped = config.uidMap !== undefined || config.gidMap !== undefined;
+    const known = config.startReads;
     const lowers = config.lowerdirs.map((p, i) => {
       const fd = openLowerRoot(p);
       opened.push(fd);
-      return makeLayer(base + i, p, fd, false, mapped && onIdmappedMount(p));
+      return makeLayer(base + i, p, fd, false, mapped && onIdmappedMount(p, known?.mounts, known?.realPaths?.get(p)));
     });
     // as kernel overlayfs ("conflicting lowerdir path"): one directory twice is refused
     const seen = new Map<string, string>();
@@ -281,7 +288,7 @@ export function openState(config: OverlayConfig): State {
       opened.push(fd);
       upper = makeLayer(0, config.upperdir, fd, true);
       // as kernel overlayfs: a FUSE filesystem lacks what an upper needs (and may be us)
-      const on = mountOf(config.upperdir);
+      const on = mountOf(config.upperdir, known?.mounts, known?.realPaths?.get(config.upperdir));
       if (on !== undefined && (on.fstype === 'fuse' || on.fstype.startsWith('fuse.'))) {
         throw layerError(config.upperdir, `upperdir is on a FUSE filesystem (${on.fstype} at ${on.point}); kernel overlayfs refuses such an upper too`);
       }
@@ -290,7 +297,7 @@ export function openState(config: OverlayConfig): State {
       workFd = work.workFd;
       prefix = work.prefix;
       opened.push(workFd);
-      const quiet = config.noatime === true ? reopenNoatime(config.upperdir, config.workdir as string, fd, workFd) : undefined;
+      const quiet = config.noatime === true ? reopenNoatime(config, fd, workFd) : undefined;
       if (quiet) {
         opened.push(...quiet);
         upper = makeLayer(0, config.upperdir, quiet[0], true);

@@ -113,7 +113,7 @@ export class State {
       this.listings.drop(node);
       dropKeptOf(this, node.id);
     });
-    this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches }, lowers);
+    this.caches = new LayerCache({ ...CACHE_LIMITS, ...config.caches }, lowers, undefined, config.startReads?.mounts);
     this.aufs = new AufsIndex(AUFS_INDEX_DIRS, this.caches);
     this.whiteouts = new Whiteouts(workFd, () => this.tmpName());
     openCount += 1;

@@ -71,14 +71,6 @@ function sessionClass(): typeof FuseSession {
   return (require('../fuse/bridge') as typeof import('../fuse/bridge')).FuseSession;
 }
 
-function realpathOr(p: string): string {
-  try {
-    return realpathSync(p);
-  } catch {
-    return p;
-  }
-}
-
 export function overlayConfig(spec: MountSpec): OverlayConfig {
   return {
     lowerdirs: spec.lowerdirs,
@@ -124,7 +116,18 @@ export class MountServer {
     if (spec.upperdir !== undefined) checkOutsideServed('upperdir', spec.upperdir, served);
     if (spec.workdir !== undefined) checkOutsideServed('workdir', spec.workdir, served);
     checkOutsideServed('mountpoint', target, served);
-    // every path is outside the served mounts now: resolving them enters none
+    // every path is outside the served mounts now: resolving them enters none; each is
+    // resolved once, here, and the start takes these (StartReads)
+    const real = new Map<string, string>();
+    const realpathOr = (p: string): string => {
+      try {
+        const r = realpathSync(p);
+        real.set(p, r);
+        return r;
+      } catch {
+        return p;
+      }
+    };
     const dirs: MountDirs = {
       mountpoint: realpathOr(target),
       dirs: [
@@ -143,7 +146,7 @@ export class MountServer {
       backingStats: () => ({ opened: 0, kept: 0, handles: 0 }) };
     this.mounts.set(target, placeholder);
     try {
-      const served = await this.start(spec, onMounted);
+      const served = await this.start(spec, real, onMounted);
       this.mounts.set(target, served);
       this.started.add(served);
       void served.ended.then(() => {
@@ -178,9 +181,10 @@ export class MountServer {
     await Promise.race([m.ended, new Promise((r) => setTimeout(r, ENDED_WAIT_MS).unref())]);
   }
 
-  private async start(spec: MountSpec, onMounted?: (notice?: string) => void): Promise<ServedMount> {
-    const notice = prepareMountpoint(spec.mountpoint);
-    const overlay = await Overlay.open(overlayConfig(spec));
+  /** `real`: the real paths mount() resolved, by the path given */
+  private async start(spec: MountSpec, real: ReadonlyMap<string, string>, onMounted?: (notice?: string) => void): Promise<ServedMount> {
+    const { notice, mounts } = prepareMountpoint(spec.mountpoint, real.get(spec.mountpoint));
+    const overlay = await Overlay.open({ ...overlayConfig(spec), startReads: { mounts, realPaths: real } });
     let dev;
     try {
       dev = mountFuse(spec.mountpoint, spec.readOnly, spec.flags ?? DEFAULT_MOUNT_FLAGS);

@@ -16,7 +16,7 @@ import { servedSpec } from '../lib/mount-spec';
 import { run, runOk } from '../lib/proc';
 import { mountTable } from '../lib/mounts';
 
-const spec = (base: string, name: string, lower: string): MountSpec => servedSpec(path.join(base, name), lower);
+const spec = (base: string, name: string, lower: string | string[]): MountSpec => servedSpec(path.join(base, name), lower);
 
 /** a lower holding one file, f */
 function oneFileLower(base: string): string {
@@ -101,6 +101,46 @@ t.test('mounts of the same lower share what they read of it, each with its own i
   const c = spec(base, 'c', lower);
   await server.mount(c);
   t.equal(await sh(`ls ${c.mountpoint}/etc`), 'f\nlater\n', 'a mount after that reads the lower afresh');
+});
+
+t.test('a mount\'s start reads the mount table once and resolves each directory given once', async (t) => {
+  const base = await tempDir(t, 'mountserver');
+  const lower = oneFileLower(base);
+  const second = path.join(base, 'lower2');
+  fs.mkdirSync(second);
+  fs.writeFileSync(path.join(second, 'g'), 'g\n');
+  // a lower given through a symlink, as podman's l/ID links: the checks see its real path
+  fs.symlinkSync(second, path.join(base, 'link'));
+  const s = spec(base, 'a', [lower, path.join(base, 'link')]);
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+  // the module object itself (an import would be a copy): what src/ calls through
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeFs = require('node:fs') as typeof fs;
+  const { readFileSync, realpathSync } = nodeFs;
+  const tableReads: string[] = [];
+  const resolved: string[] = [];
+  const countingRead = (...a: Parameters<typeof readFileSync>): ReturnType<typeof readFileSync> => {
+    if (a[0] === '/proc/self/mountinfo') tableReads.push(String(a[0]));
+    return readFileSync(...a);
+  };
+  const countingRealpath = (p: fs.PathLike, o?: fs.EncodingOption): string => {
+    resolved.push(String(p));
+    return realpathSync(p, o);
+  };
+  nodeFs.readFileSync = countingRead as typeof readFileSync;
+  nodeFs.realpathSync = Object.assign(countingRealpath, { native: realpathSync.native }) as typeof realpathSync;
+  try {
+    await server.mount(s);
+  } finally {
+    nodeFs.readFileSync = readFileSync;
+    nodeFs.realpathSync = realpathSync;
+  }
+  t.equal(tableReads.length, 1, 'the mountpoint check\'s table serves the upper\'s and the lowers\' checks too');
+  for (const d of [...s.lowerdirs, s.upperdir!, s.workdir!, s.mountpoint]) {
+    t.equal(resolved.filter((p) => p === d).length, 1, `${d} resolved once`);
+  }
+  t.equal(await sh(`ls ${s.mountpoint}`), 'f\ng\n', 'the mount serves both lowers');
 });
 
 t.test('a failed mount leaves nothing behind', async (t) => {
