@@ -167,11 +167,7 @@ function withCousins(st: State, node: Node, names: readonly string[]): Below[] {
     if (name === node.name) continue;
     const stack = stackOf(st, parent.lowers, name);
     if (stack.length === 0) continue;
-    const below = new Set<string>();
-    for (const ref of stack) {
-      const listed = st.caches.peekLowerNames(ref.layer, ref.path);
-      if (listed !== null) for (const n of listed.keys()) below.add(n);
-    }
+    const below = namesIn(st, stack);
     if (below.size > 0) dirs.push({ lowers: stack, names: [...below] });
   }
   return dirs;
@@ -294,6 +290,16 @@ function stackOf(st: State, lowers: Below['lowers'], name: string): { layer: Wan
   return stack;
 }
 
+/** The names the caches hold of the merged directory of `stack` (its lower directories, top first). */
+function namesIn(st: State, stack: Below['lowers']): Set<string> {
+  const names = new Set<string>();
+  for (const ref of stack) {
+    const listed = st.caches.peekLowerNames(ref.layer, ref.path);
+    if (listed !== null) for (const n of listed.keys()) names.add(n);
+  }
+  return names;
+}
+
 /** Adds to `wanted` what the READDIRPLUS of each subdirectory named in `dir` needs; returns `taken` plus their names taken. */
 function wantsBelow(st: State, dir: Below, wanted: Wanted[], taken: number): number {
   for (const name of dir.names) {
@@ -301,11 +307,7 @@ function wantsBelow(st: State, dir: Below, wanted: Wanted[], taken: number): num
     if (name === '.' || name === '..' || isAufsName(name)) continue;
     const stack = stackOf(st, dir.lowers, name);
     if (stack.length === 0 || pendingFor(st, stack) !== undefined) continue;
-    const below = new Set<string>();
-    for (const ref of stack) {
-      const listed = st.caches.peekLowerNames(ref.layer, ref.path);
-      if (listed !== null) for (const n of listed.keys()) below.add(n);
-    }
+    const below = namesIn(st, stack);
     // one that would pass the bound (a huge directory) is left to its own READDIRPLUS
     if (taken + below.size > BELOW_MAX_NAMES) continue;
     taken += below.size;
