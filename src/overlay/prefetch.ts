@@ -139,12 +139,18 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
  * withCousins).
  */
 function keepSubdirs(st: State, node: Node, entries: readonly DirEntryOut[], from: number, walking: boolean): void {
-  const kept = st.readAhead.subdirs.get(node) ?? { names: [], walking };
-  for (let i = from; i < entries.length && kept.names.length < BELOW_MAX_NAMES; i++) {
+  let kept = st.readAhead.subdirs.get(node);
+  for (let i = from; i < entries.length; i++) {
     const e = entries[i] as DirEntryOut;
-    if (e.type === fsc.S_IFDIR && e.name !== '.' && e.name !== '..') kept.names.push(e.name);
+    if (e.type !== fsc.S_IFDIR || e.name === '.' || e.name === '..') continue;
+    // made at the first subdirectory: a batch of files keeps nothing
+    if (kept === undefined) {
+      kept = { names: [], walking };
+      st.readAhead.subdirs.set(node, kept);
+    }
+    if (kept.names.length >= BELOW_MAX_NAMES) break;
+    kept.names.push(e.name);
   }
-  if (kept.names.length > 0) st.readAhead.subdirs.set(node, kept);
 }
 
 /**
