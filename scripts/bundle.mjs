@@ -8,8 +8,10 @@
  * Then main.bundle.cache: V8's code cache of the bundle once its mount path's module
  * bodies have run and a scratch overlay has served a mount's first requests without a
  * kernel (src/server/warm-up.ts; made by bin/stratafs.js itself, started by the launcher
- * bin/stratafs, so with the node binary and V8 flags a mount uses): a mount then compiles
- * none of that code. Where the requests cannot be served, the cache holds the module
+ * bin/stratafs, so with the node binary and V8 flags a mount uses), and once the mount
+ * path's functions that need a kernel to run (the command line's main, the mount server's
+ * mount, mount(2)) are compiled without being called: a mount then compiles none of that
+ * code. Where the requests cannot be served, the cache holds the module
  * bodies only, and the build says why in one line.
  *
  * Last, main.bundle.json lists every input file with its size and mtime, and the
@@ -34,7 +36,9 @@ import { namesForClassesOnly } from './bundle-names.mjs';
 /**
  * The bundle's entry: main.js, and a warm-up the code cache is made with: the modules a
  * mount loads (the daemon, the mount server, the FUSE session), then a mount's first
- * requests served without a kernel (src/server/warm-up.ts; a promise).
+ * requests served without a kernel (src/server/warm-up.ts; a promise); and the mount
+ * path's functions that cannot run without a kernel, which bin/stratafs.js compiles
+ * without calling them.
  */
 const ENTRY = `module.exports = require('./main.js');
 module.exports.warmMountPath = () => {
@@ -43,6 +47,8 @@ module.exports.warmMountPath = () => {
   require('../fuse/bridge/index.js');
   return require('../server/warm-up.js').warmUp();
 };
+module.exports.mountPathFunctions = () => [module.exports.main, require('./detach.js').daemonChannel, require('./daemon.js').serve,
+  require('./daemon.js').leaveSession, ...require('../server/warm-up.js').mountPathFunctions()];
 `;
 
 const LAZY_DEBUG = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lazy-debug.cjs');

@@ -12,7 +12,12 @@ import { serveFirstRequests } from '../fuse/bridge/first-requests';
 import { parseArgs } from '../mount/options';
 import { checkSpec } from '../mount/spec';
 import { Overlay } from '../overlay';
-import { overlayConfig } from './mount-server';
+import { msFlags } from '../mount/flags';
+import { mountFuse, prepareMountpoint } from '../mount/mountpoint';
+import { mountedAt } from '../mountinfo';
+import { holdIdleRelease, IdleRelease } from './idle-memory';
+import { MountServer, overlayConfig } from './mount-server';
+import { checkNotCrossed, checkOutsideServed } from './own-mounts';
 
 async function serveScratch(dir: string): Promise<void> {
   const [lower, upper, work, mnt] = ['lower', 'upper', 'work', 'mnt'].map((d) => join(dir, d)) as [string, string, string, string];
@@ -32,4 +37,25 @@ export async function warmUp(): Promise<void> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** a function of the mount path, for the build to compile (never called here) */
+export type MountPathFunction = (...args: never[]) => unknown;
+
+/**
+ * The functions of this layer and below that a mount runs once, before and around
+ * mount(2) and at its end, and that the scratch overlay of warmUp cannot run without a
+ * kernel: the mount server's mount, the mountpoint's checks and mount(2) itself (the
+ * command line's own, main and the daemon's serve, are added by the bundle's entry,
+ * scripts/bundle.mjs).
+ * V8 compiles a function when it is first called, so without them in the code cache
+ * every mount compiled them at start (bin/stratafs.js compiles them, without calling
+ * them, before it saves the cache). Their inner closures are not covered.
+ */
+export function mountPathFunctions(): MountPathFunction[] {
+  // the server's private steps are methods of its prototype like the public ones
+  const server = MountServer.prototype as unknown as Record<'mount' | 'start' | 'endedBehindUs', MountPathFunction>;
+  const classes = [MountServer, IdleRelease] as unknown as MountPathFunction[];
+  return [server.mount, server.start, server.endedBehindUs, prepareMountpoint, mountFuse,
+    checkNotCrossed, checkOutsideServed, holdIdleRelease, mountedAt, msFlags, ...classes];
 }
