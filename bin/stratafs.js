@@ -52,13 +52,14 @@ function bundle() {
 }
 
 /**
- * Compiles FUNCTIONS without calling them (the mount path the build cannot run without a
- * kernel), so that the code cache made next holds their bytecode. V8 compiles a function
- * at its first call; its runtime function %PrepareFunctionForOptimization compiles one
- * without calling it (and gives it a feedback vector, which is not part of the cache). It is
- * reachable only with --allow-natives-syntax, which is on only while the one-line
- * compiler is parsed: V8 accepts a code cache only under the flags it was made with, and
- * a mount runs without it. Returns why nothing was compiled, if so (another V8).
+ * Compiles the functions FUNCTIONS() lists without calling them (the mount path the build
+ * cannot run without a kernel), so that the code cache made next holds their bytecode.
+ * V8 compiles a function at its first call; its runtime function
+ * %PrepareFunctionForOptimization compiles one without calling it (and gives it a
+ * feedback vector, which is not part of the cache). It is reachable only with
+ * --allow-natives-syntax, which is on only while the one-line compiler is parsed: V8
+ * accepts a code cache only under the flags it was made with, and a mount runs without
+ * it. Returns why not all were compiled, if so (another V8).
  */
 function compileAhead(functions) {
   const v8 = require('node:v8');
@@ -71,7 +72,11 @@ function compileAhead(functions) {
   } finally {
     v8.setFlagsFromString('--no-allow-natives-syntax');
   }
-  for (const f of functions) compile(f);
+  try {
+    for (const f of functions()) compile(f);
+  } catch (e) {
+    return e.message;
+  }
   return undefined;
 }
 
@@ -84,7 +89,7 @@ if (process.env.STRATAFS_WRITE_CODE_CACHE) {
   exports.warmMountPath().catch((e) => {
     process.stderr.write(`bundle: the code cache holds the module bodies only (no request served: ${e.message})\n`);
   }).then(() => {
-    const why = compileAhead(exports.mountPathFunctions());
+    const why = compileAhead(() => exports.mountPathFunctions());
     if (why) process.stderr.write(`bundle: the mount path's own functions are compiled at each mount (${why})\n`);
     fs.writeFileSync(process.env.STRATAFS_WRITE_CODE_CACHE, script.createCachedData());
   });
