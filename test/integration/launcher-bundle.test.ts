@@ -163,8 +163,8 @@ function launcherFlags(): string[] {
 }
 
 /**
- * Names of the functions V8 compiles during a foreground mount, a first `ls -l`, a read
- * and the unmount, in a daemon that runs PKG's bundle from its code cache as
+ * Names of the functions V8 compiles during a foreground mount, a first `ls -l`, a read,
+ * a listing of xattr names and the unmount, in a daemon that runs PKG's bundle from its code cache as
  * bin/stratafs.js does: V8 prints the bytecode of every function it compiles from then
  * on (--print-bytecode, set once the bundle is compiled; a function taken from the cache
  * is not compiled, so not printed).
@@ -202,6 +202,9 @@ m.exports.main(argv);
   t.ok(await waitFor(() => isMounted(mnt), 20000), `mounted (stderr: ${stderr})`);
   await runOk('ls', ['-l', mnt, path.join(mnt, 'etc')]);
   t.equal(fs.readFileSync(path.join(mnt, 'etc', 'hostname'), 'utf8'), 'lower\n');
+  // the list of a file's xattr names (its size, then the names), as containers-storage's
+  // diff asks of every entry
+  await runOk('getfattr', ['-h', '-d', path.join(mnt, 'etc', 'hostname')]);
   await runOk('fusermount3', ['-u', mnt]);
   await exited;
   t.equal(stderr, '', 'the daemon said nothing on stderr (its cache was used)');
@@ -209,8 +212,8 @@ m.exports.main(argv);
 }
 
 /** functions of the request path (session, decode, handlers, overlay, replies): no other code has these names */
-const REQUEST_PATH = ['onBatch', 'dispatch', 'negotiate', 'LOOKUP', 'GETATTR', 'READDIRPLUS', 'GETXATTR', 'OPEN', 'RELEASE',
-  'encodeEntry', 'encodeAttr', 'PlusReply', 'mergeListing', 'openState', 'nodeFor', 'toAttr'];
+const REQUEST_PATH = ['onBatch', 'dispatch', 'negotiate', 'LOOKUP', 'GETATTR', 'READDIRPLUS', 'GETXATTR', 'LISTXATTR', 'OPEN', 'RELEASE',
+  'xattrList', 'encodeXattrSize', 'encodeEntry', 'encodeAttr', 'PlusReply', 'mergeListing', 'openState', 'nodeFor', 'toAttr'];
 
 /**
  * functions of the mount itself, which the build cannot run without a kernel (it compiles

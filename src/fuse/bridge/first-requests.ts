@@ -108,7 +108,7 @@ export interface FirstRequestNames { dir: string; file: string; link: string }
 
 /**
  * The requests of a mount and its first walk, served by `fs` (whose root holds `names`):
- * INIT, the root's attributes, a missing name, a listing, a symlink, a read, a write
+ * INIT, the root's attributes, a missing name, a listing, a symlink, a file's xattrs, a read, a write
  * (a copy-up where the file is a lower one), FORGETs, DESTROY, the connection's end.
  * Rejects when a request that must succeed fails.
  */
@@ -130,6 +130,10 @@ export async function serveFirstRequests(fs: FileSystemApi, names: FirstRequestN
   await dev.ask(Opcode.READLINK, name);
   const file = firstU64(check(await dev.ask(Opcode.LOOKUP, etc, cstr(names.file)), 'LOOKUP'));
   await dev.ask(Opcode.GETXATTR, file, u32(0, 0), cstr('security.capability'));
+  // the list of its names, its size first then the names (llistxattr: containers-storage's
+  // diff of a build step asks both of every entry of the parent image)
+  await dev.ask(Opcode.LISTXATTR, file, u32(0, 0));
+  await dev.ask(Opcode.LISTXATTR, file, u32(4096, 0));
   const fh = firstU64(check(await dev.ask(Opcode.OPEN, file, openIn(O_RDONLY)), 'OPEN'));
   await dev.ask(Opcode.READ, file, readIn(fh, 0, 4096));
   await dev.ask(Opcode.FLUSH, file, u64(fh, 0, 0));
