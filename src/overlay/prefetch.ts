@@ -122,7 +122,7 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
   for (let i = from; i < entries.length; i++) names.push((entries[i] as DirEntryOut).name);
   const wanted: Wanted[] = [];
   const walking = node.parent !== null && ahead.listed.has(node.parent);
-  const own = wantsOf(st, node.lowers, names, wanted, !walking) > 0 ? start(st, wanted, false) : undefined;
+  const own = wantsOf(st, node.lowers, names, wanted, !walking || ahead.xattrs) > 0 ? start(st, wanted, false) : undefined;
   ahead.listed.add(node);
   keepSubdirs(st, node, entries, from, walking);
   if (walking) {
@@ -196,7 +196,9 @@ function pendingFor(st: State, lowers: readonly { layer: Wanted['layer']; path: 
  * stack, top first) need read that the caches lack; returns how many names it added.
  * `xattrs`: the xattr names of the non-directories too, with their statx (a listing
  * outside a walk: `ls -l` asks each file for two xattrs; a walk such as `find` or `tar`
- * asks none, so there they would be read for nothing).
+ * asks none, so there they would be read for nothing, unless a lower object's xattrs
+ * were asked that no read-ahead had listed: then the caller walks asking them, as the
+ * naive diff of containers-storage asks `security.capability` and the list of each entry).
  */
 function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: string }[], names: Iterable<string>, wanted: Wanted[],
   xattrs: boolean): number {
@@ -230,9 +232,11 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       if (maybeDir && !st.caches.hasLowerListing(ref.layer, path)) want |= C.RA_LIST;
       // the first getxattr of a node lists its object's xattr names (`ls -l` asks two
       // of every file, xattr.ts): those of the top object of a non-directory are read
-      // here, beside its statx when that is read (no pool call for them alone; a
-      // directory's come with its listing)
-      if (xattrs && (want & C.RA_STAT) !== 0 && type !== C.DT_DIR && !below?.has(n)) want |= C.RA_XATTRS;
+      // here, beside its statx (read again when it was kept without them: a walk that
+      // asked none read it; a directory's come with its listing)
+      if (xattrs && type !== C.DT_DIR && !below?.has(n) && ((want & C.RA_STAT) !== 0 || st.caches.lowerFileXattrs(ref.layer, path) === null)) {
+        want |= C.RA_STAT | C.RA_XATTRS;
+      }
       // (a listing names each name once: marking it now cannot hide it in this layer)
       below?.add(n);
       if (want === 0) continue;
@@ -317,7 +321,7 @@ function wantsBelow(st: State, dir: Below, wanted: Wanted[], taken: number): num
     // one that would pass the bound (a huge directory) is left to its own READDIRPLUS
     if (taken + below.size > BELOW_MAX_NAMES) continue;
     taken += below.size;
-    wantsOf(st, stack, below, wanted, false);
+    wantsOf(st, stack, below, wanted, st.readAhead.xattrs);
   }
   return taken;
 }

@@ -77,11 +77,13 @@ export class State {
    * is a READDIRPLUS of a child of one), and the read-ahead calls under way by lower
    * directory (layerKey), each removed when done, and by directory the last entry of its
    * listing a batch covered; and the subdirectory names a READDIRPLUS listed, until the
-   * walk enters the first of them
+   * walk enters the first of them; `xattrs`: a lower object's xattr names were listed on
+   * the JS thread (its first GETXATTR or LISTXATTR found none read ahead), so a walk's
+   * read-ahead lists them too from then on
    */
   readonly readAhead = {
     listed: new WeakSet<Node>(), pending: new Map<string, Promise<void>>(), covered: new WeakMap<Node, DirEntryOut>(),
-    subdirs: new WeakMap<Node, { names: string[]; walking: boolean }>(),
+    subdirs: new WeakMap<Node, { names: string[]; walking: boolean }>(), xattrs: false,
   };
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;

@@ -83,7 +83,13 @@ const LOWER_VALUE_MAX = 4096;
  */
 function lowerIndex(st: State, node: Node): LowerXattrs {
   if (node.lowerXattrs !== null) return node.lowerXattrs;
-  const disk = readAheadNames(st, node) ?? listLower(st, node);
+  let disk = readAheadNames(st, node);
+  if (disk === null) {
+    disk = listLower(st, node);
+    // the caller asks the xattrs of what it walks (the naive diff of containers-storage
+    // lists and reads one of each entry): a walk's read-ahead lists them from now on
+    st.readAhead.xattrs = true;
+  }
   const shown = visible(st, disk);
   const index: LowerXattrs = { disk, shown, values: new Map() };
   node.lowerXattrs = index;

@@ -140,3 +140,46 @@ t.test('a walk reads no xattr names ahead: `find` and `tar` ask for none', async
   t.equal(f.ov.cacheSizes.stats - before, 10, 'the attributes read ahead');
   t.equal(countListxattr(() => xattrsOf(f.ov, 'top/d')).calls, 10, 'the xattr names read when asked');
 });
+
+t.test('a walk that asks each entry\'s xattrs (containers-storage\'s naive diff) reads them ahead once it has asked one', async (t) => {
+  const f = await fixture(2, ([l0, l1]) => {
+    for (const d of ['a', 'b', 'c']) {
+      for (let i = 0; i < 10; i++) put(i % 2 === 0 ? l0 as string : l1 as string, `top/${d}/f${i}`, 'f');
+    }
+    native.setxattr(path.join(l1 as string, 'top/b/f3'), 'user.one', Buffer.from('one of b'), 0, false);
+    put(l0 as string, 'top/g', 'g');
+  }, true);
+  t.teardown(() => f.cleanup());
+  const plain = await Overlay.open(config(apart(f.lowers)));
+  t.teardown(() => plain.destroy());
+  // as the diff walks: each directory listed (its subdirectories entered in order), then
+  // every entry's names and security.capability asked
+  const diff = async (ov: Overlay): Promise<{ result: Record<string, unknown>[]; calls: number[] }> => {
+    await ov.prefetchLookups(walk(ov, 'top'), plusBatch(ov, 'top'));
+    const result: Record<string, unknown>[] = [];
+    const calls: number[] = [];
+    for (const d of ['a', 'b', 'c']) {
+      await ov.prefetchLookups(walk(ov, `top/${d}`), plusBatch(ov, `top/${d}`));
+      const got = countListxattr(() => xattrsOf(ov, `top/${d}`));
+      result.push(got.result);
+      calls.push(got.calls);
+    }
+    return { result, calls };
+  };
+  // what an overlay that reads nothing ahead answers
+  const expected = ['a', 'b', 'c'].map((d) => xattrsOf(plain, `top/${d}`));
+  const got = await diff(f.ov);
+  t.same(got.result, expected, 'the same answers as without read-ahead');
+  t.same((got.result[1] as Record<string, { names: string[] }>).f3?.names, ['user.one']);
+  t.same(got.calls, [10, 0, 0], 'the first walked directory\'s files listed on the JS thread, none after');
+  // a walk asking no xattrs (find, tar) still reads none ahead: top/d's files below
+  const quiet = await fixture(1, ([l0]) => {
+    for (let i = 0; i < 10; i++) put(l0 as string, `top/d/f${i}`, 'f');
+    for (let i = 0; i < 10; i++) put(l0 as string, `top/e/f${i}`, 'f');
+  }, true);
+  t.teardown(() => quiet.cleanup());
+  await quiet.ov.prefetchLookups(walk(quiet.ov, 'top'), plusBatch(quiet.ov, 'top'));
+  await quiet.ov.prefetchLookups(walk(quiet.ov, 'top/d'), plusBatch(quiet.ov, 'top/d'));
+  await quiet.ov.prefetchLookups(walk(quiet.ov, 'top/e'), plusBatch(quiet.ov, 'top/e'));
+  t.equal(countListxattr(() => xattrsOf(quiet.ov, 'top/e')).calls, 10, 'no names read ahead where none were asked');
+});
