@@ -141,6 +141,9 @@ function visible(st: State, names: readonly string[]): string[] {
 export function listxattr(st: State, node: Node, mayListTrusted: () => boolean = () => true): string[] {
   let out: string[];
   if (!node.upper) {
+    // the caller lists xattr names (a diff, a copy with its xattrs): it will likely ask
+    // those of every entry it walks, which a walk's read-ahead then lists too
+    st.readAhead.xattrs = true;
     out = lowerIndex(st, node).shown;
   } else {
     const { path, follow } = where(st, node);
