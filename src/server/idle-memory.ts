@@ -19,7 +19,12 @@
  *
  * Every mount's end also asks for a release a second later, without the growth test
  * (mountEnded): what the mount held is garbage now, and a daemon whose last mount just
- * ended is measured (and judged) right then.
+ * ended is measured (and judged) right then. Where other mounts are still served, the
+ * end only marks the next idle interval's release as due without growth: a collection
+ * between two busy mounts (the steps of a `podman build`) threw away the request
+ * path's optimised code (V8 deoptimises code whose embedded maps died with the ended
+ * mount's objects), and the next mount's requests ran unoptimised until it was
+ * compiled again (README "What each lever gave").
  *
  * Process-wide: the MountServer holds it while it serves at least one mount. When the
  * last mount ends the releaser settles rather than stops: the work that mount did counts
@@ -122,6 +127,8 @@ export class IdleRelease {
   private baseline: number;
   private timer: NodeJS.Timeout | undefined;
   private pending = false;
+  /** a mount ended since the last release: the next idle interval releases without growth */
+  private endedSince = false;
   /** the last holder let go: stop once the last burst is released or found not worth it */
   private settling = false;
   /** releases done so far */
@@ -185,9 +192,18 @@ export class IdleRelease {
    * until the next burst). A second later, if that second was idle, release regardless
    * of growth; if it was not, the mount's end counts as work and the timer's next idle
    * interval releases it.
+   *
+   * `othersServed`: the process still serves other mounts. Then nothing runs a second
+   * later: the next idle interval of the timer releases, growth or not. A daemon serving
+   * a build goes from one mount to the next within that second, and a collection there
+   * cost the next mount's walk more CPU (its code optimised again).
    */
-  mountEnded(): void {
+  mountEnded(othersServed = false): void {
     this.busySince = true;
+    if (othersServed) {
+      this.endedSince = true;
+      return;
+    }
     this.o.utilization(); // the next reading covers the second from now on
     this.o.soon(() => this.safely('check', () => this.check(true)));
   }
@@ -205,7 +221,7 @@ export class IdleRelease {
    * One interval's look (the timer calls it). True when it started a release. `ended`:
    * a mount ended since the last look, so no growth is needed (see mountEnded).
    */
-  check(ended = false): boolean {
+  check(ended = this.endedSince): boolean {
     const u = this.o.utilization();
     if (u >= this.o.busy) this.busySince = true;
     if (this.pending || u >= this.o.idle) return false;
@@ -220,6 +236,7 @@ export class IdleRelease {
       return false;
     }
     this.busySince = false;
+    this.endedSince = false;
     this.pending = true;
     const collect = this.o.collect ?? (this.o.collect = fullCollection());
     collect();
@@ -255,6 +272,6 @@ export function holdIdleRelease(): () => void {
     if (!held) return;
     held = false;
     if (--holders === 0) shared?.settle();
-    shared?.mountEnded();
+    shared?.mountEnded(holders > 0);
   };
 }

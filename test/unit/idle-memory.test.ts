@@ -166,6 +166,29 @@ t.test('a mount that ended is released a second later, RSS grown or not, once th
   t.equal(busy.r.check(), true, 'the end counts as work: the next idle interval releases it');
 });
 
+t.test('a mount that ended while others are still served: no collection a second later, the next idle interval releases without growth', async (t) => {
+  const h = harness();
+  h.set(0.5, 90);
+  h.r.check();
+  h.set(0.001, 90);
+  t.equal(h.r.check(), true, 'the walk: released');
+  h.flush();
+  h.set(0.001, 56); // the ended mount's state is dead heap now, RSS barely grown
+  h.r.mountEnded(true);
+  h.afterEnd();
+  t.same(h.calls, ['collect', 'trim'], 'the second after the end: no collection (the next mount keeps its optimised code)');
+  h.set(0.3, 60);
+  t.equal(h.r.check(), false, 'the next mount is busy: nothing');
+  h.set(0.001, 60);
+  t.equal(h.r.check(), true, 'idle again: released, though RSS grew less than the growth test asks');
+  h.flush();
+  t.same(h.calls, ['collect', 'trim', 'collect', 'trim']);
+  h.set(0.5, 57);
+  h.r.check();
+  h.set(0.001, 57); // 2 MiB over what the release left
+  t.equal(h.r.check(), false, 'that end is dealt with: the growth test is back');
+});
+
 t.test('an error in the timer (EMFILE under fd pressure) is logged and skipped, never thrown', async (t) => {
   let u = 0.5;
   let probes = 0;
