@@ -1,7 +1,7 @@
 // IdleRelease (src/server/idle-memory.ts): one collection + malloc_trim per burst of
 // work, only once the event loop is idle and RSS has grown; probes injected, so the
 // decisions are checked without waiting for timers.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { IdleRelease, holdIdleRelease, intervalFromEnv, sharedIdleRelease } from '../../src/server/idle-memory';
 
 const MiB = 1024 * 1024;
@@ -140,13 +140,19 @@ t.test('after the last mount: the work it did is released at the next idle inter
   t.equal(quiet.r.running, false, 'and stopped');
 });
 
-t.test('a mount that ended is released a second later, RSS grown or not, once that second is idle', async (t) => {
+/** a harness whose walk (busy, then idle with RSS grown) has been released */
+function afterAWalk(t: Test): ReturnType<typeof harness> {
   const h = harness();
   h.set(0.5, 90);
   h.r.check();
   h.set(0.001, 90);
   t.equal(h.r.check(), true, 'the walk: released');
   h.flush();
+  return h;
+}
+
+t.test('a mount that ended is released a second later, RSS grown or not, once that second is idle', async (t) => {
+  const h = afterAWalk(t);
   t.equal(h.r.releases, 1);
   h.set(0.001, 56); // what the release left, plus a little: the mount's state is dead heap now
   t.equal(h.r.check(), false, 'without an end, no growth means nothing to do');
@@ -167,12 +173,7 @@ t.test('a mount that ended is released a second later, RSS grown or not, once th
 });
 
 t.test('a mount that ended while others are still served: no collection a second later, the next idle interval releases without growth', async (t) => {
-  const h = harness();
-  h.set(0.5, 90);
-  h.r.check();
-  h.set(0.001, 90);
-  t.equal(h.r.check(), true, 'the walk: released');
-  h.flush();
+  const h = afterAWalk(t);
   h.set(0.001, 56); // the ended mount's state is dead heap now, RSS barely grown
   h.r.mountEnded(true);
   h.afterEnd();
