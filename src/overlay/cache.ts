@@ -27,6 +27,7 @@
  * lower directories (lower-pool.ts, reference-counted, dropped when the last of them
  * closes); the upper's listings are the mount's own.
  */
+import { constants as fsc } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import type { DirEntry, Stat } from '../native';
 import type { Awaitable } from '../fuse/api';
@@ -259,6 +260,31 @@ export class LayerCache {
     const key = this.statKeyOf(layer, path);
     if (key === null) return;
     this.pool.stats.set(key, xattrs === null || s === null ? { s } : { s, x: xattrs });
+    this.pool.trim();
+  }
+
+  /**
+   * Whether lower object `path` of `layer` is kept as a non-directory without its xattr
+   * names (a walk's read-ahead that listed none read its statx): the read-ahead then
+   * lists them alone (prefetch.ts), not statx it again.
+   */
+  lowerFileLacksXattrs(layer: Layer, path: string): boolean {
+    const key = this.statKeyOf(layer, path);
+    const slot = key === null ? undefined : this.pool.stats.peek(key);
+    const s = slot?.s;
+    return s !== undefined && s !== null && (s.mode & fsc.S_IFMT) !== fsc.S_IFDIR && slot?.x === undefined;
+  }
+
+  /**
+   * Adds the xattr names (as stored) of lower non-directory `path` of `layer` to its
+   * kept statx; nothing when that is no longer kept (its lookup reads it) or has some.
+   */
+  putLowerFileXattrs(layer: Layer, path: string, xattrs: readonly string[]): void {
+    const key = this.statKeyOf(layer, path);
+    const slot = key === null ? undefined : this.pool.stats.peek(key);
+    if (key === null || slot === undefined || slot.s === undefined || slot.s === null || slot.x !== undefined) return;
+    // a new slot (its size counted again); the one a node holds is emptied and asked again (StatSlot)
+    this.pool.stats.set(key, { s: slot.s, x: xattrs });
     this.pool.trim();
   }
 

@@ -232,10 +232,12 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       if (maybeDir && !st.caches.hasLowerListing(ref.layer, path)) want |= C.RA_LIST;
       // the first getxattr of a node lists its object's xattr names (`ls -l` asks two
       // of every file, xattr.ts): those of the top object of a non-directory are read
-      // here, beside its statx (read again when it was kept without them: a walk that
-      // asked none read it; a directory's come with its listing)
-      if (xattrs && type !== C.DT_DIR && !below?.has(n) && ((want & C.RA_STAT) !== 0 || st.caches.lowerFileXattrs(ref.layer, path) === null)) {
-        want |= C.RA_STAT | C.RA_XATTRS;
+      // here, beside its statx, or alone when its statx was kept without them (a walk
+      // that asked none read it; its type is known, so it is not read again); a
+      // directory's come with its listing
+      if (xattrs && type !== C.DT_DIR && !below?.has(n)) {
+        if ((want & C.RA_STAT) !== 0) want |= C.RA_XATTRS;
+        else if (st.caches.lowerFileLacksXattrs(ref.layer, path)) want |= C.RA_XATTRS;
       }
       // (a listing names each name once: marking it now cannot hide it in this layer)
       below?.add(n);
@@ -422,6 +424,7 @@ async function readAhead(st: State, part: Wanted[]): Promise<void> {
       if (typeof l === 'object') st.caches.putLowerListing(w.layer, path, l, r.xattrs);
       const x = r.fileXattrs();
       if (typeof s === 'object') st.caches.putLowerStat(w.layer, path, s, x);
+      else if (s === undefined && x !== null) st.caches.putLowerFileXattrs(w.layer, path, x);
     }
   }
 }

@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Overlay } from '../../../src/overlay';
-import { native } from '../../../src/native';
+import { C, native } from '../../../src/native';
+import type { State } from '../../../src/overlay/state';
 import { apart, config, ctx, fixture, ls, plusBatch, put, walk } from './fixtures/helpers';
 
 /** Calls of the addon's listxattr (the JS thread's), counted while `f` runs. */
@@ -194,4 +195,50 @@ t.test('a walk that asks each entry\'s xattrs (containers-storage\'s naive diff)
   await quiet.ov.prefetchLookups(walk(quiet.ov, 'top/e'), plusBatch(quiet.ov, 'top/e'));
   t.equal(countListxattr(() => xattrsOf(quiet.ov, 'top/e')).calls, 0, 'read again with their names');
   t.same(xattrsOf(quiet.ov, 'top/e'), xattrsOf(plain, 'top/a'), 'and answered as without read-ahead');
+});
+
+/** The names the read-ahead asks a statx of (RA_STAT), recorded until `stop`. */
+function recordPoolStats(): { names: string[]; stop(): void } {
+  const real = native.readAhead;
+  const names: string[] = [];
+  native.readAhead = (...a: Parameters<typeof real>): ReturnType<typeof real> => {
+    const [, , joined, wants] = a;
+    joined.split('/').forEach((n, i) => {
+      if (((wants[i] as number) & C.RA_STAT) !== 0) names.push(n);
+    });
+    return real(...a);
+  };
+  return { names, stop: () => void (native.readAhead = real) };
+}
+
+t.test('a walk that starts asking xattrs midway lists those of the files it read ahead, with no second statx', async (t) => {
+  // as `getcap -r` walks a fresh mount (one xattr of each entry): the first files below
+  // the first level have their xattr names listed on the JS thread (the walk's
+  // read-ahead listed none), after the read-ahead below read the statx of the files of
+  // the directories it walks next
+  const f = await fixture(1, ([l0]) => {
+    for (const d of ['a', 'b']) for (let i = 0; i < 10; i++) put(l0 as string, `top/${d}/${d}${i}`, d);
+    native.setxattr(path.join(l0 as string, 'top/b/b3'), 'user.one', Buffer.from('three'), 0, false);
+    fs.symlinkSync('b3', path.join(l0 as string, 'top/b/link'));
+  }, true);
+  t.teardown(() => f.cleanup());
+  const plain = await Overlay.open(config(apart(f.lowers)));
+  t.teardown(() => plain.destroy());
+  const expected = countListxattr(() => xattrsOf(plain, 'top/b')).result;
+  const st = (f.ov as unknown as { st: State }).st;
+  const stats = recordPoolStats();
+  t.teardown(stats.stop);
+  await f.ov.prefetchLookups(walk(f.ov, 'top'), plusBatch(f.ov, 'top'));
+  // top/a below a listed top: a walk; its read-ahead reads below its sibling top/b too
+  await f.ov.prefetchLookups(walk(f.ov, 'top/a'), plusBatch(f.ov, 'top/a'));
+  await Promise.all(st.readAhead.pending.values());
+  const bNames = (): string[] => stats.names.filter((n) => /^(b\d|link)$/.test(n)).sort();
+  t.equal(bNames().length, 11, 'the statx of top/b\'s entries read ahead below top/a');
+  t.equal(countListxattr(() => xattrsOf(f.ov, 'top/a')).calls, 10, 'top/a\'s xattr names listed when asked');
+  stats.names.length = 0;
+  await f.ov.prefetchLookups(walk(f.ov, 'top/b'), plusBatch(f.ov, 'top/b'));
+  t.same(bNames(), [], 'no statx of top/b\'s entries again');
+  const got = countListxattr(() => xattrsOf(f.ov, 'top/b'));
+  t.equal(got.calls, 0, 'their xattr names read ahead: none listed on the JS thread');
+  t.same(got.result, expected, 'the same answers as without read-ahead');
 });
