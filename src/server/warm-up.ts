@@ -15,7 +15,7 @@ import { Overlay } from '../overlay';
 import { msFlags } from '../mount/flags';
 import { mountFuse, prepareMountpoint } from '../mount/mountpoint';
 import { mountedAt } from '../mountinfo';
-import { holdIdleRelease, IdleRelease } from './idle-memory';
+import { cpuUtilization, holdIdleRelease, IdleRelease, intervalFromEnv } from './idle-memory';
 import { MountServer, overlayConfig } from './mount-server';
 import { checkNotCrossed, checkOutsideServed } from './own-mounts';
 
@@ -45,9 +45,9 @@ export type MountPathFunction = (...args: never[]) => unknown;
 /**
  * The functions of this layer and below that a mount runs once, before and around
  * mount(2) and at its end, and that the scratch overlay of warmUp cannot run without a
- * kernel: the mount server's mount, the mountpoint's checks and mount(2) itself (the
- * command line's own, main and the daemon's serve, are added by the bundle's entry,
- * scripts/bundle.mjs).
+ * kernel: the mount server's mount, the mountpoint's checks, mount(2) itself and the
+ * daemon's idle releaser, made, started and settled once per daemon (the command line's
+ * own, main and the daemon's serve, are added by the bundle's entry, scripts/bundle.mjs).
  * V8 compiles a function when it is first called, so without them in the code cache
  * every mount compiled them at start (bin/stratafs.js compiles them, without calling
  * them, before it saves the cache). Their inner closures are not covered.
@@ -55,7 +55,9 @@ export type MountPathFunction = (...args: never[]) => unknown;
 export function mountPathFunctions(): MountPathFunction[] {
   // the server's private steps are methods of its prototype like the public ones
   const server = MountServer.prototype as unknown as Record<'mount' | 'start' | 'endedBehindUs', MountPathFunction>;
+  const release = IdleRelease.prototype;
   const classes = [MountServer, IdleRelease] as unknown as MountPathFunction[];
   return [server.mount, server.start, server.endedBehindUs, prepareMountpoint, mountFuse,
-    checkNotCrossed, checkOutsideServed, holdIdleRelease, mountedAt, msFlags, ...classes];
+    checkNotCrossed, checkOutsideServed, holdIdleRelease, mountedAt, msFlags, ...classes,
+    intervalFromEnv, cpuUtilization, release.start, release.settle, release.mountEnded];
 }
