@@ -93,6 +93,16 @@ const BELOW_MAX_NAMES = 4096;
 export function prefetchLookups(st: State, node: Node, entries: readonly DirEntryOut[], fits = entries.length): Promise<void> | undefined {
   if (node.removed || node.lowers.length === 0) return undefined;
   const ahead = st.readAhead;
+  // another directory listed while no object was asked the xattr names read ahead since
+  // the last one: the walk asks none (`find` or `tar` after one `getfattr`), so its
+  // read-ahead lists none from now on (a walk that asks them, the naive diff, asks those
+  // of each directory's entries before it lists the next; its next question the JS
+  // thread answers turns them on again)
+  if (ahead.listing !== node) {
+    if (ahead.namesUnasked) ahead.xattrs = false;
+    ahead.namesUnasked = false;
+    ahead.listing = node;
+  }
   // the first subdirectory a walk enters of a directory listed outside one (the first
   // level of `find` at a mount's root): read ahead for it and its siblings together, as
   // a walk does for the subdirectories of each directory it lists, rather than one call
@@ -236,8 +246,10 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       // that asked none read it; its type is known, so it is not read again); a
       // directory's come with its listing
       if (xattrs && type !== C.DT_DIR && !below?.has(n)) {
-        if ((want & C.RA_STAT) !== 0) want |= C.RA_XATTRS;
-        else if (st.caches.lowerFileLacksXattrs(ref.layer, path)) want |= C.RA_XATTRS;
+        if ((want & C.RA_STAT) !== 0 || st.caches.lowerFileLacksXattrs(ref.layer, path)) {
+          want |= C.RA_XATTRS;
+          st.readAhead.namesUnasked = true;
+        }
       }
       // (a listing names each name once: marking it now cannot hide it in this layer)
       below?.add(n);

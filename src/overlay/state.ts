@@ -79,11 +79,14 @@ export class State {
    * listing a batch covered; and the subdirectory names a READDIRPLUS listed, until the
    * walk enters the first of them; `xattrs`: a lower object's xattr names were listed on
    * the JS thread (its first GETXATTR or LISTXATTR found none read ahead), so a walk's
-   * read-ahead lists them too from then on
+   * read-ahead lists them too, until a directory is listed while the names a read-ahead
+   * listed since the last listing of another (`listing`) were not asked of one object
+   * (`namesUnasked`): a walk that asks none, such as a `find` after one `getfattr`
    */
   readonly readAhead = {
     listed: new WeakSet<Node>(), pending: new Map<string, Promise<void>>(), covered: new WeakMap<Node, DirEntryOut>(),
     subdirs: new WeakMap<Node, { names: string[]; walking: boolean }>(), xattrs: false,
+    listing: undefined as Node | undefined, namesUnasked: false,
   };
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;

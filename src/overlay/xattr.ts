@@ -82,12 +82,14 @@ const LOWER_VALUE_MAX = 4096;
  * file's xattrs never come from here.
  */
 function lowerIndex(st: State, node: Node): LowerXattrs {
+  // the caller asks xattrs: what a read-ahead listed is used (prefetch.ts)
+  st.readAhead.namesUnasked = false;
   if (node.lowerXattrs !== null) return node.lowerXattrs;
   let disk = readAheadNames(st, node);
   if (disk === null) {
     disk = listLower(st, node);
     // the caller asks the xattrs of what it walks (the naive diff of containers-storage
-    // lists and reads one of each entry): a walk's read-ahead lists them from now on
+    // lists and reads one of each entry): a walk's read-ahead lists them while it asks
     st.readAhead.xattrs = true;
   }
   const shown = visible(st, disk);
@@ -142,7 +144,7 @@ export function listxattr(st: State, node: Node, mayListTrusted: () => boolean =
   let out: string[];
   if (!node.upper) {
     // the caller lists xattr names (a diff, a copy with its xattrs): it will likely ask
-    // those of every entry it walks, which a walk's read-ahead then lists too
+    // those of every entry it walks, which a walk's read-ahead then lists too (while it asks)
     st.readAhead.xattrs = true;
     out = lowerIndex(st, node).shown;
   } else {

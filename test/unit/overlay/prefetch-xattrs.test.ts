@@ -242,3 +242,22 @@ t.test('a walk that starts asking xattrs midway lists those of the files it read
   t.equal(got.calls, 0, 'their xattr names read ahead: none listed on the JS thread');
   t.same(got.result, expected, 'the same answers as without read-ahead');
 });
+
+t.test('a walk after one lower object\'s names were listed reads none ahead once a directory\'s went unasked', async (t) => {
+  const f = await fixture(1, ([l0]) => {
+    for (const d of ['a', 'b', 'c']) for (let i = 0; i < 10; i++) put(l0 as string, `top/${d}/sub/f${i}`, 'f');
+    put(l0 as string, 'top/g', 'g');
+    put(l0 as string, 'file', 'x');
+    native.setxattr(path.join(l0 as string, 'file'), 'user.one', Buffer.from('1'), 0, false);
+  }, true);
+  t.teardown(() => f.cleanup());
+  // one `getfattr -d` of a lower file: its names listed on the JS thread
+  t.same(f.ov.listxattr(ctx, (f.ov.lookup(ctx, 1, 'file') as { nodeId: number }).nodeId), ['user.one']);
+  // then a walk that asks no xattrs (`find`, `tar`): top (its file's names read ahead, as
+  // outside a walk), then each subdirectory and the one below it
+  for (const d of ['top', 'top/a', 'top/a/sub', 'top/b', 'top/b/sub', 'top/c', 'top/c/sub']) {
+    await f.ov.prefetchLookups(walk(f.ov, d), plusBatch(f.ov, d));
+  }
+  // the files below were read ahead without their names (before: with them, 0 here)
+  t.equal(countListxattr(() => xattrsOf(f.ov, 'top/c/sub')).calls, 10, 'no names read ahead after a listing whose names went unasked');
+});
