@@ -269,10 +269,7 @@ export class LayerCache {
    * lists them alone (prefetch.ts), not statx it again.
    */
   lowerFileLacksXattrs(layer: Layer, path: string): boolean {
-    const key = this.statKeyOf(layer, path);
-    const slot = key === null ? undefined : this.pool.stats.peek(key);
-    const s = slot?.s;
-    return s !== undefined && s !== null && (s.mode & fsc.S_IFMT) !== fsc.S_IFDIR && slot?.x === undefined;
+    return this.statWithoutXattrs(this.statKeyOf(layer, path)) !== undefined;
   }
 
   /**
@@ -281,11 +278,19 @@ export class LayerCache {
    */
   putLowerFileXattrs(layer: Layer, path: string, xattrs: readonly string[]): void {
     const key = this.statKeyOf(layer, path);
-    const slot = key === null ? undefined : this.pool.stats.peek(key);
-    if (key === null || slot === undefined || slot.s === undefined || slot.s === null || slot.x !== undefined) return;
+    const s = this.statWithoutXattrs(key);
+    if (key === null || s === undefined) return;
     // a new slot (its size counted again); the one a node holds is emptied and asked again (StatSlot)
-    this.pool.stats.set(key, { s: slot.s, x: xattrs });
+    this.pool.stats.set(key, { s, x: xattrs });
     this.pool.trim();
+  }
+
+  /** The kept statx under `key` when it is a non-directory's kept without its xattr names. */
+  private statWithoutXattrs(key: string | null): Stat | undefined {
+    const slot = key === null ? undefined : this.pool.stats.peek(key);
+    const s = slot?.s;
+    if (s === undefined || s === null || slot?.x !== undefined) return undefined;
+    return (s.mode & fsc.S_IFMT) === fsc.S_IFDIR ? undefined : s;
   }
 
   /**
