@@ -16,6 +16,7 @@
         "src/copyup.c",
         "src/fuse_dev.c",
         "src/fuse_poller.c",
+        "src/fuse_known.c",
         "src/fuse_uring.c",
         "src/fuse_uring_requests.c",
         "src/fusermount.c",

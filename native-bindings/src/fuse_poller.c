@@ -31,10 +31,14 @@
  * interrupted) are retried; anything else is reported as is. An ended fd's handle is
  * closed, which lets the loop exit once nothing else is pending.
  *
+ * Requests the filesystem's known answers cover (fuse_known.c: the xattrs of nodes that
+ * have none) are answered here as they are read, and never reach onBatch.
+ *
  * Everything here runs on the JS thread: no locks. Lifetime: the group is freed when
  * every poll handle is closed and the JS handle has been collected (or stopped).
  */
 #include "addon.h"
+#include "fuse_known.h"
 
 #include <errno.h>
 #include <linux/fuse.h>
@@ -72,6 +76,7 @@ struct pgroup {
   bool once;        /* the last batch had one request: read once */
   int refs;      /* open poll handles + the JS handle */
   bool stopping; /* fuseStopPoller was called: no callback runs any more */
+  struct known_set known;
   uint32_t count;
   struct poller pollers[];
 };
@@ -90,6 +95,7 @@ static void release_js(struct pgroup *g) {
 static void pgroup_unref(struct pgroup *g) {
   if (--g->refs > 0) return;
   release_js(g);
+  known_free(&g->known);
   free(g);
 }
 
@@ -132,7 +138,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   (void)events;
   if (g->stopping || !p->active) return;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  uint32_t n = 0;
+  uint32_t n = 0, answered = 0;
   size_t off = 0;
   int end = -1; /* >= 0: the fd ended with this errno */
   bool once = g->once && g->singles < ONCE_LIMIT;
@@ -152,6 +158,11 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       end = 0;
       break;
     }
+    if (known_answer(&g->known, p->fd, g->area + off, (size_t)r)) {
+      answered++;
+      if (once) break;
+      continue;
+    }
     g->index[3 * n] = p->fd;
     g->index[3 * n + 1] = (int32_t)off;
     g->index[3 * n + 2] = (int32_t)r;
@@ -160,7 +171,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (once) break;
   }
   g->singles = once ? g->singles + 1 : 0;
-  g->once = n <= 1 && (once || drained);
+  g->once = n + answered <= 1 && (once || drained);
   /* libuv stops a handle that reported an error (POLLERR): the read above said why,
    * and a handle stopped without an answer is an end too */
   if (status < 0 && end < 0) end = -status;
@@ -318,16 +329,23 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-/* fuseStopPoller(handle): stops polling and calls nothing more; safe to call twice */
-static napi_value b_stop(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
+/* the group behind a handle fuseStartPoller returned; NULL with a TypeError pending */
+static struct pgroup *arg_group(napi_env env, napi_value v) {
   bool tagged = false;
   struct pgroup *g = NULL;
-  if (napi_check_object_type_tag(env, argv[0], &handle_tag, &tagged) != napi_ok || !tagged ||
-      napi_unwrap(env, argv[0], (void **)&g) != napi_ok || !g) {
+  if (napi_check_object_type_tag(env, v, &handle_tag, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, v, (void **)&g) != napi_ok || !g) {
     throw_type(env, "handle", "a poller handle");
     return NULL;
   }
+  return g;
+}
+
+/* fuseStopPoller(handle): stops polling and calls nothing more; safe to call twice */
+static napi_value b_stop(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  struct pgroup *g = arg_group(env, argv[0]);
+  if (!g) return NULL;
   cleanup_hook(g);
   /* Nothing calls JS any more, so the callbacks go now: they are closures over the
    * session, which holds this handle, and a reference from here to them made a cycle
@@ -339,10 +357,50 @@ static napi_value b_stop(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
+/*
+ * fuseKnown(handle, nodeId, noValues, noNames): what the reader answers of a node itself
+ * (fuse_known.c): noValues, every GETXATTR with ENODATA; noNames, every LISTXATTR with an
+ * empty list; both false, nothing (the node's requests go to JS again).
+ */
+static napi_value b_known(napi_env env, napi_callback_info info) {
+  GET_ARGS(4);
+  uint64_t id;
+  bool no_values, no_names;
+  struct pgroup *g = arg_group(env, argv[0]);
+  if (!g || !arg_size(env, argv[1], "nodeId", &id) || !arg_bool(env, argv[2], "noValues", &no_values) ||
+      !arg_bool(env, argv[3], "noNames", &no_names)) {
+    return NULL;
+  }
+  if (id == 0 || id >> 62 != 0) return throw_errno(env, EINVAL, "fuseKnown", NULL);
+  unsigned bits = (no_values ? KNOWN_NO_XATTR_VALUES : 0) | (no_names ? KNOWN_NO_XATTR_NAMES : 0);
+  if (!known_put(&g->known, id, bits)) return throw_errno(env, ENOMEM, "fuseKnown", NULL);
+  return js_undefined(env);
+}
+
+/*
+ * fuseKnownAnswered(handle) -> [GETXATTR, LISTXATTR, nodes]: requests the reader answered
+ * itself, and the nodes it knows answers of now
+ */
+static napi_value b_known_answered(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  napi_value out, v;
+  struct pgroup *g = arg_group(env, argv[0]);
+  if (!g || napi_create_array_with_length(env, 3, &out) != napi_ok) return NULL;
+  const double values[3] = {(double)g->known.answered[0], (double)g->known.answered[1], (double)g->known.count};
+  for (uint32_t i = 0; i < 3; i++) {
+    if (napi_create_double(env, values[i], &v) != napi_ok || napi_set_element(env, out, i, v) != napi_ok) {
+      return NULL;
+    }
+  }
+  return out;
+}
+
 bool register_fuse_poller(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"fuseStartPoller", b_start},
     {"fuseStopPoller", b_stop},
+    {"fuseKnown", b_known},
+    {"fuseKnownAnswered", b_known_answered},
     {"loopIdleMetricsOff", b_loop_idle_metrics_off},
   };
   return define_functions(env, exports, fns, COUNT_OF(fns));

@@ -52,7 +52,7 @@ export async function serve(opts: MountOptions, report: ReadyChannel): Promise<v
       const mib = (n: number): number => Math.round(n / 104857.6) / 10;
       process.stderr.write(`stratafs: stats ${JSON.stringify({ nodes: mounted.nodeCount(), rssMiB: mib(mem.rss),
         heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external),
-        arrayBuffersMiB: mib(mem.arrayBuffers), requests: mounted.requestCounts() })}
+        arrayBuffersMiB: mib(mem.arrayBuffers), requests: mounted.requestCounts(), answeredByReader: mounted.answeredByReader() })}
 `);
     } catch (e) {
       process.stderr.write(`stratafs: stats: ${(e as Error).message}\n`);

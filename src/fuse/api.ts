@@ -83,6 +83,9 @@ export interface RenameFlags {
   whiteout: boolean;
 }
 
+/** what the bridge answers of a node's xattrs itself (FileSystemApi.setXattrAnswers) */
+export type XattrAnswers = (node: NodeId, noValues: boolean, noNames: boolean) => void;
+
 /**
  * What the bridge may call. Every method listed is implemented by the overlay; an
  * operation the kernel sends that is not listed here is answered ENOSYS by the bridge.
@@ -97,6 +100,15 @@ export interface FileSystemApi {
    * a file in it was written: it now merges, so its nlink changes).
    */
   setInvalidator?(invalidate: (node: NodeId) => void): void;
+  /**
+   * Optional: the bridge hands over, before INIT, a way to have a node's xattr requests
+   * answered without asking the filesystem (the device reader answers them as it reads
+   * them: no JS per request). `noValues`: every GETXATTR of the node answers ENODATA;
+   * `noNames`: every LISTXATTR answers an empty list; both false: ask the filesystem
+   * again. The filesystem calls it again the moment either stops being true, and with
+   * both false when the node leaves its table.
+   */
+  setXattrAnswers?(answer: XattrAnswers): void;
   destroy(): Awaitable<void>;
 
   /**

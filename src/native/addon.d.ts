@@ -319,6 +319,14 @@ export interface Addon {
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
   /**
+   * What the poller answers of a node itself, without calling onBatch: `noValues`, every
+   * GETXATTR with ENODATA; `noNames`, every LISTXATTR with an empty list; both false,
+   * nothing. Node ids must be positive and below 2^62.
+   */
+  fuseKnown(handle: PollerHandle, nodeId: number, noValues: boolean, noNames: boolean): void;
+  /** requests the poller answered itself, and the nodes it knows answers of: [GETXATTR, LISTXATTR, nodes] */
+  fuseKnownAnswered(handle: PollerHandle): [number, number, number];
+  /**
    * Turns off the event loop's idle-time metrics (which Node.js turns on), so that libuv
    * no longer polls with a zero timeout before each sleep; true when they were on. The
    * loop's idle time (performance.eventLoopUtilization) stops growing after it.

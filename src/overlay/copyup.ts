@@ -225,7 +225,7 @@ async function run(st: State, node: Node, data: boolean, metaOnly: boolean, hand
   fault('copyup.after-rename');
   node.metacopy = meta;
   node.upperXwhiteouts = false;
-  node.noXattrs = false;
+  st.setNoXattrs(node, false);
   node.xattrsListed = false;
   node.lowerXattrs = null;
   bestEffort('times of copied-up directory', () => {
@@ -371,7 +371,7 @@ function linkCopy(st: State, node: Node, parent: Node, copy: StartedCopy, result
     node.metacopy = false;
     node.upperXwhiteouts = false;
     // a copy without any xattr: later reads need no syscall (xattr.ts)
-    node.noXattrs = !result.hasXattrs;
+    st.setNoXattrs(node, !result.hasXattrs);
     node.xattrsListed = !result.hasXattrs;
     node.lowerXattrs = null;
     bestEffort('times of parent after copy-up', () => restoreDirTimes(pfd, pst));

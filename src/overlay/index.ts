@@ -21,7 +21,7 @@ import { E, fail } from '../errors';
 import type { Int64 } from '../int64';
 import { C, native } from '../native';
 import type {
-  Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges,
+  Attr, Ctx, DirEntryOut, Entry, FileSystemApi, FsStat, NodeId, OpenResult, RenameFlags, SetattrChanges, XattrAnswers,
 } from '../fuse/api';
 import { entryOf, getAttr, toAttr } from './attr';
 import type { LayerCache } from './cache';
@@ -59,6 +59,10 @@ export class Overlay implements FileSystemApi {
 
   setInvalidator(invalidate: (node: NodeId) => void): void {
     this.st.invalidate = invalidate;
+  }
+
+  setXattrAnswers(answer: XattrAnswers): void {
+    this.st.xattrAnswers = answer;
   }
 
   /** Runs an operation that may change the upper (copy-up, names, marks): see cache.ts. */

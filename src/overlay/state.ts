@@ -5,7 +5,7 @@
  */
 import { E, fail } from '../errors';
 import type { Stat } from '../native';
-import type { DirEntryOut, NodeId } from '../fuse/api';
+import type { DirEntryOut, NodeId, XattrAnswers } from '../fuse/api';
 import type { OverlayConfig } from './config';
 import { AufsIndex } from '../layers/aufs';
 import { CACHE_LIMITS, LayerCache } from './cache';
@@ -102,6 +102,8 @@ export class State {
   private isClosed = false;
   /** drops the kernel's cached attributes of a node (setInvalidator, api.ts) */
   invalidate: (node: NodeId) => void = () => undefined;
+  /** what the bridge answers of a node's xattrs itself (setXattrAnswers, api.ts; setNoXattrs) */
+  xattrAnswers: XattrAnswers = () => undefined;
 
   constructor(
     readonly config: OverlayConfig,
@@ -115,6 +117,7 @@ export class State {
     root: (id: NodeId) => Node,
   ) {
     this.inodes = new InodeTable(root, (node) => {
+      if (node.noXattrs) this.xattrAnswers(node.id, false, false);
       this.listings.drop(node);
       dropKeptOf(this, node.id);
     });
@@ -161,6 +164,18 @@ export class State {
   tmpName(): string {
     this.tmpCounter += 1;
     return `#stratafs.${process.pid}.${this.tmpCounter.toString(16)}`;
+  }
+
+  /**
+   * Sets whether a node has no xattrs a caller can see (Node.noXattrs), and tells the
+   * bridge, which then answers the node's GETXATTRs itself (ENODATA), and its LISTXATTRs
+   * (no names) while the node is not in the upper: an upper object's names are listed
+   * from disk each time (xattr.ts listxattr).
+   */
+  setNoXattrs(node: Node, none: boolean): void {
+    const was = node.noXattrs;
+    node.noXattrs = none;
+    if (none || was) this.xattrAnswers(node.id, none, none && !node.upper);
   }
 
   node(id: NodeId): Node {

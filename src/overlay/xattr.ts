@@ -57,7 +57,7 @@ export function getxattr(st: State, node: Node, name: string): Buffer | null {
     node.xattrsListed = true;
     const names = native.listxattr(path, follow);
     if (visible(st, names).length === 0) {
-      node.noXattrs = true;
+      st.setNoXattrs(node, true);
       return null;
     }
     if (!names.includes(disk)) return null;
@@ -95,7 +95,7 @@ function lowerIndex(st: State, node: Node): LowerXattrs {
   const shown = visible(st, disk);
   const index: LowerXattrs = { disk, shown, values: new Map() };
   node.lowerXattrs = index;
-  node.noXattrs = shown.length === 0;
+  st.setNoXattrs(node, shown.length === 0);
   return index;
 }
 
@@ -150,7 +150,7 @@ export function listxattr(st: State, node: Node, mayListTrusted: () => boolean =
   } else {
     const { path, follow } = where(st, node);
     out = visible(st, native.listxattr(path, follow));
-    node.noXattrs = out.length === 0;
+    st.setNoXattrs(node, out.length === 0);
     node.xattrsListed = true;
   }
   if (out.some(isTrusted) && !mayListTrusted()) return out.filter((n) => !isTrusted(n));
@@ -166,7 +166,7 @@ export async function setxattr(st: State, node: Node, name: string, value: Buffe
   const disk = toDisk(st, name);
   await copyUp(st, node, { data: true, metaOnly: true });
   const { path, follow } = where(st, node);
-  node.noXattrs = false;
+  st.setNoXattrs(node, false);
   native.setxattr(path, disk, value, flags, follow);
 }
 

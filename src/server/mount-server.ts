@@ -49,6 +49,8 @@ export interface ServedMount {
   nodeCount(): number;
   /** FUSE requests read so far, by opcode name (statistics: the workload's request mix) */
   requestCounts(): Record<string, number>;
+  /** of those, what the device reader answered itself, and the nodes it knows answers of (FuseSession.answeredByReaders) */
+  answeredByReader(): { GETXATTR: number; LISTXATTR: number; nodes: number };
   /** passthrough backing ids: registered so far (BACKING_OPEN), kept with no handle, handles open (statistics) */
   backingStats(): { opened: number; kept: number; handles: number };
 }
@@ -143,7 +145,7 @@ export class MountServer {
     // reserve the mountpoint while the (asynchronous) setup runs
     let settle!: () => void;
     const placeholder: ServedMount = { spec, privileged: false, ended: new Promise((r) => (settle = r)), nodeCount: () => 0, requestCounts: () => ({}),
-      backingStats: () => ({ opened: 0, kept: 0, handles: 0 }) };
+      answeredByReader: () => ({ GETXATTR: 0, LISTXATTR: 0, nodes: 0 }), backingStats: () => ({ opened: 0, kept: 0, handles: 0 }) };
     this.mounts.set(target, placeholder);
     try {
       const served = await this.start(spec, real, onMounted);
@@ -216,7 +218,7 @@ export class MountServer {
       idle();
     });
     return { spec, privileged: dev.privileged, ended, notice, nodeCount: () => overlay.nodeCount, requestCounts: () => session.requestCounts(),
-      backingStats: () => ({ opened: session.passthrough.opened, kept: session.passthrough.keptCount, handles: session.passthrough.stats().handles }) };
+      answeredByReader: () => session.answeredByReaders(), backingStats: () => ({ opened: session.passthrough.opened, kept: session.passthrough.keptCount, handles: session.passthrough.stats().handles }) };
   }
 
   /** Asks the kernel to end a mount; resolves once it is gone and cleaned up. */

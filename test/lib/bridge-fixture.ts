@@ -150,6 +150,15 @@ export class FakeTransport implements FuseTransport {
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
+  /** what the readers were told they may answer themselves, by node: [noValues, noNames] */
+  known = new Map<number, [boolean, boolean]>();
+  answered: [number, number] = [0, 0];
+  knownXattrs(h: unknown, node: number, noValues: boolean, noNames: boolean): void {
+    if (h !== 'handle') throw new Error('not the readers\' handle');
+    if (noValues || noNames) this.known.set(node, [noValues, noNames]);
+    else this.known.delete(node);
+  }
+  knownAnswered(): [number, number, number] { return [...this.answered, this.known.size]; }
   // no ring here (test/unit/uring-bridge.test.ts covers it): the session goes on through /dev/fuse
   ringStart(): { handle: unknown; queues: number } { throw Object.assign(new Error('no ring'), { errno: E.EOPNOTSUPP, code: 'EOPNOTSUPP' }); }
   ringRegister(): void { throw new Error('no ring'); }

@@ -147,6 +147,42 @@ t.test('requests read are counted by opcode', async (t) => {
   await done;
 });
 
+t.test('what the filesystem knows of xattrs goes to the readers, which requestCounts includes', async (t) => {
+  const tr = new FakeTransport();
+  let answer: ((node: number, noValues: boolean, noNames: boolean) => void) | undefined;
+  const fs = Object.assign(new FakeFs(), { setXattrAnswers: (a: typeof answer) => void (answer = a) });
+  const s = new FuseSession({ devFd: 3, fs, transport: tr, isRoot: true, debug: () => undefined });
+  t.type(answer, 'function', 'the filesystem got the way to say it');
+  answer!(9, true, false);
+  t.same([...tr.known], [], 'nothing before the readers start');
+  const done = s.start();
+  const rd = tr.readers!;
+  rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }]);
+  await s.ready();
+  answer!(7, true, true);
+  answer!(8, true, false);
+  t.same([...tr.known], [[7, [true, true]], [8, [true, false]]], 'told to the readers, node by node');
+  answer!(7, false, false);
+  t.same([...tr.known.keys()], [8], 'and taken back');
+  tr.answered = [5, 2];
+  rd.onBatch([{ fd: 3, buf: frame(Opcode.GETXATTR, 8, Buffer.concat([u32(0, 0), cstr('user.a')])) }]);
+  await new Promise((r) => setImmediate(r));
+  t.same(s.requestCounts(), { INIT: 1, GETXATTR: 6, LISTXATTR: 2 }, 'the readers\' answers counted with the requests read');
+  t.same(s.answeredByReaders(), { GETXATTR: 5, LISTXATTR: 2, nodes: 1 });
+  rd.onEnd(3, 0);
+  await done;
+  answer!(8, false, false);
+  t.same([...tr.known.keys()], [8], 'nothing told once the connection ended');
+});
+
+t.test('when every request is logged, the readers answer none themselves', async (t) => {
+  let answer: unknown;
+  const fs = Object.assign(new FakeFs(), { setXattrAnswers: (a: unknown) => void (answer = a) });
+  const log = Object.assign(() => undefined, { enabled: true });
+  new FuseSession({ devFd: 3, fs, transport: new FakeTransport(), isRoot: true, debug: log });
+  t.equal(answer, undefined, 'not handed over');
+});
+
 t.test('importing the bridge does not load the addon', async (t) => {
   const keys = Object.keys(require.cache);
   t.ok(keys.some((k) => /src[\\/]fuse[\\/]bridge[\\/]session/.test(k)), 'the bridge is in the module cache');

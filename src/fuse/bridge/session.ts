@@ -17,7 +17,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import type { Ctx, FileSystemApi } from '../api';
+import type { Ctx, FileSystemApi, NodeId } from '../api';
 import { E, errnoName, toErrno } from '../../errors';
 import type { Int64 } from '../../int64';
 import { decode, headerPid, type DecodeOptions, type InHeader, type Request } from '../wire/decode';
@@ -98,6 +98,8 @@ export class FuseSession extends EventEmitter {
    */
   private closed = false;
   private started: Promise<void> | undefined;
+  /** the device readers' handle, once started */
+  private readers: unknown;
   /** the io_uring transport's handle, once registered (uring.ts) */
   private ring: unknown;
   private transportInUse: TransportName = '/dev/fuse';
@@ -131,6 +133,13 @@ export class FuseSession extends EventEmitter {
     }, this.log);
     // attributes only, at once: the caller's next stat must not see the old ones
     this.fs.setInvalidator?.((node) => void this.notify.invalAttrsNow(node));
+    // xattr requests whose answer the filesystem knows are answered by the readers
+    // themselves (native-bindings/src/fuse_known.c); when tracing, every request is logged
+    if (!this.trace) this.fs.setXattrAnswers?.((node, noValues, noNames) => this.knownXattrs(node, noValues, noNames));
+  }
+
+  private knownXattrs(node: NodeId, noValues: boolean, noNames: boolean): void {
+    if (this.readers !== undefined && !this.closed) this.transport.knownXattrs(this.readers, node, noValues, noNames);
   }
 
   /** what INIT settled on (undefined before INIT) */
@@ -144,11 +153,25 @@ export class FuseSession extends EventEmitter {
    */
   requestCounts(): Record<string, number> {
     const out: Record<string, number> = {};
+    const counts = Float64Array.from(this.counts);
+    // with those the readers answered themselves
+    const answered = this.answeredByReaders();
+    counts[Opcode.GETXATTR] += answered.GETXATTR;
+    counts[Opcode.LISTXATTR] += answered.LISTXATTR;
     for (let op = 0; op < OPCODE_SLOTS; op++) {
-      const n = this.counts[op] as number;
+      const n = counts[op] as number;
       if (n > 0) out[op === OPCODE_SLOTS - 1 ? `OP_${op}+` : opcodeName(op)] = n;
     }
     return out;
+  }
+
+  /**
+   * Requests the device readers answered themselves (FileSystemApi.setXattrAnswers), which
+   * requestCounts includes, and the nodes whose answers they know now.
+   */
+  answeredByReaders(): { GETXATTR: number; LISTXATTR: number; nodes: number } {
+    const [values, names, nodes] = this.readers === undefined ? [0, 0, 0] : this.transport.knownAnswered(this.readers);
+    return { GETXATTR: values, LISTXATTR: names, nodes };
   }
 
   /** the transport requests come through (io_uring only once INIT agreed on it) */
@@ -184,6 +207,7 @@ export class FuseSession extends EventEmitter {
         });
       };
       const handle: unknown = this.transport.startReaders([this.devFd], (area, index, n) => this.onBatch(area, index, n), onEnd);
+      this.readers = handle;
     });
     return this.started;
   }

@@ -32,6 +32,14 @@ export interface FuseTransport {
   startReaders(fds: number[], onBatch: BatchHandler, onEnd: (fd: number, errno: number) => void): unknown;
   stopReaders(handle: unknown): void;
   /**
+   * What the readers answer of a node themselves, without onBatch: every GETXATTR with
+   * ENODATA (`noValues`), every LISTXATTR with an empty list (`noNames`); both false,
+   * nothing. Requests of the io_uring transport always go to onBatch.
+   */
+  knownXattrs(handle: unknown, node: number, noValues: boolean, noNames: boolean): void;
+  /** requests the readers answered themselves, and the nodes they know answers of: [GETXATTR, LISTXATTR, nodes] */
+  knownAnswered(handle: unknown): [number, number, number];
+  /**
    * FUSE over io_uring beside the device reads (uring.ts); its requests come to onBatch
    * in the same shape, with a negative fd (a ring entry token), and are answered with
    * ringCommit. ringStart makes the ring (before the INIT reply), ringRegister hands it
@@ -72,6 +80,8 @@ export const nativeTransport: FuseTransport = {
     return native.fuseStartPoller(fds, READ_BUFFER_SIZE, area, index, (n) => onBatch(area, index, n), onEnd);
   },
   stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
+  knownXattrs: (handle, node, noValues, noNames) => loadNative().native.fuseKnown(handle as PollerHandle, node, noValues, noNames),
+  knownAnswered: (handle) => loadNative().native.fuseKnownAnswered(handle as PollerHandle),
   ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => {
     const area = Buffer.allocUnsafeSlow(AREA_SIZE);
     const index = new Int32Array(3 * BATCH_MAX);
@@ -91,17 +101,28 @@ export const nativeTransport: FuseTransport = {
   close: (fd) => loadNative().native.close(fd),
 };
 
+/** readers that answer nothing themselves (the default beside readers of a test's own) */
+const answerNothing = {
+  knownXattrs: (): void => undefined,
+  knownAnswered: (): [number, number, number] => [0, 0, 0],
+};
+
 /**
  * `partial` over the native defaults. Methods are looked up on every call, so a class
  * instance (prototype methods) works and can be changed after the session was built.
+ * Readers of the caller's own (startReaders) answer nothing themselves unless it also
+ * gives knownXattrs.
  */
 export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTransport {
   const p = partial;
   const n = nativeTransport;
+  const ownReaders = (): Pick<FuseTransport, 'knownXattrs' | 'knownAnswered'> => (p.startReaders === undefined ? n : answerNothing);
   return {
     writev: (fd, bufs) => (p.writev ?? n.writev).call(p, fd, bufs),
     startReaders: (fds, onBatch, onEnd) => (p.startReaders ?? n.startReaders).call(p, fds, onBatch, onEnd),
     stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
+    knownXattrs: (h, node, noValues, noNames) => (p.knownXattrs ?? ownReaders().knownXattrs).call(p, h, node, noValues, noNames),
+    knownAnswered: (h) => (p.knownAnswered ?? ownReaders().knownAnswered).call(p, h),
     ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => (p.ringStart ?? n.ringStart).call(p, devFd, perQueue, maxWrite, maxPages, onBatch, onEnd),
     ringRegister: (h) => (p.ringRegister ?? n.ringRegister).call(p, h),
     ringCommit: (h, token, bufs) => (p.ringCommit ?? n.ringCommit).call(p, h, token, bufs),

@@ -1,0 +1,127 @@
+/**
+ * Xattr requests the device reader answers itself (native-bindings/src/fuse_known.c):
+ * once the overlay knows a node has no xattrs a caller can see, its GETXATTRs (and, while
+ * it is only in the lowers, its LISTXATTRs) are answered without reaching JS, with the
+ * answers the overlay gives; a change (setxattr, copy-up, removexattr) is seen at once,
+ * a file with xattrs is never answered so, and a node leaves the reader's set with the
+ * inode table. The mount is served by this process (MountServer); every access to it is
+ * made by a child process.
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MountServer, type ServedMount } from '../../src/server/mount-server';
+import { servedSpec } from '../lib/mount-spec';
+import { tempDir } from '../lib/tmp';
+import { runOk, waitFor } from '../lib/proc';
+
+// argv: rounds, then paths; prints, per round and path, the getxattr of NAME (or the
+// errno's name) and the sorted list of names, as JSON lines
+const ASK = `
+import errno, json, os, sys
+rounds, paths = int(sys.argv[1]), sys.argv[2:]
+for _ in range(rounds):
+    for p in paths:
+        name = 'user.x' if os.path.basename(p).startswith('with') else 'security.capability'
+        try:
+            value = os.getxattr(p, name, follow_symlinks=False).decode()
+        except OSError as e:
+            value = errno.errorcode[e.errno]
+        print(json.dumps([os.path.basename(p), value, sorted(os.listxattr(p, follow_symlinks=False))]))
+`;
+
+async function ask(rounds: number, paths: string[]): Promise<unknown[]> {
+  const out = await runOk('python3', ['-c', ASK, String(rounds), ...paths], { timeoutMs: 60_000 });
+  return out.trim().split('\n').map((l) => JSON.parse(l) as unknown);
+}
+
+function answered(m: ServedMount): { GETXATTR: number; LISTXATTR: number; nodes: number } {
+  return m.answeredByReader();
+}
+
+t.test('the reader answers the xattr requests of nodes without xattrs, as the overlay would', async (t) => {
+  const base = await tempDir(t, 'answers');
+  const lower = path.join(base, 'lower');
+  fs.mkdirSync(path.join(lower, 'dir'), { recursive: true });
+  fs.writeFileSync(path.join(lower, 'plain'), 'p');
+  fs.writeFileSync(path.join(lower, 'withx'), 'w');
+  fs.symlinkSync('plain', path.join(lower, 'link'));
+  await runOk('setfattr', ['-n', 'user.x', '-v', 'lower', path.join(lower, 'withx')]);
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+  const s = servedSpec(base, lower);
+  fs.writeFileSync(path.join(s.upperdir!, 'up'), 'u');
+  const m = await server.mount(s);
+  const at = (n: string): string => path.join(s.mountpoint, n);
+
+  const rounds = 5;
+  const lines = await ask(rounds, ['plain', 'dir', 'link', 'withx', 'up'].map(at));
+  const one = [
+    ['plain', 'ENODATA', []], ['dir', 'ENODATA', []], ['link', 'ENODATA', []],
+    ['withx', 'lower', ['user.x']], ['up', 'ENODATA', []],
+  ];
+  t.same(lines, Array.from({ length: rounds }, () => one).flat(), 'every answer as the overlay gives it');
+  const a = answered(m);
+  // the first GETXATTR of each node without xattrs reaches the overlay, which learns it;
+  // LISTXATTRs of lower-only nodes after that are the reader's, an upper file's are not
+  t.equal(a.GETXATTR, 4 * (rounds - 1), 'GETXATTR: all but the first of plain, dir, link, up');
+  t.equal(a.LISTXATTR, 3 * rounds, 'LISTXATTR: all of plain, dir, link (lower only), none of up or withx');
+  t.equal(a.nodes, 4, 'the reader knows plain, dir, link and up');
+  const counts = m.requestCounts();
+  t.equal(counts.GETXATTR, 5 * rounds, 'requestCounts counts those the reader answered');
+  t.equal(counts.LISTXATTR, 5 * rounds);
+
+  // a change through the mount is seen at once: copy-up with a new name, then removed
+  await runOk('setfattr', ['-n', 'user.x', '-v', 'new', at('plain')]);
+  await runOk('setfattr', ['-n', 'user.x', '-v', 'dirs', at('dir')]);
+  await runOk('setfattr', ['-n', 'user.x', '-v', 'up', at('up')]);
+  t.same(await ask(2, ['plain', 'dir', 'up'].map(at)), Array.from({ length: 2 }, () => [
+    ['plain', 'ENODATA', ['user.x']], ['dir', 'ENODATA', ['user.x']], ['up', 'ENODATA', ['user.x']],
+  ]).flat(), 'names set through the mount are listed (security.capability is still absent)');
+  t.same(fs.readFileSync(path.join(s.upperdir!, 'plain'), 'utf8'), 'p', 'plain was copied up');
+  const b = answered(m);
+  t.equal(b.GETXATTR, a.GETXATTR, 'nothing answered by the reader while the nodes had names');
+  t.equal(b.nodes, 1, 'the nodes given names left the reader\'s set (link stays)');
+  await runOk('setfattr', ['-x', 'user.x', at('plain')]);
+  t.same(await ask(3, [at('plain')]), Array.from({ length: 3 }, () => ['plain', 'ENODATA', []]), 'and gone once removed');
+  const c = answered(m);
+  t.equal(c.GETXATTR, b.GETXATTR + 2, 'then the reader answers its GETXATTRs again, after the first');
+  t.equal(c.LISTXATTR, b.LISTXATTR, 'but not its LISTXATTRs: an upper file\'s names are listed from disk each time');
+  await server.unmount(s.mountpoint);
+});
+
+t.test('nodes leave the reader\'s set with the inode table', async (t) => {
+  const base = await tempDir(t, 'answers');
+  const lower = path.join(base, 'lower');
+  fs.mkdirSync(path.join(lower, 'many'), { recursive: true });
+  const files = 3000;
+  for (let i = 0; i < files; i++) fs.writeFileSync(path.join(lower, 'many', `f${i}`), '');
+  const server = new MountServer();
+  t.teardown(() => server.closeAll());
+  const s = servedSpec(base, lower);
+  const m = await server.mount(s);
+  const dir = path.join(s.mountpoint, 'many');
+  // `ls -l` asks each entry its SELinux label (its ACL the kernel caches): twice over, the
+  // second time answered by the reader
+  const names = await runOk('python3', ['-c', `
+import os, sys
+d = sys.argv[1]
+names = sorted(os.listdir(d))
+for _ in range(2):
+    for n in names:
+        try:
+            os.getxattr(os.path.join(d, n), 'security.selinux', follow_symlinks=False)
+        except OSError:
+            pass
+print(len(names))
+`, dir], { timeoutMs: 60_000 });
+  t.equal(names.trim(), String(files));
+  t.equal(answered(m).nodes, files, 'every file known to have no xattrs (a table of several growths)');
+  t.equal(answered(m).GETXATTR, files, 'the second round answered by the reader');
+  // removed through the mount: whiteouts, and the kernel forgets the nodes
+  await runOk('rm', ['-rf', dir], { timeoutMs: 60_000 });
+  const emptied = await waitFor(() => answered(m).nodes === 0, 10_000);
+  t.ok(emptied, `the reader's set emptied as the kernel forgot the nodes (${answered(m).nodes} left)`);
+  t.equal(await runOk('ls', ['-A', s.mountpoint]), '', 'the directory is gone from the merged view');
+  await server.unmount(s.mountpoint);
+});
