@@ -84,7 +84,12 @@ export interface RenameFlags {
 }
 
 /** what the bridge answers of a node's xattrs itself (FileSystemApi.setXattrAnswers) */
-export type XattrAnswers = (node: NodeId, noValues: boolean, noNames: boolean) => void;
+export interface XattrAnswers {
+  /** `noValues`: every GETXATTR of the node answers ENODATA; `noNames`: every LISTXATTR no names */
+  set(node: NodeId, noValues: boolean, noNames: boolean): void;
+  /** the xattr requests the bridge answered itself so far (they never reach the filesystem) */
+  answered(): number;
+}
 
 /**
  * What the bridge may call. Every method listed is implemented by the overlay; an
@@ -103,8 +108,8 @@ export interface FileSystemApi {
   /**
    * Optional: the bridge hands over, before INIT, a way to have a node's xattr requests
    * answered without asking the filesystem (the device reader answers them as it reads
-   * them: no JS per request). `noValues`: every GETXATTR of the node answers ENODATA;
-   * `noNames`: every LISTXATTR answers an empty list; both false: ask the filesystem
+   * them: no JS per request). `set(node, noValues, noNames)`: every GETXATTR of the node
+   * answers ENODATA, every LISTXATTR an empty list; both false: ask the filesystem
    * again. The filesystem calls it again the moment either stops being true, and with
    * both false when the node leaves its table.
    */

@@ -10,6 +10,7 @@ import { Node, statKey, type LowerRef } from './inodes';
 import type { Layer } from '../layers/access';
 import { isDirStat, resolveName, walkLowers as walkMerged, type FoundLower, type Resolved, type UpperDir } from '../layers/merge';
 import type { State } from './state';
+import { learnReadAhead } from './xattr';
 
 export { isDirStat, type FoundLower, type Resolved };
 
@@ -105,6 +106,7 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
   st.inodes.setKey(node, key);
   node.upperXwhiteouts = r.upperXwhiteouts;
   node.metacopy = r.metacopy;
+  if (st.readAhead.xattrs && r.upper === null) learnReadAhead(st, node);
   return node;
 }
 

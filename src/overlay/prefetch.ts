@@ -94,12 +94,13 @@ export function prefetchLookups(st: State, node: Node, entries: readonly DirEntr
   if (node.removed || node.lowers.length === 0) return undefined;
   const ahead = st.readAhead;
   // another directory listed while no object was asked the xattr names read ahead since
-  // the last one: the walk asks none (`find` or `tar` after one `getfattr`), so its
-  // read-ahead lists none from now on (a walk that asks them, the naive diff, asks those
-  // of each directory's entries before it lists the next; its next question the JS
-  // thread answers turns them on again)
+  // the last one, here or of the bridge (which answers those of nodes that have none
+  // itself): the walk asks none (`find` or `tar` after one `getfattr`), so its read-ahead
+  // lists none from now on (a walk that asks them, the naive diff, asks those of each
+  // directory's entries before it lists the next; its next question the JS thread
+  // answers turns them on again)
   if (ahead.listing !== node) {
-    if (ahead.namesUnasked) ahead.xattrs = false;
+    if (ahead.namesUnasked && st.xattrAnswers.answered() === ahead.answered) ahead.xattrs = false;
     ahead.namesUnasked = false;
     ahead.listing = node;
   }
@@ -248,7 +249,10 @@ function wantsOf(st: State, lowers: readonly { layer: Wanted['layer']; path: str
       if (xattrs && type !== C.DT_DIR && !below?.has(n)) {
         if ((want & C.RA_STAT) !== 0 || st.caches.lowerFileLacksXattrs(ref.layer, path)) {
           want |= C.RA_XATTRS;
-          st.readAhead.namesUnasked = true;
+          if (!st.readAhead.namesUnasked) {
+            st.readAhead.namesUnasked = true;
+            st.readAhead.answered = st.xattrAnswers.answered();
+          }
         }
       }
       // (a listing names each name once: marking it now cannot hide it in this layer)

@@ -81,12 +81,13 @@ export class State {
    * the JS thread (its first GETXATTR or LISTXATTR found none read ahead), so a walk's
    * read-ahead lists them too, until a directory is listed while the names a read-ahead
    * listed since the last listing of another (`listing`) were not asked of one object
-   * (`namesUnasked`): a walk that asks none, such as a `find` after one `getfattr`
+   * (`namesUnasked`), here or of the bridge (`answered`: its count when they were read
+   * ahead): a walk that asks none, such as a `find` after one `getfattr`
    */
   readonly readAhead = {
     listed: new WeakSet<Node>(), pending: new Map<string, Promise<void>>(), covered: new WeakMap<Node, DirEntryOut>(),
     subdirs: new WeakMap<Node, { names: string[]; walking: boolean }>(), xattrs: false,
-    listing: undefined as Node | undefined, namesUnasked: false,
+    listing: undefined as Node | undefined, namesUnasked: false, answered: 0,
   };
   /** layer listings and lower attributes (cache.ts) */
   readonly caches: LayerCache;
@@ -103,7 +104,7 @@ export class State {
   /** drops the kernel's cached attributes of a node (setInvalidator, api.ts) */
   invalidate: (node: NodeId) => void = () => undefined;
   /** what the bridge answers of a node's xattrs itself (setXattrAnswers, api.ts; setNoXattrs) */
-  xattrAnswers: XattrAnswers = () => undefined;
+  xattrAnswers: XattrAnswers = { set: () => undefined, answered: () => 0 };
 
   constructor(
     readonly config: OverlayConfig,
@@ -117,7 +118,7 @@ export class State {
     root: (id: NodeId) => Node,
   ) {
     this.inodes = new InodeTable(root, (node) => {
-      if (node.noXattrs) this.xattrAnswers(node.id, false, false);
+      if (node.noXattrs) this.xattrAnswers.set(node.id, false, false);
       this.listings.drop(node);
       dropKeptOf(this, node.id);
     });
@@ -175,7 +176,7 @@ export class State {
   setNoXattrs(node: Node, none: boolean): void {
     const was = node.noXattrs;
     node.noXattrs = none;
-    if (none || was) this.xattrAnswers(node.id, none, none && !node.upper);
+    if (none || was) this.xattrAnswers.set(node.id, none, none && !node.upper);
   }
 
   node(id: NodeId): Node {

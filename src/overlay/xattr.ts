@@ -100,6 +100,21 @@ function lowerIndex(st: State, node: Node): LowerXattrs {
 }
 
 /**
+ * A new node's lower xattrs from what a walk's read-ahead kept (the walk asks the xattrs
+ * of what it walks: State.readAhead.xattrs), before anything is asked of it: a node
+ * without any is then the bridge's to answer from its first GETXATTR or LISTXATTR on
+ * (setNoXattrs), which the naive diff asks of every entry once. Nothing when not kept.
+ */
+export function learnReadAhead(st: State, node: Node): void {
+  if (node.upper || node.lowerXattrs !== null) return;
+  const disk = readAheadNames(st, node);
+  if (disk === null) return;
+  const shown = visible(st, disk);
+  node.lowerXattrs = { disk, shown, values: new Map() };
+  if (shown.length === 0) st.setNoXattrs(node, true);
+}
+
+/**
  * The names of the node's top lower object as the read-ahead of a listing kept them
  * (prefetch.ts; a directory's with its listing, another object's with its statx), so
  * that a fresh mount's `ls -l` makes no listxattr per file; null when not kept.

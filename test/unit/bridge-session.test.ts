@@ -6,7 +6,7 @@ import {
 } from '../lib/bridge-fixture';
 import { FOPEN, Opcode, Size } from '../../src/fuse/wire/protocol';
 import { FuseSession } from '../../src/fuse/bridge';
-import type { Attr, Ctx, FileSystemApi, OpenResult } from '../../src/fuse/api';
+import type { Attr, Ctx, FileSystemApi, OpenResult, XattrAnswers } from '../../src/fuse/api';
 
 t.test('passthrough: reuse of one backing id per node, fallbacks', async (t) => {
   const { fs, tr, s } = await setup();
@@ -149,29 +149,31 @@ t.test('requests read are counted by opcode', async (t) => {
 
 t.test('what the filesystem knows of xattrs goes to the readers, which requestCounts includes', async (t) => {
   const tr = new FakeTransport();
-  let answer: ((node: number, noValues: boolean, noNames: boolean) => void) | undefined;
-  const fs = Object.assign(new FakeFs(), { setXattrAnswers: (a: typeof answer) => void (answer = a) });
+  let answers: XattrAnswers | undefined;
+  const fs = Object.assign(new FakeFs(), { setXattrAnswers: (a: XattrAnswers) => void (answers = a) });
+  const answer = (node: number, noValues: boolean, noNames: boolean): void => answers!.set(node, noValues, noNames);
   const s = new FuseSession({ devFd: 3, fs, transport: tr, isRoot: true, debug: () => undefined });
-  t.type(answer, 'function', 'the filesystem got the way to say it');
-  answer!(9, true, false);
+  t.type(answers, 'object', 'the filesystem got the way to say it');
+  answer(9, true, false);
   t.same([...tr.known], [], 'nothing before the readers start');
   const done = s.start();
   const rd = tr.readers!;
   rd.onBatch([{ fd: 3, buf: initFrame(45, ALL_OFFERED) }]);
   await s.ready();
-  answer!(7, true, true);
-  answer!(8, true, false);
+  answer(7, true, true);
+  answer(8, true, false);
   t.same([...tr.known], [[7, [true, true]], [8, [true, false]]], 'told to the readers, node by node');
-  answer!(7, false, false);
+  answer(7, false, false);
   t.same([...tr.known.keys()], [8], 'and taken back');
   tr.answered = [5, 2];
   rd.onBatch([{ fd: 3, buf: frame(Opcode.GETXATTR, 8, Buffer.concat([u32(0, 0), cstr('user.a')])) }]);
   await new Promise((r) => setImmediate(r));
   t.same(s.requestCounts(), { INIT: 1, GETXATTR: 6, LISTXATTR: 2 }, 'the readers\' answers counted with the requests read');
   t.same(s.answeredByReaders(), { GETXATTR: 5, LISTXATTR: 2, nodes: 1 });
+  t.equal(answers!.answered(), 7, 'the filesystem can ask how many');
   rd.onEnd(3, 0);
   await done;
-  answer!(8, false, false);
+  answer(8, false, false);
   t.same([...tr.known.keys()], [8], 'nothing told once the connection ended');
 });
 

@@ -135,7 +135,15 @@ export class FuseSession extends EventEmitter {
     this.fs.setInvalidator?.((node) => void this.notify.invalAttrsNow(node));
     // xattr requests whose answer the filesystem knows are answered by the readers
     // themselves (native-bindings/src/fuse_known.c); when tracing, every request is logged
-    if (!this.trace) this.fs.setXattrAnswers?.((node, noValues, noNames) => this.knownXattrs(node, noValues, noNames));
+    if (!this.trace) {
+      this.fs.setXattrAnswers?.({
+        set: (node, noValues, noNames) => this.knownXattrs(node, noValues, noNames),
+        answered: () => {
+          const a = this.answeredByReaders();
+          return a.GETXATTR + a.LISTXATTR;
+        },
+      });
+    }
   }
 
   private knownXattrs(node: NodeId, noValues: boolean, noNames: boolean): void {
