@@ -58,7 +58,7 @@ static napi_value init(napi_env env, napi_value exports) {
     register_constants, register_fsops,      register_stat,       register_batch,
     register_xattr,     register_io,         register_copydata,   register_copyup,
     register_fuse_dev,
-    register_fuse_poller, register_fuse_uring,
+    register_fuse_poller, register_fuse_known, register_fuse_uring,
     register_fusermount, register_mount,     register_process,    register_peercred,
   };
   for (size_t i = 0; i < COUNT_OF(modules); i++) {

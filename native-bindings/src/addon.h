@@ -122,6 +122,7 @@ bool register_copydata(napi_env env, napi_value exports);
 bool register_copyup(napi_env env, napi_value exports);
 bool register_fuse_dev(napi_env env, napi_value exports);
 bool register_fuse_poller(napi_env env, napi_value exports);
+bool register_fuse_known(napi_env env, napi_value exports);
 bool register_fuse_uring(napi_env env, napi_value exports);
 bool register_fusermount(napi_env env, napi_value exports);
 bool register_mount(napi_env env, napi_value exports);

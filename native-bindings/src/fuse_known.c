@@ -10,6 +10,10 @@
  * the reader writes that reply as it reads the request, so such a request costs a read
  * and a write and no JS at all.
  *
+ * One set per connection (fuseKnownSet), shared by its /dev/fuse reader (fuse_poller.c,
+ * which writes the reply to the device) and its io_uring entries (fuse_uring_requests.c,
+ * which commits it).
+ *
  * The set maps node ids to what is known (KNOWN_* bits). Node ids are never reused
  * during a mount (src/overlay/inodes.ts), so an entry can only be stale in memory, and
  * the filesystem removes it when the node leaves its table: the set holds at most the
@@ -19,11 +23,11 @@
  */
 #include "fuse_known.h"
 
+#include "addon.h"
+
 #include <errno.h>
-#include <linux/fuse.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define BITS_MASK 3u
 #define MIN_CAP 1024u
@@ -119,35 +123,117 @@ void known_free(struct known_set *s) {
   s->cap = s->count = s->shift = 0;
 }
 
-bool known_answer(struct known_set *s, int fd, const char *req, size_t len) {
-  struct fuse_in_header in;
+bool known_reply(struct known_set *s, const struct fuse_in_header *in, const void *arg, size_t arg_len,
+                 struct known_reply *out) {
   struct fuse_getxattr_in body;
-  if (s->count == 0 || len < sizeof(in) + sizeof(body)) return false;
-  memcpy(&in, req, sizeof(in));
-  if (in.opcode != FUSE_GETXATTR && in.opcode != FUSE_LISTXATTR) return false;
-  unsigned bits = known_get(s, in.nodeid);
-  struct {
-    struct fuse_out_header h;
-    struct fuse_getxattr_out size;
-  } out;
-  memset(&out, 0, sizeof(out));
-  out.h.unique = in.unique;
-  out.h.len = sizeof(out.h);
-  if (in.opcode == FUSE_GETXATTR) {
+  if (s->count == 0 || arg_len < sizeof(body)) return false;
+  if (in->opcode != FUSE_GETXATTR && in->opcode != FUSE_LISTXATTR) return false;
+  unsigned bits = known_get(s, in->nodeid);
+  memset(out, 0, sizeof(*out));
+  out->h.unique = in->unique;
+  out->h.len = sizeof(out->h);
+  if (in->opcode == FUSE_GETXATTR) {
     if (!(bits & KNOWN_NO_XATTR_VALUES)) return false;
-    out.h.error = -ENODATA;
+    out->h.error = -ENODATA;
   } else {
     if (!(bits & KNOWN_NO_XATTR_NAMES)) return false;
-    memcpy(&body, req + sizeof(in), sizeof(body));
+    memcpy(&body, arg, sizeof(body));
     /* a size question is answered with the size (0); a list, with no bytes */
-    if (body.size == 0) out.h.len = sizeof(out);
+    if (body.size == 0) out->h.len = sizeof(*out);
   }
-  ssize_t w;
-  do {
-    w = write(fd, &out, out.h.len);
-  } while (w < 0 && errno == EINTR);
-  /* ENOENT: the request was interrupted meanwhile, as for any reply; other errors end
-   * the connection, which the next read reports */
-  s->answered[in.opcode == FUSE_GETXATTR ? 0 : 1]++;
+  s->answered[in->opcode == FUSE_GETXATTR ? 0 : 1]++;
   return true;
+}
+
+/* ---- the JS side ---- */
+
+/* Marks the objects fuseKnownSet returns, so that what is unwrapped can be trusted. */
+static const napi_type_tag set_tag = {0x7374726174616673ULL, 0x6b6e6f776e736574ULL};
+
+static void set_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  known_free(data);
+  free(data);
+}
+
+static struct known_set *unwrap_set(napi_env env, napi_value v) {
+  bool tagged = false;
+  struct known_set *s = NULL;
+  if (napi_check_object_type_tag(env, v, &set_tag, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, v, (void **)&s) != napi_ok || !s) {
+    throw_type(env, "set", "a set of known answers (fuseKnownSet)");
+    return NULL;
+  }
+  return s;
+}
+
+bool known_arg(napi_env env, napi_value v, struct known_set **out, napi_ref *ref) {
+  napi_valuetype type;
+  *out = NULL;
+  *ref = NULL;
+  if (napi_typeof(env, v, &type) != napi_ok) return false;
+  if (type == napi_undefined) return true;
+  struct known_set *s = unwrap_set(env, v);
+  if (!s || napi_create_reference(env, v, 1, ref) != napi_ok) return false;
+  *out = s;
+  return true;
+}
+
+/* fuseKnownSet() -> a set of known answers for one connection's readers */
+static napi_value b_set(napi_env env, napi_callback_info info) {
+  napi_value handle;
+  (void)info;
+  struct known_set *s = calloc(1, sizeof(*s));
+  if (!s) return throw_errno(env, ENOMEM, "fuseKnownSet", NULL);
+  if (napi_create_object(env, &handle) != napi_ok || napi_type_tag_object(env, handle, &set_tag) != napi_ok ||
+      napi_wrap(env, handle, s, set_finalize, NULL, NULL) != napi_ok) {
+    free(s);
+    return NULL;
+  }
+  return handle;
+}
+
+/*
+ * fuseKnown(set, nodeId, noValues, noNames): what the readers answer of a node themselves:
+ * noValues, every GETXATTR with ENODATA; noNames, every LISTXATTR with an empty list; both
+ * false, nothing (the node's requests go to JS again).
+ */
+static napi_value b_known(napi_env env, napi_callback_info info) {
+  GET_ARGS(4);
+  uint64_t id;
+  bool no_values, no_names;
+  struct known_set *s = unwrap_set(env, argv[0]);
+  if (!s || !arg_size(env, argv[1], "nodeId", &id) || !arg_bool(env, argv[2], "noValues", &no_values) ||
+      !arg_bool(env, argv[3], "noNames", &no_names)) {
+    return NULL;
+  }
+  if (id == 0 || id >> 62 != 0) return throw_errno(env, EINVAL, "fuseKnown", NULL);
+  unsigned bits = (no_values ? KNOWN_NO_XATTR_VALUES : 0) | (no_names ? KNOWN_NO_XATTR_NAMES : 0);
+  if (!known_put(s, id, bits)) return throw_errno(env, ENOMEM, "fuseKnown", NULL);
+  return js_undefined(env);
+}
+
+/* fuseKnownAnswered(set) -> [GETXATTR, LISTXATTR, nodes]: requests answered from the set, nodes in it */
+static napi_value b_answered(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  napi_value out, v;
+  struct known_set *s = unwrap_set(env, argv[0]);
+  if (!s || napi_create_array_with_length(env, 3, &out) != napi_ok) return NULL;
+  const double values[3] = {(double)s->answered[0], (double)s->answered[1], (double)s->count};
+  for (uint32_t i = 0; i < 3; i++) {
+    if (napi_create_double(env, values[i], &v) != napi_ok || napi_set_element(env, out, i, v) != napi_ok) {
+      return NULL;
+    }
+  }
+  return out;
+}
+
+bool register_fuse_known(napi_env env, napi_value exports) {
+  static const struct fn_entry fns[] = {
+    {"fuseKnownSet", b_set},
+    {"fuseKnown", b_known},
+    {"fuseKnownAnswered", b_answered},
+  };
+  return define_functions(env, exports, fns, COUNT_OF(fns));
 }

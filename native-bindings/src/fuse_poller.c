@@ -76,7 +76,8 @@ struct pgroup {
   bool once;        /* the last batch had one request: read once */
   int refs;      /* open poll handles + the JS handle */
   bool stopping; /* fuseStopPoller was called: no callback runs any more */
-  struct known_set known;
+  struct known_set *known; /* answers the reader gives itself (NULL: none) */
+  napi_ref known_ref;
   uint32_t count;
   struct poller pollers[];
 };
@@ -88,14 +89,15 @@ static void release_js(struct pgroup *g) {
   if (g->resource) napi_delete_reference(g->env, g->resource);
   if (g->area_ref) napi_delete_reference(g->env, g->area_ref);
   if (g->index_ref) napi_delete_reference(g->env, g->index_ref);
-  g->on_batch = g->on_end = g->resource = g->area_ref = g->index_ref = NULL;
+  if (g->known_ref) napi_delete_reference(g->env, g->known_ref);
+  g->on_batch = g->on_end = g->resource = g->area_ref = g->index_ref = g->known_ref = NULL;
+  g->known = NULL;
   g->async_ctx = NULL;
 }
 
 static void pgroup_unref(struct pgroup *g) {
   if (--g->refs > 0) return;
   release_js(g);
-  known_free(&g->known);
   free(g);
 }
 
@@ -130,6 +132,22 @@ static void call_js(struct pgroup *g, napi_ref fn_ref, size_t argc, napi_value *
   }
 }
 
+/* writes the reply to a request answered by what is known (fuse_known.c); false: JS answers */
+static bool answer_known(struct known_set *known, int fd, const char *req, size_t len) {
+  struct fuse_in_header in;
+  struct known_reply out;
+  if (len < sizeof(in)) return false;
+  memcpy(&in, req, sizeof(in));
+  if (!known_reply(known, &in, req + sizeof(in), len - sizeof(in), &out)) return false;
+  ssize_t w;
+  do {
+    w = write(fd, &out, out.h.len);
+  } while (w < 0 && errno == EINTR);
+  /* ENOENT: the request was interrupted meanwhile, as for any reply; other errors end
+   * the connection, which the next read reports */
+  return true;
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   struct poller *p = h->data;
   struct pgroup *g = p->group;
@@ -158,7 +176,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       end = 0;
       break;
     }
-    if (known_answer(&g->known, p->fd, g->area + off, (size_t)r)) {
+    if (g->known && answer_known(g->known, p->fd, g->area + off, (size_t)r)) {
       answered++;
       if (once) break;
       continue;
@@ -246,9 +264,9 @@ static bool arg_typed(napi_env env, napi_value v, napi_typedarray_type type, con
   return true;
 }
 
-/* fuseStartPoller(fds, readSize, area, index, onBatch, onEnd) -> handle */
+/* fuseStartPoller(fds, readSize, area, index, onBatch, onEnd[, knownSet]) -> handle */
 static napi_value b_start(napi_env env, napi_callback_info info) {
-  GET_ARGS(6);
+  GET_ARGS(7);
   uint32_t count = 0;
   uint64_t read_size;
   bool is_array = false;
@@ -297,7 +315,8 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
       napi_create_reference(env, argv[2], 1, &g->area_ref) != napi_ok ||
       napi_create_reference(env, argv[3], 1, &g->index_ref) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &g->on_batch) != napi_ok ||
-      napi_create_reference(env, argv[5], 1, &g->on_end) != napi_ok) {
+      napi_create_reference(env, argv[5], 1, &g->on_end) != napi_ok ||
+      !known_arg(env, argv[6], &g->known, &g->known_ref)) {
     pgroup_unref(g);
     return NULL;
   }
@@ -357,50 +376,10 @@ static napi_value b_stop(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
-/*
- * fuseKnown(handle, nodeId, noValues, noNames): what the reader answers of a node itself
- * (fuse_known.c): noValues, every GETXATTR with ENODATA; noNames, every LISTXATTR with an
- * empty list; both false, nothing (the node's requests go to JS again).
- */
-static napi_value b_known(napi_env env, napi_callback_info info) {
-  GET_ARGS(4);
-  uint64_t id;
-  bool no_values, no_names;
-  struct pgroup *g = arg_group(env, argv[0]);
-  if (!g || !arg_size(env, argv[1], "nodeId", &id) || !arg_bool(env, argv[2], "noValues", &no_values) ||
-      !arg_bool(env, argv[3], "noNames", &no_names)) {
-    return NULL;
-  }
-  if (id == 0 || id >> 62 != 0) return throw_errno(env, EINVAL, "fuseKnown", NULL);
-  unsigned bits = (no_values ? KNOWN_NO_XATTR_VALUES : 0) | (no_names ? KNOWN_NO_XATTR_NAMES : 0);
-  if (!known_put(&g->known, id, bits)) return throw_errno(env, ENOMEM, "fuseKnown", NULL);
-  return js_undefined(env);
-}
-
-/*
- * fuseKnownAnswered(handle) -> [GETXATTR, LISTXATTR, nodes]: requests the reader answered
- * itself, and the nodes it knows answers of now
- */
-static napi_value b_known_answered(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
-  napi_value out, v;
-  struct pgroup *g = arg_group(env, argv[0]);
-  if (!g || napi_create_array_with_length(env, 3, &out) != napi_ok) return NULL;
-  const double values[3] = {(double)g->known.answered[0], (double)g->known.answered[1], (double)g->known.count};
-  for (uint32_t i = 0; i < 3; i++) {
-    if (napi_create_double(env, values[i], &v) != napi_ok || napi_set_element(env, out, i, v) != napi_ok) {
-      return NULL;
-    }
-  }
-  return out;
-}
-
 bool register_fuse_poller(napi_env env, napi_value exports) {
   static const struct fn_entry fns[] = {
     {"fuseStartPoller", b_start},
     {"fuseStopPoller", b_stop},
-    {"fuseKnown", b_known},
-    {"fuseKnownAnswered", b_known_answered},
     {"loopIdleMetricsOff", b_loop_idle_metrics_off},
   };
   return define_functions(env, exports, fns, COUNT_OF(fns));

@@ -59,6 +59,7 @@ static void free_uring(struct uring *u) {
   if (u->resource) napi_delete_reference(u->env, u->resource);
   if (u->area_ref) napi_delete_reference(u->env, u->area_ref);
   if (u->index_ref) napi_delete_reference(u->env, u->index_ref);
+  if (u->known_ref) napi_delete_reference(u->env, u->known_ref);
   if (u->async_ctx) napi_async_destroy(u->env, u->async_ctx);
   if (u->sqes) munmap(u->sqes, u->sqes_len);
   if (u->rings) munmap(u->rings, u->rings_len);
@@ -175,7 +176,7 @@ static int setup_ring(struct uring *u, uint32_t sq_entries) {
  * onEnd(errno) says the ring stopped serving (entries ended) while still wanted.
  */
 static napi_value b_start(napi_env env, napi_callback_info info) {
-  GET_ARGS(8);
+  GET_ARGS(9);
   int dev_fd;
   uint32_t per_queue, max_write, max_pages;
   void *area, *index;
@@ -252,7 +253,8 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
       napi_create_reference(env, argv[4], 1, &u->area_ref) != napi_ok ||
       napi_create_reference(env, argv[5], 1, &u->index_ref) != napi_ok ||
       napi_create_reference(env, argv[6], 1, &u->on_batch) != napi_ok ||
-      napi_create_reference(env, argv[7], 1, &u->on_end) != napi_ok) {
+      napi_create_reference(env, argv[7], 1, &u->on_end) != napi_ok ||
+      !known_arg(env, argv[8], &u->known, &u->known_ref)) {
     free_uring(u);
     return NULL;
   }

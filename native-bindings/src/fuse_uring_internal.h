@@ -9,6 +9,7 @@
 
 #include "addon.h"
 #include "fuse_uring_abi.h"
+#include "fuse_known.h"
 
 #include <linux/io_uring.h>
 #include <stdbool.h>
@@ -30,6 +31,8 @@ struct uring {
   napi_env env;
   napi_ref on_batch, on_end, resource;
   napi_ref area_ref, index_ref; /* the memory shared with JS (as the poller's) */
+  struct known_set *known;      /* answers given without JS (fuse_known.c; NULL: none) */
+  napi_ref known_ref;
   char *area;
   size_t area_size;
   int32_t *index;

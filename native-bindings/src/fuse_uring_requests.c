@@ -12,6 +12,9 @@
  * request's commit id, which also re-arms the entry. Commits made while onBatch runs
  * (and the promise jobs after it) are submitted together with one io_uring_enter.
  *
+ * Requests the connection's known answers cover (fuse_known.c) are committed here as they
+ * complete, and never reach onBatch.
+ *
  * Completions reach the event loop through a libuv poll handle on the ring fd; every
  * call here is on the JS thread: no locks.
  */
@@ -119,6 +122,29 @@ static void answer_eio(struct uring *u, uint32_t i) {
   uring_queue_cmd(u, i, STRATAFS_FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
 }
 
+/* an xattr request's frame at most: header, fuse_getxattr_in, a name of XATTR_NAME_MAX */
+#define KNOWN_FRAME_MAX 512
+
+/* commits the reply to a request answered by what is known (fuse_known.c); false: JS answers */
+static bool answer_known(struct uring *u, uint32_t i, size_t len) {
+  struct entry *e = &u->ents[i];
+  struct fuse_in_header in;
+  struct known_reply out;
+  char frame[KNOWN_FRAME_MAX];
+  memcpy(&in, e->hdr->in_out, sizeof(in));
+  if ((in.opcode != FUSE_GETXATTR && in.opcode != FUSE_LISTXATTR) || len > sizeof(frame)) return false;
+  /* whichever way the kernel split the arguments between op_in and the payload */
+  copy_frame(e, len, frame);
+  if (!known_reply(u->known, &in, frame + sizeof(in), len - sizeof(in), &out)) return false;
+  /* the out header to in_out (where the in header was), the rest to the payload */
+  memcpy(e->hdr->in_out, &out.h, sizeof(out.h));
+  size_t rest = out.h.len - sizeof(out.h);
+  memcpy(e->iov[1].iov_base, &out.size, rest);
+  e->hdr->ring_ent_in_out.payload_sz = (uint32_t)rest;
+  uring_queue_cmd(u, i, STRATAFS_FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+  return true;
+}
+
 static void deliver(struct uring *u, uint32_t n) {
   napi_value count = js_i32(u->env, (int32_t)n);
   u->in_batch = true;
@@ -162,6 +188,7 @@ void uring_on_poll(uv_poll_t *h, int status, int events) {
       answer_eio(u, (uint32_t)i);
       continue;
     }
+    if (u->known && answer_known(u, (uint32_t)i, len)) continue;
     if (n == u->index_cap || len > u->area_size - off) {
       deliver(u, n); /* the area is full: this batch goes now, the next starts over */
       n = 0;

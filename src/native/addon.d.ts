@@ -94,6 +94,10 @@ export interface DirEntry {
   type: number;
 }
 
+export interface KnownSetHandle {
+  readonly _brand: 'KnownSetHandle';
+}
+
 export interface PollerHandle {
   readonly _brand: 'PollerHandle';
 }
@@ -312,20 +316,27 @@ export interface Addon {
    * index.length / 3 (and 256) requests per call; area must hold at least readSize bytes.
    * When a reader ends (ENODEV: the connection was aborted or unmounted) `onEnd` is
    * called once per fd with that fd and the errno (0 = clean). EINTR/ENOENT are retried.
+   * Requests that `known` answers (fuseKnownSet) are answered as they are read, and are
+   * not handed to onBatch.
    */
   fuseStartPoller(fds: number[], readSize: number, area: Buffer, index: Int32Array,
     onBatch: (count: number) => void,
-    onEnd: (fd: number, errno: number) => void): PollerHandle;
+    onEnd: (fd: number, errno: number) => void, known?: KnownSetHandle): PollerHandle;
   /** stops polling (no callback after it) and lets the loop exit; safe to call twice */
   fuseStopPoller(handle: PollerHandle): void;
   /**
-   * What the poller answers of a node itself, without calling onBatch: `noValues`, every
-   * GETXATTR with ENODATA; `noNames`, every LISTXATTR with an empty list; both false,
-   * nothing. Node ids must be positive and below 2^62.
+   * A set of answers a connection's readers give themselves, without calling onBatch
+   * (fuseStartPoller's and fuseUringStart's last argument), empty.
    */
-  fuseKnown(handle: PollerHandle, nodeId: number, noValues: boolean, noNames: boolean): void;
-  /** requests the poller answered itself, and the nodes it knows answers of: [GETXATTR, LISTXATTR, nodes] */
-  fuseKnownAnswered(handle: PollerHandle): [number, number, number];
+  fuseKnownSet(): KnownSetHandle;
+  /**
+   * What the readers answer of a node themselves: `noValues`, every GETXATTR with
+   * ENODATA; `noNames`, every LISTXATTR with an empty list; both false, nothing. Node ids
+   * must be positive and below 2^62.
+   */
+  fuseKnown(set: KnownSetHandle, nodeId: number, noValues: boolean, noNames: boolean): void;
+  /** requests answered from the set, and the nodes in it: [GETXATTR, LISTXATTR, nodes] */
+  fuseKnownAnswered(set: KnownSetHandle): [number, number, number];
   /**
    * Turns off the event loop's idle-time metrics (which Node.js turns on), so that libuv
    * no longer polls with a zero timeout before each sleep; true when they were on. The
@@ -344,7 +355,7 @@ export interface Addon {
    */
   fuseUringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number,
     area: Buffer, index: Int32Array, onBatch: (count: number) => void,
-    onEnd: (errno: number) => void): { handle: UringHandle; queues: number };
+    onEnd: (errno: number) => void, known?: KnownSetHandle): { handle: UringHandle; queues: number };
   fuseUringRegister(handle: UringHandle): void;
   /** the reply to the request of `token` (throws ENOENT when the entry holds none) */
   fuseUringCommit(handle: UringHandle, token: number, bufs: Buffer[]): number;

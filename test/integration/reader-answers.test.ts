@@ -7,13 +7,15 @@
  * inode table. The mount is served by this process (MountServer); every access to it is
  * made by a child process.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { readlink } from 'node:fs/promises';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MountServer, type ServedMount } from '../../src/server/mount-server';
 import { servedSpec } from '../lib/mount-spec';
 import { tempDir } from '../lib/tmp';
 import { runOk, waitFor } from '../lib/proc';
+import { setEnableUring, uringUnavailable } from '../lib/uring';
 
 // argv: rounds, then paths; prints, per round and path, the getxattr of NAME (or the
 // errno's name) and the sorted list of names, as JSON lines
@@ -39,7 +41,24 @@ function answered(m: ServedMount): { GETXATTR: number; LISTXATTR: number; nodes:
   return m.answeredByReader();
 }
 
-t.test('the reader answers the xattr requests of nodes without xattrs, as the overlay would', async (t) => {
+/** io_uring fds of this process (an in-process mount over the ring has one) */
+async function rings(): Promise<number> {
+  let n = 0;
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')) === 'anon_inode:[io_uring]') n++;
+  }
+  return n;
+}
+
+for (const transport of ['/dev/fuse', 'io_uring'] as const) {
+  const skip = transport === 'io_uring' ? uringUnavailable() : undefined;
+  t.test(`the reader answers the xattr requests of nodes without xattrs, as the overlay would (${transport})`, { skip }, async (t) => {
+    if (transport === 'io_uring') await setEnableUring(t, true);
+    await answersAsTheOverlay(t, transport);
+  });
+}
+
+async function answersAsTheOverlay(t: Test, transport: '/dev/fuse' | 'io_uring'): Promise<void> {
   const base = await tempDir(t, 'answers');
   const lower = path.join(base, 'lower');
   fs.mkdirSync(path.join(lower, 'dir'), { recursive: true });
@@ -49,9 +68,11 @@ t.test('the reader answers the xattr requests of nodes without xattrs, as the ov
   await runOk('setfattr', ['-n', 'user.x', '-v', 'lower', path.join(lower, 'withx')]);
   const server = new MountServer();
   t.teardown(() => server.closeAll());
-  const s = servedSpec(base, lower);
+  const s = { ...servedSpec(base, lower), uring: transport === 'io_uring' ? 'auto' as const : 'off' as const };
   fs.writeFileSync(path.join(s.upperdir!, 'up'), 'u');
+  const ringsBefore = await rings();
   const m = await server.mount(s);
+  t.equal(await rings(), ringsBefore + (transport === 'io_uring' ? 1 : 0), `served through ${transport}`);
   const at = (n: string): string => path.join(s.mountpoint, n);
 
   const rounds = 5;
@@ -88,7 +109,7 @@ t.test('the reader answers the xattr requests of nodes without xattrs, as the ov
   t.equal(c.GETXATTR, b.GETXATTR + 2, 'then the reader answers its GETXATTRs again, after the first');
   t.equal(c.LISTXATTR, b.LISTXATTR, 'but not its LISTXATTRs: an upper file\'s names are listed from disk each time');
   await server.unmount(s.mountpoint);
-});
+}
 
 t.test('nodes leave the reader\'s set with the inode table', async (t) => {
   const base = await tempDir(t, 'answers');

@@ -153,8 +153,9 @@ export class FakeTransport implements FuseTransport {
   /** what the readers were told they may answer themselves, by node: [noValues, noNames] */
   known = new Map<number, [boolean, boolean]>();
   answered: [number, number] = [0, 0];
-  knownXattrs(h: unknown, node: number, noValues: boolean, noNames: boolean): void {
-    if (h !== 'handle') throw new Error('not the readers\' handle');
+  knownSet(): unknown { return 'known'; }
+  knownXattrs(set: unknown, node: number, noValues: boolean, noNames: boolean): void {
+    if (set !== 'known') throw new Error('not the set of known answers');
     if (noValues || noNames) this.known.set(node, [noValues, noNames]);
     else this.known.delete(node);
   }

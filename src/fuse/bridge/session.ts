@@ -98,8 +98,8 @@ export class FuseSession extends EventEmitter {
    */
   private closed = false;
   private started: Promise<void> | undefined;
-  /** the device readers' handle, once started */
-  private readers: unknown;
+  /** the answers the readers and the ring give themselves (transport.knownSet), once started */
+  private known: unknown;
   /** the io_uring transport's handle, once registered (uring.ts) */
   private ring: unknown;
   private transportInUse: TransportName = '/dev/fuse';
@@ -147,7 +147,7 @@ export class FuseSession extends EventEmitter {
   }
 
   private knownXattrs(node: NodeId, noValues: boolean, noNames: boolean): void {
-    if (this.readers !== undefined && !this.closed) this.transport.knownXattrs(this.readers, node, noValues, noNames);
+    if (this.known !== undefined && !this.closed) this.transport.knownXattrs(this.known, node, noValues, noNames);
   }
 
   /** what INIT settled on (undefined before INIT) */
@@ -178,7 +178,7 @@ export class FuseSession extends EventEmitter {
    * requestCounts includes, and the nodes whose answers they know now.
    */
   answeredByReaders(): { GETXATTR: number; LISTXATTR: number; nodes: number } {
-    const [values, names, nodes] = this.readers === undefined ? [0, 0, 0] : this.transport.knownAnswered(this.readers);
+    const [values, names, nodes] = this.known === undefined ? [0, 0, 0] : this.transport.knownAnswered(this.known);
     return { GETXATTR: values, LISTXATTR: names, nodes };
   }
 
@@ -214,8 +214,9 @@ export class FuseSession extends EventEmitter {
           });
         });
       };
-      const handle: unknown = this.transport.startReaders([this.devFd], (area, index, n) => this.onBatch(area, index, n), onEnd);
-      this.readers = handle;
+      // what the readers answer themselves: none while every request is logged
+      this.known = this.trace ? undefined : this.transport.knownSet();
+      const handle: unknown = this.transport.startReaders([this.devFd], (area, index, n) => this.onBatch(area, index, n), onEnd, this.known);
     });
     return this.started;
   }
@@ -398,7 +399,7 @@ export class FuseSession extends EventEmitter {
     let why = 'the kernel did not offer FUSE_OVER_IO_URING';
     if (n.uring) {
       const r = makeRing(this.transport, this.devFd, (area, index, count) => this.onBatch(area, index, count),
-        (errno) => this.log('io_uring transport stopped serving (%s)', errnoName(errno)));
+        (errno) => this.log('io_uring transport stopped serving (%s)', errnoName(errno)), this.known);
       if (r.ok) {
         ring = r;
       } else {

@@ -3,7 +3,7 @@
  * with a fake (no addon, no mount). The default implementation calls the native addon,
  * which is loaded on first use only: importing the bridge never loads it.
  */
-import type { PollerHandle, UringHandle } from '../../native/addon';
+import type { KnownSetHandle, PollerHandle, UringHandle } from '../../native/addon';
 import { READ_BUFFER_SIZE } from '../wire/protocol';
 
 /**
@@ -29,16 +29,20 @@ export interface FuseTransport {
    * Reads requests on the JS thread, from the event loop (non-blocking reads, no thread
    * hand-off); `onBatch` gets every request read in one wake-up.
    */
-  startReaders(fds: number[], onBatch: BatchHandler, onEnd: (fd: number, errno: number) => void): unknown;
+  startReaders(fds: number[], onBatch: BatchHandler, onEnd: (fd: number, errno: number) => void, known?: unknown): unknown;
   stopReaders(handle: unknown): void;
   /**
-   * What the readers answer of a node themselves, without onBatch: every GETXATTR with
-   * ENODATA (`noValues`), every LISTXATTR with an empty list (`noNames`); both false,
-   * nothing. Requests of the io_uring transport always go to onBatch.
+   * A set of answers the readers and the ring give themselves (their `known`), without
+   * onBatch: knownXattrs says which; undefined when the transport gives none.
    */
-  knownXattrs(handle: unknown, node: number, noValues: boolean, noNames: boolean): void;
-  /** requests the readers answered themselves, and the nodes they know answers of: [GETXATTR, LISTXATTR, nodes] */
-  knownAnswered(handle: unknown): [number, number, number];
+  knownSet(): unknown;
+  /**
+   * Every GETXATTR of `node` answered ENODATA (`noValues`), every LISTXATTR an empty list
+   * (`noNames`); both false, nothing.
+   */
+  knownXattrs(set: unknown, node: number, noValues: boolean, noNames: boolean): void;
+  /** requests answered from the set, and the nodes in it: [GETXATTR, LISTXATTR, nodes] */
+  knownAnswered(set: unknown): [number, number, number];
   /**
    * FUSE over io_uring beside the device reads (uring.ts); its requests come to onBatch
    * in the same shape, with a negative fd (a ring entry token), and are answered with
@@ -46,7 +50,7 @@ export interface FuseTransport {
    * to the kernel (after it) and throws the kernel's errno when it refuses.
    */
   ringStart(devFd: number, perQueue: number, maxWrite: number, maxPages: number, onBatch: BatchHandler,
-    onEnd: (errno: number) => void): { handle: unknown; queues: number };
+    onEnd: (errno: number) => void, known?: unknown): { handle: unknown; queues: number };
   ringRegister(handle: unknown): void;
   ringCommit(handle: unknown, token: number, bufs: Buffer[]): void;
   ringStop(handle: unknown): void;
@@ -70,23 +74,25 @@ function loadNative(): NativeModule {
 /** The addon-backed transport; nothing is loaded until a method is called. */
 export const nativeTransport: FuseTransport = {
   writev: (fd, bufs) => loadNative().native.fuseWritev(fd, bufs),
-  startReaders: (fds, onBatch, onEnd) => {
+  startReaders: (fds, onBatch, onEnd, known) => {
     // allocated once per reader group, shared with the poller for its whole life
     const area = Buffer.allocUnsafeSlow(AREA_SIZE);
     const index = new Int32Array(3 * BATCH_MAX);
     const { native } = loadNative();
     // one poll per sleep, not a zero-timeout one before it (the addon's loopIdleMetricsOff)
     native.loopIdleMetricsOff();
-    return native.fuseStartPoller(fds, READ_BUFFER_SIZE, area, index, (n) => onBatch(area, index, n), onEnd);
+    return native.fuseStartPoller(fds, READ_BUFFER_SIZE, area, index, (n) => onBatch(area, index, n), onEnd, known as KnownSetHandle | undefined);
   },
   stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
-  knownXattrs: (handle, node, noValues, noNames) => loadNative().native.fuseKnown(handle as PollerHandle, node, noValues, noNames),
-  knownAnswered: (handle) => loadNative().native.fuseKnownAnswered(handle as PollerHandle),
-  ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => {
+  knownSet: () => loadNative().native.fuseKnownSet(),
+  knownXattrs: (set, node, noValues, noNames) => loadNative().native.fuseKnown(set as KnownSetHandle, node, noValues, noNames),
+  knownAnswered: (set) => loadNative().native.fuseKnownAnswered(set as KnownSetHandle),
+  ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd, known) => {
     const area = Buffer.allocUnsafeSlow(AREA_SIZE);
     const index = new Int32Array(3 * BATCH_MAX);
     loadNative().native.loopIdleMetricsOff();
-    return loadNative().native.fuseUringStart(devFd, perQueue, maxWrite, maxPages, area, index, (n) => onBatch(area, index, n), onEnd);
+    return loadNative().native.fuseUringStart(devFd, perQueue, maxWrite, maxPages, area, index, (n) => onBatch(area, index, n), onEnd,
+      known as KnownSetHandle | undefined);
   },
   ringRegister: (handle) => loadNative().native.fuseUringRegister(handle as UringHandle),
   ringCommit: (handle, token, bufs) => void loadNative().native.fuseUringCommit(handle as UringHandle, token, bufs),
@@ -101,29 +107,33 @@ export const nativeTransport: FuseTransport = {
   close: (fd) => loadNative().native.close(fd),
 };
 
-/** readers that answer nothing themselves (the default beside readers of a test's own) */
-const answerNothing = {
-  knownXattrs: (): void => undefined,
-  knownAnswered: (): [number, number, number] => [0, 0, 0],
+/** a transport that answers nothing itself (the default beside readers of a caller's own) */
+const answerNothing: Pick<FuseTransport, 'knownSet' | 'knownXattrs' | 'knownAnswered'> = {
+  knownSet: () => undefined,
+  knownXattrs: () => undefined,
+  knownAnswered: () => [0, 0, 0],
 };
 
 /**
  * `partial` over the native defaults. Methods are looked up on every call, so a class
  * instance (prototype methods) works and can be changed after the session was built.
  * Readers of the caller's own (startReaders) answer nothing themselves unless it also
- * gives knownXattrs.
+ * gives knownSet.
  */
 export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTransport {
   const p = partial;
   const n = nativeTransport;
-  const ownReaders = (): Pick<FuseTransport, 'knownXattrs' | 'knownAnswered'> => (p.startReaders === undefined ? n : answerNothing);
+  const known = (): Pick<FuseTransport, 'knownSet' | 'knownXattrs' | 'knownAnswered'> =>
+    (p.knownSet !== undefined ? (p as FuseTransport) : p.startReaders === undefined ? n : answerNothing);
   return {
     writev: (fd, bufs) => (p.writev ?? n.writev).call(p, fd, bufs),
-    startReaders: (fds, onBatch, onEnd) => (p.startReaders ?? n.startReaders).call(p, fds, onBatch, onEnd),
+    startReaders: (fds, onBatch, onEnd, set) => (p.startReaders ?? n.startReaders).call(p, fds, onBatch, onEnd, set),
     stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
-    knownXattrs: (h, node, noValues, noNames) => (p.knownXattrs ?? ownReaders().knownXattrs).call(p, h, node, noValues, noNames),
-    knownAnswered: (h) => (p.knownAnswered ?? ownReaders().knownAnswered).call(p, h),
-    ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd) => (p.ringStart ?? n.ringStart).call(p, devFd, perQueue, maxWrite, maxPages, onBatch, onEnd),
+    knownSet: () => known().knownSet.call(p),
+    knownXattrs: (set, node, noValues, noNames) => known().knownXattrs.call(p, set, node, noValues, noNames),
+    knownAnswered: (set) => known().knownAnswered.call(p, set),
+    ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd, set) =>
+      (p.ringStart ?? n.ringStart).call(p, devFd, perQueue, maxWrite, maxPages, onBatch, onEnd, set),
     ringRegister: (h) => (p.ringRegister ?? n.ringRegister).call(p, h),
     ringCommit: (h, token, bufs) => (p.ringCommit ?? n.ringCommit).call(p, h, token, bufs),
     ringStop: (h) => (p.ringStop ?? n.ringStop).call(p, h),

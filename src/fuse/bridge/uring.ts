@@ -39,12 +39,12 @@ export interface RingRefused {
 /**
  * Makes the ring and its buffers, before the INIT reply asks for it: a connection that
  * agreed on the ring gets no request until the ring is registered, so a ring that cannot
- * be made must not be asked for.
+ * be made must not be asked for. `known`: the answers it gives itself (the readers' set).
  */
 export function makeRing(transport: FuseTransport, devFd: number, onBatch: BatchHandler,
-  onEnd: (errno: number) => void): RingStarted | RingRefused {
+  onEnd: (errno: number) => void, known?: unknown): RingStarted | RingRefused {
   try {
-    const r = transport.ringStart(devFd, RING_ENTRIES_PER_QUEUE, MAX_WRITE, MAX_PAGES, onBatch, onEnd);
+    const r = transport.ringStart(devFd, RING_ENTRIES_PER_QUEUE, MAX_WRITE, MAX_PAGES, onBatch, onEnd, known);
     return { ok: true, handle: r.handle, queues: r.queues };
   } catch (e) {
     return { ok: false, reason: why(e) };
