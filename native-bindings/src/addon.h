@@ -64,6 +64,11 @@ char *arg_string_alloc(napi_env env, napi_value v, const char *what, const char 
 /* The bytes of a Buffer (or any Uint8Array). */
 bool arg_buffer(napi_env env, napi_value v, const char *what, void **data, size_t *len);
 bool arg_function(napi_env env, napi_value v, const char *what);
+/*
+ * The native data an object of ours wraps (napi_wrap), when it carries `tag` (each kind
+ * of handle has its own); NULL with a TypeError "<what> must be <expected>" otherwise.
+ */
+void *arg_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const char *what, const char *expected);
 
 /* ---- values ---- */
 

@@ -158,14 +158,7 @@ static void set_finalize(napi_env env, void *data, void *hint) {
 }
 
 static struct known_set *unwrap_set(napi_env env, napi_value v) {
-  bool tagged = false;
-  struct known_set *s = NULL;
-  if (napi_check_object_type_tag(env, v, &set_tag, &tagged) != napi_ok || !tagged ||
-      napi_unwrap(env, v, (void **)&s) != napi_ok || !s) {
-    throw_type(env, "set", "a set of known answers (fuseKnownSet)");
-    return NULL;
-  }
-  return s;
+  return arg_tagged(env, v, &set_tag, "set", "a set of known answers (fuseKnownSet)");
 }
 
 bool known_arg(napi_env env, napi_value v, struct known_set **out, napi_ref *ref) {

@@ -350,14 +350,7 @@ static napi_value b_start(napi_env env, napi_callback_info info) {
 
 /* the group behind a handle fuseStartPoller returned; NULL with a TypeError pending */
 static struct pgroup *arg_group(napi_env env, napi_value v) {
-  bool tagged = false;
-  struct pgroup *g = NULL;
-  if (napi_check_object_type_tag(env, v, &handle_tag, &tagged) != napi_ok || !tagged ||
-      napi_unwrap(env, v, (void **)&g) != napi_ok || !g) {
-    throw_type(env, "handle", "a poller handle");
-    return NULL;
-  }
-  return g;
+  return arg_tagged(env, v, &handle_tag, "handle", "a poller handle");
 }
 
 /* fuseStopPoller(handle): stops polling and calls nothing more; safe to call twice */

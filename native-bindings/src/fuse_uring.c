@@ -92,14 +92,8 @@ void uring_close_poll(struct uring *u) {
 static const napi_type_tag uring_tag = {0x7374726174616673ULL, 0x7572696e67733031ULL};
 
 bool uring_unwrap(napi_env env, napi_value v, struct uring **out) {
-  bool tagged = false;
-  *out = NULL;
-  if (napi_check_object_type_tag(env, v, &uring_tag, &tagged) != napi_ok || !tagged ||
-      napi_unwrap(env, v, (void **)out) != napi_ok || !*out) {
-    throw_type(env, "handle", "an io_uring transport handle");
-    return false;
-  }
-  return true;
+  *out = arg_tagged(env, v, &uring_tag, "handle", "an io_uring transport handle");
+  return *out != NULL;
 }
 
 /* Stops delivering; the memory goes once the kernel has handed back every entry. */

@@ -254,3 +254,14 @@ napi_value js_bytes(napi_env env, const char *s, size_t len) {
   napi_create_string_latin1(env, s, len, &v);
   return v;
 }
+
+void *arg_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const char *what, const char *expected) {
+  bool tagged = false;
+  void *data = NULL;
+  if (napi_check_object_type_tag(env, v, tag, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, v, &data) != napi_ok || !data) {
+    throw_type(env, what, expected);
+    return NULL;
+  }
+  return data;
+}
