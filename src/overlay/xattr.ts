@@ -40,11 +40,12 @@ function where(st: State, node: Node): { path: string; follow: boolean } {
 
 /**
  * The value, or null when absent (ENODATA). Most files have no xattrs a user can see,
- * yet `ls -l` asks for security.selinux and system.posix_acl_access on each one every
- * time (the kernel does not cache misses): the first read on a node lists its xattrs
- * (one listxattr, where a getxattr then a listxattr on a miss took two); without any
- * the node remembers it (Node.noXattrs) and later reads cost no syscall, and a name not
- * listed is a miss. A node still only in the lowers answers from its lower index
+ * yet `ls -l` asks for security.selinux on each one every time (the kernel caches no
+ * xattr but POSIX ACLs, system.posix_acl_access asked once per inode): the first read
+ * on a node lists its xattrs (one listxattr, where a getxattr then a listxattr on a
+ * miss took two); without any the node remembers it (setNoXattrs), later reads cost no
+ * syscall and are answered by the bridge's reader without reaching here, and a name
+ * not listed is a miss. A node still only in the lowers answers from its lower index
  * (lowerIndex): names and values read once.
  */
 export function getxattr(st: State, node: Node, name: string): Buffer | null {
