@@ -74,10 +74,7 @@ export function nodeFor(st: State, parent: Node, name: string, r: Resolved): Nod
   const key = keyOf(st, r);
   const known = parent.child(name);
   if (known && known.key === key && known.type === r.type) {
-    const wasUpper = known.upper;
     known.upper = r.upper !== null;
-    // what the bridge answers of its xattr names depends on it
-    if (known.noXattrs && known.upper !== wasUpper) st.setNoXattrs(known, true);
     known.upperXwhiteouts = r.upperXwhiteouts;
     const was = known.lowers[0];
     known.lowers = refsOf(r);

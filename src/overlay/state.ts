@@ -169,14 +169,13 @@ export class State {
 
   /**
    * Sets whether a node has no xattrs a caller can see (Node.noXattrs), and tells the
-   * bridge, which then answers the node's GETXATTRs itself (ENODATA), and its LISTXATTRs
-   * (no names) while the node is not in the upper: an upper object's names are listed
-   * from disk each time (xattr.ts listxattr).
+   * bridge, which then answers the node's GETXATTRs (ENODATA) and LISTXATTRs (no names)
+   * itself, as xattr.ts would: stratafs is the only writer of the upper while mounted.
    */
   setNoXattrs(node: Node, none: boolean): void {
     const was = node.noXattrs;
     node.noXattrs = none;
-    if (none || was) this.xattrAnswers.set(node.id, none, none && !node.upper);
+    if (none || was) this.xattrAnswers.set(node.id, none, none);
   }
 
   node(id: NodeId): Node {

@@ -163,6 +163,10 @@ export function listxattr(st: State, node: Node, mayListTrusted: () => boolean =
     // those of every entry it walks, which a walk's read-ahead then lists too (while it asks)
     st.readAhead.xattrs = true;
     out = lowerIndex(st, node).shown;
+  } else if (node.noXattrs) {
+    // as getxattr: none since the last listing or copy-up, and stratafs is the only
+    // writer of the upper while mounted (the bridge's reader answers these itself)
+    out = [];
   } else {
     const { path, follow } = where(st, node);
     out = visible(st, native.listxattr(path, follow));
