@@ -2,8 +2,8 @@
  * Answers the device reader gives itself: xattr requests of nodes the filesystem said
  * have no xattrs a caller can see (src/fuse/api.ts, setXattrAnswers).
  *
- * The kernel caches no xattrs, so a tool that asks them of each file it meets asks again
- * every time: `ls -l` two GETXATTRs per entry (security.selinux, system.posix_acl_access),
+ * The kernel caches no xattrs but POSIX ACLs, so a tool that asks them of each file it
+ * meets asks again every time: `ls -l` a GETXATTR (security.selinux) per entry,
  * containers-storage's naive diff a GETXATTR (security.capability) and a LISTXATTR per
  * entry of both trees. Most files have none, and once the overlay knows that of a node
  * its answer never changes until it says so: ENODATA for any name, an empty list. Here
@@ -14,12 +14,12 @@
  * which writes the reply to the device) and its io_uring entries (fuse_uring_requests.c,
  * which commits it).
  *
- * The set maps node ids to what is known (KNOWN_* bits). Node ids are never reused
- * during a mount (src/overlay/inodes.ts), so an entry can only be stale in memory, and
- * the filesystem removes it when the node leaves its table: the set holds at most the
- * nodes the kernel still knows. Open addressing with linear probing over 64-bit slots,
- * each the id shifted left by two over the bits (0: empty); it grows at 3/4 full and
- * shrinks at 1/8, and holds no memory while empty.
+ * The set holds the ids of the nodes without xattrs. Node ids are never reused during a
+ * mount (src/overlay/inodes.ts), so an entry can only be stale in memory, and the
+ * filesystem removes it when the node leaves its table: the set holds at most the
+ * nodes the kernel still knows. Open addressing with linear probing over 64-bit slots
+ * (0: empty; node ids start at 1); it grows at 3/4 full and shrinks at 1/8, and holds
+ * no memory while empty.
  */
 #include "fuse_known.h"
 
@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BITS_MASK 3u
 #define MIN_CAP 1024u
 
 static uint32_t home(const struct known_set *s, uint64_t id) {
@@ -41,7 +40,7 @@ static uint32_t find(const struct known_set *s, uint64_t id, bool *found) {
   uint32_t mask = s->cap - 1;
   for (uint32_t i = home(s, id);; i = (i + 1) & mask) {
     uint64_t slot = s->slots[i];
-    if (slot == 0 || slot >> 2 == id) {
+    if (slot == 0 || slot == id) {
       *found = slot != 0;
       return i;
     }
@@ -59,24 +58,24 @@ static bool rehash(struct known_set *s, uint32_t cap) {
   for (uint32_t i = 0; i < old_cap; i++) {
     if (old[i] == 0) continue;
     bool found;
-    s->slots[find(s, old[i] >> 2, &found)] = old[i];
+    s->slots[find(s, old[i], &found)] = old[i];
   }
   free(old);
   return true;
 }
 
-unsigned known_get(const struct known_set *s, uint64_t id) {
-  if (s->count == 0) return 0;
+bool known_has(const struct known_set *s, uint64_t id) {
+  if (s->count == 0) return false;
   bool found;
-  uint32_t i = find(s, id, &found);
-  return found ? (unsigned)(s->slots[i] & BITS_MASK) : 0;
+  find(s, id, &found);
+  return found;
 }
 
 /* removes slot i, moving later entries of its run back (no tombstones) */
 static void remove_at(struct known_set *s, uint32_t i) {
   uint32_t mask = s->cap - 1;
   for (uint32_t j = (i + 1) & mask; s->slots[j] != 0; j = (j + 1) & mask) {
-    uint32_t k = home(s, s->slots[j] >> 2);
+    uint32_t k = home(s, s->slots[j]);
     /* the entry at j may fill the hole at i unless its home lies in (i, j] */
     bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
     if (stays) continue;
@@ -87,16 +86,14 @@ static void remove_at(struct known_set *s, uint32_t i) {
   s->count--;
 }
 
-bool known_put(struct known_set *s, uint64_t id, unsigned bits) {
-  bits &= BITS_MASK;
-  if (id == 0 || id >> 62 != 0) return false;
+bool known_put(struct known_set *s, uint64_t id, bool in) {
   if (s->cap == 0) {
-    if (bits == 0) return true;
+    if (!in) return true;
     if (!rehash(s, MIN_CAP)) return false;
   }
   bool found;
   uint32_t i = find(s, id, &found);
-  if (bits == 0) {
+  if (!in) {
     if (!found) return true;
     remove_at(s, i);
     if (s->count == 0) {
@@ -112,8 +109,8 @@ bool known_put(struct known_set *s, uint64_t id, unsigned bits) {
       i = find(s, id, &found);
     }
     s->count++;
+    s->slots[i] = id;
   }
-  s->slots[i] = id << 2 | bits;
   return true;
 }
 
@@ -126,17 +123,14 @@ void known_free(struct known_set *s) {
 bool known_reply(struct known_set *s, const struct fuse_in_header *in, const void *arg, size_t arg_len,
                  struct known_reply *out) {
   struct fuse_getxattr_in body;
-  if (s->count == 0 || arg_len < sizeof(body)) return false;
   if (in->opcode != FUSE_GETXATTR && in->opcode != FUSE_LISTXATTR) return false;
-  unsigned bits = known_get(s, in->nodeid);
+  if (arg_len < sizeof(body) || !known_has(s, in->nodeid)) return false;
   memset(out, 0, sizeof(*out));
   out->h.unique = in->unique;
   out->h.len = sizeof(out->h);
   if (in->opcode == FUSE_GETXATTR) {
-    if (!(bits & KNOWN_NO_XATTR_VALUES)) return false;
     out->h.error = -ENODATA;
   } else {
-    if (!(bits & KNOWN_NO_XATTR_NAMES)) return false;
     memcpy(&body, arg, sizeof(body));
     /* a size question is answered with the size (0); a list, with no bytes */
     if (body.size == 0) out->h.len = sizeof(*out);
@@ -188,22 +182,17 @@ static napi_value b_set(napi_env env, napi_callback_info info) {
 }
 
 /*
- * fuseKnown(set, nodeId, noValues, noNames): what the readers answer of a node themselves:
- * noValues, every GETXATTR with ENODATA; noNames, every LISTXATTR with an empty list; both
- * false, nothing (the node's requests go to JS again).
+ * fuseKnown(set, nodeId, noXattrs): whether the readers answer the node's xattr requests
+ * themselves (every GETXATTR ENODATA, every LISTXATTR an empty list) or JS does.
  */
 static napi_value b_known(napi_env env, napi_callback_info info) {
-  GET_ARGS(4);
+  GET_ARGS(3);
   uint64_t id;
-  bool no_values, no_names;
+  bool none;
   struct known_set *s = unwrap_set(env, argv[0]);
-  if (!s || !arg_size(env, argv[1], "nodeId", &id) || !arg_bool(env, argv[2], "noValues", &no_values) ||
-      !arg_bool(env, argv[3], "noNames", &no_names)) {
-    return NULL;
-  }
-  if (id == 0 || id >> 62 != 0) return throw_errno(env, EINVAL, "fuseKnown", NULL);
-  unsigned bits = (no_values ? KNOWN_NO_XATTR_VALUES : 0) | (no_names ? KNOWN_NO_XATTR_NAMES : 0);
-  if (!known_put(s, id, bits)) return throw_errno(env, ENOMEM, "fuseKnown", NULL);
+  if (!s || !arg_size(env, argv[1], "nodeId", &id) || !arg_bool(env, argv[2], "noXattrs", &none)) return NULL;
+  if (id == 0) return throw_errno(env, EINVAL, "fuseKnown", NULL);
+  if (!known_put(s, id, none)) return throw_errno(env, ENOMEM, "fuseKnown", NULL);
   return js_undefined(env);
 }
 

@@ -1,6 +1,6 @@
 /*
- * What the device reader answers without JS (fuse_known.c): a set of node ids, each with
- * what is known of it.
+ * What the device reader answers without JS (fuse_known.c): the set of node ids without
+ * xattrs.
  */
 #ifndef STRATAFS_FUSE_KNOWN_H
 #define STRATAFS_FUSE_KNOWN_H
@@ -11,11 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* every GETXATTR of the node answers ENODATA */
-#define KNOWN_NO_XATTR_VALUES 1u
-/* every LISTXATTR of the node answers an empty list */
-#define KNOWN_NO_XATTR_NAMES 2u
-
 struct known_set {
   uint64_t *slots;
   uint32_t cap;   /* slots (a power of two), 0 while nothing is known */
@@ -25,10 +20,10 @@ struct known_set {
   uint64_t answered[2];
 };
 
-/* the KNOWN_* bits of `id` (0: nothing known) */
-unsigned known_get(const struct known_set *s, uint64_t id);
-/* sets the bits of `id`; 0 forgets it. false only when memory ran out (nothing changed) */
-bool known_put(struct known_set *s, uint64_t id, unsigned bits);
+/* whether `id` (> 0) is in the set: its GETXATTRs answer ENODATA, its LISTXATTRs no names */
+bool known_has(const struct known_set *s, uint64_t id);
+/* puts `id` (> 0) in the set or takes it out; false only when memory ran out (nothing changed) */
+bool known_put(struct known_set *s, uint64_t id, bool in);
 void known_free(struct known_set *s);
 
 /* a reply made from what is known: `h.len` bytes from `h` */

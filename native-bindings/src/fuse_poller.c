@@ -136,7 +136,7 @@ static void call_js(struct pgroup *g, napi_ref fn_ref, size_t argc, napi_value *
 static bool answer_known(struct known_set *known, int fd, const char *req, size_t len) {
   struct fuse_in_header in;
   struct known_reply out;
-  if (len < sizeof(in)) return false;
+  if (len < sizeof(in) || known->count == 0) return false;
   memcpy(&in, req, sizeof(in));
   if (!known_reply(known, &in, req + sizeof(in), len - sizeof(in), &out)) return false;
   ssize_t w;

@@ -85,8 +85,8 @@ export interface RenameFlags {
 
 /** what the bridge answers of a node's xattrs itself (FileSystemApi.setXattrAnswers) */
 export interface XattrAnswers {
-  /** `noValues`: every GETXATTR of the node answers ENODATA; `noNames`: every LISTXATTR no names */
-  set(node: NodeId, noValues: boolean, noNames: boolean): void;
+  /** `none`: the node has no xattrs (every GETXATTR answers ENODATA, every LISTXATTR no names) */
+  set(node: NodeId, none: boolean): void;
   /** the xattr requests the bridge answered itself so far (they never reach the filesystem) */
   answered(): number;
 }
@@ -108,10 +108,10 @@ export interface FileSystemApi {
   /**
    * Optional: the bridge hands over, before INIT, a way to have a node's xattr requests
    * answered without asking the filesystem (the device reader answers them as it reads
-   * them: no JS per request). `set(node, noValues, noNames)`: every GETXATTR of the node
-   * answers ENODATA, every LISTXATTR an empty list; both false: ask the filesystem
-   * again. The filesystem calls it again the moment either stops being true, and with
-   * both false when the node leaves its table.
+   * them: no JS per request). `set(node, true)`: every GETXATTR of the node answers
+   * ENODATA, every LISTXATTR an empty list; `set(node, false)`: ask the filesystem again.
+   * The filesystem says false the moment it stops being true, and when the node leaves
+   * its table.
    */
   setXattrAnswers?(answer: XattrAnswers): void;
   destroy(): Awaitable<void>;

@@ -330,11 +330,10 @@ export interface Addon {
    */
   fuseKnownSet(): KnownSetHandle;
   /**
-   * What the readers answer of a node themselves: `noValues`, every GETXATTR with
-   * ENODATA; `noNames`, every LISTXATTR with an empty list; both false, nothing. Node ids
-   * must be positive and below 2^62.
+   * `noXattrs`: the readers answer the node's requests themselves, every GETXATTR with
+   * ENODATA and every LISTXATTR with an empty list; false, JS does. Node ids are positive.
    */
-  fuseKnown(set: KnownSetHandle, nodeId: number, noValues: boolean, noNames: boolean): void;
+  fuseKnown(set: KnownSetHandle, nodeId: number, noXattrs: boolean): void;
   /** requests answered from the set, and the nodes in it: [GETXATTR, LISTXATTR, nodes] */
   fuseKnownAnswered(set: KnownSetHandle): [number, number, number];
   /**

@@ -118,7 +118,7 @@ export class State {
     root: (id: NodeId) => Node,
   ) {
     this.inodes = new InodeTable(root, (node) => {
-      if (node.noXattrs) this.xattrAnswers.set(node.id, false, false);
+      if (node.noXattrs) this.xattrAnswers.set(node.id, false);
       this.listings.drop(node);
       dropKeptOf(this, node.id);
     });
@@ -175,7 +175,7 @@ export class State {
   setNoXattrs(node: Node, none: boolean): void {
     const was = node.noXattrs;
     node.noXattrs = none;
-    if (none || was) this.xattrAnswers.set(node.id, none, none);
+    if (none || was) this.xattrAnswers.set(node.id, none);
   }
 
   node(id: NodeId): Node {

@@ -150,13 +150,13 @@ export class FakeTransport implements FuseTransport {
     return 'handle';
   }
   stopReaders(h: unknown): void { this.stopped = h === 'handle'; }
-  /** what the readers were told they may answer themselves, by node: [noValues, noNames] */
-  known = new Map<number, [boolean, boolean]>();
+  /** the nodes the readers were told have no xattrs (they answer those themselves) */
+  known = new Set<number>();
   answered: [number, number] = [0, 0];
   knownSet(): unknown { return 'known'; }
-  knownXattrs(set: unknown, node: number, noValues: boolean, noNames: boolean): void {
+  knownXattrs(set: unknown, node: number, none: boolean): void {
     if (set !== 'known') throw new Error('not the set of known answers');
-    if (noValues || noNames) this.known.set(node, [noValues, noNames]);
+    if (none) this.known.add(node);
     else this.known.delete(node);
   }
   knownAnswered(): [number, number, number] { return [...this.answered, this.known.size]; }

@@ -137,7 +137,7 @@ export class FuseSession extends EventEmitter {
     // themselves (native-bindings/src/fuse_known.c); when tracing, every request is logged
     if (!this.trace) {
       this.fs.setXattrAnswers?.({
-        set: (node, noValues, noNames) => this.knownXattrs(node, noValues, noNames),
+        set: (node, none) => this.knownXattrs(node, none),
         answered: () => {
           const a = this.answeredByReaders();
           return a.GETXATTR + a.LISTXATTR;
@@ -146,8 +146,8 @@ export class FuseSession extends EventEmitter {
     }
   }
 
-  private knownXattrs(node: NodeId, noValues: boolean, noNames: boolean): void {
-    if (this.known !== undefined && !this.closed) this.transport.knownXattrs(this.known, node, noValues, noNames);
+  private knownXattrs(node: NodeId, none: boolean): void {
+    if (this.known !== undefined && !this.closed) this.transport.knownXattrs(this.known, node, none);
   }
 
   /** what INIT settled on (undefined before INIT) */

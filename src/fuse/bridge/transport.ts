@@ -37,10 +37,10 @@ export interface FuseTransport {
    */
   knownSet(): unknown;
   /**
-   * Every GETXATTR of `node` answered ENODATA (`noValues`), every LISTXATTR an empty list
-   * (`noNames`); both false, nothing.
+   * `none`: every GETXATTR of `node` answered ENODATA, every LISTXATTR an empty list;
+   * false: onBatch gets them again.
    */
-  knownXattrs(set: unknown, node: number, noValues: boolean, noNames: boolean): void;
+  knownXattrs(set: unknown, node: number, none: boolean): void;
   /** requests answered from the set, and the nodes in it: [GETXATTR, LISTXATTR, nodes] */
   knownAnswered(set: unknown): [number, number, number];
   /**
@@ -85,7 +85,7 @@ export const nativeTransport: FuseTransport = {
   },
   stopReaders: (handle) => loadNative().native.fuseStopPoller(handle as PollerHandle),
   knownSet: () => loadNative().native.fuseKnownSet(),
-  knownXattrs: (set, node, noValues, noNames) => loadNative().native.fuseKnown(set as KnownSetHandle, node, noValues, noNames),
+  knownXattrs: (set, node, none) => loadNative().native.fuseKnown(set as KnownSetHandle, node, none),
   knownAnswered: (set) => loadNative().native.fuseKnownAnswered(set as KnownSetHandle),
   ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd, known) => {
     const area = Buffer.allocUnsafeSlow(AREA_SIZE);
@@ -130,7 +130,7 @@ export function makeTransport(partial: Partial<FuseTransport> = {}): FuseTranspo
     startReaders: (fds, onBatch, onEnd, set) => (p.startReaders ?? n.startReaders).call(p, fds, onBatch, onEnd, set),
     stopReaders: (h) => (p.stopReaders ?? n.stopReaders).call(p, h),
     knownSet: () => known().knownSet.call(p),
-    knownXattrs: (set, node, noValues, noNames) => known().knownXattrs.call(p, set, node, noValues, noNames),
+    knownXattrs: (set, node, none) => known().knownXattrs.call(p, set, node, none),
     knownAnswered: (set) => known().knownAnswered.call(p, set),
     ringStart: (devFd, perQueue, maxWrite, maxPages, onBatch, onEnd, set) =>
       (p.ringStart ?? n.ringStart).call(p, devFd, perQueue, maxWrite, maxPages, onBatch, onEnd, set),
